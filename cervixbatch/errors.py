@@ -1,0 +1,78 @@
+"""The exceptions of cervixbatch.
+
+A leaf module: it imports nothing from the package, so it can never cause an import
+cycle. Every error a user can see derives from :class:`CervixbatchError`; the CLI turns
+them into one line and an exit status, the daemon logs them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "CervixbatchError",
+    "ConfigError",
+    "InputRejected",
+    "ModelError",
+    "OutputError",
+    "RejectReason",
+    "StoreError",
+]
+
+
+class CervixbatchError(Exception):
+    """Base of every error cervixbatch raises on purpose."""
+
+
+class ConfigError(CervixbatchError):
+    """The configuration file is missing, malformed, or has an unknown key or a wrong type."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        where = file or "configuration"
+        prefix = f"{where}: {key}: " if key else f"{where}: "
+        super().__init__(prefix + message)
+
+
+class RejectReason(enum.StrEnum):
+    """Why an input was rejected: its own fault, so it is never retried.
+
+    The values are the stable, machine-readable codes stored in the database and shown by
+    ``cervixbatch report``.
+    """
+
+    EMPTY_FILE = "empty_file"
+    TRUNCATED = "truncated"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT = "corrupt"
+    NO_PIXEL_DATA = "no_pixel_data"
+    UNSUPPORTED_DICOM = "unsupported_dicom"
+    TOO_LARGE = "too_large"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_MANY_FRAMES = "too_many_frames"
+    TOO_SMALL = "too_small"
+    UNREADABLE = "unreadable"
+    NOT_A_REGULAR_FILE = "not_a_regular_file"
+    OUTSIDE_INBOX = "outside_inbox"
+
+
+class InputRejected(CervixbatchError):
+    """An input that cannot be processed because of what it is (never retried)."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}")
+
+
+class ModelError(CervixbatchError):
+    """A model file cannot be loaded or does not have the shape a stage needs."""
+
+
+class OutputError(CervixbatchError):
+    """Outputs could not be written (disk full, I/O error, a path outside the outbox)."""
+
+
+class StoreError(CervixbatchError):
+    """The database cannot be opened, migrated, or does not answer."""

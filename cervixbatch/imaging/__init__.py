@@ -1,0 +1,1 @@
+"""File to frames: photos through OpenCV, DICOM through pydicom."""

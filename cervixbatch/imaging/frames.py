@@ -1,0 +1,72 @@
+"""What a reader hands to the pipeline: decoded frames plus the little metadata we keep."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DecodedInput", "DicomInfo", "Frame", "InputKind", "ReadLimits"]
+
+RGBImage = npt.NDArray[np.uint8]
+
+
+class InputKind(enum.StrEnum):
+    """The family of an input file, decided by its content."""
+
+    PHOTO = "photo"
+    DICOM = "dicom"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Limits checked before decoding, from the file size and the declared header."""
+
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_pixels: int = 100_000_000  # per frame, width x height as declared
+    max_frames: int = 1000
+    min_side: int = 16  # smaller images carry no usable picture of a cervix
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded picture.
+
+    ``rgb`` is the working image (H x W x 3, uint8, C-contiguous, RGB order). It may be
+    decoded at a reduced resolution; ``full_size`` is always the (height, width) of the
+    image at its own resolution (after EXIF orientation), which is what masks are written at.
+    """
+
+    index: int
+    rgb: RGBImage
+    full_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Full-resolution pixels per working-image pixel (1.0 when decoded at full size)."""
+        return self.full_size[0] / self.rgb.shape[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DicomInfo:
+    """Identifiers of a DICOM input. Never patient data: those stay in the file."""
+
+    study_uid: str | None
+    series_uid: str | None
+    sop_instance_uid: str | None
+    sop_class_uid: str | None
+    modality: str | None
+    transfer_syntax_uid: str | None
+    number_of_frames: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodedInput:
+    """Every frame of one input file, in order."""
+
+    kind: InputKind
+    format: str  # "jpeg", "png", "tiff", "bmp", "webp" or "dicom"
+    frames: tuple[Frame, ...]
+    dicom: DicomInfo | None = None

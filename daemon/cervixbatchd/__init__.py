@@ -1,0 +1,1 @@
+"""cervixbatchd: the cervixbatch service (watching the inbox, lifecycle, systemd)."""
