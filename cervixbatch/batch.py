@@ -1,0 +1,81 @@
+"""``cervixbatch process``: register every file under some paths, then drain the queue."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from cervixbatch.config import Config
+from cervixbatch.discovery import walk_files
+from cervixbatch.progress import progress_bar
+from cervixbatch.runner import Runner, load_stages
+from cervixbatch.store.db import open_database
+from cervixbatch.store.schema import Status
+
+__all__ = ["ProcessTotals", "process_paths"]
+
+
+@dataclasses.dataclass(slots=True)
+class ProcessTotals:
+    """What a one-shot run did, for its summary line and exit status."""
+
+    inputs: int = 0
+    known: int = 0
+    done: int = 0
+    rejected: int = 0
+    failed: int = 0
+
+
+def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
+    """Registers the files under ``paths`` and processes everything queued, then returns.
+
+    Failures of ours are retried (``batch.max_attempts``) before an input counts as failed.
+    """
+    db = open_database(config.database.url)
+    totals = ProcessTotals()
+    try:
+        stages = load_stages(config)
+        with Runner(config, db, stages) as runner:
+            runner.recover()
+            ids: set[int] = set()
+            for root in paths:
+                for file in walk_files(root.resolve()):
+                    registration = runner.register(file)
+                    if registration is None:
+                        continue  # vanished or unreadable before it could be hashed
+                    totals.inputs += 1
+                    totals.known += not registration.created
+                    ids.add(registration.input_id)
+            queued = _count_queued(runner)
+            with progress_bar("process", total=queued) as advance:
+                runner.drain(on_batch=lambda outcome: advance(outcome.done + outcome.rejected
+                                                              + outcome.failed))
+            _tally(runner, ids, totals)
+    finally:
+        db.dispose()
+    return totals
+
+
+def _count_queued(runner: Runner) -> int:
+    from cervixbatch.store.queue import status_counts
+
+    with runner.db.read_session() as session:
+        return status_counts(session)[Status.QUEUED.value]
+
+
+def _tally(runner: Runner, ids: set[int], totals: ProcessTotals) -> None:
+    from sqlalchemy import select
+
+    from cervixbatch.store.schema import Input
+
+    if not ids:
+        return
+    with runner.db.read_session() as session:
+        for (status,) in session.execute(select(Input.status).where(Input.id.in_(ids))):
+            if status == Status.DONE:
+                totals.done += 1
+            elif status == Status.REJECTED:
+                totals.rejected += 1
+            elif status == Status.FAILED:
+                totals.failed += 1

@@ -1,0 +1,270 @@
+"""The ``cervixbatch`` command: parses, loads the configuration, calls the library.
+
+Errors reach the user here, once: a :class:`ConfigError` exits 2, any other
+:class:`CervixbatchError` exits 1, each as one line on standard error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cervixbatch import __version__
+from cervixbatch.config import Config, LogFormat, load_config
+from cervixbatch.errors import CervixbatchError, ConfigError
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+@dataclasses.dataclass(slots=True)
+class AppContext:
+    """What every command shares: where the configuration comes from, loaded once."""
+
+    config_path: Path | None
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        """The validated configuration (loaded on first use)."""
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+class CervixbatchGroup(click.Group):
+    """Turns library errors into one line and an exit status, at the edge."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"cervixbatch: configuration error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except CervixbatchError as exc:
+            click.echo(f"cervixbatch: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=CervixbatchGroup)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Configuration file (default: $CERVIXBATCH_CONFIG, then ./config.toml).",
+)
+@click.version_option(__version__, prog_name="cervixbatch")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Batch segmentation of colposcopy images with a two-stage UNet."""
+    ctx.obj = AppContext(config_path=config_path)
+
+
+def _app(ctx: click.Context) -> AppContext:
+    app = ctx.find_object(AppContext)
+    assert app is not None
+    return app
+
+
+def _setup_logging(config: Config, *, to_stderr: bool = True) -> None:
+    from cervixbatch.logs import configure_logging
+
+    # One-shot commands keep stdout for their output (a JSON report, say).
+    configure_logging(config.logging.level, config.logging.format,
+                      sys.stderr if to_stderr else sys.stdout)
+
+
+# -- run -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon in the foreground: scan the inbox, then watch it.
+
+    SIGTERM or SIGINT finishes the batch in hand and exits 0; a second one exits at once.
+    SIGHUP reloads the configuration.
+    """
+    from cervixbatchd.service import serve  # the service imports the library, not the reverse
+
+    app = _app(ctx)
+    sys.exit(serve(app.config, config_path=app.config_path))
+
+
+# -- process ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.pass_context
+def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Process every file under PATHS once, through the same pipeline and database as
+    `run`, then exit: 0 when every input is accounted for, 1 if any failed."""
+    from cervixbatch.batch import process_paths
+
+    config = _app(ctx).config
+    _setup_logging(config)
+    totals = process_paths(config, paths)
+    click.echo(
+        f"{totals.inputs} inputs: {totals.done} done, {totals.rejected} rejected, "
+        f"{totals.failed} failed, {totals.known} already known",
+        err=True,
+    )
+    sys.exit(EXIT_FAILED if totals.failed else 0)
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def _parse_date(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time", param_hint=name) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+@main.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
+    show_default=True, help="Output format.",
+)
+@click.option("--since", help="Only inputs found at or after this ISO date/time (UTC).")
+@click.option("--until", help="Only inputs found before this ISO date/time (UTC).")
+@click.option(
+    "--status", "statuses", multiple=True,
+    type=click.Choice(["queued", "processing", "done", "rejected", "failed"]),
+    help="Only inputs in this status (repeatable).",
+)
+@click.option("--reason", "reasons", multiple=True, help="Only inputs with this reason code.")
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many items (newest).")
+@click.option(
+    "--output", type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of standard output.",
+)
+@click.option("--show-patient", is_flag=True, help="HTML: show patient names (off by default).")
+@click.pass_context
+def report(
+    ctx: click.Context,
+    fmt: str,
+    since: str | None,
+    until: str | None,
+    statuses: tuple[str, ...],
+    reasons: tuple[str, ...],
+    limit: int | None,
+    output: Path | None,
+    show_patient: bool,
+) -> None:
+    """Show what has been processed."""
+    from cervixbatch.report import ReportFilter, collect, render_csv, render_json
+    from cervixbatch.store.db import open_database
+    from cervixbatch.store.schema import Status
+
+    config = _app(ctx).config
+    _setup_logging(config)
+    if fmt == "table" and limit is None:
+        limit = 20  # a terminal shows the latest; the summary still counts everything
+    report_filter = ReportFilter(
+        since=_parse_date(since, "--since"),
+        until=_parse_date(until, "--until"),
+        statuses=tuple(Status(s) for s in statuses),
+        reasons=reasons,
+        limit=limit,
+    )
+    db = open_database(config.database.url)
+    try:
+        with db.read_session() as session:
+            data = collect(session, report_filter, inbox=config.paths.inbox)
+            if fmt == "json":
+                text = render_json(data)
+            elif fmt == "csv":
+                text = render_csv(data)
+            elif fmt == "html":
+                from cervixbatch.report_html import render_html
+
+                if output is None:
+                    raise click.UsageError("--format html needs --output FILE.html")
+                text = render_html(data, output=output, show_patient=show_patient)
+            else:
+                from cervixbatch.report_table import render_table
+
+                to_terminal = output is None and sys.stdout.isatty()
+                text = render_table(
+                    data,
+                    width=click.get_terminal_size()[0] if to_terminal else 120,
+                    colour=to_terminal,
+                )
+    finally:
+        db.dispose()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from cervixbatch.outputs import write_atomic
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output.resolve(), text.encode("utf-8"))
+        click.echo(f"report written to {output}", err=True)
+
+
+# -- synth -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--count", type=click.IntRange(min=1), required=True, help="How many photos.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write images/, cervix/ and lesion/ into.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same set.")
+@click.option("--size", "size_text", help="Fixed size WxH (default: varied, 1600x1200 to "
+              "4128x3096).")
+def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
+    """Make synthetic colposcopy-like photos with ground-truth masks."""
+    from cervixbatch.progress import progress_bar
+    from cervixbatch.synth import parse_size, write_dataset
+
+    try:
+        size = parse_size(size_text) if size_text else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from None
+    with progress_bar("synth", total=count) as advance:
+        stems = write_dataset(out, count, seed=seed, size=size, on_progress=lambda _i: advance(1))
+    click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
+
+
+# -- db --------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Run the Alembic migrations to head (also done at every start)."""
+    from cervixbatch.store.db import open_database
+
+    config = _app(ctx).config
+    _setup_logging(config)
+    database = open_database(config.database.url, migrate=False)
+    try:
+        revision = database.upgrade()
+    finally:
+        database.dispose()
+    click.echo(f"database at revision {revision}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

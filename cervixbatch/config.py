@@ -1,0 +1,377 @@
+"""One typed, frozen settings object, loaded once from TOML, validated, passed down.
+
+Unknown sections or keys and wrong types are a :class:`ConfigError` naming the file and
+the key. Relative paths (and a relative SQLite URL) resolve against the config file's own
+folder, so the daemon behaves the same whatever its working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Self
+
+from cervixbatch.errors import ConfigError
+
+__all__ = [
+    "AfterAction",
+    "BatchConfig",
+    "Config",
+    "DatabaseConfig",
+    "DicomConfig",
+    "LimitsConfig",
+    "LogFormat",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ModelsConfig",
+    "OutputConfig",
+    "PathsConfig",
+    "Precision",
+    "WatchConfig",
+    "load_config",
+    "resolve_config_path",
+]
+
+ENV_VAR = "CERVIXBATCH_CONFIG"
+DEFAULT_FILE = "config.toml"
+
+
+class AfterAction(enum.StrEnum):
+    """What happens to an input file once it is done or rejected."""
+
+    KEEP = "keep"
+    ARCHIVE = "archive"
+    DELETE = "delete"
+
+
+class Precision(enum.StrEnum):
+    """Numeric precision of inference. ``auto`` picks per device (see model.device)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    MIXED_BFLOAT16 = "mixed_bfloat16"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+class LogFormat(enum.StrEnum):
+    """``auto``: readable lines on a terminal, JSON otherwise (journald keeps the fields)."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathsConfig:
+    inbox: Path = Path("var/inbox")
+    outbox: Path = Path("var/outbox")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = "sqlite:///var/cervixbatch.db"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchConfig:
+    settle_seconds: float = 1.0
+    polling: bool = False
+    after: AfterAction = AfterAction.KEEP
+    archive: Path = Path("var/archive")
+    rescan_seconds: float = 300.0  # inotify drops events when its queue overflows
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchConfig:
+    size: int = 8
+    max_wait_ms: int = 250
+    max_attempts: int = 3  # transient failures are retried this often, then "failed"
+    lease_seconds: float = 300.0
+    read_workers: int = 0  # 0: one per core
+    write_workers: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelsConfig:
+    cervix: str = "builtin:demo"
+    lesion: str = "builtin:demo"
+    precision: Precision = Precision.AUTO
+    cervix_threshold: float = 0.5
+    lesion_threshold: float = 0.5
+    margin: float = 0.15  # the cervix box grows by this share of its size on every side
+    min_cervix_fraction: float = 0.002  # smaller components are noise, not a cervix
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputConfig:
+    overlay_max_side: int = 0  # 0: overlays at the photo's full size
+    jpeg_quality: int = 90
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_file_mb: float = 512.0
+    max_pixels: int = 100_000_000
+    max_frames: int = 1000
+    min_side: int = 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DicomConfig:
+    outputs: bool = True
+    listen: str = ""
+    ae_title: str = "CERVIXBATCH"
+    allowed_callers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    format: LogFormat = LogFormat.AUTO
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "paths": PathsConfig,
+    "database": DatabaseConfig,
+    "watch": WatchConfig,
+    "batch": BatchConfig,
+    "models": ModelsConfig,
+    "output": OutputConfig,
+    "limits": LimitsConfig,
+    "dicom": DicomConfig,
+    "metrics": MetricsConfig,
+    "logging": LoggingConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of cervixbatch. Paths in it are absolute."""
+
+    paths: PathsConfig = PathsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    watch: WatchConfig = WatchConfig()
+    batch: BatchConfig = BatchConfig()
+    models: ModelsConfig = ModelsConfig()
+    output: OutputConfig = OutputConfig()
+    limits: LimitsConfig = LimitsConfig()
+    dicom: DicomConfig = DicomConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    source: Path | None = None  # the file it came from, None for built-in defaults
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], *, base: Path, source: str) -> Self:
+        """Validates a parsed TOML mapping and resolves its relative paths against ``base``."""
+        sections: dict[str, Any] = {}
+        for name, value in data.items():
+            section_type = _SECTIONS.get(name)
+            if section_type is None:
+                raise ConfigError("unknown section", file=source, key=name)
+            if not isinstance(value, dict):
+                raise ConfigError("must be a table, e.g. [" + name + "]", file=source, key=name)
+            sections[name] = _build_section(section_type, name, value, source)
+        config = cls(**sections, source=Path(source) if source != "<defaults>" else None)
+        return config.resolved(base)
+
+    def resolved(self, base: Path) -> Self:
+        """A copy whose relative paths and SQLite URL are made absolute against ``base``."""
+        paths = PathsConfig(
+            inbox=_absolute(self.paths.inbox, base), outbox=_absolute(self.paths.outbox, base)
+        )
+        watch = dataclasses.replace(self.watch, archive=_absolute(self.watch.archive, base))
+        database = DatabaseConfig(url=_absolute_sqlite_url(self.database.url, base))
+        models = dataclasses.replace(
+            self.models,
+            cervix=_absolute_model_ref(self.models.cervix, base),
+            lesion=_absolute_model_ref(self.models.lesion, base),
+        )
+        return dataclasses.replace(
+            self, paths=paths, watch=watch, database=database, models=models
+        )
+
+    @property
+    def read_limits_bytes(self) -> int:
+        """The file-size limit in bytes."""
+        return int(self.limits.max_file_mb * 1024 * 1024)
+
+    def as_log_dict(self) -> dict[str, Any]:
+        """The settings as plain values, for the start-up log event (no secrets in URLs)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if dataclasses.is_dataclass(value):
+                out[field.name] = {
+                    k: str(v) if isinstance(v, Path | enum.Enum) else v
+                    for k, v in dataclasses.asdict(value).items()
+                }
+        out["database"]["url"] = _redact_url(self.database.url)
+        return out
+
+
+def resolve_config_path(explicit: Path | None) -> tuple[Path, bool]:
+    """Where the configuration comes from: ``--config``, then the environment, then ./config.toml.
+
+    Returns the path and whether the user named it (a named file must exist).
+    """
+    if explicit is not None:
+        return explicit, True
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env), True
+    return Path(DEFAULT_FILE), False
+
+
+def load_config(explicit: Path | None = None) -> Config:
+    """Loads and validates the configuration; the built-in defaults when no file exists."""
+    path, named = resolve_config_path(explicit)
+    if not path.is_file():
+        if named:
+            raise ConfigError("no such file", file=str(path))
+        return Config().resolved(Path.cwd())
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML ({exc})", file=str(path)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read ({exc})", file=str(path)) from exc
+    return Config.from_mapping(data, base=path.resolve().parent, source=str(path))
+
+
+def _build_section(section_type: type[Any], name: str, values: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(section_type)
+    known = {f.name for f in dataclasses.fields(section_type)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            raise ConfigError("unknown key", file=source, key=dotted)
+        kwargs[key] = _coerce(raw, hints[key], dotted, source)
+    try:
+        section = section_type(**kwargs)
+    except TypeError as exc:  # pragma: no cover - every field has a default
+        raise ConfigError(str(exc), file=source, key=name) from exc
+    _check_ranges(section, name, source)
+    return section
+
+
+def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: PLR0911
+    """Checks one value against its annotated type, converting where TOML has no such type."""
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(
+            f"expected {expected}, got {type(raw).__name__} {raw!r}", file=source, key=key
+        )
+
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise wrong("true or false")
+        return raw
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise wrong("an integer")
+        return raw
+    if hint is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise wrong("a number")
+        return float(raw)
+    if hint is str:
+        if not isinstance(raw, str):
+            raise wrong("a string")
+        return raw
+    if hint is Path:
+        if not isinstance(raw, str) or not raw:
+            raise wrong("a path (a non-empty string)")
+        return Path(raw).expanduser()
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        allowed = ", ".join(repr(m.value) for m in hint)
+        if not isinstance(raw, str):
+            raise wrong(f"one of {allowed}")
+        try:
+            return hint(raw)
+        except ValueError:
+            raise wrong(f"one of {allowed}") from None
+    if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            raise wrong("a list of strings")
+        return tuple(raw)
+    raise ConfigError(f"unsupported type {hint!r}", file=source, key=key)  # pragma: no cover
+
+
+_POSITIVE = {
+    "watch.settle_seconds": 0.0,
+    "watch.rescan_seconds": 1.0,
+    "batch.size": 1,
+    "batch.max_wait_ms": 0,
+    "batch.max_attempts": 1,
+    "batch.lease_seconds": 5.0,
+    "batch.read_workers": 0,
+    "batch.write_workers": 0,
+    "output.overlay_max_side": 0,
+    "limits.max_file_mb": 0.001,
+    "limits.max_pixels": 1,
+    "limits.max_frames": 1,
+    "limits.min_side": 1,
+}
+_UNIT_INTERVAL = {
+    "models.cervix_threshold",
+    "models.lesion_threshold",
+    "models.margin",
+    "models.min_cervix_fraction",
+}
+
+
+def _check_ranges(section: Any, name: str, source: str) -> None:
+    for field in dataclasses.fields(section):
+        key = f"{name}.{field.name}"
+        value = getattr(section, field.name)
+        if key in _POSITIVE and value < _POSITIVE[key]:
+            raise ConfigError(f"must be at least {_POSITIVE[key]}", file=source, key=key)
+        if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+            raise ConfigError("must lie between 0 and 1", file=source, key=key)
+    if name == "output" and not 1 <= section.jpeg_quality <= 100:
+        raise ConfigError("must lie between 1 and 100", file=source, key="output.jpeg_quality")
+    if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(
+            "must be one of debug, info, warning, error", file=source, key="logging.level"
+        )
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _absolute_model_ref(ref: str, base: Path) -> str:
+    if ref.startswith("builtin:"):
+        return ref
+    return str(_absolute(Path(ref).expanduser(), base))
+
+
+def _absolute_sqlite_url(url: str, base: Path) -> str:
+    """``sqlite:///relative.db`` → an absolute file URL; other URLs pass unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith("sqlite:////"):
+        return url
+    rest = url[len(prefix) :]
+    if not rest or rest.startswith(":memory:"):
+        return url
+    return prefix + str(_absolute(Path(rest), base))
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

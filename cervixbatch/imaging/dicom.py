@@ -1,0 +1,256 @@
+"""DICOM files to RGB frames, through pydicom and its pylibjpeg decoders.
+
+Patient data never leaves this module: only the identifiers of :class:`DicomInfo` and the
+image pixel module are read, and no exception message carries a tag value.
+
+Colour is converted exactly once: pydicom's decoders report the photometric
+interpretation of what they return (JPEG YBR comes back as RGB already), and only what is
+still YBR is converted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+import pydicom.uid
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi,
+    convert_color_space,
+)
+from pydicom.pixels.utils import as_pixel_options
+
+from cervixbatch.errors import InputRejected, RejectReason
+from cervixbatch.imaging.frames import DicomInfo, Frame, ReadLimits, RGBImage
+from cervixbatch.imaging.sniff import check_declared
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+__all__ = ["read_dicom"]
+
+_GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+_YBR_TO_CONVERT = frozenset({"YBR_FULL", "YBR_FULL_422"})
+# YBR_ICT/RCT only occur with JPEG 2000, whose decoder hands back RGB.
+_SUPPORTED_PHOTOMETRIC = _GREY | _YBR_TO_CONVERT | {"RGB", "PALETTE COLOR", "YBR_ICT", "YBR_RCT"}
+
+
+def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], DicomInfo]:
+    """Decode every frame of the DICOM dataset in ``fp`` (opened in binary mode).
+
+    The header is read first without the pixel data, and its declared size checked
+    against ``limits``; only then is the pixel data read and decoded, frame by frame.
+
+    Raises:
+        InputRejected: ``NO_PIXEL_DATA``, ``UNSUPPORTED_DICOM``, ``TOO_LARGE``,
+            ``TOO_MANY_FRAMES``, ``TOO_SMALL``, ``TRUNCATED`` or ``CORRUPT``.
+
+    """
+    header = _read(fp, stop_before_pixels=True)
+    # pydicom stops *before* the pixel data tag: anything left means the tag is there.
+    pixel_tag_seen = fp.tell() < fp.seek(0, 2)
+    syntax = _transfer_syntax(header)
+    rows, columns, frames = _declared_size(header)
+    check_declared(columns, rows, frames, limits)
+    photometric = _text(header, "PhotometricInterpretation") or ""
+    if photometric not in _SUPPORTED_PHOTOMETRIC:
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "the DICOM photometric interpretation is not supported"
+        )
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError as exc:
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "the DICOM transfer syntax is not supported"
+        ) from exc
+    if not decoder.is_available:
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "no decoder is installed for the DICOM transfer syntax"
+        )
+
+    fp.seek(0)
+    ds = _read(fp, stop_before_pixels=False)
+    ds.file_meta.TransferSyntaxUID = syntax
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        raise InputRejected(RejectReason.UNSUPPORTED_DICOM, "floating-point pixel data")
+    if "PixelData" not in ds:
+        # pydicom drops an element whose value is cut short; a tag present but lost is that.
+        if pixel_tag_seen:
+            raise InputRejected(RejectReason.TRUNCATED, "the DICOM pixel data is cut short")
+        raise InputRejected(RejectReason.NO_PIXEL_DATA, "the DICOM object holds no image")
+
+    result = tuple(
+        Frame(index=i, rgb=rgb, full_size=(rgb.shape[0], rgb.shape[1]))
+        for i, rgb in enumerate(_iter_rgb(ds, decoder))
+    )
+    if len(result) != frames:
+        raise InputRejected(
+            RejectReason.TRUNCATED, "the DICOM file holds fewer frames than declared"
+        )
+    return result, _info(ds, syntax, frames)
+
+
+def _read(fp: BinaryIO, *, stop_before_pixels: bool) -> Dataset:
+    """``dcmread`` with every parse failure turned into a rejection.
+
+    ``force=True`` because files without preamble and file meta are accepted; the
+    sniffer has already seen a plausible first element.
+    """
+    try:
+        return pydicom.dcmread(fp, force=True, stop_before_pixels=stop_before_pixels)
+    except EOFError as exc:
+        raise InputRejected(RejectReason.TRUNCATED, "the DICOM file is cut short") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # the parser raises many types on bad input
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM file cannot be parsed") from exc
+
+
+def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
+    """Return the declared transfer syntax, or the encoding found in a bare dataset."""
+    meta = getattr(ds, "file_meta", None)
+    declared = meta.get("TransferSyntaxUID") if meta is not None else None
+    if declared:
+        return pydicom.uid.UID(str(declared))
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM file cannot be parsed")
+    if implicit:
+        return pydicom.uid.ImplicitVRLittleEndian
+    return pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian
+
+
+def _declared_size(ds: Dataset) -> tuple[int, int, int]:
+    """Return (rows, columns, frames) from the image pixel module."""
+    if "Rows" not in ds or "Columns" not in ds:
+        raise InputRejected(RejectReason.NO_PIXEL_DATA, "the DICOM object holds no image")
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except MemoryError:
+        raise
+    except Exception as exc:  # a malformed value raises whatever its VR parser raises
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM image size is malformed") from exc
+    return rows, columns, frames
+
+
+def _iter_rgb(ds: Dataset, decoder: Any) -> Iterator[RGBImage]:
+    """Yield each frame as RGB8, decoding one frame at a time."""
+    try:
+        opts = as_pixel_options(ds)
+        frames = decoder.iter_array(ds, validate=True, raw=False, **opts)
+        for arr, props in frames:
+            photometric = str(props.get("photometric_interpretation", ""))
+            yield _to_rgb(arr, photometric, ds)
+    except InputRejected:
+        raise
+    except MemoryError:
+        raise
+    except ValueError as exc:
+        if "less than expected" in str(exc):
+            raise InputRejected(
+                RejectReason.TRUNCATED, "the DICOM pixel data is cut short"
+            ) from exc
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM pixel data cannot be decoded") from exc
+    except Exception as exc:  # decoder plugins raise many types on bad input
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM pixel data cannot be decoded") from exc
+
+
+def _to_rgb(arr: npt.NDArray[Any], photometric: str, ds: Dataset) -> RGBImage:
+    """Convert one frame, as pydicom decoded it, to C-contiguous RGB8."""
+    if photometric in _GREY:
+        if arr.ndim != 2:
+            raise InputRejected(RejectReason.CORRUPT, "the DICOM pixel data has the wrong shape")
+        grey = _grey_to_uint8(arr, ds, invert=photometric == "MONOCHROME1")
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+    elif photometric in _YBR_TO_CONVERT:
+        arr = convert_color_space(arr, photometric, "RGB")
+    elif photometric != "RGB":
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "the DICOM photometric interpretation is not supported"
+        )
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputRejected(RejectReason.CORRUPT, "the DICOM pixel data has the wrong shape")
+    return np.ascontiguousarray(_colour_to_uint8(arr, ds, palette=photometric == "PALETTE COLOR"))
+
+
+def _colour_to_uint8(arr: npt.NDArray[Any], ds: Dataset, *, palette: bool) -> RGBImage:
+    """Scale colour samples from their full declared range (not min..max) to 0..255."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.uint8, copy=False)
+    if palette:
+        # 16-bit palette entries: some writers store 8-bit values in them.
+        top = 255 if int(arr.max()) <= 255 else 65535
+    else:
+        top = (1 << int(ds.get("BitsStored") or arr.dtype.itemsize * 8)) - 1
+    values = np.clip(arr.astype(np.float64), 0, top)
+    return np.rint(values * (255.0 / top)).astype(np.uint8)
+
+
+def _grey_to_uint8(arr: npt.NDArray[Any], ds: Dataset, *, invert: bool) -> npt.NDArray[np.uint8]:
+    """Modality LUT, then the first VOI window or VOI LUT; else the frame's min..max."""
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    window = _first_window(ds)
+    if window is not None:
+        centre, width = window
+        # The linear window of PS3.3 C.11.2.1.2.1, onto 0..255.
+        scaled = ((values - (centre - 0.5)) / (width - 1) + 0.5) * 255.0
+        out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    else:
+        if "VOILUTSequence" in ds:
+            values = np.asarray(apply_voi(values, ds), dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        if high <= low:
+            out = np.zeros(values.shape, dtype=np.uint8)
+        else:
+            out = np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
+    return 255 - out if invert else out
+
+
+def _first_window(ds: Dataset) -> tuple[float, float] | None:
+    """Return the first (centre, width) of the VOI LUT module, if one is usable."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        centre, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except Exception:  # noqa: BLE001 - a malformed window is ignored, not fatal
+        return None
+    return (centre, width) if width > 1 else None
+
+
+def _first(value: Any) -> float:
+    """Return the first number of a value that may be multi-valued."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        value = value[0]
+    return float(value)
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """Return an element as stripped text; ``None`` when absent, empty or malformed."""
+    try:
+        value = ds.get(keyword)
+        return (str(value).strip() or None) if value is not None else None
+    except Exception:  # noqa: BLE001 - values are parsed lazily and may be garbage
+        return None
+
+
+def _info(ds: Dataset, syntax: pydicom.uid.UID, frames: int) -> DicomInfo:
+    """Collect the identifiers we keep; never patient data."""
+
+    return DicomInfo(
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        modality=_text(ds, "Modality"),
+        transfer_syntax_uid=str(syntax),
+        number_of_frames=frames,
+    )

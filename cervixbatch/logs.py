@@ -1,0 +1,51 @@
+"""structlog, configured once per entry point.
+
+JSON lines to stdout when stdout is not a terminal (journald keeps every field), readable
+coloured lines on a terminal. Events carry ids, hashes and reason codes — never patient
+names, IDs or birth dates, which no code path ever reads into a log field.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from cervixbatch.config import LogFormat
+
+__all__ = ["configure_logging"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def configure_logging(
+    level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
+) -> None:
+    """Sets the processors, the output format and the level for the whole process."""
+    out = stream or sys.stdout
+    json_lines = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not out.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if json_lines:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library (alembic, watchdog) stay quiet
+    # unless something is wrong.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "watchdog", "tensorflow", "absl", "pynetdicom"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

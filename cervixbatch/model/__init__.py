@@ -1,0 +1,1 @@
+"""The two UNet stages: builders, losses, loading and batched inference."""

@@ -1,0 +1,206 @@
+"""A loaded stage model: its version, its working size, and one compiled batched call.
+
+Inference is ``model(x, training=False)`` inside a ``tf.function`` with a fixed batch
+shape; the last batch is padded, so the graph is traced once and never again.
+``model.predict`` would cost 50-150 ms per call and leak memory when called in a loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cervixbatch.config import Precision
+from cervixbatch.errors import ModelError
+from cervixbatch.model.device import configure_tensorflow, resolve_precision
+
+__all__ = ["DEMO_DIR", "Stage", "StageModel", "file_sha256", "load_stage"]
+
+DEMO_DIR = Path(__file__).parent / "demo"
+_CHUNK = 1 << 20
+
+
+class Stage(enum.StrEnum):
+    """The two stages of the pipeline."""
+
+    CERVIX = "cervix"
+    LESION = "lesion"
+
+
+def file_sha256(*paths: Path) -> str:
+    """The hex sha256 of the concatenated bytes of ``paths`` (a model's version)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(slots=True)
+class StageModel:
+    """One stage, ready to run on batches of preprocessed images."""
+
+    stage: Stage
+    model: Any
+    version: str  # sha256 of the model file(s)
+    source: str
+    batch_size: int
+    precision: Precision
+    device: str
+    _call: Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) this stage works at."""
+        shape = self.model.input_shape
+        return int(shape[1]), int(shape[2])
+
+    @property
+    def input_channels(self) -> int:
+        """1 for grayscale models, 3 for RGB."""
+        return int(self.model.input_shape[3])
+
+    def __post_init__(self) -> None:
+        import tensorflow as tf
+
+        height, width = self.input_size
+        spec = tf.TensorSpec((self.batch_size, height, width, self.input_channels), tf.float32)
+        model = self.model
+
+        def forward(x: Any) -> Any:
+            y = tf.cast(model(x, training=False), tf.float32)
+            # several sigmoid channels (the seed's 3-channel head) are averaged into one mask
+            return tf.reduce_mean(y, axis=-1)
+
+        with tf.device(self.device):
+            self._call = tf.function(forward, input_signature=[spec], reduce_retracing=True)
+
+    def predict_batch(self, images: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities (N x H x W, float32) for N ≥ 0 images (N x H x W x C, float32 0..1).
+
+        N may be anything: images go through in chunks of ``batch_size``, the last padded.
+        """
+        count = images.shape[0]
+        height, width = self.input_size
+        out = np.empty((count, height, width), dtype=np.float32)
+        for start in range(0, count, self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            n = chunk.shape[0]
+            if n < self.batch_size:
+                padded = np.zeros((self.batch_size, *chunk.shape[1:]), dtype=np.float32)
+                padded[:n] = chunk
+                chunk = padded
+            out[start : start + n] = self._call(chunk).numpy()[:n]
+        return out
+
+
+def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision) -> StageModel:
+    """Loads ``builtin:demo`` or a ``.keras`` file for one stage and checks its shape."""
+    info = configure_tensorflow()
+    chosen = resolve_precision(precision, info)
+    if ref.startswith("builtin:"):
+        model, version = _load_builtin(ref.removeprefix("builtin:"), stage)
+    else:
+        model, version = _load_keras_file(Path(ref), stage)
+    _check_shape(model, ref, stage)
+    if chosen is not Precision.FLOAT32:
+        model = with_precision(model, chosen)
+    return StageModel(
+        stage=stage,
+        model=model,
+        version=version,
+        source=ref,
+        batch_size=batch_size,
+        precision=chosen,
+        device=info.device,
+    )
+
+
+def with_precision(model: Any, precision: Precision) -> Any:
+    """A copy of ``model`` whose layers compute in ``precision`` (weights stay float32)."""
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            continue
+        layer["config"]["dtype"] = {
+            "module": "keras",
+            "class_name": "DTypePolicy",
+            "config": {"name": precision.value},
+            "registered_name": None,
+        }
+    clone = keras.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _load_keras_file(path: Path, stage: Stage) -> tuple[Any, str]:
+    import keras
+
+    import cervixbatch.model.losses  # noqa: F401  (registers the custom objects)
+
+    if not path.is_file():
+        raise ModelError(f"{stage} model {path} does not exist")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise ModelError(f"{stage} model {path} cannot be loaded: {exc}") from exc
+    return model, file_sha256(path)
+
+
+def _load_builtin(name: str, stage: Stage) -> tuple[Any, str]:
+    """Shipped models: architecture JSON plus float16 weights (half the size), cast back."""
+    import keras
+
+    folder = DEMO_DIR if name == "demo" else None
+    if folder is None:
+        raise ModelError(f"unknown built-in model 'builtin:{name}' (only 'builtin:demo' exists)")
+    arch, weights = folder / f"{stage}.json", folder / f"{stage}.weights.npz"
+    if not arch.is_file() or not weights.is_file():
+        raise ModelError(
+            f"the built-in demo {stage} model is not part of this installation "
+            f"(missing {weights.name}); run scripts/train_demo_models.py or set "
+            f"models.{stage} to a .keras file"
+        )
+    model = keras.Model.from_config(json.loads(arch.read_text(encoding="utf-8")))
+    with np.load(weights) as packed:
+        model.set_weights([packed[f"w{i}"].astype(np.float32) for i in range(len(packed.files))])
+    return model, file_sha256(arch, weights)
+
+
+def pack_builtin(model: Any, folder: Path, stage: Stage) -> str:
+    """Writes ``model`` in the shipped form (JSON + float16 weights); returns its version."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arch, weights = folder / f"{stage}.json", folder / f"{stage}.weights.npz"
+    arch.write_text(json.dumps(model.get_config()), encoding="utf-8")
+    arrays = {f"w{i}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
+    np.savez_compressed(weights, **arrays)  # type: ignore[arg-type]
+    return file_sha256(arch, weights)
+
+
+def _check_shape(model: Any, ref: str, stage: Stage) -> None:
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ModelError(f"{stage} model {ref} must have one image input, not {len(inputs)}")
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    if len(in_shape) != 4 or in_shape[1] is None or in_shape[2] is None or in_shape[3] is None:
+        raise ModelError(
+            f"{stage} model {ref} must take images of a fixed size (N, H, W, C), not {in_shape}"
+        )
+    if in_shape[3] not in (1, 3):
+        raise ModelError(f"{stage} model {ref} must take 1 or 3 channels, not {in_shape[3]}")
+    if len(out_shape) != 4 or out_shape[1:3] != in_shape[1:3]:
+        raise ModelError(
+            f"{stage} model {ref} must output a mask of its input's height and width "
+            f"(got output {out_shape} for input {in_shape})"
+        )

@@ -1,0 +1,76 @@
+"""Overlays: the photo with the cervix outline and the lesion contours drawn on it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CERVIX_COLOUR", "LESION_COLOUR", "render_overlay"]
+
+Image = npt.NDArray[np.uint8]
+
+CERVIX_COLOUR = (0, 230, 90)  # RGB: green reads well on pink tissue and a dark surround
+LESION_COLOUR = (255, 225, 0)  # RGB: yellow stands out against the white of acetowhite
+
+
+def render_overlay(
+    rgb: Image,
+    cervix_mask: Image,
+    lesion_mask: Image,
+    *,
+    max_side: int = 0,
+    label: str | None = None,
+) -> Image:
+    """Draws the outlines on a copy of ``rgb`` (any resolution; masks may be larger).
+
+    ``max_side`` > 0 caps the overlay's longer side; 0 keeps the photo's resolution.
+    """
+    height, width = rgb.shape[:2]
+    scale = 1.0
+    if max_side and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    canvas = rgb if (out_w, out_h) == (width, height) else cv2.resize(
+        rgb, (out_w, out_h), interpolation=cv2.INTER_AREA
+    )
+    canvas = np.ascontiguousarray(canvas).copy()
+    thickness = max(2, round(max(out_w, out_h) / 350))
+    for mask, colour, weight in (
+        (cervix_mask, CERVIX_COLOUR, thickness),
+        (lesion_mask, LESION_COLOUR, max(2, thickness * 3 // 4)),
+    ):
+        contours = _contours_at(mask, (out_w, out_h))
+        if contours:
+            # a dark halo under each line keeps it visible on bright and dark tissue alike
+            cv2.drawContours(canvas, contours, -1, (0, 0, 0), weight + 2, cv2.LINE_AA)
+            cv2.drawContours(canvas, contours, -1, colour, weight, cv2.LINE_AA)
+    if label:
+        _draw_label(canvas, label)
+    return canvas
+
+
+def _contours_at(mask: Image, size: tuple[int, int]) -> list[npt.NDArray[np.int32]]:
+    if not mask.any():
+        return []
+    if (mask.shape[1], mask.shape[0]) != size:
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)
+
+
+def _draw_label(canvas: Image, text: str) -> None:
+    height, width = canvas.shape[:2]
+    font_scale = max(0.5, max(height, width) / 1600)
+    weight = max(1, round(font_scale * 2))
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, weight)
+    pad = round(8 * font_scale)
+    x1 = min(width, text_w + 2 * pad)
+    y1 = min(height, text_h + baseline + 2 * pad)
+    region = canvas[:y1, :x1]
+    region[:] = (region * 0.35).astype(np.uint8)  # darkened box behind the text
+    cv2.putText(
+        canvas, text, (pad, pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+        (255, 255, 255), weight, cv2.LINE_AA,
+    )

@@ -1,0 +1,477 @@
+"""Claim → read → pipeline → write → commit: one batch at a time. Used by ``process`` and
+by the daemon alike; the daemon only adds discovery, its loop and its lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+
+from cervixbatch.config import Config
+from cervixbatch.discovery import FileIdentity, hash_file, identify
+from cervixbatch.disposal import dispose_of
+from cervixbatch.errors import InputRejected, OutputError, RejectReason
+from cervixbatch.imaging.frames import DecodedInput, Frame, ReadLimits
+from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs import DIR_MODE, FrameOutputs, Outbox
+from cervixbatch.pipeline import FrameResult, Pipeline, PipelineSettings, Predictor
+from cervixbatch.render import render_overlay
+from cervixbatch.store import queue
+from cervixbatch.store.db import Database
+from cervixbatch.store.schema import Result, Status
+
+__all__ = ["BatchOutcome", "Runner", "Stages", "load_stages"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stages:
+    """The two loaded models and what identifies them in the results."""
+
+    cervix: Predictor
+    lesion: Predictor
+    cervix_version: str
+    lesion_version: str
+    precision: str
+
+
+@dataclasses.dataclass(slots=True)
+class BatchOutcome:
+    """What one batch did."""
+
+    inputs: int = 0
+    frames: int = 0
+    done: int = 0
+    rejected: int = 0
+    failed: int = 0
+    retried: int = 0
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class _Work:
+    """One claimed input on its way through the batch."""
+
+    claimed: queue.ClaimedInput
+    path: str | None = None
+    decoded: DecodedInput | None = None
+    rejection: InputRejected | None = None
+    failure: tuple[str, str] | None = None  # (reason, detail)
+    results: list[FrameResult] = dataclasses.field(default_factory=list)
+    outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
+    started: float = 0.0
+
+
+def _worker_count(configured: int) -> int:
+    return configured or max(1, os.cpu_count() or 1)
+
+
+class Runner:
+    """Processes queued inputs in batches, and registers files into the queue."""
+
+    def __init__(self, config: Config, db: Database, stages: Stages, *, owner: str | None = None):
+        self.config = config
+        self.db = db
+        self.stages = stages
+        self.owner = owner or queue.make_owner()
+        config.paths.outbox.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        self.outbox = Outbox(config.paths.outbox)
+        self.pipeline = Pipeline(
+            stages.cervix,
+            stages.lesion,
+            PipelineSettings(
+                cervix_threshold=config.models.cervix_threshold,
+                lesion_threshold=config.models.lesion_threshold,
+                margin=config.models.margin,
+                min_cervix_fraction=config.models.min_cervix_fraction,
+            ),
+        )
+        self.limits = ReadLimits(
+            max_file_bytes=config.read_limits_bytes,
+            max_pixels=config.limits.max_pixels,
+            max_frames=config.limits.max_frames,
+            min_side=config.limits.min_side,
+        )
+        self._min_working_side = self._working_side()
+        self._readers = ThreadPoolExecutor(
+            _worker_count(config.batch.read_workers), thread_name_prefix="cervixbatch-read"
+        )
+        self._writers = ThreadPoolExecutor(
+            _worker_count(config.batch.write_workers), thread_name_prefix="cervixbatch-write"
+        )
+
+    def close(self) -> None:
+        """Stops the thread pools (after the work in them)."""
+        self._readers.shutdown(wait=True)
+        self._writers.shutdown(wait=True)
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _working_side(self) -> int | None:
+        """How far photos may be decoded below full size and still serve every output."""
+        max_side = self.config.output.overlay_max_side
+        if not max_side:
+            return None  # overlays at full size need the full picture
+        lesion_h, lesion_w = self.stages.lesion.input_size
+        # The cervix fills a third or more of a photo's side; twice the stage-2 size keeps
+        # the crop stage 2 sees at or above its input resolution.
+        return max(max_side, 2 * max(lesion_h, lesion_w))
+
+    # -- registration ------------------------------------------------------------------
+
+    def recover(self) -> tuple[int, int]:
+        """Frees inputs of dead workers and removes stray temp files; returns the counts."""
+        with self.db.session() as session:
+            requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
+        temp_files = self.outbox.remove_temp_files()
+        if requeued or failed or temp_files:
+            log.info("recovered", requeued=requeued, failed=failed, temp_files=temp_files)
+        return requeued, failed
+
+    def register(self, path: Path, *, display: str | None = None) -> queue.Registration | None:
+        """Records one file (a known (path, size, mtime) is not hashed again); None when it
+        is not a regular file or cannot be read."""
+        identity = identify(path)
+        if identity is None:
+            return None
+        return self.register_identity(identity, display=display)
+
+    def register_identity(
+        self, identity: FileIdentity, *, display: str | None = None
+    ) -> queue.Registration | None:
+        """Records a file whose identity (stat) is known; hashes it only when it is new."""
+        path_text = str(identity.path)
+        with self.db.read_session() as session:
+            known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
+        if known is not None:
+            return known
+        try:
+            sha256 = hash_file(identity.path)
+        except OSError as exc:
+            log.warning("unreadable_file", reason="unreadable", error=exc.strerror)
+            return None
+        with self.db.session() as session:
+            registration = queue.register(
+                session,
+                sha256=sha256,
+                path=path_text,
+                size=identity.size,
+                mtime_ns=identity.mtime_ns,
+            )
+        log.info(
+            "input_registered" if registration.created else "input_seen_again",
+            input_id=registration.input_id,
+            sha256=sha256[:12],
+            status=registration.status.value,
+            path=display or path_text,
+        )
+        return registration
+
+    # -- processing ----------------------------------------------------------------------
+
+    def process_batch(self) -> BatchOutcome | None:
+        """Claims up to ``batch.size`` inputs and takes them to a terminal state (or back to
+        the queue for a retry). None when nothing was queued."""
+        clock = time.perf_counter()
+        with self.db.session() as session:
+            claimed = queue.claim(
+                session,
+                owner=self.owner,
+                limit=self.config.batch.size,
+                lease_seconds=self.config.batch.lease_seconds,
+            )
+        if not claimed:
+            return None
+        work = [_Work(claimed=c, started=clock) for c in claimed]
+        outcome = BatchOutcome(inputs=len(work))
+        t0 = time.perf_counter()
+        list(self._readers.map(self._read, work))
+        t1 = time.perf_counter()
+        self._segment(work)
+        t2 = time.perf_counter()
+        self._write_outputs(work)
+        t3 = time.perf_counter()
+        self._commit(work, outcome)
+        t4 = time.perf_counter()
+        self._dispose(work)
+        outcome.frames = sum(len(w.results) for w in work)
+        outcome.timings_ms = {
+            "claim": (t0 - clock) * 1000,
+            "read": (t1 - t0) * 1000,
+            "segment": (t2 - t1) * 1000,
+            "write": (t3 - t2) * 1000,
+            "commit": (t4 - t3) * 1000,
+        }
+        log.info(
+            "batch_done",
+            inputs=outcome.inputs,
+            frames=outcome.frames,
+            done=outcome.done,
+            rejected=outcome.rejected,
+            failed=outcome.failed,
+            retried=outcome.retried,
+            ms={k: round(v, 1) for k, v in outcome.timings_ms.items()},
+        )
+        return outcome
+
+    def drain(self, on_batch: Callable[[BatchOutcome], None] | None = None) -> BatchOutcome:
+        """Processes batches until the queue is empty; returns the totals."""
+        total = BatchOutcome()
+        while (outcome := self.process_batch()) is not None:
+            for name in ("inputs", "frames", "done", "rejected", "failed", "retried"):
+                setattr(total, name, getattr(total, name) + getattr(outcome, name))
+            if on_batch is not None:
+                on_batch(outcome)
+        return total
+
+    def _read(self, item: _Work) -> None:
+        last: InputRejected | None = None
+        for path in item.claimed.paths:
+            try:
+                item.decoded = read_input(
+                    Path(path), self.limits, min_working_side=self._min_working_side
+                )
+            except InputRejected as exc:
+                last = exc
+                if exc.reason is RejectReason.UNREADABLE and not Path(path).exists():
+                    continue  # moved or deleted since: another sighting may still be there
+                break
+            except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
+                item.failure = ("internal_error", f"reading failed: {type(exc).__name__}: {exc}")
+                return
+            else:
+                item.path = path
+                return
+        item.rejection = last or InputRejected(
+            RejectReason.UNREADABLE, "the file is no longer at any path it was seen at"
+        )
+
+    def _segment(self, work: Sequence[_Work]) -> None:
+        jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
+        size = self.config.batch.size
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start : start + size]
+            try:
+                results = self.pipeline.run([frame for _, frame in chunk])
+            except Exception as exc:  # noqa: BLE001 - fail these inputs, keep the service up
+                log.exception("segmentation_failed", inputs=[i.claimed.id for i, _ in chunk])
+                for item, _ in chunk:
+                    item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
+                continue
+            for (item, _), result in zip(chunk, results, strict=True):
+                item.results.append(result)
+
+    def _write_outputs(self, work: Sequence[_Work]) -> None:
+        jobs = [
+            (item, index)
+            for item in work
+            if item.decoded and item.failure is None
+            for index in range(len(item.results))
+        ]
+        written = list(self._writers.map(lambda job: self._write_frame(*job), jobs))
+        for (item, _), outputs in zip(jobs, written, strict=True):
+            if isinstance(outputs, OutputError):
+                item.failure = ("output_error", str(outputs))
+            else:
+                item.outputs.append(outputs)
+
+    def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:
+        assert item.decoded is not None
+        frame: Frame = item.decoded.frames[index]
+        result = item.results[index]
+        label = (
+            f"cervix {result.cervix_fraction:.0%}  lesion {result.lesion_fraction:.0%} of cervix"
+            if result.cervix_found
+            else "no cervix found"
+        )
+        try:
+            overlay = render_overlay(
+                frame.rgb,
+                result.cervix_mask,
+                result.lesion_mask,
+                max_side=self.config.output.overlay_max_side,
+                label=label,
+            )
+            folder = self.outbox.frame_dir(item.claimed.id, index, len(item.decoded.frames))
+            return self.outbox.write_frame(
+                folder,
+                cervix_mask=result.cervix_mask,
+                lesion_mask=result.lesion_mask,
+                overlay_rgb=overlay,
+                crop_rgb=result.crop,
+                jpeg_quality=self.config.output.jpeg_quality,
+            )
+        except OutputError as exc:
+            return exc
+
+    def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
+        """One transaction for the whole batch: outputs are on disk before rows say done."""
+        now = time.perf_counter()
+        with self.db.session() as session:
+            for item in work:
+                ms = (now - item.started) * 1000
+                input_id = item.claimed.id
+                meta = _metadata(item.decoded)
+                if item.rejection is not None:
+                    queue.reject(
+                        session,
+                        input_id=input_id,
+                        owner=self.owner,
+                        reason=item.rejection.reason.value,
+                        detail=item.rejection.detail,
+                        metadata=meta,
+                    )
+                    outcome.rejected += 1
+                    log.info(
+                        "input_rejected",
+                        input_id=input_id,
+                        sha256=item.claimed.sha256[:12],
+                        reason=item.rejection.reason.value,
+                        detail=item.rejection.detail,
+                    )
+                elif item.failure is not None:
+                    reason, detail = item.failure
+                    status = queue.fail(
+                        session,
+                        input_id=input_id,
+                        owner=self.owner,
+                        reason=reason,
+                        detail=detail,
+                        max_attempts=self.config.batch.max_attempts,
+                    )
+                    if status is Status.FAILED:
+                        outcome.failed += 1
+                    else:
+                        outcome.retried += 1
+                    log.warning(
+                        "input_failed" if status is Status.FAILED else "input_retry",
+                        input_id=input_id,
+                        sha256=item.claimed.sha256[:12],
+                        reason=reason,
+                        detail=detail,
+                        attempt=item.claimed.attempts,
+                    )
+                else:
+                    rows = [
+                        self._result_row(index, result, outputs)
+                        for index, (result, outputs) in enumerate(
+                            zip(item.results, item.outputs, strict=True)
+                        )
+                    ]
+                    if queue.complete(
+                        session,
+                        input_id=input_id,
+                        owner=self.owner,
+                        results=rows,
+                        metadata=meta,
+                        processing_ms=ms,
+                    ):
+                        outcome.done += 1
+                        log.info(
+                            "input_done",
+                            input_id=input_id,
+                            sha256=item.claimed.sha256[:12],
+                            frames=len(rows),
+                            cervix_found=[r.cervix_found for r in rows],
+                            lesion_fraction=[round(r.lesion_fraction, 4) for r in rows],
+                            ms=round(ms, 1),
+                        )
+                    else:
+                        log.warning("lease_lost", input_id=input_id)
+
+    def _result_row(self, frame: int, result: FrameResult, outputs: FrameOutputs) -> Result:
+        height, width = result.cervix_mask.shape
+        box = result.box.as_tuple() if result.box else (None, None, None, None)
+        return Result(
+            frame=frame,
+            width=width,
+            height=height,
+            cervix_found=result.cervix_found,
+            cervix_fraction=result.cervix_fraction,
+            lesion_fraction=result.lesion_fraction,
+            box_x0=box[0],
+            box_y0=box[1],
+            box_x1=box[2],
+            box_y1=box[3],
+            cervix_mask_path=str(outputs.cervix_mask),
+            lesion_mask_path=str(outputs.lesion_mask),
+            overlay_path=str(outputs.overlay),
+            crop_path=str(outputs.crop) if outputs.crop else None,
+            cervix_model=self.stages.cervix_version,
+            lesion_model=self.stages.lesion_version,
+            precision=self.stages.precision,
+            stage1_ms=result.timings_ms.get("stage1", 0.0),
+            stage2_ms=result.timings_ms.get("stage2", 0.0),
+        )
+
+    def _dispose(self, work: Iterable[_Work]) -> None:
+        after = self.config.watch.after
+        for item in work:
+            if item.failure is not None:
+                continue  # back in the queue or failed: the file stays where it is
+            dispose_of(
+                item.claimed.id,
+                [Path(p) for p in item.claimed.paths],
+                inbox=self.config.paths.inbox,
+                archive=self.config.watch.archive,
+                after=after,
+                db=self.db,
+            )
+
+
+def _metadata(decoded: DecodedInput | None) -> dict[str, object]:
+    if decoded is None:
+        return {}
+    meta: dict[str, object] = {
+        "kind": decoded.kind.value,
+        "format": decoded.format,
+        "frame_count": len(decoded.frames),
+    }
+    if decoded.dicom is not None:
+        meta.update(
+            study_uid=decoded.dicom.study_uid,
+            series_uid=decoded.dicom.series_uid,
+            sop_instance_uid=decoded.dicom.sop_instance_uid,
+            sop_class_uid=decoded.dicom.sop_class_uid,
+        )
+    return meta
+
+
+def load_stages(config: Config) -> Stages:
+    """Loads both models as configured (TensorFlow is imported here, not before)."""
+    from cervixbatch.model.stage import Stage, load_stage
+
+    cervix = load_stage(
+        config.models.cervix, Stage.CERVIX, batch_size=config.batch.size,
+        precision=config.models.precision,
+    )
+    lesion = load_stage(
+        config.models.lesion, Stage.LESION, batch_size=config.batch.size,
+        precision=config.models.precision,
+    )
+    log.info(
+        "models_loaded",
+        cervix=cervix.version[:12],
+        lesion=lesion.version[:12],
+        cervix_input=cervix.input_size,
+        lesion_input=lesion.input_size,
+        precision=cervix.precision.value,
+        device=cervix.device,
+    )
+    return Stages(
+        cervix=cervix,
+        lesion=lesion,
+        cervix_version=cervix.version,
+        lesion_version=lesion.version,
+        precision=cervix.precision.value,
+    )

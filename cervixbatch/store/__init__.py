@@ -1,0 +1,1 @@
+"""The database: schema, engine, migrations and the queue operations (the only SQL)."""

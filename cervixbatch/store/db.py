@@ -1,0 +1,146 @@
+"""One engine per process, SQLite tuned for a writer and readers, migrations run at start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+import cervixbatch
+from cervixbatch.errors import StoreError
+
+__all__ = ["Database", "migrations_dir", "open_database"]
+
+log = structlog.get_logger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+DB_FILE_MODE = 0o600
+
+
+def migrations_dir() -> Path:
+    """The Alembic environment: inside the wheel, or the repository's ``migrations/``."""
+    package = Path(cervixbatch.__file__).parent
+    for candidate in (package / "_migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StoreError("the Alembic migrations are missing from this installation")
+
+
+class Database:
+    """An engine and its session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Same pool, but transactions start with a plain BEGIN: a report must not hold
+        # SQLite's write lock while it reads.
+        self._read_sessions = sessionmaker(
+            engine.execution_options(cervixbatch_read_only=True), expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A transaction for reading only: never takes SQLite's write lock."""
+        with self._read_sessions.begin() as session:
+            yield session
+
+    def upgrade(self) -> str | None:
+        """Runs the migrations to head; returns the revision the database is at."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+        from alembic.runtime.migration import MigrationContext
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(migrations_dir()))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            with self.engine.connect() as connection:
+                revision: str | None = MigrationContext.configure(connection).get_current_revision()
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate the database: {exc.orig}") from exc
+        return revision
+
+    def dispose(self) -> None:
+        """Closes every pooled connection."""
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Creates the engine for ``url`` (and the SQLite file's folder) and migrates to head."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database.url is not a valid SQLAlchemy URL: {exc}") from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            _prepare_sqlite_file(Path(database))
+        # The connection crosses threads (the runner's pools hand results to the committer).
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except Exception as exc:
+        raise StoreError(f"cannot open the database {parsed!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    db = Database(engine)
+    if migrate:
+        revision = db.upgrade()
+        log.debug("database_ready", dialect=db.dialect, revision=revision)
+    return db
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Created here with owner-only rights: the results are health data.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+            os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the database file {path}: {exc.strerror}") from exc
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (report) never block the writer
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on the busy
+    # timeout instead of failing with "database is locked" when a read turns into a write.
+    read_only = connection.get_execution_options().get("cervixbatch_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

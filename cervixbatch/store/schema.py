@@ -1,0 +1,185 @@
+"""The tables, as SQLAlchemy 2.0 typed models. The schema changes only through migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["Base", "Input", "Result", "Sighting", "Status", "UTCDateTime", "utcnow"]
+
+
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL does."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Status(enum.StrEnum):
+    """Where an input is in its life. Done, rejected and failed are terminal."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        """True for states an input never leaves."""
+        return self in {Status.DONE, Status.REJECTED, Status.FAILED}
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+_status = Enum(
+    Status,
+    name="input_status",
+    native_enum=False,
+    length=16,
+    values_callable=lambda e: [m.value for m in e],
+    validate_strings=True,
+)
+
+
+class Input(Base):
+    """One input file, identified by the sha256 of its bytes: the durable queue's row."""
+
+    __tablename__ = "inputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)  # where it was first found
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[Status] = mapped_column(_status, default=Status.QUEUED)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str | None] = mapped_column(String(16))  # photo | dicom, once read
+    format: Mapped[str | None] = mapped_column(String(16))
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    processing_ms: Mapped[float | None] = mapped_column(Float)
+    disposition: Mapped[str | None] = mapped_column(String(16))  # kept | archived | deleted
+
+    results: Mapped[list[Result]] = relationship(
+        back_populates="input", order_by="Result.frame", cascade="all, delete-orphan"
+    )
+    sightings: Mapped[list[Sighting]] = relationship(
+        back_populates="input", order_by="Sighting.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_inputs_status_id", "status", "id"),
+        Index("ix_inputs_created_at", "created_at"),
+        Index("ix_inputs_study_uid", "study_uid"),
+    )
+
+
+class Result(Base):
+    """What the two stages found in one frame of an input, and where the outputs lie."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    input_id: Mapped[int] = mapped_column(ForeignKey("inputs.id", ondelete="CASCADE"))
+    frame: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    cervix_found: Mapped[bool]
+    cervix_fraction: Mapped[float] = mapped_column(Float)
+    lesion_fraction: Mapped[float] = mapped_column(Float)
+    box_x0: Mapped[int | None] = mapped_column(Integer)
+    box_y0: Mapped[int | None] = mapped_column(Integer)
+    box_x1: Mapped[int | None] = mapped_column(Integer)
+    box_y1: Mapped[int | None] = mapped_column(Integer)
+    cervix_mask_path: Mapped[str] = mapped_column(Text)
+    lesion_mask_path: Mapped[str] = mapped_column(Text)
+    overlay_path: Mapped[str] = mapped_column(Text)
+    crop_path: Mapped[str | None] = mapped_column(Text)
+    cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
+    lesion_model: Mapped[str] = mapped_column(String(64))
+    precision: Mapped[str] = mapped_column(String(16))
+    stage1_ms: Mapped[float] = mapped_column(Float)
+    stage2_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    input: Mapped[Input] = relationship(back_populates="results")
+
+    __table_args__ = (UniqueConstraint("input_id", "frame"),)
+
+
+class Sighting(Base):
+    """A place and moment an input's bytes were seen: (path, size, mtime) skips rehashing."""
+
+    __tablename__ = "sightings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    input_id: Mapped[int] = mapped_column(ForeignKey("inputs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    input: Mapped[Input] = relationship(back_populates="sightings")
+
+    __table_args__ = (
+        UniqueConstraint("path", "size_bytes", "mtime_ns", name="uq_sightings_path_size_mtime"),
+        Index("ix_sightings_input_id", "input_id"),
+    )

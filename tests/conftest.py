@@ -1,0 +1,127 @@
+"""Shared fixtures: real Keras models built once per session, real config files, real
+SQLite databases in ``tmp_path``, and a guard against leaked threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+ANALYTIC_SIZE = 64
+
+
+def _analytic_model(channels: int, weights: list[float], bias: float, name: str) -> Any:
+    """A real Keras model whose mask is a fixed function of colour: deterministic results
+    for end-to-end tests (one image input, sigmoid output of the same height and width)."""
+    import keras
+
+    inputs = keras.Input((ANALYTIC_SIZE, ANALYTIC_SIZE, channels))
+    conv = keras.layers.Conv2D(1, (1, 1), activation="sigmoid", name="mask")
+    outputs = conv(inputs)
+    conv.set_weights([np.array(weights, dtype=np.float32).reshape(1, 1, channels, 1),
+                      np.array([bias], dtype=np.float32)])
+    return keras.Model(inputs, outputs, name=name)
+
+
+@pytest.fixture(scope="session")
+def analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Stage models saved as .keras: cervix = red pixels, lesion = bright pixels."""
+    folder = tmp_path_factory.mktemp("analytic_models")
+    # cervix: sigmoid(24 R - 12) — the pink disc of `draw_photo` is red, the surround dark
+    cervix = _analytic_model(3, [24.0, 0.0, 0.0], -12.0, "analytic_cervix")
+    # lesion: sigmoid(60 gray - 48) — only the near-white patch passes 0.8
+    lesion = _analytic_model(1, [60.0], -48.0, "analytic_lesion")
+    paths = {"cervix": folder / "cervix.keras", "lesion": folder / "lesion.keras"}
+    cervix.save(paths["cervix"])
+    lesion.save(paths["lesion"])
+    return paths
+
+
+def draw_photo(width: int = 320, height: int = 240, *, lesion: bool = True,
+               seed: int = 0) -> np.ndarray:
+    """A simple RGB test photo: dark field, pink disc (the cervix), white patch (the lesion)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), 20, dtype=np.uint8)
+    centre = (width // 2 + int(rng.integers(-10, 10)), height // 2 + int(rng.integers(-10, 10)))
+    axes = (width // 4, height // 4)
+    cv2.ellipse(image, centre, axes, 0, 0, 360, (220, 120, 130), -1)
+    if lesion:
+        cv2.circle(image, centre, max(3, min(axes) // 3), (250, 250, 250), -1)
+    return image
+
+
+def write_photo(path: Path, rgb: np.ndarray) -> Path:
+    """Writes an RGB array as a JPEG or PNG (by the suffix)."""
+    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..., Path]:
+    """Writes a config.toml in tmp_path (inbox, outbox, database there); returns its path.
+
+    Keyword arguments ``section__key=value`` override settings.
+    """
+
+    def _make(**overrides: Any) -> Path:
+        settings: dict[str, dict[str, Any]] = {
+            "paths": {"inbox": "inbox", "outbox": "outbox"},
+            "database": {"url": "sqlite:///state/cervixbatch.db"},
+            "watch": {"settle_seconds": 0.3, "archive": "archive"},
+            "batch": {"size": 4, "max_wait_ms": 100},
+            "models": {"cervix": str(analytic_models["cervix"]),
+                       "lesion": str(analytic_models["lesion"])},
+            "logging": {"format": "json"},
+        }
+        for dotted, value in overrides.items():
+            section, key = dotted.split("__", 1)
+            settings.setdefault(section, {})[key] = value
+        lines = []
+        for section, values in settings.items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+            lines.append("")
+        path = tmp_path / "config.toml"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        (tmp_path / "inbox").mkdir(exist_ok=True)
+        return path
+
+    return _make
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fails a test that leaves a thread of ours running."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        t for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith("cervixbatch")
+    ]
+    for thread in leaked:
+        thread.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads left running: {still}"

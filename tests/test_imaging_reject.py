@@ -1,0 +1,306 @@
+"""Every rejection read_input emits, each on a crafted bad file; and a fuzz test."""
+
+from __future__ import annotations
+
+import os
+import random
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from imaging_fixtures import (
+    bundled,
+    dicom_file,
+    encode,
+    png_chunk,
+    png_with_ihdr,
+    quadrants_bgr,
+    set_jpeg_sof_size,
+    write,
+)
+
+from cervixbatch.errors import InputRejected, RejectReason
+from cervixbatch.imaging import photo
+from cervixbatch.imaging.frames import ReadLimits
+from cervixbatch.imaging.reader import read_input
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+LIMITS = ReadLimits()
+PATIENT_NAME = "Doe^Jane"
+
+
+def rejected(path: Path, limits: ReadLimits = LIMITS) -> InputRejected:
+    with pytest.raises(InputRejected) as info:
+        read_input(path, limits)
+    exc = info.value
+    assert exc.detail
+    assert str(path) not in exc.detail  # no full path in the sentence
+    return exc
+
+
+def reason_of(path: Path, limits: ReadLimits = LIMITS) -> RejectReason:
+    return rejected(path, limits).reason
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if OpenCV is asked to decode anything."""
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("cv2.imdecode was called")
+
+    monkeypatch.setattr(photo.cv2, "imdecode", refuse)
+
+
+# -- the file itself -----------------------------------------------------------------
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    assert reason_of(write(tmp_path, "a.jpg", b"")) is RejectReason.EMPTY_FILE
+
+
+def test_file_over_size_limit(tmp_path: Path, no_decoding: None) -> None:
+    path = write(tmp_path, "a.png", encode(quadrants_bgr(), ".png"))
+    limits = ReadLimits(max_file_bytes=path.stat().st_size - 1)
+    assert reason_of(path, limits) is RejectReason.FILE_TOO_LARGE
+
+
+def test_missing_file_is_unreadable(tmp_path: Path) -> None:
+    assert reason_of(tmp_path / "gone.jpg") is RejectReason.UNREADABLE
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.png", encode(quadrants_bgr(), ".png"))
+    path.chmod(0)
+    try:
+        assert reason_of(path) is RejectReason.UNREADABLE
+    finally:
+        path.chmod(0o600)
+
+
+def test_directory_and_fifo_are_not_regular_files(tmp_path: Path) -> None:
+    assert reason_of(tmp_path) is RejectReason.NOT_A_REGULAR_FILE
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert reason_of(fifo) is RejectReason.NOT_A_REGULAR_FILE  # and it did not block
+
+
+# -- not an image ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["noise.png", "noise.dcm", "noise.jpg"])
+def test_random_bytes(tmp_path: Path, name: str) -> None:
+    data = bytes(random.Random(7).randrange(256) for _ in range(4000))
+    assert reason_of(write(tmp_path, name, data)) is RejectReason.UNSUPPORTED_FORMAT
+
+
+def test_text_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "notes.jpg", b"Patient seen today, photos to follow.\n" * 20)
+    exc = rejected(path)
+    assert exc.reason is RejectReason.UNSUPPORTED_FORMAT
+    assert "not an image" in exc.detail
+
+
+def test_gif_is_not_supported(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.gif", encode(quadrants_bgr(), ".gif"))
+    assert reason_of(path) is RejectReason.UNSUPPORTED_FORMAT
+
+
+# -- truncated and corrupt ---------------------------------------------------------------
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    data = encode(quadrants_bgr(200, 200), ".jpg")
+    assert reason_of(write(tmp_path, "a.jpg", data[: len(data) // 2])) is RejectReason.TRUNCATED
+    assert reason_of(write(tmp_path, "b.jpg", data[:-2])) is RejectReason.TRUNCATED
+    assert reason_of(write(tmp_path, "c.jpg", data[:100])) is RejectReason.TRUNCATED
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    data = encode(quadrants_bgr(200, 200), ".png")
+    assert reason_of(write(tmp_path, "a.png", data[: len(data) // 2])) is RejectReason.TRUNCATED
+    assert reason_of(write(tmp_path, "b.png", data[:20])) is RejectReason.TRUNCATED
+
+
+@pytest.mark.parametrize("ext", [".webp", ".bmp"])
+def test_truncated_webp_and_bmp(tmp_path: Path, ext: str) -> None:
+    data = encode(quadrants_bgr(200, 200), ext)
+    path = write(tmp_path, "a" + ext, data[: len(data) * 2 // 3])
+    assert reason_of(path) is RejectReason.TRUNCATED
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_rle.dcm", "CT_small.dcm", "SC_rgb_gdcm_KY.dcm"])
+def test_truncated_dicom(tmp_path: Path, name: str) -> None:
+    data = bundled(name).read_bytes()
+    path = write(tmp_path, "a.dcm", data[: len(data) * 3 // 4])
+    assert reason_of(path) is RejectReason.TRUNCATED
+
+
+def test_pydicom_truncated_file() -> None:
+    assert reason_of(bundled("MR_truncated.dcm")) is RejectReason.TRUNCATED
+
+
+def test_png_with_broken_image_data(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.png", png_with_ihdr(32, 32, idat=b"not zlib at all"))
+    assert reason_of(path) is RejectReason.CORRUPT
+
+
+def test_jpeg_without_frame_header(tmp_path: Path) -> None:
+    data = b"\xff\xd8" + b"\xff\xda\x00\x08" + b"\x00" * 6 + b"\x12\x34" * 20 + b"\xff\xd9"
+    assert reason_of(write(tmp_path, "a.jpg", data)) is RejectReason.CORRUPT
+
+
+def test_garbage_after_dicom_preamble(tmp_path: Path) -> None:
+    noise = bytes(random.Random(3).randrange(256) for _ in range(2000))
+    path = write(tmp_path, "a.dcm", b"\x00" * 128 + b"DICM" + noise)
+    assert reason_of(path) in {RejectReason.CORRUPT, RejectReason.NO_PIXEL_DATA}
+
+
+# -- DICOM without a usable image ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["test-SR.dcm", "rtstruct.dcm", "ExplVR_LitEndNoMeta.dcm", "waveform_ecg.dcm"],
+)
+def test_dicom_without_pixel_data(name: str) -> None:
+    assert reason_of(bundled(name)) is RejectReason.NO_PIXEL_DATA
+
+
+def test_unsupported_photometric(tmp_path: Path) -> None:
+    path = dicom_file(tmp_path, "SC_rgb_rle.dcm", PhotometricInterpretation="HSV")
+    assert reason_of(path) is RejectReason.UNSUPPORTED_DICOM
+
+
+def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
+    # Encapsulated data relabelled as MPEG-2, which pydicom cannot decode.
+    path = dicom_file(tmp_path, "SC_rgb_rle.dcm", transfer_syntax="1.2.840.10008.1.2.4.100")
+    assert reason_of(path) is RejectReason.UNSUPPORTED_DICOM
+
+
+def test_messages_hold_no_patient_data(tmp_path: Path) -> None:
+    path = dicom_file(tmp_path, "SC_rgb_rle.dcm", PatientName=PATIENT_NAME, PatientID="P-991")
+    data = path.read_bytes()
+    exc = rejected(write(tmp_path, "cut.dcm", data[: len(data) - 300]))
+    assert PATIENT_NAME not in str(exc)
+    assert "P-991" not in str(exc)
+    assert "1.2." not in str(exc)  # no UIDs either
+
+
+# -- declared sizes, checked before decoding -------------------------------------------------
+
+
+def test_png_bomb_rejected_without_allocating(tmp_path: Path, no_decoding: None) -> None:
+    path = write(tmp_path, "bomb.png", png_with_ihdr(60000, 60000))
+    tracemalloc.start()
+    try:
+        exc = rejected(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert exc.reason is RejectReason.TOO_LARGE
+    assert "60000x60000" in exc.detail
+    assert peak < 1_000_000  # the image would need 10 GB
+
+
+def test_jpeg_sof_bomb(tmp_path: Path, no_decoding: None) -> None:
+    data = set_jpeg_sof_size(encode(quadrants_bgr(), ".jpg"), 60000, 60000)
+    assert reason_of(write(tmp_path, "bomb.jpg", data)) is RejectReason.TOO_LARGE
+
+
+def test_progressive_jpeg_sof2_is_probed(tmp_path: Path, no_decoding: None) -> None:
+    params = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    data = set_jpeg_sof_size(encode(quadrants_bgr(), ".jpg", params), 60000, 60000)
+    assert reason_of(write(tmp_path, "bomb.jpg", data)) is RejectReason.TOO_LARGE
+
+
+@pytest.mark.parametrize("ext", [".tif", ".bmp", ".webp"])
+def test_other_formats_checked_against_max_pixels(
+    tmp_path: Path, ext: str, no_decoding: None
+) -> None:
+    path = write(tmp_path, "a" + ext, encode(quadrants_bgr(48, 64), ext))
+    assert reason_of(path, ReadLimits(max_pixels=48 * 64 - 1)) is RejectReason.TOO_LARGE
+
+
+def test_dicom_too_large(tmp_path: Path) -> None:
+    path = dicom_file(tmp_path, "CT_small.dcm", Rows=60000, Columns=60000)
+    assert reason_of(path) is RejectReason.TOO_LARGE
+
+
+def test_dicom_too_many_frames(tmp_path: Path) -> None:
+    assert reason_of(bundled("SC_rgb_rle_2frame.dcm"), ReadLimits(max_frames=1)) is (
+        RejectReason.TOO_MANY_FRAMES
+    )
+    path = dicom_file(tmp_path, "SC_rgb_rle_2frame.dcm", NumberOfFrames=100_000)
+    assert reason_of(path) is RejectReason.TOO_MANY_FRAMES
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp"])
+def test_tiny_photo_is_too_small(tmp_path: Path, ext: str, no_decoding: None) -> None:
+    path = write(tmp_path, "tiny" + ext, encode(np.zeros((4, 4, 3), np.uint8), ext))
+    assert reason_of(path) is RejectReason.TOO_SMALL
+
+
+def test_tiny_dicom_is_too_small() -> None:
+    assert reason_of(bundled("SC_rgb_small_odd.dcm")) is RejectReason.TOO_SMALL  # 3x3
+
+
+def test_png_zero_size_header(tmp_path: Path, no_decoding: None) -> None:
+    assert reason_of(write(tmp_path, "z.png", png_with_ihdr(0, 10))) is RejectReason.CORRUPT
+
+
+def test_png_without_ihdr(tmp_path: Path) -> None:
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"a\x00b") + png_chunk(b"IEND", b"")
+    assert reason_of(write(tmp_path, "a.png", data)) is RejectReason.CORRUPT
+
+
+# -- fuzz: anything but InputRejected is a bug ---------------------------------------------
+
+_SEEDS = {
+    "jpeg": encode(quadrants_bgr(32, 40), ".jpg"),
+    "png": encode(quadrants_bgr(32, 40), ".png"),
+    "dicom": bundled("SC_rgb_rle.dcm").read_bytes(),
+    "dicom_native": bundled("MR_small_bigendian.dcm").read_bytes(),
+}
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(_SEEDS[draw(st.sampled_from(sorted(_SEEDS)))])
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "flip", "overwrite"]))
+        if not data:
+            break
+        if kind == "truncate":
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        elif kind == "flip":
+            pos = draw(st.integers(0, len(data) - 1))
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        else:  # headers are where parsers trust the file most
+            pos = draw(st.integers(0, min(len(data), 400) - 1))
+            chunk = draw(st.binary(min_size=1, max_size=8))
+            data[pos : pos + len(chunk)] = chunk
+    return bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=mutated())
+def test_fuzzed_inputs_only_ever_reject(tmp_path: Path, data: bytes) -> None:
+    path = write(tmp_path, "fuzz.bin", data)
+    limits = ReadLimits(min_side=1)
+    try:
+        decoded = read_input(path, limits, min_working_side=16)
+    except InputRejected:
+        return
+    assert decoded.frames
+    for frame in decoded.frames:
+        assert frame.rgb.dtype == np.uint8
+        assert frame.rgb.ndim == 3
+        assert frame.rgb.shape[2] == 3
+        assert frame.rgb.flags.c_contiguous
