@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any, TextIO
 
 import structlog
@@ -21,10 +22,31 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
+class _StreamLogger:
+    """Writes each line to ``sys.stdout`` or ``sys.stderr`` as they are *now* (test
+    runners and the CLI's own redirections replace them), flushing every line."""
+
+    def __init__(self, stream_name: str) -> None:
+        self._stream_name = stream_name
+
+    def msg(self, message: str) -> None:
+        stream: TextIO = getattr(sys, self._stream_name)
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = msg
+    err = error = critical = exception = fatal = failure = msg
+
+
 def configure_logging(
     level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
 ) -> None:
-    """Sets the processors, the output format and the level for the whole process."""
+    """Sets the processors, the output format and the level for the whole process.
+
+    ``stream`` is ``sys.stdout`` (the service: journald reads it) or ``sys.stderr`` (one-shot
+    commands, whose stdout carries their output).
+    """
+    stream_name = "stderr" if stream is sys.stderr else "stdout"
     out = stream or sys.stdout
     json_lines = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not out.isatty())
     shared: list[Any] = [
@@ -41,7 +63,7 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=lambda *_args: _StreamLogger(stream_name),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (alembic, watchdog) stay quiet
@@ -49,3 +71,6 @@ def configure_logging(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "watchdog", "tensorflow", "absl", "pynetdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pydicom warns about every non-conformant file it reads; the reader turns real
+    # problems into rejections with reasons, so the rest is noise in the service log.
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")

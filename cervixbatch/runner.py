@@ -25,7 +25,7 @@ from cervixbatch.store import queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.schema import Result, Status
 
-__all__ = ["BatchOutcome", "Runner", "Stages", "load_stages"]
+__all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,16 +82,7 @@ class Runner:
         self.owner = owner or queue.make_owner()
         config.paths.outbox.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.outbox = Outbox(config.paths.outbox)
-        self.pipeline = Pipeline(
-            stages.cervix,
-            stages.lesion,
-            PipelineSettings(
-                cervix_threshold=config.models.cervix_threshold,
-                lesion_threshold=config.models.lesion_threshold,
-                margin=config.models.margin,
-                min_cervix_fraction=config.models.min_cervix_fraction,
-            ),
-        )
+        self.pipeline = pipeline_for(config, stages)
         self.limits = ReadLimits(
             max_file_bytes=config.read_limits_bytes,
             max_pixels=config.limits.max_pixels,
@@ -445,6 +436,20 @@ def _metadata(decoded: DecodedInput | None) -> dict[str, object]:
             sop_class_uid=decoded.dicom.sop_class_uid,
         )
     return meta
+
+
+def pipeline_for(config: Config, stages: Stages) -> Pipeline:
+    """The two-stage pipeline with the configured thresholds and margin."""
+    return Pipeline(
+        stages.cervix,
+        stages.lesion,
+        PipelineSettings(
+            cervix_threshold=config.models.cervix_threshold,
+            lesion_threshold=config.models.lesion_threshold,
+            margin=config.models.margin,
+            min_cervix_fraction=config.models.min_cervix_fraction,
+        ),
+    )
 
 
 def load_stages(config: Config) -> Stages:

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -22,6 +21,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 __all__ = ["DEFAULT_SIZES", "SynthSample", "make_sample", "parse_size", "write_dataset"]
 
@@ -105,6 +105,11 @@ def _grain(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> F3
     return _f32(out / (float(out.std()) + 1e-6))
 
 
+def _colour(rng: np.random.Generator, lo: tuple[float, ...], hi: tuple[float, ...]) -> F32:
+    """Draw an RGB colour (0..1) channel-wise between ``lo`` and ``hi``."""
+    return _f32(rng.uniform(lo, hi))
+
+
 def _mix(img: F32, colour: F32, alpha: F32) -> None:
     """Alpha-composite ``colour`` over ``img`` in place."""
     img += (colour - img) * alpha[..., None]
@@ -113,15 +118,14 @@ def _mix(img: F32, colour: F32, alpha: F32) -> None:
 def _walls(rng: np.random.Generator, x: F32, y: F32, cervix: _Ellipse, inside: F32) -> F32:
     """Pinkish-red vaginal walls: folds around the cervix, a shadowed fornix, out of focus."""
     h, w = y.shape[0], x.shape[1]
-    base = np.array(
-        [rng.uniform(0.62, 0.85), rng.uniform(0.26, 0.40), rng.uniform(0.28, 0.42)],
-        dtype=np.float32,
-    )
+    base = _colour(rng, (0.62, 0.26, 0.28), (0.85, 0.40, 0.42))
     u, v = cervix.local(x, y)
     dist, phi = np.sqrt(u * u + v * v), np.arctan2(v, u)
     warp = _noise(rng, (h, w), (5, 4))
-    folds = 0.7 * np.sin(rng.uniform(5, 11) * dist + 1.8 * warp) + 0.3 * np.sin(
-        rng.integers(5, 12) * phi + 1.5 * _noise(rng, (h, w), (4, 3))
+    lobes = float(rng.integers(5, 12))
+    folds = _f32(
+        0.7 * np.sin(rng.uniform(5, 11) * dist + 1.8 * warp)
+        + 0.3 * np.sin(lobes * phi + 1.5 * _noise(rng, (h, w), (4, 3)))
     )
     shade = 0.78 + 0.16 * folds - 0.22 * _smoothstep(-folds, 0.6, 1.0)  # dark fold creases
     shade *= 1.0 + 0.12 * _noise(rng, (h, w), (8, 6))
@@ -143,10 +147,7 @@ def _cervix(
     lit = (lx * u * steep + ly * v * steep + z) / np.sqrt(steep**2 * (u * u + v * v) + z * z + 1e-6)
     shade = 0.5 + 0.5 * np.clip(lit, 0.0, 1.0) ** 1.3
     shade = shade * (1.0 + 0.05 * _noise(rng, (h, w), (10, 8)) + 0.025 * _grain(rng, (h, w), 1.0))
-    colour = np.array(
-        [rng.uniform(0.82, 0.95), rng.uniform(0.50, 0.66), rng.uniform(0.52, 0.68)],
-        dtype=np.float32,
-    )
+    colour = _colour(rng, (0.82, 0.50, 0.52), (0.95, 0.66, 0.68))
     alpha = np.clip(inside + 0.5, 0.0, 1.0)  # anti-aliased edge
     _mix(img, colour * shade[..., None], alpha)
     return alpha, shade.astype(np.float32)
@@ -174,10 +175,8 @@ def _ectropion(
     u, v = zone.local(x, y)
     field = 1.0 - u * u - v * v + 0.35 * _noise(rng, (h, w), (14, 10))
     alpha = _smoothstep(field, -0.05, 0.25) * clip * rng.uniform(0.6, 0.95)
-    granular = 0.82 + 0.18 * _grain(rng, (h, w), 1.3 * w / _WORK_WIDTH + 0.5)
-    red = np.array(
-        [rng.uniform(0.72, 0.85), rng.uniform(0.16, 0.28), rng.uniform(0.2, 0.3)], np.float32
-    )
+    granular = 0.88 + 0.12 * _grain(rng, (h, w), 1.6 * w / _WORK_WIDTH + 0.6)
+    red = _colour(rng, (0.72, 0.16, 0.2), (0.85, 0.28, 0.3))
     _mix(img, red * (granular * (0.6 + 0.4 * img.mean(axis=2) / 0.7))[..., None], alpha)
 
 
@@ -303,22 +302,12 @@ def make_sample(rng: np.random.Generator, size: tuple[int, int] | None = None) -
     y = np.arange(h, dtype=np.float32)[:, None] + np.float32(0.5)
     frac, aspect = rng.uniform(0.09, 0.45), rng.uniform(0.7, 1.0)
     a = math.sqrt(frac * w * h / (math.pi * aspect))
-    cervix = _Ellipse(
-        w * rng.uniform(0.38, 0.62),
-        h * rng.uniform(0.4, 0.6),
-        a,
-        a * aspect,
-        rng.uniform(-0.6, 0.6),
-    )
+    cx, cy, tilt = w * rng.uniform(0.38, 0.62), h * rng.uniform(0.4, 0.6), rng.uniform(-0.6, 0.6)
+    cervix = _Ellipse(cx, cy, a, a * aspect, tilt)
+    # the os: a small dark slit near the centre, roughly along the cervix's long axis
     os_x, os_y = cervix.point(rng.uniform(-0.12, 0.12), rng.uniform(-0.12, 0.12))
-    os_a = cervix.a * rng.uniform(0.05, 0.13)
-    os_ = _Ellipse(
-        os_x,
-        os_y,
-        os_a,
-        os_a * rng.uniform(0.2, 0.6),
-        cervix.angle + rng.uniform(-0.4, 0.4),
-    )
+    os_a, tilt = cervix.a * rng.uniform(0.05, 0.13), tilt + rng.uniform(-0.4, 0.4)
+    os_ = _Ellipse(os_x, os_y, os_a, os_a * rng.uniform(0.2, 0.6), tilt)
 
     # a real cervix is no perfect ellipse: wobble its rim a little
     inside = cervix.inside(x, y) + 0.025 * cervix.b * _noise(rng, (h, w), (6, 5))
@@ -330,7 +319,7 @@ def make_sample(rng: np.random.Generator, size: tuple[int, int] | None = None) -
     if lesion is not None:  # dull, translucent white-pink; soft edge inside the mask only
         alpha = _smoothstep(lesion, -0.03, 0.17) * cervix_alpha
         alpha *= rng.uniform(0.55, 0.85) * (0.85 + 0.15 * _noise(rng, (h, w), (20, 15)))
-        white = np.array([0.95, rng.uniform(0.84, 0.9), rng.uniform(0.84, 0.9)], np.float32)
+        white = _colour(rng, (0.93, 0.84, 0.84), (0.97, 0.9, 0.9))
         _mix(img, white * (0.35 + 0.65 * shade)[..., None], alpha)
     os_alpha = _smoothstep(os_.inside(x, y), -1.0, 0.5 + 0.3 * os_.b)
     _mix(img, np.array([0.3, 0.07, 0.1], np.float32) * shade[..., None], os_alpha * 0.9)
@@ -356,8 +345,12 @@ def make_sample(rng: np.random.Generator, size: tuple[int, int] | None = None) -
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary name in the same folder so readers never see a partial file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _encode(ext: str, image: U8, params: list[int] | None = None) -> bytes:
@@ -391,7 +384,7 @@ def write_dataset(
         index = start + i
         sample = make_sample(np.random.default_rng([seed, index]), size)
         stem = f"synth_{index:05d}"
-        bgr = cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+        bgr = np.asarray(cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR), np.uint8)
         _write_atomic(
             folders["images"] / f"{stem}.jpg", _encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
         )

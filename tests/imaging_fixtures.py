@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 
 __all__ = [
+    "bundled",
     "dicom_file",
     "encode",
     "exif_app1",
@@ -23,7 +24,6 @@ __all__ = [
     "png_with_ihdr",
     "quadrants_bgr",
     "set_jpeg_sof_size",
-    "bundled",
     "write",
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
@@ -11,6 +11,9 @@ from imaging_fixtures import bundled, dicom_file, write
 
 from cervixbatch.imaging.frames import InputKind, ReadLimits
 from cervixbatch.imaging.reader import read_input
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -13,6 +13,9 @@ from PIL import Image
 
 from cervixbatch.imaging.frames import InputKind, ReadLimits
 from cervixbatch.imaging.reader import read_input
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 LIMITS = ReadLimits()
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -133,7 +136,9 @@ def _oriented_jpeg(height: int, width: int, orientation: int) -> bytes:
     img = np.zeros((height, width, 3), np.uint8)
     img[:, : width // 2] = (0, 0, 255)
     img[:, width // 2 :] = (255, 0, 0)
-    return insert_after_soi(encode(img, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), exif_app1(orientation))
+    return insert_after_soi(
+        encode(img, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), exif_app1(orientation)
+    )
 
 
 def test_exif_orientation_6_is_applied(tmp_path: Path) -> None:
@@ -171,7 +176,9 @@ def test_exif_orientation_with_reduced_decode(tmp_path: Path) -> None:
         (5000, (600, 800)),
     ],
 )
-def test_reduced_jpeg_decode(tmp_path: Path, min_side: int | None, expected: tuple[int, int]) -> None:
+def test_reduced_jpeg_decode(
+    tmp_path: Path, min_side: int | None, expected: tuple[int, int]
+) -> None:
     path = write(tmp_path, "big.jpg", encode(quadrants_bgr(600, 800), ".jpg"))
     frame = read_input(path, LIMITS, min_working_side=min_side).frames[0]
     assert frame.rgb.shape[:2] == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tracemalloc
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -27,6 +27,9 @@ from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging import photo
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -178,6 +181,11 @@ def test_unsupported_photometric(tmp_path: Path) -> None:
     assert reason_of(path) is RejectReason.UNSUPPORTED_DICOM
 
 
+def test_unusual_samples_per_pixel(tmp_path: Path) -> None:
+    path = dicom_file(tmp_path, "SC_rgb_rle.dcm", SamplesPerPixel=200)
+    assert reason_of(path) is RejectReason.UNSUPPORTED_DICOM
+
+
 def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
     # Encapsulated data relabelled as MPEG-2, which pydicom cannot decode.
     path = dicom_file(tmp_path, "SC_rgb_rle.dcm", transfer_syntax="1.2.840.10008.1.2.4.100")
@@ -289,7 +297,9 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=mutated())
 def test_fuzzed_inputs_only_ever_reject(tmp_path: Path, data: bytes) -> None:
     path = write(tmp_path, "fuzz.bin", data)

@@ -59,7 +59,9 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
     rows, columns, frames = _declared_size(header)
     check_declared(columns, rows, frames, limits)
     photometric = _text(header, "PhotometricInterpretation") or ""
-    if photometric not in _SUPPORTED_PHOTOMETRIC:
+    # Samples per pixel multiplies what a decoder allocates: only grey or colour.
+    samples = _text(header, "SamplesPerPixel") or "1"
+    if photometric not in _SUPPORTED_PHOTOMETRIC or samples not in {"1", "3"}:
         raise InputRejected(
             RejectReason.UNSUPPORTED_DICOM, "the DICOM photometric interpretation is not supported"
         )
@@ -78,7 +80,9 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
     ds = _read(fp, stop_before_pixels=False)
     ds.file_meta.TransferSyntaxUID = syntax
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-        raise InputRejected(RejectReason.UNSUPPORTED_DICOM, "floating-point pixel data")
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "floating-point DICOM pixel data is not supported"
+        )
     if "PixelData" not in ds:
         # pydicom drops an element whose value is cut short; a tag present but lost is that.
         if pixel_tag_seen:
@@ -244,7 +248,6 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 def _info(ds: Dataset, syntax: pydicom.uid.UID, frames: int) -> DicomInfo:
     """Collect the identifiers we keep; never patient data."""
-
     return DicomInfo(
         study_uid=_text(ds, "StudyInstanceUID"),
         series_uid=_text(ds, "SeriesInstanceUID"),

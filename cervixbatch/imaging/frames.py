@@ -46,7 +46,7 @@ class Frame:
     @property
     def scale(self) -> float:
         """Full-resolution pixels per working-image pixel (1.0 when decoded at full size)."""
-        return self.full_size[0] / self.rgb.shape[0]
+        return float(self.full_size[0] / self.rgb.shape[0])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

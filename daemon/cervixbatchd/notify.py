@@ -1,0 +1,103 @@
+"""sd_notify without a dependency: datagrams to systemd's ``$NOTIFY_SOCKET``.
+
+The protocol is newline-separated ``KEY=VALUE`` assignments in one datagram on a unix
+socket (sd_notify(3)). A socket name starting with ``@`` lives in the abstract namespace.
+Without ``NOTIFY_SOCKET`` (started by hand, by a test, or with ``Type=simple``) every call
+is silent, so the service never needs to know how it was started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import structlog
+
+__all__ = ["Notifier"]
+
+log = structlog.get_logger("cervixbatchd")
+
+
+class Notifier:
+    """Talks to the service manager: READY, WATCHDOG, STATUS, STOPPING."""
+
+    def __init__(self, environ: os._Environ[str] | dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self._address = _socket_address(env.get("NOTIFY_SOCKET", ""))
+        self.watchdog_interval = _watchdog_interval(env)
+        self._socket: socket.socket | None = None
+        self._warned = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a service manager listens at all."""
+        return self._address is not None
+
+    def send(self, *assignments: str) -> bool:
+        """Sends ``KEY=VALUE`` lines as one datagram; False when nobody listens or it failed."""
+        if self._address is None:
+            return False
+        payload = "\n".join(assignments).encode("utf-8", "replace")
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                )
+            self._socket.sendto(payload, self._address)
+        except OSError as exc:
+            # A vanished manager must never stop the service; say so once, not every ping.
+            if not self._warned:
+                log.warning("notify_failed", error=exc.strerror or str(exc))
+                self._warned = True
+            return False
+        return True
+
+    def ready(self, status: str) -> bool:
+        """The models are loaded and the first scan is registered."""
+        return self.send("READY=1", f"STATUS={status}")
+
+    def watchdog(self) -> bool:
+        """The main loop is alive (systemd kills the service after ``WatchdogSec`` silence)."""
+        return self.send("WATCHDOG=1")
+
+    def status(self, text: str) -> bool:
+        """A one-line status, shown by ``systemctl status``."""
+        return self.send(f"STATUS={text}")
+
+    def reloading(self) -> bool:
+        """A SIGHUP reload has begun (READY=1 ends it)."""
+        return self.send("RELOADING=1")
+
+    def stopping(self, status: str) -> bool:
+        """Shutdown has begun: the batch in hand is finishing."""
+        return self.send("STOPPING=1", f"STATUS={status}")
+
+    def close(self) -> None:
+        """Closes the socket (the next send opens a new one)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def _socket_address(value: str) -> str | bytes | None:
+    """The address to send to: a path, or an abstract name (leading NUL), or None."""
+    if not value:
+        return None
+    if value.startswith("@"):
+        return b"\0" + value[1:].encode()
+    if value.startswith("/"):
+        return value
+    # Other forms (vsock:…) are for VMs; a service on a clinic server never sees them.
+    log.warning("notify_socket_unsupported", socket=value)
+    return None
+
+
+def _watchdog_interval(env: os._Environ[str] | dict[str, str]) -> float | None:
+    """Half of ``WATCHDOG_USEC`` in seconds, when the watchdog is meant for this process."""
+    usec = env.get("WATCHDOG_USEC", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    pid = env.get("WATCHDOG_PID", "")
+    if pid and pid != str(os.getpid()):
+        return None  # meant for another process (a wrapper that exec'd us keeps it unset)
+    return int(usec) / 1_000_000 / 2

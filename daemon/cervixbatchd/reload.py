@@ -1,0 +1,55 @@
+"""What a SIGHUP may change while the service runs, and what needs a restart.
+
+Batch size, the partial-batch wait and the log level are read afresh for every batch
+or event, so they apply at once. Everything else (paths, database, models, watch mode,
+pools) was used to build long-lived objects; a change there is logged as needing a
+restart and otherwise ignored, so a reload never drops or doubles work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cervixbatch.config import Config
+
+__all__ = ["LIVE_KEYS", "ReloadPlan", "plan_reload"]
+
+LIVE_KEYS = ("batch.size", "batch.max_wait_ms", "logging.level")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """The configuration to run with after a reload, and what differed."""
+
+    config: Config
+    applied: dict[str, Any]  # dotted key -> new value, for the keys that apply now
+    needs_restart: tuple[str, ...]  # dotted keys that changed but wait for a restart
+
+
+def plan_reload(current: Config, new: Config) -> ReloadPlan:
+    """Takes the live keys from ``new`` and lists the other keys that differ."""
+    old_values = _flatten(current)
+    new_values = _flatten(new)
+    changed = sorted(key for key in new_values if new_values[key] != old_values.get(key))
+    applied = {key: new_values[key] for key in changed if key in LIVE_KEYS}
+    config = dataclasses.replace(
+        current,
+        batch=dataclasses.replace(
+            current.batch, size=new.batch.size, max_wait_ms=new.batch.max_wait_ms
+        ),
+        logging=dataclasses.replace(current.logging, level=new.logging.level),
+    )
+    needs_restart = tuple(key for key in changed if key not in LIVE_KEYS)
+    return ReloadPlan(config=config, applied=applied, needs_restart=needs_restart)
+
+
+def _flatten(config: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        section = getattr(config, field.name)
+        if not dataclasses.is_dataclass(section):
+            continue  # `source`: where the file is, not a setting
+        for inner in dataclasses.fields(section):
+            out[f"{field.name}.{inner.name}"] = getattr(section, inner.name)
+    return out

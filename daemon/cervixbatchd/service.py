@@ -1,0 +1,320 @@
+"""The service: bootstrap → loop → teardown (in a ``finally``), like rq's worker.
+
+One main thread does the work: it takes settled files from the tracker and registers
+them, runs a batch when one is due, rescans the inbox, supervises the observer and talks
+to systemd. Only the watchdog observer (feeding the tracker) and the runner's read/write
+pools run beside it, and teardown joins them all. Signals only set flags
+(:mod:`cervixbatchd.signals`): a batch in hand always finishes and commits before the
+loop looks at them.
+
+Batching: the runner claims up to ``batch.size`` queued inputs per call. A full batch
+goes at once; a partial one waits up to ``batch.max_wait_ms`` from the first
+registration that made the queue non-empty, for more files to join it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from cervixbatch import __version__
+from cervixbatch.config import Config, load_config
+from cervixbatch.discovery import FileIdentity, identify
+from cervixbatch.errors import CervixbatchError
+from cervixbatch.logs import configure_logging
+from cervixbatch.runner import BatchOutcome, Runner, load_stages
+from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.queue import status_counts
+from cervixbatch.store.schema import Status
+from cervixbatchd.notify import Notifier
+from cervixbatchd.reload import plan_reload
+from cervixbatchd.settle import SettleTracker
+from cervixbatchd.signals import SignalFlags, Wakeup
+from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailed
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "serve"]
+
+log = structlog.get_logger("cervixbatchd")
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # systemd's Restart=on-failure starts the service again
+STATUS_EVERY_S = 5.0  # counts for STATUS= (and a check on the queue other workers fill)
+SUPERVISE_EVERY_S = 1.0  # the longest the loop sleeps: observer checks, signal flags
+
+
+def serve(config: Config, *, config_path: Path | None = None, burst: bool = False) -> int:
+    """Runs the service until a signal stops it (or, in burst mode, until the inbox is
+    processed); returns the exit status. Configures logging: one call per entry point."""
+    configure_logging(config.logging.level, config.logging.format)
+    return Service(config, config_path=config_path).run(burst=burst)
+
+
+class Service:
+    """The long-lived worker around a :class:`Runner`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._config_path = config_path
+        self._clock = clock
+        self.notifier = notifier or Notifier()
+        self.wakeup = Wakeup()
+        self.flags = SignalFlags(self.wakeup)
+        self.tracker = SettleTracker(config.watch.settle_seconds, clock=clock)
+        self.filter = InboxFilter(config.paths.inbox, excluded=_excluded_paths(config))
+        self.watcher = InboxWatcher(self.filter, self._on_file, polling=config.watch.polling)
+        self._db: Database | None = None
+        self._runner: Runner | None = None
+        self._known: set[FileIdentity] = set()  # registered by us: rescans skip them
+        self._queued = 0  # an estimate between two looks at the database
+        self._pending_since: float | None = None
+        self._counts: dict[str, int] = {}
+        self._next_rescan = self._next_status = self._next_watchdog = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self, *, burst: bool = False) -> int:
+        """Bootstrap → loop → teardown; returns the exit status."""
+        self.flags.install()
+        status = EXIT_OK
+        try:
+            self._bootstrap(burst=burst)
+            if burst:
+                self._drain()
+            else:
+                self._loop()
+        except ObserverFailed as exc:
+            log.error("observer_failed", detail=str(exc))
+            status = EXIT_FAILED
+        except CervixbatchError as exc:
+            log.error("fatal_error", error=type(exc).__name__, detail=str(exc))
+            status = EXIT_FAILED
+        except Exception as exc:  # noqa: BLE001 - logged once; systemd decides what next
+            log.exception("fatal_error", error=type(exc).__name__)
+            status = EXIT_FAILED
+        finally:
+            self._teardown(status)
+        return status
+
+    def _bootstrap(self, *, burst: bool) -> None:
+        log.info(
+            "started",
+            version=__version__,
+            pid=os.getpid(),
+            burst=burst,
+            config=self.config.as_log_dict(),
+        )
+        self._db = open_database(self.config.database.url)
+        self._runner = Runner(self.config, self._db, load_stages(self.config))
+        self._runner.recover()  # rows a dead process left "processing" go back to the queue
+        if not burst:
+            self.watcher.start()  # before the scan, so nothing falls between the two
+        self._scan("start")
+        # Files already there produce no events: they settle like any other, once.
+        deadline = self._clock() + self.config.watch.settle_seconds + SUPERVISE_EVERY_S
+        while len(self.tracker) and self._clock() < deadline and self.flags.stop is None:
+            self._register_settled()
+            self.wakeup.wait(min(self.tracker.seconds_until_due() or 0.05, 0.25))
+        self._register_settled()
+        counts = self._refresh_counts()
+        if not burst:
+            self.notifier.ready(_status_line(counts))
+            log.info("ready", **counts, waiting=len(self.tracker))
+
+    def _loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        while self.flags.stop is None:
+            if self.flags.take_reload():
+                self._reload()
+            if self.watcher.supervise():
+                self._scan("observer_restarted")  # events were lost while it was down
+            self._register_settled()
+            now = self._clock()
+            if now >= self._next_rescan:
+                self._scan("periodic")
+            self._heartbeat(now, interval)
+            if self._batch_due(now):
+                self._run_batch()
+                continue  # check the flags between two batches, never within one
+            self.wakeup.wait(self._sleep_time(now, interval))
+
+    def _teardown(self, status: int) -> None:
+        reason = self.flags.stop or ("finished" if status == EXIT_OK else "error")
+        counts = self._refresh_counts() if self._runner else {}
+        self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
+        log.info("stopping", reason=reason, **counts)
+        self.watcher.stop()
+        if self._runner is not None:
+            self._runner.close()
+        if self._db is not None:
+            self._db.dispose()
+        self.flags.restore()
+        self.wakeup.close()
+        self.notifier.close()
+        log.info("stopped", exit_status=status)
+
+    def _drain(self) -> None:
+        """Burst mode: process everything queued, then return."""
+        assert self._runner is not None
+        while self.flags.stop is None and self._run_batch() is not None:
+            pass
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def _on_file(self, path: Path, closed: bool) -> None:
+        """The observer heard of ``path`` (observer thread)."""
+        self.tracker.note(path, closed=closed)
+        self.wakeup.wake()
+
+    def _scan(self, trigger: str) -> None:
+        """Walks the whole inbox: new or changed files become settle candidates."""
+        started = self._clock()
+        seen: set[FileIdentity] = set()
+        files = noted = 0
+        for path in self.filter.scan():
+            files += 1
+            identity = identify(path)
+            if identity is None:
+                continue
+            seen.add(identity)
+            if identity not in self._known:
+                self.tracker.note(path)
+                noted += 1
+        self._known &= seen  # forget files that are gone (archived, deleted, changed)
+        self._next_rescan = self._clock() + self.config.watch.rescan_seconds
+        log.info(
+            "scan",
+            trigger=trigger,
+            files=files,
+            new=noted,
+            ms=round((self._clock() - started) * 1000, 1),
+        )
+
+    def _register_settled(self) -> None:
+        """Registers every settled file (hashing it unless its (path, size, mtime) is known)."""
+        assert self._runner is not None
+        for identity in self.tracker.take_settled():
+            if identity in self._known:
+                continue
+            if identify(identity.path) != identity:  # changed since it settled: once more
+                self.tracker.note(identity.path)
+                continue
+            display = str(identity.path.relative_to(self.config.paths.inbox))
+            try:
+                registration = self._runner.register_identity(identity, display=display)
+            except CervixbatchError as exc:  # one bad file never stops the others
+                log.warning("register_failed", error=type(exc).__name__, detail=str(exc))
+                continue
+            if registration is None:
+                continue
+            self._known.add(identity)
+            if registration.created and registration.status is Status.QUEUED:
+                self._queued += 1
+                if self._pending_since is None:
+                    self._pending_since = self._clock()
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _batch_due(self, now: float) -> bool:
+        if self._queued <= 0:
+            return False
+        if self._queued >= self.config.batch.size or self._pending_since is None:
+            return True
+        return now - self._pending_since >= self.config.batch.max_wait_ms / 1000
+
+    def _run_batch(self) -> BatchOutcome | None:
+        assert self._runner is not None
+        outcome = self._runner.process_batch()
+        if outcome is None:
+            self._queued = 0
+        else:
+            # Retried inputs went back to the queue; a look at the database corrects the rest.
+            self._queued = max(0, self._queued - outcome.inputs + outcome.retried)
+            self._refresh_counts()
+        if self._queued == 0:
+            self._pending_since = None
+        return outcome
+
+    # -- systemd, status, reload ---------------------------------------------------------
+
+    def _refresh_counts(self) -> dict[str, int]:
+        assert self._runner is not None
+        with self._runner.db.read_session() as session:
+            self._counts = status_counts(session)
+        self._queued = self._counts[Status.QUEUED.value]
+        if self._queued and self._pending_since is None:
+            self._pending_since = self._clock()  # queued by a restart or another worker
+        return dict(self._counts)
+
+    def _heartbeat(self, now: float, interval: float | None) -> None:
+        if interval is not None and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + interval
+        if now >= self._next_status:
+            counts = self._refresh_counts()
+            self.notifier.status(_status_line(counts))
+            self._next_status = now + STATUS_EVERY_S
+
+    def _sleep_time(self, now: float, interval: float | None) -> float:
+        deadlines = [self._next_rescan, self._next_status, now + SUPERVISE_EVERY_S]
+        if interval is not None:
+            deadlines.append(self._next_watchdog)
+        if self._queued > 0 and self._pending_since is not None:
+            deadlines.append(self._pending_since + self.config.batch.max_wait_ms / 1000)
+        due = self.tracker.seconds_until_due()
+        if due is not None:
+            deadlines.append(now + due)
+        return max(0.0, min(deadlines) - now)
+
+    def _reload(self) -> None:
+        """SIGHUP: apply batch size, max wait and log level; name what needs a restart."""
+        assert self._runner is not None
+        self.notifier.send(
+            "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
+        try:
+            new = load_config(self._config_path)
+        except CervixbatchError as exc:  # a typo in the file must not stop the service
+            log.error("reload_failed", detail=str(exc))
+        else:
+            plan = plan_reload(self.config, new)
+            if plan.config.logging.level != self.config.logging.level:
+                configure_logging(plan.config.logging.level, plan.config.logging.format)
+            self.config = plan.config
+            self._runner.config = plan.config  # read afresh by every process_batch
+            log.info(
+                "reloaded",
+                applied=plan.applied,
+                needs_restart=list(plan.needs_restart),
+                batch_size=plan.config.batch.size,
+                max_wait_ms=plan.config.batch.max_wait_ms,
+                log_level=plan.config.logging.level,
+            )
+        self.notifier.ready(_status_line(self._refresh_counts()))
+
+
+def _status_line(counts: dict[str, int]) -> str:
+    keys = ("queued", "processing", "done", "rejected", "failed")
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)
+
+
+def _excluded_paths(config: Config) -> list[Path]:
+    """What we write to; should any of it lie inside the inbox, it must not feed it back."""
+    excluded = [config.paths.outbox, config.watch.archive]
+    prefix = "sqlite:///"
+    if config.database.url.startswith(prefix):
+        database = Path(config.database.url[len(prefix) :])
+        excluded += [
+            database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
+        ]
+    return excluded

@@ -1,0 +1,240 @@
+"""Hearing about files in the inbox: a watchdog observer, supervised, plus full scans.
+
+inotify (the default) or polling (``watch.polling``, for network shares, where inotify
+sees nothing). Both only report what happens while they run, and inotify drops events
+silently when its queue overflows, so the service also scans the inbox at start and
+every ``watch.rescan_seconds``. Every path goes through :class:`InboxFilter` and then to
+a callback (the settle tracker); nothing here reads a file or touches the database.
+
+The observer runs in watchdog's threads. If one dies (an exception in the handler, the
+inbox removed, an inotify limit), :meth:`InboxWatcher.supervise` notices it from the
+main loop and starts a new observer; too many restarts in a row raise
+:class:`ObserverFailed` so the process exits non-zero and systemd restarts it. A deaf
+daemon that still answers the watchdog is the one outcome this module must not allow.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import structlog
+from watchdog.events import (
+    DirCreatedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from cervixbatch.discovery import is_ignored_name, walk_files
+
+__all__ = ["InboxFilter", "InboxWatcher", "ObserverFailed", "OnFile"]
+
+log = structlog.get_logger("cervixbatchd")
+
+OnFile = Callable[[Path, bool], None]  # (path, a close-after-write was seen)
+
+POLL_INTERVAL_S = 1.0  # PollingObserver: seconds between two listings of the inbox
+JOIN_TIMEOUT_S = 5.0
+
+
+class ObserverFailed(RuntimeError):
+    """The observer cannot be kept running: the service must exit non-zero."""
+
+
+class InboxFilter:
+    """Which paths under the inbox are candidate inputs."""
+
+    def __init__(self, inbox: Path, *, excluded: Sequence[Path] = ()) -> None:
+        self.inbox = inbox
+        self._real_inbox = Path(os.path.realpath(inbox))
+        # Outbox, archive or database placed inside the inbox must not feed it back. Only
+        # paths strictly inside the inbox count: a parent of it excludes nothing.
+        real = (Path(os.path.realpath(p)) for p in excluded)
+        self._excluded = tuple(p for p in real if self._real_inbox in p.parents)
+
+    def accepts(self, path: Path) -> bool:
+        """True for a path inside the inbox, not hidden or a temp name anywhere along it,
+        not reached through a symlinked folder, and not under an excluded folder."""
+        try:
+            relative = path.relative_to(self.inbox)
+        except ValueError:
+            return False
+        if not relative.parts or any(is_ignored_name(part) for part in relative.parts):
+            return False
+        # realpath of the parent equals its lexical path only if no folder on the way is
+        # a symlink: a link to /etc inside the inbox is never followed out of it.
+        parent = Path(os.path.realpath(path.parent))
+        if parent != self._real_inbox / relative.parent:
+            return False
+        real = parent / path.name
+        return not any(real == ex or ex in real.parents for ex in self._excluded)
+
+    def scan(self) -> Iterator[Path]:
+        """Every accepted regular file under the inbox (symlinks never followed)."""
+        for path in walk_files(self.inbox):
+            if self.accepts(path):
+                yield path
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns watchdog events into ``on_file`` calls; runs in the observer's thread."""
+
+    def __init__(self, inbox_filter: InboxFilter, on_file: OnFile) -> None:
+        self._filter = inbox_filter
+        self._on_file = on_file
+        self.error: BaseException | None = None
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            super().dispatch(event)
+        except BaseException as exc:
+            # Recorded for supervise(); re-raised so the thread dies visibly, not half-alive.
+            self.error = exc
+            raise
+
+    def _file(self, raw: bytes | str, *, closed: bool = False) -> None:
+        path = Path(os.fsdecode(raw))
+        if self._filter.accepts(path):
+            self._on_file(path, closed)
+
+    def _folder(self, raw: bytes | str) -> None:
+        # A folder created or moved in may already hold files that raised no event of
+        # their own (inotify adds the new watch only after it sees the folder).
+        path = Path(os.fsdecode(raw))
+        if path == self._filter.inbox or self._filter.accepts(path):
+            for file in walk_files(path):
+                if self._filter.accepts(file):
+                    self._on_file(file, False)
+
+    def on_created(self, event: DirCreatedEvent | FileCreatedEvent) -> None:
+        if event.is_directory:
+            self._folder(event.src_path)
+        else:
+            self._file(event.src_path)
+
+    def on_modified(self, event: DirModifiedEvent | FileModifiedEvent) -> None:
+        if not event.is_directory:
+            self._file(event.src_path)
+
+    def on_attrib(self, event: FileSystemEvent) -> None:
+        # `cp -p` and rsync set the mtime last: an attribute change can end a copy.
+        if isinstance(event, FileAttribEvent):
+            self._file(event.src_path)
+
+    def on_closed(self, event: FileClosedEvent) -> None:
+        self._file(event.src_path, closed=True)
+
+    def on_moved(self, event: DirMovedEvent | FileMovedEvent) -> None:
+        # The rename of a copy tool's temp name is the moment the file becomes an input.
+        if event.is_directory:
+            self._folder(event.dest_path)
+        else:
+            self._file(event.dest_path)
+
+
+class InboxWatcher:
+    """One observer on the inbox (recursive), restarted when it dies."""
+
+    def __init__(
+        self,
+        inbox_filter: InboxFilter,
+        on_file: OnFile,
+        *,
+        polling: bool = False,
+        max_restarts: int = 5,
+        restart_window_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.filter = inbox_filter
+        self._on_file = on_file
+        self.polling = polling
+        self._max_restarts = max_restarts
+        self._window = restart_window_s
+        self._clock = clock
+        self._restarts: collections.deque[float] = collections.deque()
+        self._observer: BaseObserver | None = None
+        self._handler: _Handler | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the observer thread and each of its emitter threads are alive."""
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        return all(emitter.is_alive() for emitter in observer.emitters) and bool(observer.emitters)
+
+    def start(self) -> None:
+        """Starts an observer; an OSError (no inbox, inotify limits) becomes ObserverFailed."""
+        self.filter.inbox.mkdir(parents=True, exist_ok=True)
+        handler = _Handler(self.filter, self._on_file)
+        observer: BaseObserver = (
+            PollingObserver(timeout=POLL_INTERVAL_S) if self.polling else Observer()
+        )
+        # Named so that `ps -T`, tracebacks and the tests' leak guard can tell them apart.
+        observer.name = "cervixbatch-observer"
+        try:
+            observer.schedule(handler, str(self.filter.inbox), recursive=True)
+            for emitter in observer.emitters:
+                emitter.name = "cervixbatch-observer-emitter"
+            observer.start()
+        except OSError as exc:
+            _stop_quietly(observer)
+            hint = "raise fs.inotify.max_user_watches or set watch.polling = true"
+            raise ObserverFailed(f"cannot watch the inbox ({exc}); {hint}") from exc
+        self._observer, self._handler = observer, handler
+        log.info("observer_started", kind="polling" if self.polling else "inotify")
+
+    def supervise(self) -> bool:
+        """Restarts a dead observer; True when it did (events may have been lost: rescan).
+
+        Raises ObserverFailed after ``max_restarts`` restarts within the window.
+        """
+        if self.running:
+            return False
+        error = self._handler.error if self._handler else None
+        log.error(
+            "observer_died",
+            error=type(error).__name__ if error else None,
+            detail=str(error) if error else "a watch thread stopped",
+        )
+        now = self._clock()
+        while self._restarts and now - self._restarts[0] > self._window:
+            self._restarts.popleft()
+        if len(self._restarts) >= self._max_restarts:
+            raise ObserverFailed(
+                f"the observer died {len(self._restarts) + 1} times in {self._window:.0f} s"
+            )
+        self._restarts.append(now)
+        self.stop()
+        self.start()
+        log.warning("observer_restarted", restarts=len(self._restarts))
+        return True
+
+    def stop(self) -> None:
+        """Stops the observer and joins its threads."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            _stop_quietly(observer)
+
+
+def _stop_quietly(observer: BaseObserver) -> None:
+    """stop() and join() that survive an observer which never started or already died."""
+    try:
+        observer.stop()
+    except Exception as exc:  # noqa: BLE001 - a broken observer must not block teardown
+        log.warning("observer_stop_failed", error=type(exc).__name__)
+    if observer.is_alive():
+        observer.join(timeout=JOIN_TIMEOUT_S)

@@ -1,0 +1,112 @@
+"""The configuration: defaults, where it comes from, validation at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cervixbatch.cli import main
+from cervixbatch.config import AfterAction, Config, load_config
+from cervixbatch.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_config_loads_and_lists_every_key(tmp_path: Path) -> None:
+    """The shipped config.toml is valid and names every key the settings object has."""
+    config = load_config(REPO / "config.toml")
+    assert config.paths.inbox == (REPO / "var" / "inbox").resolve()
+    assert config.models.cervix == "builtin:demo"
+    text = (REPO / "config.toml").read_text()
+    import dataclasses
+
+    for section in dataclasses.fields(Config):
+        if section.name == "source":
+            continue
+        assert f"[{section.name}]" in text
+        for key in dataclasses.fields(getattr(config, section.name)):
+            assert f"\n{key.name} " in text or f"\n{key.name}=" in text, key.name
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    """Relative paths and a relative SQLite URL resolve against the config file's folder."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "c.toml").write_text(
+        '[paths]\ninbox = "in"\n[database]\nurl = "sqlite:///db/x.db"\n'
+        '[models]\ncervix = "m/c.keras"\n'
+    )
+    config = load_config(folder / "c.toml")
+    assert config.paths.inbox == folder / "in"
+    assert config.database.url == f"sqlite:///{folder}/db/x.db"
+    assert config.models.cervix == str(folder / "m" / "c.keras")
+    assert config.models.lesion == "builtin:demo"
+
+
+def test_environment_variable_is_used_without_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CERVIXBATCH_CONFIG names the file when --config is not given."""
+    path = tmp_path / "env.toml"
+    path.write_text('[watch]\nafter = "archive"\n')
+    monkeypatch.setenv("CERVIXBATCH_CONFIG", str(path))
+    assert load_config().watch.after is AfterAction.ARCHIVE
+
+
+def test_named_file_must_exist(tmp_path: Path) -> None:
+    """A config file named explicitly but missing is an error, not silent defaults."""
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("[batch]\nsizee = 8\n", "batch.sizee", "unknown key"),
+        ("[bogus]\nx = 1\n", "bogus", "unknown section"),
+        ("[batch]\nsize = \"8\"\n", "batch.size", "expected an integer"),
+        ("[batch]\nsize = true\n", "batch.size", "expected an integer"),
+        ("[watch]\npolling = 1\n", "watch.polling", "expected true or false"),
+        ("[watch]\nafter = \"shred\"\n", "watch.after", "one of"),
+        ("[batch]\nsize = 0\n", "batch.size", "at least"),
+        ("[models]\nmargin = 2.0\n", "models.margin", "between 0 and 1"),
+        ("[dicom]\nallowed_callers = \"A\"\n", "dicom.allowed_callers", "list of strings"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    """Unknown keys and wrong types raise a ConfigError naming the file and the key."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_wrong_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    """The CLI turns a bad key into exit status 2 and a single line on stderr."""
+    path = tmp_path / "config.toml"
+    path.write_text("[batch]\nsizee = 8\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "report"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "batch.sizee" in lines[0] and "unknown key" in lines[0]
+
+
+def test_invalid_toml_exits_2(tmp_path: Path) -> None:
+    """A file that is not TOML at all is a configuration error too (exit 2)."""
+    path = tmp_path / "config.toml"
+    path.write_text("[batch\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "report"])
+    assert result.exit_code == 2
+    assert "not valid TOML" in result.stderr
+
+
+def test_credentials_are_redacted_for_logs() -> None:
+    """The start-up log dict never shows a database password."""
+    config = Config.from_mapping(
+        {"database": {"url": "postgresql+psycopg://svc:s3cret@db/cb"}}, base=Path("/"), source="x"
+    )
+    assert "s3cret" not in str(config.as_log_dict())

@@ -1,0 +1,180 @@
+"""The durable queue on a real SQLite file: register, claim, complete, fail, recover,
+and the migrations that own the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+
+from cervixbatch.store import queue
+from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = open_database(f"sqlite:///{tmp_path}/queue.db")
+    yield database
+    database.dispose()
+
+
+def _register(db: Database, sha: str, path: str = "/in/a.jpg", mtime: int = 1) -> queue.Registration:
+    with db.session() as session:
+        return queue.register(session, sha256=sha * 64 if len(sha) == 1 else sha, path=path,
+                              size=10, mtime_ns=mtime)
+
+
+def test_sqlite_is_in_wal_mode_with_a_busy_timeout(db: Database, tmp_path: Path) -> None:
+    """Readers never block the writer (WAL) and a writer waits instead of failing."""
+    with db.session() as session:
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_same_bytes_under_two_names_are_one_input_with_two_sightings(db: Database) -> None:
+    """Registering the same sha256 twice creates one input and two sightings."""
+    first = _register(db, "a", "/in/a.jpg")
+    second = _register(db, "a", "/in/copy of a.jpg")
+    assert first.created and not second.created
+    assert first.input_id == second.input_id
+    with db.read_session() as session:
+        item = session.get(Input, first.input_id)
+        assert item is not None
+        assert [s.path for s in item.sightings] == ["/in/a.jpg", "/in/copy of a.jpg"]
+
+
+def test_known_sighting_skips_rehashing(db: Database) -> None:
+    """A (path, size, mtime) seen before is recognised; a new mtime is not."""
+    reg = _register(db, "b", "/in/b.jpg", mtime=5)
+    with db.read_session() as session:
+        known = queue.known_sighting(session, "/in/b.jpg", 10, 5)
+        assert known is not None and known.input_id == reg.input_id
+        assert queue.known_sighting(session, "/in/b.jpg", 10, 6) is None
+
+
+def test_claim_takes_oldest_first_and_never_twice(db: Database) -> None:
+    """Claims take queued inputs in order, up to the limit, each only once."""
+    for letter in "cdef":
+        _register(db, letter, f"/in/{letter}.jpg")
+    with db.session() as session:
+        first = queue.claim(session, owner="w1", limit=3, lease_seconds=60)
+    with db.session() as session:
+        second = queue.claim(session, owner="w2", limit=3, lease_seconds=60)
+    assert [c.id for c in first] == [1, 2, 3]
+    assert [c.id for c in second] == [4]
+    assert all(c.attempts == 1 for c in first + second)
+
+
+def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
+    """Completing needs the lease: a worker that lost it writes nothing."""
+    reg = _register(db, "g")
+    with db.session() as session:
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+    row = Result(frame=0, width=4, height=3, cervix_found=True, cervix_fraction=0.5,
+                 lesion_fraction=0.1, cervix_mask_path="c", lesion_mask_path="l",
+                 overlay_path="o", crop_path=None, cervix_model="x" * 64, lesion_model="y" * 64,
+                 precision="float32", stage1_ms=1.0, stage2_ms=2.0)
+    with db.session() as session:
+        assert not queue.complete(session, input_id=reg.input_id, owner="thief", results=[row],
+                                  metadata={}, processing_ms=1.0)
+    with db.session() as session:
+        assert queue.complete(session, input_id=reg.input_id, owner="w1", results=[row],
+                              metadata={"kind": "photo"}, processing_ms=12.5)
+    with db.read_session() as session:
+        item = session.get(Input, reg.input_id)
+        assert item is not None and item.status is Status.DONE and item.kind == "photo"
+        assert item.finished_at is not None and item.lease_owner is None
+        assert len(item.results) == 1
+
+
+def test_failures_retry_then_fail(db: Database) -> None:
+    """A failure of ours requeues the input until max_attempts, then it is failed."""
+    reg = _register(db, "h")
+    statuses = []
+    for _ in range(3):
+        with db.session() as session:
+            (claimed,) = queue.claim(session, owner="w", limit=1, lease_seconds=60)
+        with db.session() as session:
+            statuses.append(queue.fail(session, input_id=claimed.id, owner="w",
+                                       reason="output_error", detail="disk full",
+                                       max_attempts=3))
+    assert statuses == [Status.QUEUED, Status.QUEUED, Status.FAILED]
+    with db.read_session() as session:
+        item = session.get(Input, reg.input_id)
+        assert item is not None and item.reason == "output_error" and item.attempts == 3
+
+
+def test_reject_is_terminal_with_reason(db: Database) -> None:
+    """A rejected input keeps its reason code and sentence and is never claimed again."""
+    reg = _register(db, "i")
+    with db.session() as session:
+        queue.claim(session, owner="w", limit=1, lease_seconds=60)
+        queue.reject(session, input_id=reg.input_id, owner="w", reason="truncated",
+                     detail="the JPEG ends early")
+    with db.session() as session:
+        assert queue.claim(session, owner="w", limit=5, lease_seconds=60) == []
+        counts = queue.status_counts(session)
+    assert counts["rejected"] == 1 and counts["queued"] == 0
+
+
+def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
+    """Inputs held by a dead process of this host, or with an expired lease, go back to
+    the queue; a live worker's unexpired claim is left alone; a repeat offender fails."""
+    for letter in "jklm":
+        _register(db, letter)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host_dead_owner = queue.make_owner().split(":")[0] + f":{dead}:abcd"
+    with db.session() as session:
+        queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 1: dead
+        queue.claim(session, owner="otherhost:1:x", limit=1, lease_seconds=600)  # 2: alive
+        queue.claim(session, owner="otherhost:2:x", limit=1, lease_seconds=600)  # 3: expired
+        queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 4: too often
+        past = utcnow() - dt.timedelta(seconds=1)
+        session.execute(update(Input).where(Input.id == 3).values(lease_expires=past))
+        session.execute(update(Input).where(Input.id == 4).values(attempts=3))
+    with db.session() as session:
+        requeued, failed = queue.recover(session, max_attempts=3)
+    assert (requeued, failed) == (2, 1)
+    with db.read_session() as session:
+        statuses = dict(session.execute(select(Input.id, Input.status)).all())
+    assert statuses == {1: Status.QUEUED, 2: Status.PROCESSING, 3: Status.QUEUED,
+                        4: Status.FAILED}
+
+
+def test_expired_lease_can_be_claimed_by_another_worker(db: Database) -> None:
+    """A claim whose lease ran out is taken over by the next claim."""
+    _register(db, "n")
+    with db.session() as session:
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+    with db.session() as session:
+        (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+    assert taken.attempts == 2
+
+
+def test_migrations_match_the_models(db: Database) -> None:
+    """Autogenerate finds no difference between the models and the migrated database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrade_is_idempotent(tmp_path: Path) -> None:
+    """Running the migrations again on a migrated database changes nothing."""
+    url = f"sqlite:///{tmp_path}/twice.db"
+    first = open_database(url)
+    revision = first.upgrade()
+    first.dispose()
+    second = open_database(url)
+    assert second.upgrade() == revision
+    second.dispose()
