@@ -149,7 +149,11 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
     help="Only inputs in this status (repeatable).",
 )
 @click.option("--reason", "reasons", multiple=True, help="Only inputs with this reason code.")
-@click.option("--limit", type=click.IntRange(min=0), help="At most this many items (newest).")
+@click.option(
+    "--limit", type=click.IntRange(min=0),
+    help="At most this many items, newest first (default: 20 for table, 1000 for html, "
+    "all for json and csv). The summary always counts every matching input.",
+)
 @click.option(
     "--output", type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file instead of standard output.",
@@ -167,15 +171,22 @@ def report(
     output: Path | None,
     show_patient: bool,
 ) -> None:
-    """Show what has been processed."""
+    """Show what has been processed: a summary (counts, reasons, lesion-positive share,
+    throughput, processing times, models), then the latest items.
+
+    `--format html --output DIR/report.html` writes a page with a contact sheet of overlay
+    thumbnails (in DIR/report_files/) that opens from disk.
+    """
     from cervixbatch.report import ReportFilter, collect, render_csv, render_json
     from cervixbatch.store.db import open_database
     from cervixbatch.store.schema import Status
 
     config = _app(ctx).config
     _setup_logging(config)
-    if fmt == "table" and limit is None:
-        limit = 20  # a terminal shows the latest; the summary still counts everything
+    if limit is None:
+        # a terminal shows the latest, a page a contact sheet of the latest; the summary
+        # and the statistics still cover every matching input
+        limit = {"table": 20, "html": 1000}.get(fmt)
     report_filter = ReportFilter(
         since=_parse_date(since, "--since"),
         until=_parse_date(until, "--until"),
@@ -186,7 +197,8 @@ def report(
     db = open_database(config.database.url)
     try:
         with db.read_session() as session:
-            data = collect(session, report_filter, inbox=config.paths.inbox)
+            data = collect(session, report_filter, inbox=config.paths.inbox,
+                           lesion_threshold=config.report.lesion_positive_threshold)
             if fmt == "json":
                 text = render_json(data)
             elif fmt == "csv":

@@ -32,6 +32,7 @@ __all__ = [
     "OutputConfig",
     "PathsConfig",
     "Precision",
+    "ReportConfig",
     "WatchConfig",
     "load_config",
     "resolve_config_path",
@@ -135,6 +136,11 @@ class MetricsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReportConfig:
+    lesion_positive_threshold: float = 0.05  # a frame counts as lesion-positive above this
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     format: LogFormat = LogFormat.AUTO
@@ -150,6 +156,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "dicom": DicomConfig,
     "metrics": MetricsConfig,
+    "report": ReportConfig,
     "logging": LoggingConfig,
 }
 
@@ -167,6 +174,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     dicom: DicomConfig = DicomConfig()
     metrics: MetricsConfig = MetricsConfig()
+    report: ReportConfig = ReportConfig()
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = None  # the file it came from, None for built-in defaults
 
@@ -328,6 +336,7 @@ _UNIT_INTERVAL = {
     "models.lesion_threshold",
     "models.margin",
     "models.min_cervix_fraction",
+    "report.lesion_positive_threshold",
 }
 
 

@@ -1,17 +1,26 @@
-"""The report for a terminal: a summary people read at a glance, then the latest items."""
+"""The report for a terminal: a summary people read at a glance, then the latest items.
+
+Colour and the terminal's width on a terminal; plain text of a fixed width when piped.
+Every value from the database goes through :func:`rich.markup.escape`: a file named
+``[red]x.jpg`` is shown as it is, not as markup.
+"""
 
 from __future__ import annotations
 
 import io
-import statistics
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cervixbatch.report import ReportData, display_path
+from cervixbatch.report import ReportData, ReportStats, display_path
 from cervixbatch.store.schema import Status
 
-__all__ = ["render_table"]
+if TYPE_CHECKING:
+    import datetime as dt
+
+__all__ = ["format_duration", "format_ms", "format_rate", "render_table"]
 
 _STATUS_STYLE = {
     "done": "green",
@@ -20,68 +29,140 @@ _STATUS_STYLE = {
     "queued": "cyan",
     "processing": "blue",
 }
+_LABEL = "[bold]{:<12}[/]"
 
 
-def render_table(
-    data: ReportData, *, lesion_threshold: float = 0.05, width: int | None = None,
-    colour: bool = False,
-) -> str:
-    """Renders the summary and the items; plain text unless ``colour``."""
-    buffer = io.StringIO()
-    console = Console(
-        file=buffer, width=width or 120, force_terminal=colour, no_color=not colour,
-        highlight=False, soft_wrap=False,
-    )
-    summary = data.summary
+def format_ms(ms: float) -> str:
+    """Format milliseconds as ``840 ms``, ``12.3 s`` or ``4.1 min``."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms / 60_000:.1f} min"
+
+
+def format_duration(seconds: float) -> str:
+    """Format a span in the unit that reads best: ``45 s``, ``12 min``, ``3.5 h``, ``9 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def format_rate(stats: ReportStats) -> str | None:
+    """Format the inputs finished per hour, or per day over spans longer than two days."""
+    per_hour = stats.per_hour
+    if per_hour is None:
+        return None
+    if stats.span_seconds >= 2 * 86400:
+        return f"{per_hour * 24:,.0f} inputs/day"
+    return f"{per_hour:,.1f} inputs/hour" if per_hour < 10 else f"{per_hour:,.0f} inputs/hour"
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "?"
+
+
+def _summary_lines(data: ReportData) -> list[str]:
+    """Build the summary block as console markup (database values escaped)."""
+    summary, stats = data.summary, data.stats
     counts = "  ".join(
         f"[{_STATUS_STYLE[s.value]}]{s.value} {summary[s.value]}[/]" for s in Status
     )
-    console.print(f"[bold]{summary['total']} inputs[/]  {counts}")
-
-    frames = [r for item in data.items for r in item.results]
-    found = [r for r in frames if r.cervix_found]
-    if found:
-        positive = sum(1 for r in found if r.lesion_fraction > lesion_threshold)
-        console.print(
-            f"lesion-positive frames (lesion > {lesion_threshold:.0%} of cervix): "
-            f"{positive} of {len(found)} with a cervix ({positive / len(found):.0%})"
+    lines = [f"[bold]{summary['total']} inputs[/]  {counts}"]
+    if stats.reasons:
+        by_status: dict[str, list[str]] = {}
+        for status, reason, count in stats.reasons:
+            by_status.setdefault(status, []).append(f"{escape(reason)} {count}")
+        text = "; ".join(
+            f"[{_STATUS_STYLE[status]}]{status}[/]: " + ", ".join(parts)
+            for status, parts in by_status.items()
         )
-    times = [i.processing_ms for i in data.items if i.processing_ms is not None
-             and Status(i.status) is Status.DONE]
-    if times:
-        console.print(
-            f"processing time per input: median {statistics.median(times):.0f} ms, "
-            f"slowest {max(times):.0f} ms"
+        lines.append(_LABEL.format("reasons") + text)
+    share = stats.lesion_positive_share
+    if share is not None:
+        lines.append(
+            _LABEL.format("lesion")
+            + f"[bold]{share:.0%}[/] lesion-positive: {stats.lesion_positive} of "
+            f"{stats.frames_with_cervix} frames with a cervix have lesion > "
+            f"{stats.lesion_threshold:.0%} of the cervix"
+            + (f" ({stats.frames - stats.frames_with_cervix} frames without a cervix)"
+               if stats.frames > stats.frames_with_cervix else "")
         )
-    if data.reasons:
-        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(data.reasons.items()))
-        console.print(f"rejection and failure reasons: {reasons}")
-    versions = sorted({(r.cervix_model[:12], r.lesion_model[:12]) for r in frames})
-    for cervix, lesion in versions:
-        console.print(f"models: cervix {cervix}  lesion {lesion}")
+    if stats.finished:
+        rate = format_rate(stats)
+        span = format_duration(stats.span_seconds)
+        lines.append(
+            _LABEL.format("throughput")
+            + (f"[bold]{rate}[/], " if rate else "")
+            + f"{stats.finished} finished in {span} "
+            f"({_when(stats.first_finished)} to {_when(stats.last_finished)} UTC)"
+        )
+    if stats.median_ms is not None and stats.slowest_ms is not None:
+        slowest = display_path(stats.slowest_path or "", data.inbox)
+        lines.append(
+            _LABEL.format("time/input")
+            + f"median [bold]{format_ms(stats.median_ms)}[/], slowest "
+            f"{format_ms(stats.slowest_ms)} (#{stats.slowest_id} {escape(slowest)})"
+        )
+    for index, model in enumerate(stats.models):
+        lines.append(
+            _LABEL.format("models" if index == 0 else "")
+            + f"cervix {model.cervix[:12]}  lesion {model.lesion[:12]}  {escape(model.precision)}"
+            f"  {model.frames} frames, last {_when(model.last_used)}"
+        )
+    return lines
 
+
+def render_table(
+    data: ReportData, *, width: int | None = None, colour: bool = False,
+) -> str:
+    """Render the summary and the items; plain text unless ``colour``."""
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=width or 120, force_terminal=colour, no_color=not colour,
+        color_system="auto" if colour else None, highlight=False, soft_wrap=False,
+        emoji=False,
+    )
+    for line in _summary_lines(data):
+        console.print(line, overflow="fold")
     if not data.items:
         console.print("no inputs match.")
         return buffer.getvalue()
-    table = Table(show_edge=False, pad_edge=False, expand=False)
+    total = data.summary["total"]
+    shown = len(data.items)
+    console.print()
+    console.print(
+        f"[bold]latest {shown} of {total}[/]" + (" (--limit N for more)" if shown < total else "")
+    )
+    table = Table(show_edge=False, pad_edge=False, expand=False, header_style="bold")
     for column, justify in (("id", "right"), ("found", "left"), ("status", "left"),
                             ("frames", "right"), ("cervix", "right"), ("lesion", "right"),
-                            ("reason", "left"), ("path", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "path")  # type: ignore[arg-type]
+                            ("time", "right"), ("reason", "left"), ("path", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "path",  # type: ignore[arg-type]
+                         overflow="fold")
+    threshold = data.stats.lesion_threshold
     for item in data.items:
         status = Status(item.status).value
         results = item.results
         cervix = max((r.cervix_fraction for r in results), default=None)
-        lesion = max((r.lesion_fraction for r in results), default=None)
+        lesion = max((r.lesion_fraction for r in results if r.cervix_found), default=None)
+        lesion_text = f"{lesion:.1%}" if lesion is not None else ""
+        if lesion is not None and lesion > threshold:
+            lesion_text = f"[bold magenta]{lesion_text}[/]"
         table.add_row(
             str(item.id),
             item.created_at.strftime("%Y-%m-%d %H:%M") if item.created_at else "",
             f"[{_STATUS_STYLE[status]}]{status}[/]",
             str(len(results)) if results else "",
             f"{cervix:.0%}" if cervix is not None else "",
-            f"{lesion:.1%}" if lesion is not None else "",
-            item.reason or "",
-            display_path(item.path, data.inbox),
+            lesion_text,
+            format_ms(item.processing_ms) if item.processing_ms is not None else "",
+            escape(item.reason or ""),
+            escape(display_path(item.path, data.inbox)),
         )
     console.print(table)
     return buffer.getvalue()

@@ -147,7 +147,7 @@ def _cervix(
     lit = (lx * u * steep + ly * v * steep + z) / np.sqrt(steep**2 * (u * u + v * v) + z * z + 1e-6)
     shade = 0.5 + 0.5 * np.clip(lit, 0.0, 1.0) ** 1.3
     shade = shade * (1.0 + 0.05 * _noise(rng, (h, w), (10, 8)) + 0.025 * _grain(rng, (h, w), 1.0))
-    colour = _colour(rng, (0.82, 0.50, 0.52), (0.95, 0.66, 0.68))
+    colour = _colour(rng, (0.82, 0.45, 0.48), (0.95, 0.58, 0.62))
     alpha = np.clip(inside + 0.5, 0.0, 1.0)  # anti-aliased edge
     _mix(img, colour * shade[..., None], alpha)
     return alpha, shade.astype(np.float32)
@@ -276,7 +276,7 @@ def _camera(rng: np.random.Generator, img: F32, x: F32, y: F32, spots: F32) -> U
     cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.6)
     r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2) / (rng.uniform(0.5, 0.75) * math.hypot(w, h) / 2)
     img *= np.exp(-(r ** rng.uniform(2.5, 4.0)))[..., None]
-    gains = np.exp(rng.normal(0.0, 0.07, 3)).astype(np.float32) * rng.uniform(0.8, 1.2)
+    gains = np.exp(rng.normal(0.0, 0.05, 3)).astype(np.float32) * rng.uniform(0.8, 1.2)
     img = _f32(np.clip(img * gains, 0.0, 1.0) ** rng.uniform(0.85, 1.15))
     _mix(img, np.full(3, 1.3, np.float32), spots)  # above 1 so they clip like a sensor does
     if rng.random() < 0.35:

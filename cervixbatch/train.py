@@ -229,7 +229,8 @@ def train_stage(options: TrainOptions) -> TrainResult:
                  train=len(train_pairs), validation=len(val_pairs), input=list(shapes[0]),
                  params=int(model.count_params()))
         history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs,
-                            callbacks=callbacks, verbose=1 if on_terminal else 0)
+                            callbacks=callbacks, verbose=1 if on_terminal else 0,
+                            shuffle=False)  # the dataset shuffles itself
         validation = _validate(model, val_ds)
         tmp_out = options.out.with_name(f".tmp-{os.getpid()}-{options.out.name}")
         model.save(tmp_out)

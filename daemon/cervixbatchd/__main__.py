@@ -16,7 +16,7 @@ EXIT_CONFIG = 2  # as `cervixbatch`: a configuration error is exit status 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses the command line, loads the configuration and runs the service."""
+    """Parse the command line, load the configuration and run the service."""
     parser = argparse.ArgumentParser(
         prog="cervixbatchd", description="Watch the inbox and segment what is dropped into it."
     )

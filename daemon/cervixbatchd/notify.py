@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import structlog
 
@@ -34,7 +35,7 @@ class Notifier:
         return self._address is not None
 
     def send(self, *assignments: str) -> bool:
-        """Sends ``KEY=VALUE`` lines as one datagram; False when nobody listens or it failed."""
+        """Send ``KEY=VALUE`` lines as one datagram; False when nobody listens or it failed."""
         if self._address is None:
             return False
         payload = "\n".join(assignments).encode("utf-8", "replace")
@@ -53,34 +54,35 @@ class Notifier:
         return True
 
     def ready(self, status: str) -> bool:
-        """The models are loaded and the first scan is registered."""
+        """Say the models are loaded and the first scan is registered."""
         return self.send("READY=1", f"STATUS={status}")
 
     def watchdog(self) -> bool:
-        """The main loop is alive (systemd kills the service after ``WatchdogSec`` silence)."""
+        """Say the main loop is alive (systemd kills the service after ``WatchdogSec``)."""
         return self.send("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
-        """A one-line status, shown by ``systemctl status``."""
+        """Set the one-line status that ``systemctl status`` shows."""
         return self.send(f"STATUS={text}")
 
     def reloading(self) -> bool:
-        """A SIGHUP reload has begun (READY=1 ends it)."""
-        return self.send("RELOADING=1")
+        """Say a SIGHUP reload has begun (the next READY=1 ends it)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000  # systemd >= 253 wants it
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
     def stopping(self, status: str) -> bool:
-        """Shutdown has begun: the batch in hand is finishing."""
+        """Say shutdown has begun."""
         return self.send("STOPPING=1", f"STATUS={status}")
 
     def close(self) -> None:
-        """Closes the socket (the next send opens a new one)."""
+        """Close the socket (the next send opens a new one)."""
         if self._socket is not None:
             self._socket.close()
             self._socket = None
 
 
 def _socket_address(value: str) -> str | bytes | None:
-    """The address to send to: a path, or an abstract name (leading NUL), or None."""
+    """Return the address to send to: a path, an abstract name (leading NUL), or None."""
     if not value:
         return None
     if value.startswith("@"):
@@ -93,7 +95,7 @@ def _socket_address(value: str) -> str | bytes | None:
 
 
 def _watchdog_interval(env: os._Environ[str] | dict[str, str]) -> float | None:
-    """Half of ``WATCHDOG_USEC`` in seconds, when the watchdog is meant for this process."""
+    """Return half of ``WATCHDOG_USEC`` in seconds, when it is meant for this process."""
     usec = env.get("WATCHDOG_USEC", "")
     if not usec.isdigit() or int(usec) == 0:
         return None

@@ -9,9 +9,10 @@ restart and otherwise ignored, so a reload never drops or doubles work.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cervixbatch.config import Config
+if TYPE_CHECKING:
+    from cervixbatch.config import Config
 
 __all__ = ["LIVE_KEYS", "ReloadPlan", "plan_reload"]
 
@@ -28,7 +29,7 @@ class ReloadPlan:
 
 
 def plan_reload(current: Config, new: Config) -> ReloadPlan:
-    """Takes the live keys from ``new`` and lists the other keys that differ."""
+    """Take the live keys from ``new`` and list the other keys that differ."""
     old_values = _flatten(current)
     new_values = _flatten(new)
     changed = sorted(key for key in new_values if new_values[key] != old_values.get(key))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -34,7 +34,10 @@ from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
-from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailed
+from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "serve"]
 
@@ -47,8 +50,11 @@ SUPERVISE_EVERY_S = 1.0  # the longest the loop sleeps: observer checks, signal 
 
 
 def serve(config: Config, *, config_path: Path | None = None, burst: bool = False) -> int:
-    """Runs the service until a signal stops it (or, in burst mode, until the inbox is
-    processed); returns the exit status. Configures logging: one call per entry point."""
+    """Run the service until a signal stops it; return the exit status.
+
+    In burst mode it returns once what is in the inbox now is processed. Logging is
+    configured here, once per entry point.
+    """
     configure_logging(config.logging.level, config.logging.format)
     return Service(config, config_path=config_path).run(burst=burst)
 
@@ -93,13 +99,13 @@ class Service:
                 self._drain()
             else:
                 self._loop()
-        except ObserverFailed as exc:
-            log.error("observer_failed", detail=str(exc))
+        except ObserverFailedError as exc:
+            log.error("observer_failed", detail=str(exc))  # noqa: TRY400 - no traceback needed
             status = EXIT_FAILED
         except CervixbatchError as exc:
-            log.error("fatal_error", error=type(exc).__name__, detail=str(exc))
+            log.error("fatal_error", error=type(exc).__name__, detail=str(exc))  # noqa: TRY400
             status = EXIT_FAILED
-        except Exception as exc:  # noqa: BLE001 - logged once; systemd decides what next
+        except Exception as exc:  # logged once, with its traceback; systemd decides what next
             log.exception("fatal_error", error=type(exc).__name__)
             status = EXIT_FAILED
         finally:
@@ -172,12 +178,12 @@ class Service:
     # -- discovery -----------------------------------------------------------------------
 
     def _on_file(self, path: Path, closed: bool) -> None:
-        """The observer heard of ``path`` (observer thread)."""
+        """Take note of a path the observer heard of (runs in the observer thread)."""
         self.tracker.note(path, closed=closed)
         self.wakeup.wake()
 
     def _scan(self, trigger: str) -> None:
-        """Walks the whole inbox: new or changed files become settle candidates."""
+        """Walk the whole inbox: new or changed files become settle candidates."""
         started = self._clock()
         seen: set[FileIdentity] = set()
         files = noted = 0
@@ -201,7 +207,7 @@ class Service:
         )
 
     def _register_settled(self) -> None:
-        """Registers every settled file (hashing it unless its (path, size, mtime) is known)."""
+        """Register every settled file (hashed unless its (path, size, mtime) is known)."""
         assert self._runner is not None
         for identity in self.tracker.take_settled():
             if identity in self._known:
@@ -279,13 +285,11 @@ class Service:
     def _reload(self) -> None:
         """SIGHUP: apply batch size, max wait and log level; name what needs a restart."""
         assert self._runner is not None
-        self.notifier.send(
-            "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
-        )
+        self.notifier.reloading()
         try:
             new = load_config(self._config_path)
         except CervixbatchError as exc:  # a typo in the file must not stop the service
-            log.error("reload_failed", detail=str(exc))
+            log.error("reload_failed", detail=str(exc))  # noqa: TRY400 - the message says it
         else:
             plan = plan_reload(self.config, new)
             if plan.config.logging.level != self.config.logging.level:
@@ -309,7 +313,7 @@ def _status_line(counts: dict[str, int]) -> str:
 
 
 def _excluded_paths(config: Config) -> list[Path]:
-    """What we write to; should any of it lie inside the inbox, it must not feed it back."""
+    """List what we write to: should it lie inside the inbox, it must not feed it back."""
     excluded = [config.paths.outbox, config.watch.archive]
     prefix = "sqlite:///"
     if config.database.url.startswith(prefix):

@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cervixbatch.discovery import FileIdentity, identify
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 __all__ = ["CLOSED_FRACTION", "SettleTracker"]
 
@@ -47,18 +50,18 @@ class SettleTracker:
         self._candidates: dict[Path, _Candidate] = {}  # main loop only: no lock needed
 
     def note(self, path: Path, *, closed: bool = False) -> None:
-        """Something happened to ``path`` (thread-safe; cheap enough for the observer thread)."""
+        """Record that something happened to ``path`` (thread-safe; cheap, no I/O)."""
         with self._lock:
             self._noted[path] = self._noted.get(path, False) or closed
 
     def __len__(self) -> int:
-        """How many paths are waiting to settle (or to be looked at)."""
+        """Count the paths waiting to settle (or to be looked at)."""
         with self._lock:
             noted = set(self._noted)
         return len(noted | set(self._candidates))
 
     def take_settled(self) -> list[FileIdentity]:
-        """Looks at what was noted and returns the files that have settled (main loop only).
+        """Look at what was noted; return the files that have settled (main loop only).
 
         A path that vanished, or is no longer a regular file (a symlink, a folder), is
         dropped: ``identify`` uses ``lstat`` and never follows a link.
@@ -85,7 +88,7 @@ class SettleTracker:
         return settled
 
     def seconds_until_due(self) -> float | None:
-        """How long until the next candidate may settle; None when there is none."""
+        """Return the seconds until the next candidate may settle; None when there is none."""
         with self._lock:
             if self._noted:
                 return 0.0

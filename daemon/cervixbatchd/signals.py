@@ -16,8 +16,10 @@ import os
 import select
 import signal
 import threading
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["SignalFlags", "Wakeup"]
 
@@ -31,13 +33,13 @@ class Wakeup:
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def wake(self) -> None:
-        """Ends the current or next ``wait`` early (lock-free, async-signal-safe)."""
+        """End the current or next ``wait`` early (lock-free, async-signal-safe)."""
         # A full pipe already means "wake up"; a closed one means teardown is done.
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._write, b"\0")
 
     def wait(self, timeout: float) -> bool:
-        """Sleeps up to ``timeout`` seconds; True when woken. Drains pending wake-ups."""
+        """Sleep up to ``timeout`` seconds; True when woken. Drain pending wake-ups."""
         try:
             ready, _, _ = select.select([self._read], [], [], max(0.0, timeout))
         except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
@@ -50,7 +52,7 @@ class Wakeup:
         return True
 
     def close(self) -> None:
-        """Closes both ends of the pipe."""
+        """Close both ends of the pipe."""
         for fd in (self._read, self._write):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -66,7 +68,7 @@ class SignalFlags:
         self._previous: dict[int, Any] = {}
 
     def install(self) -> bool:
-        """Installs the handlers; False (and none installed) outside the main thread."""
+        """Install the handlers; False (and none installed) outside the main thread."""
         if threading.current_thread() is not threading.main_thread():
             return False
         for signum in (*_STOP_SIGNALS, signal.SIGHUP):
@@ -75,19 +77,19 @@ class SignalFlags:
         return True
 
     def restore(self) -> None:
-        """Puts back the handlers that were there before ``install``."""
+        """Put back the handlers that were there before ``install``."""
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
 
     def request_stop(self, reason: str) -> None:
-        """Asks the main loop to drain and stop (what a first SIGTERM does)."""
+        """Ask the main loop to drain and stop (what a first SIGTERM does)."""
         if self.stop is None:
             self.stop = reason
         self._wakeup.wake()
 
     def take_reload(self) -> bool:
-        """True once per SIGHUP (coalesced when several arrive before the loop looks)."""
+        """Return True once per SIGHUP (several before the loop looks count as one)."""
         wanted, self.reload = self.reload, False
         return wanted
 

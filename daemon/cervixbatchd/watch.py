@@ -9,7 +9,7 @@ a callback (the settle tracker); nothing here reads a file or touches the databa
 The observer runs in watchdog's threads. If one dies (an exception in the handler, the
 inbox removed, an inotify limit), :meth:`InboxWatcher.supervise` notices it from the
 main loop and starts a new observer; too many restarts in a row raise
-:class:`ObserverFailed` so the process exits non-zero and systemd restarts it. A deaf
+:class:`ObserverFailedError` so the process exits non-zero and systemd restarts it. A deaf
 daemon that still answers the watchdog is the one outcome this module must not allow.
 """
 
@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from watchdog.events import (
@@ -35,12 +36,14 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from cervixbatch.discovery import is_ignored_name, walk_files
 
-__all__ = ["InboxFilter", "InboxWatcher", "ObserverFailed", "OnFile"]
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+__all__ = ["InboxFilter", "InboxWatcher", "ObserverFailedError", "OnFile"]
 
 log = structlog.get_logger("cervixbatchd")
 
@@ -50,7 +53,7 @@ POLL_INTERVAL_S = 1.0  # PollingObserver: seconds between two listings of the in
 JOIN_TIMEOUT_S = 5.0
 
 
-class ObserverFailed(RuntimeError):
+class ObserverFailedError(RuntimeError):
     """The observer cannot be kept running: the service must exit non-zero."""
 
 
@@ -66,8 +69,11 @@ class InboxFilter:
         self._excluded = tuple(p for p in real if self._real_inbox in p.parents)
 
     def accepts(self, path: Path) -> bool:
-        """True for a path inside the inbox, not hidden or a temp name anywhere along it,
-        not reached through a symlinked folder, and not under an excluded folder."""
+        """Tell whether ``path`` is a candidate input.
+
+        It must lie inside the inbox, have no hidden or temp name anywhere along it, not
+        be reached through a symlinked folder and not lie under an excluded path.
+        """
         try:
             relative = path.relative_to(self.inbox)
         except ValueError:
@@ -83,7 +89,7 @@ class InboxFilter:
         return not any(real == ex or ex in real.parents for ex in self._excluded)
 
     def scan(self) -> Iterator[Path]:
-        """Every accepted regular file under the inbox (symlinks never followed)."""
+        """Yield every accepted regular file under the inbox (symlinks never followed)."""
         for path in walk_files(self.inbox):
             if self.accepts(path):
                 yield path
@@ -117,7 +123,7 @@ class _Handler(FileSystemEventHandler):
         if path == self._filter.inbox or self._filter.accepts(path):
             for file in walk_files(path):
                 if self._filter.accepts(file):
-                    self._on_file(file, False)
+                    self._on_file(file, False)  # noqa: FBT003 - a plain callback
 
     def on_created(self, event: DirCreatedEvent | FileCreatedEvent) -> None:
         if event.is_directory:
@@ -177,7 +183,7 @@ class InboxWatcher:
         return all(emitter.is_alive() for emitter in observer.emitters) and bool(observer.emitters)
 
     def start(self) -> None:
-        """Starts an observer; an OSError (no inbox, inotify limits) becomes ObserverFailed."""
+        """Start an observer; an OSError (no inbox, inotify limits) is ObserverFailedError."""
         self.filter.inbox.mkdir(parents=True, exist_ok=True)
         handler = _Handler(self.filter, self._on_file)
         observer: BaseObserver = (
@@ -193,14 +199,14 @@ class InboxWatcher:
         except OSError as exc:
             _stop_quietly(observer)
             hint = "raise fs.inotify.max_user_watches or set watch.polling = true"
-            raise ObserverFailed(f"cannot watch the inbox ({exc}); {hint}") from exc
+            raise ObserverFailedError(f"cannot watch the inbox ({exc}); {hint}") from exc
         self._observer, self._handler = observer, handler
         log.info("observer_started", kind="polling" if self.polling else "inotify")
 
     def supervise(self) -> bool:
-        """Restarts a dead observer; True when it did (events may have been lost: rescan).
+        """Restart a dead observer; True when it did (events may have been lost: rescan).
 
-        Raises ObserverFailed after ``max_restarts`` restarts within the window.
+        Raises ObserverFailedError after ``max_restarts`` restarts within the window.
         """
         if self.running:
             return False
@@ -214,7 +220,7 @@ class InboxWatcher:
         while self._restarts and now - self._restarts[0] > self._window:
             self._restarts.popleft()
         if len(self._restarts) >= self._max_restarts:
-            raise ObserverFailed(
+            raise ObserverFailedError(
                 f"the observer died {len(self._restarts) + 1} times in {self._window:.0f} s"
             )
         self._restarts.append(now)
@@ -224,14 +230,14 @@ class InboxWatcher:
         return True
 
     def stop(self) -> None:
-        """Stops the observer and joins its threads."""
+        """Stop the observer and join its threads."""
         observer, self._observer = self._observer, None
         if observer is not None:
             _stop_quietly(observer)
 
 
 def _stop_quietly(observer: BaseObserver) -> None:
-    """stop() and join() that survive an observer which never started or already died."""
+    """Stop and join an observer, even one that never started or already died."""
     try:
         observer.stop()
     except Exception as exc:  # noqa: BLE001 - a broken observer must not block teardown
