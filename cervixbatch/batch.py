@@ -49,8 +49,11 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     ids.add(registration.input_id)
             queued = _count_queued(runner)
             with progress_bar("process", total=queued) as advance:
-                runner.drain(on_batch=lambda outcome: advance(outcome.done + outcome.rejected
-                                                              + outcome.failed))
+                runner.drain(
+                    on_batch=lambda outcome: advance(
+                        outcome.done + outcome.rejected + outcome.failed
+                    )
+                )
             _tally(runner, ids, totals)
     finally:
         db.dispose()

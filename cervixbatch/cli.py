@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from cervixbatch import __version__
-from cervixbatch.config import Config, LogFormat, load_config
+from cervixbatch.config import Config, load_config
 from cervixbatch.errors import CervixbatchError, ConfigError
 
 __all__ = ["main"]
@@ -80,8 +80,9 @@ def _setup_logging(config: Config, *, to_stderr: bool = True) -> None:
     from cervixbatch.logs import configure_logging
 
     # One-shot commands keep stdout for their output (a JSON report, say).
-    configure_logging(config.logging.level, config.logging.format,
-                      sys.stderr if to_stderr else sys.stdout)
+    configure_logging(
+        config.logging.level, config.logging.format, sys.stderr if to_stderr else sys.stdout
+    )
 
 
 # -- run -------------------------------------------------------------------------------
@@ -138,24 +139,32 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
 
 @main.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
-    show_default=True, help="Output format.",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
 )
 @click.option("--since", help="Only inputs found at or after this ISO date/time (UTC).")
 @click.option("--until", help="Only inputs found before this ISO date/time (UTC).")
 @click.option(
-    "--status", "statuses", multiple=True,
+    "--status",
+    "statuses",
+    multiple=True,
     type=click.Choice(["queued", "processing", "done", "rejected", "failed"]),
     help="Only inputs in this status (repeatable).",
 )
 @click.option("--reason", "reasons", multiple=True, help="Only inputs with this reason code.")
 @click.option(
-    "--limit", type=click.IntRange(min=0),
+    "--limit",
+    type=click.IntRange(min=0),
     help="At most this many items, newest first (default: 20 for table, 1000 for html, "
     "all for json and csv). The summary always counts every matching input.",
 )
 @click.option(
-    "--output", type=click.Path(path_type=Path, dir_okay=False),
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file instead of standard output.",
 )
 @click.option("--show-patient", is_flag=True, help="HTML: show patient names (off by default).")
@@ -197,8 +206,12 @@ def report(
     db = open_database(config.database.url)
     try:
         with db.read_session() as session:
-            data = collect(session, report_filter, inbox=config.paths.inbox,
-                           lesion_threshold=config.report.lesion_positive_threshold)
+            data = collect(
+                session,
+                report_filter,
+                inbox=config.paths.inbox,
+                lesion_threshold=config.report.lesion_positive_threshold,
+            )
             if fmt == "json":
                 text = render_json(data)
             elif fmt == "csv":
@@ -235,11 +248,16 @@ def report(
 
 @main.command()
 @click.option("--count", type=click.IntRange(min=1), required=True, help="How many photos.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder to write images/, cervix/ and lesion/ into.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder to write images/, cervix/ and lesion/ into.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same set.")
-@click.option("--size", "size_text", help="Fixed size WxH (default: varied, 1600x1200 to "
-              "4128x3096).")
+@click.option(
+    "--size", "size_text", help="Fixed size WxH (default: varied, 1600x1200 to 4128x3096)."
+)
 def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     """Make synthetic colposcopy-like photos with ground-truth masks."""
     from cervixbatch.progress import progress_bar
@@ -258,48 +276,103 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
 
 
 @main.command()
-@click.option("--stage", type=click.Choice(["cervix", "lesion"]), required=True,
-              help="Which stage to train.")
-@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Folder of images (.jpg, .png, .dcm, ...).")
-@click.option("--masks", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Masks of the stage's target, one PNG per image stem.")
-@click.option("--cervix-masks", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="Cervix masks (the lesion stage crops with them, as inference does).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The .keras file to write (a model card .card.json goes beside it).")
+@click.option(
+    "--stage", type=click.Choice(["cervix", "lesion"]), required=True, help="Which stage to train."
+)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of images (.jpg, .png, .dcm, ...).",
+)
+@click.option(
+    "--masks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Masks of the stage's target, one PNG per image stem.",
+)
+@click.option(
+    "--cervix-masks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Cervix masks (the lesion stage crops with them, as inference does).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The .keras file to write (a model card .card.json goes beside it).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3,
-              show_default=True)
-@click.option("--validation-split", type=click.FloatRange(0.0, 0.9), default=0.2,
-              show_default=True)
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True
+)
+@click.option("--validation-split", type=click.FloatRange(0.0, 0.9), default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--input-size", type=click.IntRange(min=16),
-              help="Square input size (default 128 cervix, 512 lesion).")
-@click.option("--filters", type=click.IntRange(min=1),
-              help="Width: first-level filters (default 32 cervix, 16 lesion).")
+@click.option(
+    "--input-size",
+    type=click.IntRange(min=16),
+    help="Square input size (default 128 cervix, 512 lesion).",
+)
+@click.option(
+    "--filters",
+    type=click.IntRange(min=1),
+    help="Width: first-level filters (default 32 cervix, 16 lesion).",
+)
 @click.option("--dice-term", is_flag=True, help="Lesion: add a Dice term to the BCE loss.")
-@click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Epochs without validation improvement before stopping.")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Epochs without validation improvement before stopping.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint or --out.")
 @click.pass_context
-def train(ctx: click.Context, stage: str, images: Path, masks: Path, cervix_masks: Path | None,
-          out: Path, epochs: int, batch_size: int, learning_rate: float,
-          validation_split: float, seed: int, input_size: int | None, filters: int | None,
-          dice_term: bool, patience: int, resume: bool) -> None:
+def train(
+    ctx: click.Context,
+    stage: str,
+    images: Path,
+    masks: Path,
+    cervix_masks: Path | None,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    validation_split: float,
+    seed: int,
+    input_size: int | None,
+    filters: int | None,
+    dice_term: bool,
+    patience: int,
+    resume: bool,
+) -> None:
     """Train one stage on labelled images; the best epoch on validation is kept."""
     from cervixbatch.model.stage import Stage
     from cervixbatch.train import TrainOptions, train_stage
 
     config = _app(ctx).config
     _setup_logging(config)
-    result = train_stage(TrainOptions(
-        stage=Stage(stage), images=images, masks=masks, out=out, cervix_masks=cervix_masks,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        validation_split=validation_split, seed=seed, resume=resume, input_size=input_size,
-        filters=filters, dice_term=dice_term, margin=config.models.margin, patience=patience,
-    ))
+    result = train_stage(
+        TrainOptions(
+            stage=Stage(stage),
+            images=images,
+            masks=masks,
+            out=out,
+            cervix_masks=cervix_masks,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            validation_split=validation_split,
+            seed=seed,
+            resume=resume,
+            input_size=input_size,
+            filters=filters,
+            dice_term=dice_term,
+            margin=config.models.margin,
+            patience=patience,
+        )
+    )
     click.echo(
         f"{result.model_path}: {result.epochs_run} epochs, validation Dice "
         f"{result.validation['val_dice']:.3f}, IoU {result.validation['val_iou']:.3f} "
@@ -309,22 +382,45 @@ def train(ctx: click.Context, stage: str, images: Path, masks: Path, cervix_mask
 
 
 @main.command()
-@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Folder of images.")
-@click.option("--cervix-masks", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Ground-truth cervix masks.")
-@click.option("--lesion-masks", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              required=True, help="Ground-truth lesion masks.")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of images.",
+)
+@click.option(
+    "--cervix-masks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Ground-truth cervix masks.",
+)
+@click.option(
+    "--lesion-masks",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Ground-truth lesion masks.",
+)
 @click.option("--cervix-model", help="Override models.cervix (builtin:demo or a .keras file).")
 @click.option("--lesion-model", help="Override models.lesion.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-@click.option("--per-image", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also write one CSV row per image here.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--per-image",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write one CSV row per image here.",
+)
 @click.pass_context
-def evaluate(ctx: click.Context, images: Path, cervix_masks: Path, lesion_masks: Path,
-             cervix_model: str | None, lesion_model: str | None, fmt: str,
-             per_image: Path | None) -> None:
+def evaluate(
+    ctx: click.Context,
+    images: Path,
+    cervix_masks: Path,
+    lesion_masks: Path,
+    cervix_model: str | None,
+    lesion_model: str | None,
+    fmt: str,
+    per_image: Path | None,
+) -> None:
     """Run both stages end to end and print Dice and IoU per stage."""
     import json
 
@@ -335,17 +431,26 @@ def evaluate(ctx: click.Context, images: Path, cervix_masks: Path, lesion_masks:
 
     config = _app(ctx).config
     if cervix_model or lesion_model:
-        config = dataclasses.replace(config, models=dataclasses.replace(
-            config.models,
-            cervix=cervix_model or config.models.cervix,
-            lesion=lesion_model or config.models.lesion,
-        ))
+        config = dataclasses.replace(
+            config,
+            models=dataclasses.replace(
+                config.models,
+                cervix=cervix_model or config.models.cervix,
+                lesion=lesion_model or config.models.lesion,
+            ),
+        )
     _setup_logging(config)
     stages = load_stages(config)
     total = sum(1 for p in images.iterdir() if p.is_file())
     with progress_bar("evaluate", total=total) as advance:
-        result = run_evaluation(pipeline_for(config, stages), images, cervix_masks,
-                                lesion_masks, batch_size=config.batch.size, on_progress=advance)
+        result = run_evaluation(
+            pipeline_for(config, stages),
+            images,
+            cervix_masks,
+            lesion_masks,
+            batch_size=config.batch.size,
+            on_progress=advance,
+        )
     if per_image is not None:
         write_per_image(per_image, result.scores)
     if fmt == "json":

@@ -69,17 +69,23 @@ class LogFormat(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PathsConfig:
+    """Where inputs are watched and outputs written."""
+
     inbox: Path = Path("var/inbox")
     outbox: Path = Path("var/outbox")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DatabaseConfig:
+    """Where results are recorded."""
+
     url: str = "sqlite:///var/cervixbatch.db"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatchConfig:
+    """How the inbox is watched and what happens to finished inputs."""
+
     settle_seconds: float = 1.0
     polling: bool = False
     after: AfterAction = AfterAction.KEEP
@@ -89,6 +95,8 @@ class WatchConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BatchConfig:
+    """How inputs are grouped, retried and leased."""
+
     size: int = 8
     max_wait_ms: int = 250
     max_attempts: int = 3  # transient failures are retried this often, then "failed"
@@ -99,6 +107,8 @@ class BatchConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ModelsConfig:
+    """The two stage models and the thresholds applied to their output."""
+
     cervix: str = "builtin:demo"
     lesion: str = "builtin:demo"
     precision: Precision = Precision.AUTO
@@ -110,12 +120,16 @@ class ModelsConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutputConfig:
+    """How output images are written."""
+
     overlay_max_side: int = 0  # 0: overlays at the photo's full size
     jpeg_quality: int = 90
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LimitsConfig:
+    """Limits checked before an input is decoded."""
+
     max_file_mb: float = 512.0
     max_pixels: int = 100_000_000
     max_frames: int = 1000
@@ -124,6 +138,8 @@ class LimitsConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DicomConfig:
+    """DICOM outputs and the optional Storage SCP."""
+
     outputs: bool = True
     listen: str = ""
     ae_title: str = "CERVIXBATCH"
@@ -132,6 +148,8 @@ class DicomConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MetricsConfig:
+    """The optional Prometheus endpoint."""
+
     listen: str = ""
 
 
@@ -142,6 +160,8 @@ class ReportConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
+    """Log level and format."""
+
     level: str = "info"
     format: LogFormat = LogFormat.AUTO
 
@@ -204,9 +224,7 @@ class Config:
             cervix=_absolute_model_ref(self.models.cervix, base),
             lesion=_absolute_model_ref(self.models.lesion, base),
         )
-        return dataclasses.replace(
-            self, paths=paths, watch=watch, database=database, models=models
-        )
+        return dataclasses.replace(self, paths=paths, watch=watch, database=database, models=models)
 
     @property
     def read_limits_bytes(self) -> int:
@@ -273,7 +291,7 @@ def _build_section(section_type: type[Any], name: str, values: dict[str, Any], s
     return section
 
 
-def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: PLR0911
+def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: C901, PLR0911, PLR0912
     """Checks one value against its annotated type, converting where TOML has no such type."""
 
     def wrong(expected: str) -> ConfigError:

@@ -59,7 +59,9 @@ def pair_images(
             continue
         mask = masks / f"{image.stem}.png" if masks else None
         cervix = cervix_masks / f"{image.stem}.png" if cervix_masks else None
-        if (mask is not None and not mask.is_file()) or (cervix is not None and not cervix.is_file()):
+        if (mask is not None and not mask.is_file()) or (
+            cervix is not None and not cervix.is_file()
+        ):
             continue
         pairs.append(LabelledImage(image.stem, image, mask, cervix))
     if not pairs:
@@ -119,7 +121,8 @@ def prepare_lesion_sample(
     pair: LabelledImage, size: tuple[int, int], channels: int, margin: float
 ) -> tuple[Floats, Floats]:
     """Stage-2 (crop, lesion mask) cut with the true cervix mask's grown box."""
-    assert pair.mask is not None and pair.cervix_mask is not None
+    assert pair.mask is not None
+    assert pair.cervix_mask is not None
     rgb = _first_frame(pair.image, 3 * max(size))
     cervix = load_mask(pair.cervix_mask, rgb.shape[:2])
     lesion = load_mask(pair.mask, rgb.shape[:2])

@@ -17,8 +17,17 @@ __all__ = ["FileIdentity", "hash_file", "identify", "is_ignored_name", "walk_fil
 
 _CHUNK = 1 << 20
 # Temp names of common copy tools; such a file is taken once it is renamed.
-_TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart",
-                  ".swp", "~")
+_TEMP_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".swp",
+    "~",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

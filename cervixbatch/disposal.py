@@ -62,7 +62,9 @@ def dispose_of(
                 _archive(path, input_id, archive)
             handled += 1
         except OSError as exc:
-            log.warning("disposal_failed", input_id=input_id, action=after.value, error=exc.strerror)
+            log.warning(
+                "disposal_failed", input_id=input_id, action=after.value, error=exc.strerror
+            )
     if handled:
         disposition = "deleted" if after is AfterAction.DELETE else "archived"
         with db.session() as session:

@@ -94,7 +94,8 @@ def _frame(pair: LabelledImage, min_working_side: int | None) -> Any:
 
 
 def _score(pair: LabelledImage, result: Any) -> ImageScore:
-    assert pair.mask is not None and pair.cervix_mask is not None
+    assert pair.mask is not None
+    assert pair.cervix_mask is not None
     size = result.cervix_mask.shape
     true_cervix = load_mask(pair.cervix_mask, size) > 0
     true_lesion = load_mask(pair.mask, size) > 0
@@ -115,8 +116,17 @@ def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image", "cervix_found", "cervix_dice", "cervix_iou", "lesion_dice",
-                         "lesion_iou"])
+        writer.writerow(
+            ["image", "cervix_found", "cervix_dice", "cervix_iou", "lesion_dice", "lesion_iou"]
+        )
         for s in scores:
-            writer.writerow([s.stem, int(s.cervix_found), f"{s.cervix_dice:.4f}",
-                             f"{s.cervix_iou:.4f}", f"{s.lesion_dice:.4f}", f"{s.lesion_iou:.4f}"])
+            writer.writerow(
+                [
+                    s.stem,
+                    int(s.cervix_found),
+                    f"{s.cervix_dice:.4f}",
+                    f"{s.cervix_iou:.4f}",
+                    f"{s.lesion_dice:.4f}",
+                    f"{s.lesion_iou:.4f}",
+                ]
+            )

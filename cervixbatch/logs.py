@@ -18,8 +18,12 @@ from cervixbatch.config import LogFormat
 
 __all__ = ["configure_logging"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class _StreamLogger:
@@ -62,13 +66,17 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     structlog.configure(
         processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            _LEVELS.get(level.lower(), logging.INFO)
+        ),
         logger_factory=lambda *_args: _StreamLogger(stream_name),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (alembic, watchdog) stay quiet
     # unless something is wrong.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("alembic", "watchdog", "tensorflow", "absl", "pynetdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pydicom warns about every non-conformant file it reads; the reader turns real

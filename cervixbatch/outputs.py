@@ -121,12 +121,14 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        temp.replace(path)
         _fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
-        raise OutputError(f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}") from exc
+        raise OutputError(
+            f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}"
+        ) from exc
 
 
 def _encode(ext: str, image: npt.NDArray[np.uint8], params: list[int]) -> bytes:

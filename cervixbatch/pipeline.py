@@ -24,10 +24,10 @@ __all__ = [
     "Pipeline",
     "PipelineSettings",
     "Predictor",
+    "cervix_input",
     "crop_region",
     "downscale",
     "lesion_input",
-    "cervix_input",
 ]
 
 Mask = npt.NDArray[np.uint8]
@@ -134,11 +134,15 @@ class Pipeline:
         probs1 = self.cervix.predict_batch(batch1)
         t_stage1 = time.perf_counter()
 
-        regions = [self._cervix_region(frame, prob) for frame, prob in zip(frames, probs1, strict=True)]
+        regions = [
+            self._cervix_region(frame, prob) for frame, prob in zip(frames, probs1, strict=True)
+        ]
         t_roi = time.perf_counter()
 
-        crops = [frame.rgb[box.y0 : box.y1, box.x0 : box.x1] if box else None
-                 for frame, (_, box) in zip(frames, regions, strict=True)]
+        crops = [
+            frame.rgb[box.y0 : box.y1, box.x0 : box.x1] if box else None
+            for frame, (_, box) in zip(frames, regions, strict=True)
+        ]
         found = [i for i, crop in enumerate(crops) if crop is not None]
         size2, channels2 = self.lesion.input_size, self.lesion.input_channels
         probs2: Floats = np.empty((0, *size2), dtype=np.float32)
@@ -188,14 +192,23 @@ class Pipeline:
         full_h, full_w = frame.full_size
         empty = np.zeros((full_h, full_w), dtype=np.uint8)
         if working_box is None or lesion_prob is None:
-            return FrameResult(False, empty, empty.copy(), None, None, 0.0, 0.0, {})
+            return FrameResult(
+                cervix_found=False,
+                cervix_mask=empty,
+                lesion_mask=empty.copy(),
+                box=None,
+                crop=None,
+                cervix_fraction=0.0,
+                lesion_fraction=0.0,
+                timings_ms={},
+            )
         cervix = _smooth_upsample(component, (full_w, full_h))
         work_h, work_w = frame.rgb.shape[:2]
         box = working_box.scaled(full_w / work_w, full_h / work_h, full_w, full_h)
         scaled_prob = (lesion_prob * 255.0).astype(np.uint8)
         region = cv2.resize(scaled_prob, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
         lesion = empty
-        cut = int(round(self.settings.lesion_threshold * 255.0))
+        cut = round(self.settings.lesion_threshold * 255.0)
         lesion[box.y0 : box.y1, box.x0 : box.x1] = np.where(region > cut, 255, 0)
         lesion = cv2.bitwise_and(lesion, cervix)  # a lesion lies on the cervix
         cervix_px = int(np.count_nonzero(cervix))

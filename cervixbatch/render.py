@@ -31,8 +31,10 @@ def render_overlay(
     if max_side and max(height, width) > max_side:
         scale = max_side / max(height, width)
     out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
-    canvas = rgb if (out_w, out_h) == (width, height) else cv2.resize(
-        rgb, (out_w, out_h), interpolation=cv2.INTER_AREA
+    canvas = (
+        rgb
+        if (out_w, out_h) == (width, height)
+        else cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
     )
     canvas = np.ascontiguousarray(canvas).copy()
     thickness = max(2, round(max(out_w, out_h) / 350))
@@ -71,6 +73,12 @@ def _draw_label(canvas: Image, text: str) -> None:
     region = canvas[:y1, :x1]
     region[:] = (region * 0.35).astype(np.uint8)  # darkened box behind the text
     cv2.putText(
-        canvas, text, (pad, pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-        (255, 255, 255), weight, cv2.LINE_AA,
+        canvas,
+        text,
+        (pad, pad + text_h),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        font_scale,
+        (255, 255, 255),
+        weight,
+        cv2.LINE_AA,
     )

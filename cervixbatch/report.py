@@ -130,7 +130,7 @@ class ReportStats:
                 "finished": self.finished,
                 "first_finished": _iso(self.first_finished),
                 "last_finished": _iso(self.last_finished),
-                "per_hour": _round(self.per_hour, 2),
+                "per_hour": _round(self.per_hour, 4),
             },
             "models": [
                 {"cervix": m.cervix, "lesion": m.lesion, "precision": m.precision,

@@ -99,13 +99,15 @@ def _summary(data: ReportData) -> str:
             f"have lesion &gt; {stats.lesion_threshold:.0%}{bar}", cls="wide"))
     if stats.finished:
         rate = format_rate(stats)
+        span = _esc(format_duration(stats.span_seconds))
         tiles.append(_tile(
-            "throughput", _esc(rate or f"{stats.finished:,} finished"),
-            f"{stats.finished:,} finished in {_esc(format_duration(stats.span_seconds))}"))
+            "throughput", _esc(rate.replace(" inputs", "") if rate else f"{stats.finished:,}"),
+            f"{stats.finished:,} finished in {span}" if rate
+            else f"finished in {span} (a rate needs a minute or more)"))
     if stats.median_ms is not None and stats.slowest_ms is not None:
         slowest = display_path(stats.slowest_path or "", data.inbox)
         tiles.append(_tile(
-            "median time / input", _esc(format_ms(stats.median_ms)),
+            "time per input", _esc(format_ms(stats.median_ms)),
             f"slowest {_esc(format_ms(stats.slowest_ms))} "
             f'<span class="path">#{stats.slowest_id} {_esc(slowest)}</span>'))
     parts = [f'<div class="tiles">{"".join(tiles)}</div>']
@@ -147,11 +149,13 @@ def _card(item: Input, result: Result, *, thumb: str | None, base: Path, name: s
     overlay = _href(Path(result.overlay_path), base)
     image = (f'<img src="{_esc(thumb)}" alt="overlay of {_esc(name)}" decoding="async">'
              if thumb is not None else '<div class="missing">overlay missing</div>')
-    links = [("overlay", result.overlay_path), ("cervix mask", result.cervix_mask_path),
-             ("lesion mask", result.lesion_mask_path), ("crop", result.crop_path)]
+    links = [("overlay", "full-size overlay", result.overlay_path),
+             ("cervix", "cervix mask", result.cervix_mask_path),
+             ("lesion", "lesion mask", result.lesion_mask_path),
+             ("crop", "the crop stage 2 saw", result.crop_path)]
     link_html = " ".join(
-        f'<a href="{_esc(_href(Path(path), base))}">{_esc(label)}</a>'
-        for label, path in links if path
+        f'<a href="{_esc(_href(Path(path), base))}" title="{_esc(title)}">{_esc(label)}</a>'
+        for label, title, path in links if path
     )
     frame = (f'<span class="frame">frame {result.frame + 1}/{item.frame_count}</span>'
              if (item.frame_count or 1) > 1 else "")
@@ -265,10 +269,17 @@ def render_html(data: ReportData, *, output: Path, show_patient: bool = False) -
             jobs[(item.id, r.frame)] = ThumbnailJob(Path(r.overlay_path), dest, r.width, r.height)
     made = make_thumbnails(jobs.values())
     thumbs = {key: _href(job.dest, base) for key, job in jobs.items() if made.get(job.dest)}
+    present = [s for s in Status if data.summary[s.value] or s is Status.DONE]
+    chips = "".join(
+        f'<label class="chip {s.value}"><input type="checkbox" value="{s.value}" checked>'
+        f"{s.value}</label>"
+        for s in present
+    )
     nonce = secrets.token_urlsafe(16)
     page = string.Template(_template("report.html"))
     return page.substitute(
         nonce=nonce,
+        chips=chips,
         css=_template("report.css"),
         js=_template("report.js"),
         version=_esc(__version__),

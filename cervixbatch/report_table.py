@@ -70,7 +70,7 @@ def _summary_lines(data: ReportData) -> list[str]:
     """Build the summary block as console markup (database values escaped)."""
     summary, stats = data.summary, data.stats
     counts = "  ".join(
-        f"[{_STATUS_STYLE[s.value]}]{s.value} {summary[s.value]}[/]" for s in Status
+        f"[{style}]{status} {summary[status]}[/]" for status, style in _STATUS_STYLE.items()
     )
     lines = [f"[bold]{summary['total']} inputs[/]  {counts}"]
     if stats.reasons:

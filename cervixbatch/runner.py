@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Self
 
 import structlog
 
@@ -75,7 +76,9 @@ def _worker_count(configured: int) -> int:
 class Runner:
     """Processes queued inputs in batches, and registers files into the queue."""
 
-    def __init__(self, config: Config, db: Database, stages: Stages, *, owner: str | None = None):
+    def __init__(
+        self, config: Config, db: Database, stages: Stages, *, owner: str | None = None
+    ) -> None:
         self.config = config
         self.db = db
         self.stages = stages
@@ -102,7 +105,7 @@ class Runner:
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -254,7 +257,7 @@ class Runner:
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])
-            except Exception as exc:  # noqa: BLE001 - fail these inputs, keep the service up
+            except Exception as exc:
                 log.exception("segmentation_failed", inputs=[i.claimed.id for i, _ in chunk])
                 for item, _ in chunk:
                     item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
@@ -457,11 +460,15 @@ def load_stages(config: Config) -> Stages:
     from cervixbatch.model.stage import Stage, load_stage
 
     cervix = load_stage(
-        config.models.cervix, Stage.CERVIX, batch_size=config.batch.size,
+        config.models.cervix,
+        Stage.CERVIX,
+        batch_size=config.batch.size,
         precision=config.models.precision,
     )
     lesion = load_stage(
-        config.models.lesion, Stage.LESION, batch_size=config.batch.size,
+        config.models.lesion,
+        Stage.LESION,
+        batch_size=config.batch.size,
         precision=config.models.precision,
     )
     log.info(

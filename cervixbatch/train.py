@@ -84,7 +84,9 @@ def card_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".card.json")
 
 
-def _split(pairs: Sequence[LabelledImage], fraction: float, seed: int) -> tuple[list[LabelledImage], list[LabelledImage]]:
+def _split(
+    pairs: Sequence[LabelledImage], fraction: float, seed: int
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_val = max(1, round(len(pairs) * fraction)) if len(pairs) > 1 else 0
     val = [pairs[i] for i in order[:n_val]]
@@ -169,7 +171,7 @@ def _compile(model: Any, options: TrainOptions) -> None:
     )
 
 
-def train_stage(options: TrainOptions) -> TrainResult:
+def train_stage(options: TrainOptions) -> TrainResult:  # noqa: PLR0915 - one linear recipe
     """Trains one stage; the best epoch on validation is what ends up in ``options.out``."""
     from cervixbatch.model.device import configure_tensorflow
 
@@ -178,7 +180,8 @@ def train_stage(options: TrainOptions) -> TrainResult:
     if options.stage is Stage.LESION and options.cervix_masks is None:
         raise CervixbatchError("the lesion stage needs --cervix-masks to crop as inference does")
     pairs = pair_images(
-        options.images, options.masks,
+        options.images,
+        options.masks,
         options.cervix_masks if options.stage is Stage.LESION else None,
     )
     if options.max_images:
@@ -199,9 +202,11 @@ def train_stage(options: TrainOptions) -> TrainResult:
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
     channels = int(model.input_shape[3])
     if options.stage is Stage.CERVIX:
+
         def prepare(pair: LabelledImage) -> tuple[Any, Any]:
             return prepare_cervix_sample(pair, size, channels)
     else:
+
         def prepare(pair: LabelledImage) -> tuple[Any, Any]:
             return prepare_lesion_sample(pair, size, channels, options.margin)
 
@@ -210,31 +215,57 @@ def train_stage(options: TrainOptions) -> TrainResult:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="cervixbatch-train-"))
     try:
-        train_ds = _dataset(train_pairs, prepare, shapes, batch_size=options.batch_size,
-                            cache_file=workdir / "train", augment=Augmenter(options.seed),
-                            seed=options.seed)
-        val_ds = _dataset(val_pairs, prepare, shapes, batch_size=options.batch_size,
-                          cache_file=workdir / "val", augment=None, seed=options.seed)
+        train_ds = _dataset(
+            train_pairs,
+            prepare,
+            shapes,
+            batch_size=options.batch_size,
+            cache_file=workdir / "train",
+            augment=Augmenter(options.seed),
+            seed=options.seed,
+        )
+        val_ds = _dataset(
+            val_pairs,
+            prepare,
+            shapes,
+            batch_size=options.batch_size,
+            cache_file=workdir / "val",
+            augment=None,
+            seed=options.seed,
+        )
         on_terminal = sys.stderr.isatty()
         callbacks = [
             keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=max(2, options.patience // 3)),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience,
-                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(2, options.patience // 3)
+            ),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=options.patience, restore_best_weights=True
+            ),
         ]
         if not on_terminal:
             callbacks.append(_EpochLog(options.stage).callback)
-        log.info("training_started", stage=options.stage.value, images=len(pairs),
-                 train=len(train_pairs), validation=len(val_pairs), input=list(shapes[0]),
-                 params=int(model.count_params()))
-        history = model.fit(train_ds, validation_data=val_ds, epochs=options.epochs,
-                            callbacks=callbacks, verbose=1 if on_terminal else 0,
-                            shuffle=False)  # the dataset shuffles itself
+        log.info(
+            "training_started",
+            stage=options.stage.value,
+            images=len(pairs),
+            train=len(train_pairs),
+            validation=len(val_pairs),
+            input=list(shapes[0]),
+            params=int(model.count_params()),
+        )
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=options.epochs,
+            callbacks=callbacks,
+            verbose=1 if on_terminal else 0,
+            shuffle=False,
+        )  # the dataset shuffles itself
         validation = _validate(model, val_ds)
         tmp_out = options.out.with_name(f".tmp-{os.getpid()}-{options.out.name}")
         model.save(tmp_out)
-        os.replace(tmp_out, options.out)
+        tmp_out.replace(options.out)
         checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -262,7 +293,7 @@ def _validate(model: Any, val_ds: Any) -> dict[str, float]:
     }
 
 
-def _card(
+def _card(  # noqa: PLR0917
     options: TrainOptions,
     pairs: Sequence[LabelledImage],
     model: Any,
@@ -294,7 +325,8 @@ def _card(
             "learning_rate": options.learning_rate,
             "validation_split": options.validation_split,
             "seed": options.seed,
-            "loss": "dice" if options.stage is Stage.CERVIX
+            "loss": "dice"
+            if options.stage is Stage.CERVIX
             else ("bce+dice" if options.dice_term else "bce"),
             "history": history,
         },

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -26,8 +27,16 @@ TRAIN_SEED, EVAL_SEED = 1, 2
 # lets it train to convergence on a 2-core CPU (see the model card).
 STAGE_ARGS = {
     # Adam at 1e-3 lets the un-normalised seed UNet collapse to a constant mask under Dice loss
-    "cervix": ["--input-size", "128", "--filters", "32", "--batch-size", "8",
-               "--learning-rate", "1e-4"],
+    "cervix": [
+        "--input-size",
+        "128",
+        "--filters",
+        "32",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-4",
+    ],
     "lesion": ["--input-size", "256", "--filters", "16", "--batch-size", "8", "--dice-term"],
 }
 
@@ -43,7 +52,9 @@ def run(cmd: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/cervixbatch-demo"))
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "cervixbatch-demo"
+    )
     parser.add_argument("--train-count", type=int, default=400)
     parser.add_argument("--eval-count", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=25)
@@ -53,15 +64,41 @@ def main() -> None:
     train_dir, eval_dir, models = args.work / "train", args.work / "eval", args.work / "models"
 
     if "synth" in steps:
-        run(cli("synth", "--count", str(args.train_count), "--out", str(train_dir),
-                "--seed", str(TRAIN_SEED), "--size", "1600x1200"))
+        run(
+            cli(
+                "synth",
+                "--count",
+                str(args.train_count),
+                "--out",
+                str(train_dir),
+                "--seed",
+                str(TRAIN_SEED),
+                "--size",
+                "1600x1200",
+            )
+        )
     if "train" in steps:
         procs = []
         for stage, extra in STAGE_ARGS.items():
             masks = train_dir / stage
-            cmd = cli("train", "--stage", stage, "--images", str(train_dir / "images"),
-                      "--masks", str(masks), "--out", str(models / f"{stage}.keras"),
-                      "--epochs", str(args.epochs), "--patience", "6", "--seed", "0", *extra)
+            cmd = cli(
+                "train",
+                "--stage",
+                stage,
+                "--images",
+                str(train_dir / "images"),
+                "--masks",
+                str(masks),
+                "--out",
+                str(models / f"{stage}.keras"),
+                "--epochs",
+                str(args.epochs),
+                "--patience",
+                "6",
+                "--seed",
+                "0",
+                *extra,
+            )
             if stage == "lesion":
                 cmd += ["--cervix-masks", str(train_dir / "cervix")]
             print("+", " ".join(cmd), flush=True)
@@ -72,14 +109,34 @@ def main() -> None:
     if "pack" in steps:
         pack(models)
     if "evaluate" in steps:
-        run(cli("synth", "--count", str(args.eval_count), "--out", str(eval_dir),
-                "--seed", str(EVAL_SEED)))
+        run(
+            cli(
+                "synth",
+                "--count",
+                str(args.eval_count),
+                "--out",
+                str(eval_dir),
+                "--seed",
+                str(EVAL_SEED),
+            )
+        )
         env = {**os.environ, "CERVIXBATCH_CONFIG": str(REPO / "config.toml")}
         out = subprocess.run(
-            cli("evaluate", "--images", str(eval_dir / "images"), "--cervix-masks",
-                str(eval_dir / "cervix"), "--lesion-masks", str(eval_dir / "lesion"),
-                "--format", "json"),
-            check=True, capture_output=True, text=True, env=env,
+            cli(
+                "evaluate",
+                "--images",
+                str(eval_dir / "images"),
+                "--cervix-masks",
+                str(eval_dir / "cervix"),
+                "--lesion-masks",
+                str(eval_dir / "lesion"),
+                "--format",
+                "json",
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout
         figures = json.loads(out)
         print(json.dumps(figures, indent=2))
@@ -87,9 +144,9 @@ def main() -> None:
             card_file = DEMO / f"{stage}.card.json"
             card = json.loads(card_file.read_text())
             card["evaluation"] = {
-                "command": "cervixbatch synth --count {n} --out EVAL --seed {s} && cervixbatch "
+                "command": f"cervixbatch synth --count {args.eval_count} --out EVAL --seed {EVAL_SEED} && cervixbatch "
                 "evaluate --images EVAL/images --cervix-masks EVAL/cervix --lesion-masks "
-                "EVAL/lesion --format json".format(n=args.eval_count, s=EVAL_SEED),
+                "EVAL/lesion --format json",
                 "images": figures["images"],
                 "end_to_end": figures["stages"],
             }
@@ -99,10 +156,10 @@ def main() -> None:
 def pack(models: Path) -> None:
     """Converts the trained .keras files to the shipped form and copies their cards."""
     sys.path.insert(0, str(REPO))
+    import keras
+
     from cervixbatch.model import losses  # noqa: F401
     from cervixbatch.model.stage import Stage, pack_builtin
-
-    import keras
 
     for stage in Stage:
         model = keras.models.load_model(models / f"{stage}.keras", compile=False)
@@ -113,8 +170,10 @@ def pack(models: Path) -> None:
             "weights": "float16, cast to float32 on load",
             "version_sha256": version,
         }
-        card["intended_use"] = ("Trained on synthetic images made by `cervixbatch synth`: for "
-                                "trying the software, NOT for clinical use.")
+        card["intended_use"] = (
+            "Trained on synthetic images made by `cervixbatch synth`: for "
+            "trying the software, NOT for clinical use."
+        )
         (DEMO / f"{stage}.card.json").write_text(json.dumps(card, indent=2) + "\n")
         print(f"packed {stage}: {version[:12]}")
 

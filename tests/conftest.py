@@ -28,8 +28,12 @@ def _analytic_model(channels: int, weights: list[float], bias: float, name: str)
     inputs = keras.Input((ANALYTIC_SIZE, ANALYTIC_SIZE, channels))
     conv = keras.layers.Conv2D(1, (1, 1), activation="sigmoid", name="mask")
     outputs = conv(inputs)
-    conv.set_weights([np.array(weights, dtype=np.float32).reshape(1, 1, channels, 1),
-                      np.array([bias], dtype=np.float32)])
+    conv.set_weights(
+        [
+            np.array(weights, dtype=np.float32).reshape(1, 1, channels, 1),
+            np.array([bias], dtype=np.float32),
+        ]
+    )
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -47,8 +51,9 @@ def analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return paths
 
 
-def draw_photo(width: int = 320, height: int = 240, *, lesion: bool = True,
-               seed: int = 0) -> np.ndarray:
+def draw_photo(
+    width: int = 320, height: int = 240, *, lesion: bool = True, seed: int = 0
+) -> np.ndarray:
     """A simple RGB test photo: dark field, pink disc (the cervix), white patch (the lesion)."""
     rng = np.random.default_rng(seed)
     image = np.full((height, width, 3), 20, dtype=np.uint8)
@@ -82,8 +87,10 @@ def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..
             "database": {"url": "sqlite:///state/cervixbatch.db"},
             "watch": {"settle_seconds": 0.3, "archive": "archive"},
             "batch": {"size": 4, "max_wait_ms": 100},
-            "models": {"cervix": str(analytic_models["cervix"]),
-                       "lesion": str(analytic_models["lesion"])},
+            "models": {
+                "cervix": str(analytic_models["cervix"]),
+                "lesion": str(analytic_models["lesion"]),
+            },
             "logging": {"format": "json"},
         }
         for dotted, value in overrides.items():
@@ -118,10 +125,55 @@ def no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
     leaked = [
-        t for t in threading.enumerate()
+        t
+        for t in threading.enumerate()
         if t not in before and t.is_alive() and t.name.startswith("cervixbatch")
     ]
     for thread in leaked:
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left running: {still}"
+
+
+PG_ADMIN_URL = os.environ.get(
+    "CERVIXBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_unavailable_reason() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when a server answers."""
+    try:
+        import psycopg  # noqa: F401
+        from sqlalchemy import create_engine, text
+    except ImportError:
+        return "psycopg is not installed (pip install 'cervixbatch[postgres]')"
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
+        return f"no PostgreSQL server at {PG_ADMIN_URL} ({type(exc).__name__}); CI starts one"
+    return None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    reason = postgres_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"cervixbatch_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -45,7 +45,9 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     assert config.models.lesion == "builtin:demo"
 
 
-def test_environment_variable_is_used_without_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_is_used_without_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CERVIXBATCH_CONFIG names the file when --config is not given."""
     path = tmp_path / "env.toml"
     path.write_text('[watch]\nafter = "archive"\n')
@@ -64,13 +66,13 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
     [
         ("[batch]\nsizee = 8\n", "batch.sizee", "unknown key"),
         ("[bogus]\nx = 1\n", "bogus", "unknown section"),
-        ("[batch]\nsize = \"8\"\n", "batch.size", "expected an integer"),
+        ('[batch]\nsize = "8"\n', "batch.size", "expected an integer"),
         ("[batch]\nsize = true\n", "batch.size", "expected an integer"),
         ("[watch]\npolling = 1\n", "watch.polling", "expected true or false"),
-        ("[watch]\nafter = \"shred\"\n", "watch.after", "one of"),
+        ('[watch]\nafter = "shred"\n', "watch.after", "one of"),
         ("[batch]\nsize = 0\n", "batch.size", "at least"),
         ("[models]\nmargin = 2.0\n", "models.margin", "between 0 and 1"),
-        ("[dicom]\nallowed_callers = \"A\"\n", "dicom.allowed_callers", "list of strings"),
+        ('[dicom]\nallowed_callers = "A"\n', "dicom.allowed_callers", "list of strings"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

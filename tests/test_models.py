@@ -47,8 +47,9 @@ def tiny_cervix_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_loaded_stage_knows_its_size_and_version(tiny_cervix_file: Path) -> None:
     """A .keras file's input shape sets the stage size; its sha256 is its version."""
-    stage = load_stage(str(tiny_cervix_file), Stage.CERVIX, batch_size=4,
-                       precision=Precision.FLOAT32)
+    stage = load_stage(
+        str(tiny_cervix_file), Stage.CERVIX, batch_size=4, precision=Precision.FLOAT32
+    )
     assert stage.input_size == (32, 32)
     assert stage.input_channels == 3
     assert stage.version == file_sha256(tiny_cervix_file)
@@ -57,8 +58,9 @@ def test_loaded_stage_knows_its_size_and_version(tiny_cervix_file: Path) -> None
 def test_batched_call_pads_and_averages_channels(tiny_cervix_file: Path) -> None:
     """Any number of images goes through fixed-size batches; a 3-channel head is averaged
     and the result equals the model's own output per image."""
-    stage = load_stage(str(tiny_cervix_file), Stage.CERVIX, batch_size=4,
-                       precision=Precision.FLOAT32)
+    stage = load_stage(
+        str(tiny_cervix_file), Stage.CERVIX, batch_size=4, precision=Precision.FLOAT32
+    )
     images = np.random.default_rng(0).random((6, 32, 32, 3), dtype=np.float32)
     probs = stage.predict_batch(images)
     assert probs.shape == (6, 32, 32)
@@ -71,8 +73,7 @@ def test_batched_call_pads_and_averages_channels(tiny_cervix_file: Path) -> None
 
 def test_bfloat16_copy_stays_close(tiny_cervix_file: Path) -> None:
     """The mixed_bfloat16 copy computes in bf16 and stays close to float32."""
-    f32 = load_stage(str(tiny_cervix_file), Stage.CERVIX, batch_size=2,
-                     precision=Precision.FLOAT32)
+    f32 = load_stage(str(tiny_cervix_file), Stage.CERVIX, batch_size=2, precision=Precision.FLOAT32)
     bf16 = with_precision(f32.model, Precision.MIXED_BFLOAT16)
     x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     a = f32.model(x, training=False).numpy()
@@ -95,8 +96,9 @@ def test_model_with_wrong_output_shape_is_refused(tmp_path: Path) -> None:
 def test_missing_and_corrupt_model_files_are_model_errors(tmp_path: Path) -> None:
     """A missing or unreadable model file names the stage and the file."""
     with pytest.raises(ModelError, match="does not exist"):
-        load_stage(str(tmp_path / "none.keras"), Stage.LESION, batch_size=1,
-                   precision=Precision.FLOAT32)
+        load_stage(
+            str(tmp_path / "none.keras"), Stage.LESION, batch_size=1, precision=Precision.FLOAT32
+        )
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="cannot be loaded"):

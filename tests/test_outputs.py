@@ -25,8 +25,14 @@ def test_write_frame_writes_every_output_with_modes(tmp_path: Path) -> None:
     mask = np.zeros((30, 40), np.uint8)
     mask[5:10, 5:10] = 255
     rgb = np.zeros((30, 40, 3), np.uint8)
-    outputs = outbox.write_frame(folder, cervix_mask=mask, lesion_mask=mask, overlay_rgb=rgb,
-                                 crop_rgb=rgb[:10, :10], jpeg_quality=90)
+    outputs = outbox.write_frame(
+        folder,
+        cervix_mask=mask,
+        lesion_mask=mask,
+        overlay_rgb=rgb,
+        crop_rgb=rgb[:10, :10],
+        jpeg_quality=90,
+    )
     for path in (outputs.cervix_mask, outputs.lesion_mask, outputs.overlay, outputs.crop):
         assert path is not None and path.is_file()
         assert path.stat().st_mode & 0o777 == 0o640
@@ -40,10 +46,14 @@ def test_paths_outside_the_outbox_are_refused(tmp_path: Path) -> None:
     root.mkdir()
     outbox = Outbox(root)
     with pytest.raises(OutputError, match="outside the outbox"):
-        outbox.write_frame(root / ".." / "escape", cervix_mask=np.zeros((2, 2), np.uint8),
-                           lesion_mask=np.zeros((2, 2), np.uint8),
-                           overlay_rgb=np.zeros((2, 2, 3), np.uint8), crop_rgb=None,
-                           jpeg_quality=90)
+        outbox.write_frame(
+            root / ".." / "escape",
+            cervix_mask=np.zeros((2, 2), np.uint8),
+            lesion_mask=np.zeros((2, 2), np.uint8),
+            overlay_rgb=np.zeros((2, 2, 3), np.uint8),
+            crop_rgb=None,
+            jpeg_quality=90,
+        )
     (root / "link").symlink_to(tmp_path)
     with pytest.raises(OutputError):
         outbox.frame_dir(1, 0, 1) and outbox._inside(root / "link" / "x")

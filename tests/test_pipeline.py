@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import draw_photo
+
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.model.stage import Stage, load_stage
@@ -37,20 +37,24 @@ class CountingPredictor:
 
 @pytest.fixture(scope="module")
 def pipeline_parts(analytic_models: dict[str, Path]) -> tuple[CountingPredictor, CountingPredictor]:
-    cervix = load_stage(str(analytic_models["cervix"]), Stage.CERVIX, batch_size=4,
-                        precision=Precision.FLOAT32)
-    lesion = load_stage(str(analytic_models["lesion"]), Stage.LESION, batch_size=4,
-                        precision=Precision.FLOAT32)
+    cervix = load_stage(
+        str(analytic_models["cervix"]), Stage.CERVIX, batch_size=4, precision=Precision.FLOAT32
+    )
+    lesion = load_stage(
+        str(analytic_models["lesion"]), Stage.LESION, batch_size=4, precision=Precision.FLOAT32
+    )
     return CountingPredictor(cervix), CountingPredictor(lesion)
 
 
 def _truth(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cervix = (rgb[..., 0] > 128)
+    cervix = rgb[..., 0] > 128
     lesion = rgb.min(axis=-1) > 240
     return cervix, lesion
 
 
-def test_masks_match_the_drawn_regions(pipeline_parts: tuple[CountingPredictor, CountingPredictor]) -> None:
+def test_masks_match_the_drawn_regions(
+    pipeline_parts: tuple[CountingPredictor, CountingPredictor],
+) -> None:
     """On a photo with a pink disc and a white patch, both masks overlay the drawn regions
     at the photo's own resolution and the fractions follow the contract's definitions."""
     cervix_model, lesion_model = pipeline_parts
@@ -66,7 +70,9 @@ def test_masks_match_the_drawn_regions(pipeline_parts: tuple[CountingPredictor, 
     lesion_overlap = ((result.lesion_mask > 0) & true_lesion).sum() / true_lesion.sum()
     assert lesion_overlap > 0.8
     assert result.cervix_fraction == pytest.approx(found_cervix.mean())
-    assert result.lesion_fraction == pytest.approx((result.lesion_mask > 0).sum() / found_cervix.sum())
+    assert result.lesion_fraction == pytest.approx(
+        (result.lesion_mask > 0).sum() / found_cervix.sum()
+    )
     assert not (result.lesion_mask > 0)[~found_cervix].any()  # lesions lie on the cervix
     assert result.crop is not None and result.box is not None
 
@@ -106,7 +112,9 @@ def test_reduced_working_image_still_gives_full_size_masks(
     assert result.box is not None and result.box.x1 <= 800 and result.box.y1 <= 600
 
 
-def test_batch_mixes_found_and_not_found(pipeline_parts: tuple[CountingPredictor, CountingPredictor]) -> None:
+def test_batch_mixes_found_and_not_found(
+    pipeline_parts: tuple[CountingPredictor, CountingPredictor],
+) -> None:
     """In one batch, frames with and without a cervix each get their own result, in order."""
     cervix_model, lesion_model = pipeline_parts
     frames = [

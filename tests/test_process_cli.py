@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo, write_photo
+
 from cervixbatch.cli import main
 
 
@@ -23,8 +23,9 @@ def _run(config: Path, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
-    result = CliRunner().invoke(main, ["synth", "--count", "20", "--out", str(out),
-                                       "--seed", "7", "--size", "400x300"])
+    result = CliRunner().invoke(
+        main, ["synth", "--count", "20", "--out", str(out), "--seed", "7", "--size", "400x300"]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -94,11 +95,19 @@ def test_rejected_inputs_are_accounted_for_with_exit_0(
     assert by_name["notes.jpg"]["reason"] == "unsupported_format"
     assert by_name["empty.dcm"]["reason"] == "empty_file"
     assert all(i["detail"] for i in report["items"] if i["status"] == "rejected")
-    assert report["summary"] == {"total": 3, "queued": 0, "processing": 0, "done": 1,
-                                 "rejected": 2, "failed": 0}
+    assert report["summary"] == {
+        "total": 3,
+        "queued": 0,
+        "processing": 0,
+        "done": 1,
+        "rejected": 2,
+        "failed": 0,
+    }
 
 
-def test_outputs_exit_1_when_an_input_fails(tmp_path: Path, make_config: Callable[..., Path]) -> None:
+def test_outputs_exit_1_when_an_input_fails(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
     """When outputs cannot be written, the input fails after its retries and exit is 1."""
     config = make_config(batch__max_attempts=2)
     folder = tmp_path / "drop"
@@ -115,8 +124,9 @@ def test_outputs_exit_1_when_an_input_fails(tmp_path: Path, make_config: Callabl
     assert not list(outbox.rglob(".tmp-*"))
 
 
-def test_report_table_csv_and_filters(synth_set: Path, make_config: Callable[..., Path],
-                                      tmp_path: Path) -> None:
+def test_report_table_csv_and_filters(
+    synth_set: Path, make_config: Callable[..., Path], tmp_path: Path
+) -> None:
     """The table shows the summary, CSV has a row per frame, and filters narrow the items."""
     config = make_config()
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nshort")

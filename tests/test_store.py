@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +17,31 @@ from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(f"sqlite:///{tmp_path}/queue.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same queue tests on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/queue.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = open_database(url)
     yield database
     database.dispose()
 
 
-def _register(db: Database, sha: str, path: str = "/in/a.jpg", mtime: int = 1) -> queue.Registration:
+def _register(
+    db: Database, sha: str, path: str = "/in/a.jpg", mtime: int = 1
+) -> queue.Registration:
     with db.session() as session:
-        return queue.register(session, sha256=sha * 64 if len(sha) == 1 else sha, path=path,
-                              size=10, mtime_ns=mtime)
+        return queue.register(
+            session, sha256=sha * 64 if len(sha) == 1 else sha, path=path, size=10, mtime_ns=mtime
+        )
 
 
 def test_sqlite_is_in_wal_mode_with_a_busy_timeout(db: Database, tmp_path: Path) -> None:
     """Readers never block the writer (WAL) and a writer waits instead of failing."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite settings")
     with db.session() as session:
         assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
@@ -76,16 +87,41 @@ def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
     reg = _register(db, "g")
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=60)
-    row = Result(frame=0, width=4, height=3, cervix_found=True, cervix_fraction=0.5,
-                 lesion_fraction=0.1, cervix_mask_path="c", lesion_mask_path="l",
-                 overlay_path="o", crop_path=None, cervix_model="x" * 64, lesion_model="y" * 64,
-                 precision="float32", stage1_ms=1.0, stage2_ms=2.0)
+    row = Result(
+        frame=0,
+        width=4,
+        height=3,
+        cervix_found=True,
+        cervix_fraction=0.5,
+        lesion_fraction=0.1,
+        cervix_mask_path="c",
+        lesion_mask_path="l",
+        overlay_path="o",
+        crop_path=None,
+        cervix_model="x" * 64,
+        lesion_model="y" * 64,
+        precision="float32",
+        stage1_ms=1.0,
+        stage2_ms=2.0,
+    )
     with db.session() as session:
-        assert not queue.complete(session, input_id=reg.input_id, owner="thief", results=[row],
-                                  metadata={}, processing_ms=1.0)
+        assert not queue.complete(
+            session,
+            input_id=reg.input_id,
+            owner="thief",
+            results=[row],
+            metadata={},
+            processing_ms=1.0,
+        )
     with db.session() as session:
-        assert queue.complete(session, input_id=reg.input_id, owner="w1", results=[row],
-                              metadata={"kind": "photo"}, processing_ms=12.5)
+        assert queue.complete(
+            session,
+            input_id=reg.input_id,
+            owner="w1",
+            results=[row],
+            metadata={"kind": "photo"},
+            processing_ms=12.5,
+        )
     with db.read_session() as session:
         item = session.get(Input, reg.input_id)
         assert item is not None and item.status is Status.DONE and item.kind == "photo"
@@ -101,9 +137,16 @@ def test_failures_retry_then_fail(db: Database) -> None:
         with db.session() as session:
             (claimed,) = queue.claim(session, owner="w", limit=1, lease_seconds=60)
         with db.session() as session:
-            statuses.append(queue.fail(session, input_id=claimed.id, owner="w",
-                                       reason="output_error", detail="disk full",
-                                       max_attempts=3))
+            statuses.append(
+                queue.fail(
+                    session,
+                    input_id=claimed.id,
+                    owner="w",
+                    reason="output_error",
+                    detail="disk full",
+                    max_attempts=3,
+                )
+            )
     assert statuses == [Status.QUEUED, Status.QUEUED, Status.FAILED]
     with db.read_session() as session:
         item = session.get(Input, reg.input_id)
@@ -115,8 +158,13 @@ def test_reject_is_terminal_with_reason(db: Database) -> None:
     reg = _register(db, "i")
     with db.session() as session:
         queue.claim(session, owner="w", limit=1, lease_seconds=60)
-        queue.reject(session, input_id=reg.input_id, owner="w", reason="truncated",
-                     detail="the JPEG ends early")
+        queue.reject(
+            session,
+            input_id=reg.input_id,
+            owner="w",
+            reason="truncated",
+            detail="the JPEG ends early",
+        )
     with db.session() as session:
         assert queue.claim(session, owner="w", limit=5, lease_seconds=60) == []
         counts = queue.status_counts(session)
@@ -128,8 +176,12 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
     the queue; a live worker's unexpired claim is left alone; a repeat offender fails."""
     for letter in "jklm":
         _register(db, letter)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     host_dead_owner = queue.make_owner().split(":")[0] + f":{dead}:abcd"
     with db.session() as session:
         queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 1: dead
@@ -144,8 +196,7 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
     assert (requeued, failed) == (2, 1)
     with db.read_session() as session:
         statuses = dict(session.execute(select(Input.id, Input.status)).all())
-    assert statuses == {1: Status.QUEUED, 2: Status.PROCESSING, 3: Status.QUEUED,
-                        4: Status.FAILED}
+    assert statuses == {1: Status.QUEUED, 2: Status.PROCESSING, 3: Status.QUEUED, 4: Status.FAILED}
 
 
 def test_expired_lease_can_be_claimed_by_another_worker(db: Database) -> None:
@@ -178,3 +229,57 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     second = open_database(url)
     assert second.upgrade() == revision
     second.dispose()
+
+
+def test_concurrent_claims_never_take_an_input_twice(db: Database) -> None:
+    """Four workers claiming at once share 40 inputs without any input taken twice."""
+    import threading
+
+    for index in range(40):
+        _register(db, f"{index:064x}", f"/in/{index}.jpg")
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            with db.session() as session:
+                claimed = queue.claim(session, owner=name, limit=3, lease_seconds=60)
+            if not claimed:
+                return
+            with lock:
+                taken.extend(c.id for c in claimed)
+
+    threads = [
+        threading.Thread(target=worker, args=(f"w{i}",), name=f"cervixbatch-test-{i}")
+        for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(taken) == list(range(1, 41))
+
+
+def test_concurrent_migrations_are_safe(db: Database) -> None:
+    """Several processes upgrading at once all end at head (PostgreSQL: advisory lock)."""
+    import threading
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    revisions: list[str | None] = []
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            other = open_database(url, migrate=False)
+            revisions.append(other.upgrade())
+            other.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, name=f"cervixbatch-mig-{i}") for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(set(revisions)) == 1 and revisions[0] is not None

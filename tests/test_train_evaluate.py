@@ -42,8 +42,9 @@ def test_kaggle_score_and_summary() -> None:
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train_set")
-    result = CliRunner().invoke(main, ["synth", "--count", "12", "--out", str(out), "--seed",
-                                       "11", "--size", "320x240"])
+    result = CliRunner().invoke(
+        main, ["synth", "--count", "12", "--out", str(out), "--seed", "11", "--size", "320x240"]
+    )
     assert result.exit_code == 0
     return out
 
@@ -57,16 +58,36 @@ def test_train_both_stages_then_process_and_evaluate(
     runner = CliRunner()
     models = tmp_path / "models"
     base_config = make_config()
-    common = ["--images", str(small_set / "images"), "--input-size", "32", "--filters", "4",
-              "--patience", "8"]
+    common = [
+        "--images",
+        str(small_set / "images"),
+        "--input-size",
+        "32",
+        "--filters",
+        "4",
+        "--patience",
+        "8",
+    ]
     # The BatchNorm stage learns with a gentler rate and more, smaller steps: its moving
     # statistics need steps to settle before validation (inference mode) reflects training.
-    schedule = {"cervix": ["--epochs", "6", "--batch-size", "4", "--learning-rate", "0.01"],
-                "lesion": ["--epochs", "8", "--batch-size", "2", "--learning-rate", "0.001"]}
+    schedule = {
+        "cervix": ["--epochs", "6", "--batch-size", "4", "--learning-rate", "0.01"],
+        "lesion": ["--epochs", "8", "--batch-size", "2", "--learning-rate", "0.001"],
+    }
     for stage, masks in (("cervix", "cervix"), ("lesion", "lesion")):
-        args = ["--config", str(base_config), "train", "--stage", stage,
-                "--masks", str(small_set / masks), "--out", str(models / f"{stage}.keras"),
-                *common, *schedule[stage]]
+        args = [
+            "--config",
+            str(base_config),
+            "train",
+            "--stage",
+            stage,
+            "--masks",
+            str(small_set / masks),
+            "--out",
+            str(models / f"{stage}.keras"),
+            *common,
+            *schedule[stage],
+        ]
         if stage == "lesion":
             args += ["--cervix-masks", str(small_set / "cervix")]
         result = runner.invoke(main, args, catch_exceptions=False)
@@ -76,18 +97,33 @@ def test_train_both_stages_then_process_and_evaluate(
         assert min(losses[1:]) < losses[0], losses
         assert card["data"]["image_count"] == 12 and len(card["data"]["fingerprint"]) == 64
         assert card["stage"] == stage and "not for clinical use" in card["intended_use"]
-    config = make_config(models__cervix=str(models / "cervix.keras"),
-                         models__lesion=str(models / "lesion.keras"))
+    config = make_config(
+        models__cervix=str(models / "cervix.keras"), models__lesion=str(models / "lesion.keras")
+    )
     result = runner.invoke(main, ["--config", str(config), "process", str(small_set / "images")])
     assert result.exit_code == 0, result.output
-    report = json.loads(runner.invoke(main, ["--config", str(config), "report", "--format",
-                                             "json"]).stdout)
+    report = json.loads(
+        runner.invoke(main, ["--config", str(config), "report", "--format", "json"]).stdout
+    )
     assert report["summary"]["done"] == 12
-    result = runner.invoke(main, ["--config", str(config), "evaluate", "--images",
-                                  str(small_set / "images"), "--cervix-masks",
-                                  str(small_set / "cervix"), "--lesion-masks",
-                                  str(small_set / "lesion"), "--format", "json",
-                                  "--per-image", str(tmp_path / "per_image.csv")])
+    result = runner.invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "evaluate",
+            "--images",
+            str(small_set / "images"),
+            "--cervix-masks",
+            str(small_set / "cervix"),
+            "--lesion-masks",
+            str(small_set / "lesion"),
+            "--format",
+            "json",
+            "--per-image",
+            str(tmp_path / "per_image.csv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["images"] == 12
@@ -100,9 +136,21 @@ def test_train_refuses_lesion_without_cervix_masks(
     small_set: Path, tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:
     """The lesion stage needs the cervix masks to crop as inference does."""
-    result = CliRunner().invoke(main, ["--config", str(make_config()), "train", "--stage", "lesion", "--images",
-                                       str(small_set / "images"), "--masks",
-                                       str(small_set / "lesion"), "--out",
-                                       str(tmp_path / "l.keras")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(make_config()),
+            "train",
+            "--stage",
+            "lesion",
+            "--images",
+            str(small_set / "images"),
+            "--masks",
+            str(small_set / "lesion"),
+            "--out",
+            str(tmp_path / "l.keras"),
+        ],
+    )
     assert result.exit_code == 1
     assert "--cervix-masks" in result.stderr

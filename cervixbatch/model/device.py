@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import structlog
 
@@ -55,8 +56,8 @@ def _quiet_native_stderr() -> Iterator[None]:
 def configure_tensorflow() -> DeviceInfo:
     """Enables GPU memory growth and returns the device inference should use."""
     with _quiet_native_stderr():
-        import tensorflow as tf
         import keras  # noqa: F401  (its first import prints too)
+        import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -87,8 +88,7 @@ def resolve_precision(requested: Precision, info: DeviceInfo) -> Precision:
 
 def _cpu_has_bf16() -> bool:
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            flags = cpuinfo.read()
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

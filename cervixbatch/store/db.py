@@ -22,6 +22,7 @@ __all__ = ["Database", "migrations_dir", "open_database"]
 log = structlog.get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x63627A6D  # an arbitrary, fixed advisory-lock key ("cbzm")
 DB_FILE_MODE = 0o600
 
 
@@ -73,6 +74,10 @@ class Database:
         config.set_main_option("script_location", str(migrations_dir()))
         try:
             with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    # Several workers starting at once: one migrates, the others wait here
+                    # and then find nothing left to do. Released when the transaction ends.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
             with self.engine.connect() as connection:

@@ -137,9 +137,7 @@ def register(
     if inserted is not None:
         input_id, created, current = int(inserted[0]), True, status
     else:
-        row = session.execute(
-            select(Input.id, Input.status).where(Input.sha256 == sha256)
-        ).one()
+        row = session.execute(select(Input.id, Input.status).where(Input.sha256 == sha256)).one()
         input_id, created, current = int(row[0]), False, Status(row[1])
     session.execute(
         insert(Sighting)
@@ -149,9 +147,7 @@ def register(
     return Registration(input_id=input_id, created=created, status=current)
 
 
-def claim(
-    session: Session, *, owner: str, limit: int, lease_seconds: float
-) -> list[ClaimedInput]:
+def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedInput]:
     """Takes up to ``limit`` queued inputs (and any whose lease has expired), oldest first."""
     now = utcnow()
     takeable = (
@@ -211,17 +207,13 @@ def renew(session: Session, *, owner: str, ids: Sequence[int], lease_seconds: fl
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _finish(
-    session: Session, input_id: int, owner: str, status: Status, **values: Any
-) -> bool:
+def _finish(session: Session, input_id: int, owner: str, status: Status, **values: Any) -> bool:
     """Moves an input this owner holds to ``status``; False when the lease was lost."""
     if status.terminal:
         values["finished_at"] = utcnow()
     result = session.execute(
         update(Input)
-        .where(
-            Input.id == input_id, Input.lease_owner == owner, Input.status == Status.PROCESSING
-        )
+        .where(Input.id == input_id, Input.lease_owner == owner, Input.status == Status.PROCESSING)
         .values(status=status, lease_owner=None, lease_expires=None, **values)
         .execution_options(synchronize_session=False)
     )

@@ -37,6 +37,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """Aware datetimes in; naive UTC out for SQLite."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -44,7 +45,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+    def process_result_value(
+        self,
+        value: dt.datetime | None,
+        dialect: Any,  # noqa: ARG002 - SQLAlchemy's signature
+    ) -> dt.datetime | None:
+        """Always aware UTC back."""
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

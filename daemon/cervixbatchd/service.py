@@ -156,7 +156,12 @@ class Service:
 
     def _teardown(self, status: int) -> None:
         reason = self.flags.stop or ("finished" if status == EXIT_OK else "error")
-        counts = self._refresh_counts() if self._runner else {}
+        counts: dict[str, int] = {}
+        if self._runner is not None:
+            try:
+                counts = self._refresh_counts()
+            except Exception as exc:  # noqa: BLE001 - a dead database must not block teardown
+                log.warning("counts_unavailable", error=type(exc).__name__)
         self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
         log.info("stopping", reason=reason, **counts)
         self.watcher.stop()
