@@ -13,7 +13,14 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["FileIdentity", "hash_file", "identify", "is_ignored_name", "walk_files"]
+__all__ = [
+    "FileIdentity",
+    "hash_file",
+    "identify",
+    "is_ignored_name",
+    "unreadable_digest",
+    "walk_files",
+]
 
 _CHUNK = 1 << 20
 # Temp names of common copy tools; such a file is taken once it is renamed.
@@ -64,6 +71,12 @@ def hash_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def unreadable_digest(identity: FileIdentity) -> str:
+    """A stable key for a file whose bytes cannot be read (permissions, I/O errors)."""
+    text = f"unreadable\0{identity.path}\0{identity.size}\0{identity.mtime_ns}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def walk_files(root: Path, *, max_depth: int = 32) -> Iterator[Path]:

@@ -14,7 +14,7 @@ from typing import Self
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.discovery import FileIdentity, hash_file, identify
+from cervixbatch.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.disposal import dispose_of
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import DecodedInput, Frame, ReadLimits
@@ -149,11 +149,20 @@ class Runner:
             known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
         if known is not None:
             return known
+        rejection: dict[str, object] = {}
         try:
             sha256 = hash_file(identity.path)
+        except FileNotFoundError:
+            return None  # gone before it could be read: nothing to account for
         except OSError as exc:
-            log.warning("unreadable_file", reason="unreadable", error=exc.strerror)
-            return None
+            # Still accounted for: a rejected input keyed by where and what it was, since
+            # its bytes cannot be read to key it by content.
+            sha256 = unreadable_digest(identity)
+            rejection = {
+                "status": Status.REJECTED,
+                "reason": RejectReason.UNREADABLE.value,
+                "detail": f"the file cannot be read: {exc.strerror or type(exc).__name__}",
+            }
         with self.db.session() as session:
             registration = queue.register(
                 session,
@@ -161,13 +170,14 @@ class Runner:
                 path=path_text,
                 size=identity.size,
                 mtime_ns=identity.mtime_ns,
+                **rejection,  # type: ignore[arg-type]
             )
+        # File names can carry patient names: logs name inputs by id and digest only.
         log.info(
             "input_registered" if registration.created else "input_seen_again",
             input_id=registration.input_id,
             sha256=sha256[:12],
             status=registration.status.value,
-            path=display or path_text,
         )
         return registration
 

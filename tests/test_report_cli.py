@@ -75,8 +75,8 @@ def drop_batch(folder: Path) -> None:
 def build_batch(root: Path, models: dict[str, Path]) -> Batch:
     """Processes `drop_batch`, then spreads the inputs over two days with known timings."""
     config = write_config(root, models)
-    drop_batch(root / "drop")
-    code, _, err = run_cli(config, "process", str(root / "drop"))
+    drop_batch(root / "inbox")  # in the inbox: the reports show inbox-relative paths
+    code, _, err = run_cli(config, "process", str(root / "inbox"))
     assert code == 0, err
     batch = Batch(root, config, root / "state" / "cervixbatch.db")
     with sqlite3.connect(batch.db) as connection:
