@@ -203,6 +203,7 @@ class Runner:
         t1 = time.perf_counter()
         self._segment(work)
         t2 = time.perf_counter()
+        self._renew_leases(work)
         self._write_outputs(work)
         t3 = time.perf_counter()
         self._commit(work, outcome)
@@ -237,6 +238,17 @@ class Runner:
             if on_batch is not None:
                 on_batch(outcome)
         return total
+
+    def _renew_leases(self, work: Sequence[_Work]) -> None:
+        """Keeps the claim alive through a long batch (big multi-frame files, a slow disk),
+        so that no other worker takes these inputs over while outputs are being written."""
+        ids = [item.claimed.id for item in work]
+        with self.db.session() as session:
+            held = queue.renew(
+                session, owner=self.owner, ids=ids, lease_seconds=self.config.batch.lease_seconds
+            )
+        if held < len(ids):
+            log.warning("leases_lost", held=held, claimed=len(ids))
 
     def _read(self, item: _Work) -> None:
         last: InputRejected | None = None
