@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from cervixbatch import __version__
-from cervixbatch.config import Config, load_config
+from cervixbatch.config import Config, Precision, load_config
 from cervixbatch.errors import CervixbatchError, ConfigError
 
 __all__ = ["main"]
@@ -459,6 +459,74 @@ def evaluate(
     click.echo(f"{result.images} images")
     for stage, values in result.stages.items():
         click.echo(f"{stage:7s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+# -- bench -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--count", type=click.IntRange(min=1), help="Photos per size (default 16; 4 with --tiny)."
+)
+@click.option(
+    "--sizes",
+    "sizes_text",
+    help="Comma-separated WxH (default 4128x3096,1600x1200; 320x240 with --tiny).",
+)
+@click.option("--tiny", is_flag=True, help="Tiny models and small photos: a smoke run.")
+@click.option(
+    "--precision",
+    type=click.Choice([p.value for p in Precision]),
+    help="Override models.precision.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override batch.size.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the JSON report to this file.",
+)
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    count: int | None,
+    sizes_text: str | None,
+    tiny: bool,
+    precision: str | None,
+    batch_size: int | None,
+    output: Path | None,
+) -> None:
+    """Images/second end to end against the seed-style loop and the model-only bound,
+    in one run on synthetic photos; prints a JSON report."""
+    from cervixbatch.bench import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps, run_bench
+    from cervixbatch.synth import parse_size
+
+    config = _app(ctx).config
+    # batch_done lines for every batch would bury the report: warnings only
+    _setup_logging(
+        dataclasses.replace(config, logging=dataclasses.replace(config.logging, level="warning"))
+    )
+    try:
+        sizes = (
+            tuple(parse_size(part) for part in sizes_text.split(",") if part.strip())
+            if sizes_text
+            else (TINY_SIZES if tiny else DEFAULT_SIZES)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sizes") from None
+    options = BenchOptions(
+        count=count or (4 if tiny else 16),
+        sizes=sizes or DEFAULT_SIZES,
+        tiny=tiny,
+        precision=Precision(precision) if precision else None,
+        batch_size=batch_size,
+    )
+    text = dumps(run_bench(config, options))
+    click.echo(text)
+    if output is not None:
+        from cervixbatch.outputs import write_atomic
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output.resolve(), (text + "\n").encode("utf-8"))
 
 
 # -- db --------------------------------------------------------------------------------

@@ -16,9 +16,16 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from cervixbatch.report_stats import (
+    DEFAULT_LESION_THRESHOLD,
+    ModelUse,
+    ReportStats,
+    compute_stats,
+    iso,
+)
 from cervixbatch.store.schema import Input, Result, Status
 
 __all__ = [
@@ -35,8 +42,6 @@ __all__ = [
     "render_json",
     "result_dict",
 ]
-
-DEFAULT_LESION_THRESHOLD = 0.05
 
 _Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
 
@@ -64,83 +69,6 @@ class ReportFilter:
         return query
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ModelUse:
-    """One pair of model versions (sha256 of each file) and how many frames it segmented."""
-
-    cervix: str
-    lesion: str
-    precision: str
-    frames: int
-    last_used: dt.datetime | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportStats:
-    """Aggregates over every matching input (not only the listed items)."""
-
-    lesion_threshold: float = DEFAULT_LESION_THRESHOLD
-    frames: int = 0
-    frames_with_cervix: int = 0
-    lesion_positive: int = 0  # frames with a cervix whose lesion_fraction > threshold
-    timed: int = 0  # done inputs with a processing time
-    median_ms: float | None = None
-    slowest_ms: float | None = None
-    slowest_id: int | None = None
-    slowest_path: str | None = None
-    finished: int = 0  # inputs in a terminal state with a finish time
-    first_finished: dt.datetime | None = None
-    last_finished: dt.datetime | None = None
-    models: tuple[ModelUse, ...] = ()
-    reasons: tuple[tuple[str, str, int], ...] = ()  # (status, reason, count)
-
-    @property
-    def lesion_positive_share(self) -> float | None:
-        """Lesion-positive frames over frames with a cervix; None when there are none."""
-        return self.lesion_positive / self.frames_with_cervix if self.frames_with_cervix else None
-
-    @property
-    def span_seconds(self) -> float:
-        """Seconds between the first and the last finish."""
-        if self.first_finished is None or self.last_finished is None:
-            return 0.0
-        return (self.last_finished - self.first_finished).total_seconds()
-
-    @property
-    def per_hour(self) -> float | None:
-        """Inputs finished per hour over the span; None when the span is under a minute."""
-        span = self.span_seconds
-        return self.finished / span * 3600.0 if span >= 60.0 else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the statistics as plain JSON values."""
-        return {
-            "lesion_threshold": self.lesion_threshold,
-            "frames": self.frames,
-            "frames_with_cervix": self.frames_with_cervix,
-            "lesion_positive": self.lesion_positive,
-            "lesion_positive_share": _round(self.lesion_positive_share, 4),
-            "processing_ms": {
-                "count": self.timed,
-                "median": _round(self.median_ms, 1),
-                "slowest": _round(self.slowest_ms, 1),
-                "slowest_id": self.slowest_id,
-            },
-            "throughput": {
-                "finished": self.finished,
-                "first_finished": _iso(self.first_finished),
-                "last_finished": _iso(self.last_finished),
-                "per_hour": _round(self.per_hour, 4),
-            },
-            "models": [
-                {"cervix": m.cervix, "lesion": m.lesion, "precision": m.precision,
-                 "frames": m.frames, "last_used": _iso(m.last_used)}
-                for m in self.models
-            ],
-            "reasons": [{"status": s, "reason": r, "count": c} for s, r, c in self.reasons],
-        }
-
-
 @dataclasses.dataclass(slots=True)
 class ReportData:
     """The summary and statistics over every matching input; the items, newest first."""
@@ -154,7 +82,10 @@ class ReportData:
 
 
 def collect(
-    session: Session, report_filter: ReportFilter, *, inbox: Path | None = None,
+    session: Session,
+    report_filter: ReportFilter,
+    *,
+    inbox: Path | None = None,
     lesion_threshold: float = DEFAULT_LESION_THRESHOLD,
 ) -> ReportData:
     """Run the report's queries: counts by status and reason, the statistics, the items."""
@@ -163,19 +94,21 @@ def collect(
     for status, count in session.execute(counts):
         summary[Status(status).value] = int(count)
         summary["total"] += int(count)
-    reason_rows = session.execute(report_filter.apply(
-        select(Input.status, Input.reason, func.count())
-        .where(Input.status.in_([Status.REJECTED, Status.FAILED]))
-        .group_by(Input.status, Input.reason)
-        .order_by(func.count().desc(), Input.reason)
-    )).all()
+    reason_rows = session.execute(
+        report_filter.apply(
+            select(Input.status, Input.reason, func.count())
+            .where(Input.status.in_([Status.REJECTED, Status.FAILED]))
+            .group_by(Input.status, Input.reason)
+            .order_by(func.count().desc(), Input.reason)
+        )
+    ).all()
     reasons: dict[str, int] = {}
     for _status, reason, count in reason_rows:
         reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
-    stats = _statistics(session, report_filter, lesion_threshold)
-    stats = dataclasses.replace(stats, reasons=tuple(
-        (Status(s).value, str(r), int(c)) for s, r, c in reason_rows
-    ))
+    stats = compute_stats(session, report_filter, lesion_threshold)
+    stats = dataclasses.replace(
+        stats, reasons=tuple((Status(s).value, str(r), int(c)) for s, r, c in reason_rows)
+    )
     items_query = report_filter.apply(
         select(Input)
         .options(selectinload(Input.results), selectinload(Input.sightings))
@@ -184,80 +117,14 @@ def collect(
     if report_filter.limit is not None:
         items_query = items_query.limit(report_filter.limit)
     items = list(session.scalars(items_query))
-    return ReportData(summary=summary, items=items, inbox=inbox, reasons=reasons, stats=stats,
-                      report_filter=report_filter)
-
-
-def _statistics(session: Session, report_filter: ReportFilter, threshold: float) -> ReportStats:
-    """Compute lesion-positive share, processing times, throughput and models, in SQL."""
-    with_cervix = Result.cervix_found.is_(True)
-    positive = with_cervix & (Result.lesion_fraction > threshold)
-    frames, found, lesion_positive = session.execute(report_filter.apply(
-        select(
-            func.count(Result.id),
-            func.coalesce(func.sum(case((with_cervix, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((positive, 1), else_=0)), 0),
-        ).select_from(Result).join(Input, Result.input_id == Input.id)
-    )).one()
-
-    done = report_filter.apply(
-        select(Input.processing_ms)
-        .where(Input.status == Status.DONE, Input.processing_ms.is_not(None))
+    return ReportData(
+        summary=summary,
+        items=items,
+        inbox=inbox,
+        reasons=reasons,
+        stats=stats,
+        report_filter=report_filter,
     )
-    timed = int(session.scalar(select(func.count()).select_from(done.subquery())) or 0)
-    median = slowest = None
-    slowest_id = slowest_path = None
-    if timed:
-        ordered = done.order_by(Input.processing_ms)
-        middle = [float(v or 0.0) for v in session.scalars(
-            ordered.offset((timed - 1) // 2).limit(2 - timed % 2)
-        )]
-        median = sum(middle) / len(middle)
-        row = session.execute(
-            done.with_only_columns(Input.id, Input.path, Input.processing_ms)
-            .order_by(Input.processing_ms.desc()).limit(1)
-        ).one()
-        slowest_id, slowest_path, slowest = int(row[0]), str(row[1]), float(row[2] or 0.0)
-
-    finished, first, last = session.execute(report_filter.apply(
-        select(func.count(Input.finished_at), func.min(Input.finished_at),
-               func.max(Input.finished_at))
-        .where(Input.status.in_([Status.DONE, Status.REJECTED, Status.FAILED]))
-    )).one()
-
-    last_used = func.max(Result.created_at)
-    models = tuple(
-        ModelUse(cervix=str(c), lesion=str(les), precision=str(p), frames=int(n),
-                 last_used=_aware(u))
-        for c, les, p, n, u in session.execute(report_filter.apply(
-            select(Result.cervix_model, Result.lesion_model, Result.precision,
-                   func.count(Result.id), last_used)
-            .join(Input, Result.input_id == Input.id)
-            .group_by(Result.cervix_model, Result.lesion_model, Result.precision)
-            .order_by(last_used.desc())
-        ))
-    )
-    return ReportStats(
-        lesion_threshold=threshold, frames=int(frames), frames_with_cervix=int(found),
-        lesion_positive=int(lesion_positive), timed=timed, median_ms=median,
-        slowest_ms=slowest, slowest_id=slowest_id, slowest_path=slowest_path,
-        finished=int(finished), first_finished=_aware(first), last_finished=_aware(last),
-        models=models,
-    )
-
-
-def _aware(value: Any) -> dt.datetime | None:
-    """Make an aggregate's value aware: SQLite hands back naive UTC text or datetimes."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    assert isinstance(value, dt.datetime)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return round(value, digits) if value is not None else None
 
 
 def display_path(path: str, inbox: Path | None) -> str:
@@ -268,10 +135,6 @@ def display_path(path: str, inbox: Path | None) -> str:
         except ValueError:
             pass
     return path
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def result_dict(result: Result) -> dict[str, Any]:
@@ -308,15 +171,14 @@ def item_dict(item: Input, inbox: Path | None) -> dict[str, Any]:
         "format": item.format,
         "size_bytes": item.size_bytes,
         "attempts": item.attempts,
-        "created_at": _iso(item.created_at),
-        "finished_at": _iso(item.finished_at),
+        "created_at": iso(item.created_at),
+        "finished_at": iso(item.finished_at),
         "processing_ms": round(item.processing_ms, 1) if item.processing_ms is not None else None,
         "study_uid": item.study_uid,
         "series_uid": item.series_uid,
         "sop_instance_uid": item.sop_instance_uid,
         "sightings": [
-            {"path": display_path(s.path, inbox), "seen_at": _iso(s.seen_at)}
-            for s in item.sightings
+            {"path": display_path(s.path, inbox), "seen_at": iso(s.seen_at)} for s in item.sightings
         ],
     }
 
@@ -332,12 +194,42 @@ def render_json(data: ReportData) -> str:
 
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "id", "path", "sha256", "status", "reason", "detail", "created_at", "finished_at",
-    "kind", "format", "size_bytes", "attempts", "processing_ms", "frame_count",
-    "study_uid", "series_uid", "sop_instance_uid",
-    "frame", "width", "height", "cervix_found", "cervix_fraction", "lesion_fraction",
-    "box_x0", "box_y0", "box_x1", "box_y1", "stage1_ms", "stage2_ms",
-    "cervix_mask", "lesion_mask", "overlay", "crop", "cervix_model", "lesion_model", "precision",
+    "id",
+    "path",
+    "sha256",
+    "status",
+    "reason",
+    "detail",
+    "created_at",
+    "finished_at",
+    "kind",
+    "format",
+    "size_bytes",
+    "attempts",
+    "processing_ms",
+    "frame_count",
+    "study_uid",
+    "series_uid",
+    "sop_instance_uid",
+    "frame",
+    "width",
+    "height",
+    "cervix_found",
+    "cervix_fraction",
+    "lesion_fraction",
+    "box_x0",
+    "box_y0",
+    "box_x1",
+    "box_y1",
+    "stage1_ms",
+    "stage2_ms",
+    "cervix_mask",
+    "lesion_mask",
+    "overlay",
+    "crop",
+    "cervix_model",
+    "lesion_model",
+    "precision",
 )
 
 
@@ -352,23 +244,49 @@ def render_csv(data: ReportData) -> str:
     writer.writerow(CSV_COLUMNS)
     for item in data.items:
         base = [
-            item.id, display_path(item.path, data.inbox), item.sha256, Status(item.status).value,
-            _text(item.reason), _text(item.detail), _text(_iso(item.created_at)),
-            _text(_iso(item.finished_at)), _text(item.kind), _text(item.format),
-            item.size_bytes, item.attempts,
+            item.id,
+            display_path(item.path, data.inbox),
+            item.sha256,
+            Status(item.status).value,
+            _text(item.reason),
+            _text(item.detail),
+            _text(iso(item.created_at)),
+            _text(iso(item.finished_at)),
+            _text(item.kind),
+            _text(item.format),
+            item.size_bytes,
+            item.attempts,
             f"{item.processing_ms:.1f}" if item.processing_ms is not None else "",
-            _text(item.frame_count), _text(item.study_uid), _text(item.series_uid),
+            _text(item.frame_count),
+            _text(item.study_uid),
+            _text(item.series_uid),
             _text(item.sop_instance_uid),
         ]
         if not item.results:
             writer.writerow(base + [""] * (len(CSV_COLUMNS) - len(base)))
         for r in item.results:
-            writer.writerow([
-                *base, r.frame, r.width, r.height, int(r.cervix_found),
-                f"{r.cervix_fraction:.6f}", f"{r.lesion_fraction:.6f}",
-                _text(r.box_x0), _text(r.box_y0), _text(r.box_x1), _text(r.box_y1),
-                f"{r.stage1_ms:.1f}", f"{r.stage2_ms:.1f}", r.cervix_mask_path,
-                r.lesion_mask_path, r.overlay_path, _text(r.crop_path), r.cervix_model,
-                r.lesion_model, r.precision,
-            ])
+            writer.writerow(
+                [
+                    *base,
+                    r.frame,
+                    r.width,
+                    r.height,
+                    int(r.cervix_found),
+                    f"{r.cervix_fraction:.6f}",
+                    f"{r.lesion_fraction:.6f}",
+                    _text(r.box_x0),
+                    _text(r.box_y0),
+                    _text(r.box_x1),
+                    _text(r.box_y1),
+                    f"{r.stage1_ms:.1f}",
+                    f"{r.stage2_ms:.1f}",
+                    r.cervix_mask_path,
+                    r.lesion_mask_path,
+                    r.overlay_path,
+                    _text(r.crop_path),
+                    r.cervix_model,
+                    r.lesion_model,
+                    r.precision,
+                ]
+            )
     return buffer.getvalue()

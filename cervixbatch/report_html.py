@@ -61,7 +61,7 @@ def _patient_name(item: Input) -> str | None:
     """Read PatientName from the DICOM source file, where it still exists (``--show-patient``)."""
     if item.kind != "dicom":
         return None
-    import pydicom  # noqa: PLC0415 - only with --show-patient
+    import pydicom  # only with --show-patient
 
     for path in [item.path, *(s.path for s in item.sightings)]:
         try:
@@ -79,8 +79,10 @@ def _badge(status: str) -> str:
 
 def _tile(label: str, value: str, note: str = "", cls: str = "") -> str:
     note_html = f'<div class="note">{note}</div>' if note else ""
-    return (f'<div class="tile {cls}"><div class="label">{_esc(label)}</div>'
-            f'<div class="value">{value}</div>{note_html}</div>')
+    return (
+        f'<div class="tile {cls}"><div class="label">{_esc(label)}</div>'
+        f'<div class="value">{value}</div>{note_html}</div>'
+    )
 
 
 def _summary(data: ReportData) -> str:
@@ -88,28 +90,41 @@ def _summary(data: ReportData) -> str:
     tiles = [_tile("inputs", f"{summary['total']:,}", cls="total")]
     tiles += [
         _tile(s.value, f"{summary[s.value]:,}", cls=f"st-{s.value}")
-        for s in Status if summary[s.value] or s in {Status.DONE, Status.REJECTED, Status.FAILED}
+        for s in Status
+        if summary[s.value] or s in {Status.DONE, Status.REJECTED, Status.FAILED}
     ]
     share = stats.lesion_positive_share
     if share is not None:
         bar = f'<div class="bar big"><span style="width:{share * 100:.1f}%"></span></div>'
-        tiles.append(_tile(
-            "lesion-positive", f"{share:.0%}",
-            f"{stats.lesion_positive:,} of {stats.frames_with_cervix:,} frames with a cervix "
-            f"have lesion &gt; {stats.lesion_threshold:.0%}{bar}", cls="wide"))
+        tiles.append(
+            _tile(
+                "lesion-positive",
+                f"{share:.0%}",
+                f"{stats.lesion_positive:,} of {stats.frames_with_cervix:,} frames with a cervix "
+                f"have lesion &gt; {stats.lesion_threshold:.0%}{bar}",
+                cls="wide",
+            )
+        )
     if stats.finished:
         rate = format_rate(stats)
         span = _esc(format_duration(stats.span_seconds))
-        tiles.append(_tile(
-            "throughput", _esc(rate.replace(" inputs", "") if rate else f"{stats.finished:,}"),
-            f"{stats.finished:,} finished in {span}" if rate
-            else f"finished in {span} (a rate needs a minute or more)"))
+        tiles.append(
+            _tile(
+                "throughput",
+                _esc(rate.replace(" inputs", "") if rate else f"{stats.finished:,}"),
+                f"{stats.finished:,} finished in {span}" if rate else f"finished in {span}",
+            )
+        )
     if stats.median_ms is not None and stats.slowest_ms is not None:
         slowest = display_path(stats.slowest_path or "", data.inbox)
-        tiles.append(_tile(
-            "time per input", _esc(format_ms(stats.median_ms)),
-            f"slowest {_esc(format_ms(stats.slowest_ms))} "
-            f'<span class="path">#{stats.slowest_id} {_esc(slowest)}</span>'))
+        tiles.append(
+            _tile(
+                "time per input",
+                _esc(format_ms(stats.median_ms)),
+                f"slowest {_esc(format_ms(stats.slowest_ms))} "
+                f'<span class="path">#{stats.slowest_id} {_esc(slowest)}</span>',
+            )
+        )
     parts = [f'<div class="tiles">{"".join(tiles)}</div>']
     details = []
     if stats.reasons:
@@ -118,8 +133,10 @@ def _summary(data: ReportData) -> str:
             f'<td class="num">{count:,}</td></tr>'
             for status, reason, count in stats.reasons
         )
-        details.append(f'<div class="panel"><h3>Rejection and failure reasons</h3>'
-                       f"<table><tbody>{rows}</tbody></table></div>")
+        details.append(
+            f'<div class="panel"><h3>Rejection and failure reasons</h3>'
+            f"<table><tbody>{rows}</tbody></table></div>"
+        )
     if stats.models:
         rows = "".join(
             f'<tr><td><code title="{_esc(m.cervix)}">{_esc(m.cervix[:12])}</code></td>'
@@ -131,7 +148,8 @@ def _summary(data: ReportData) -> str:
         details.append(
             '<div class="panel"><h3>Models in use</h3><table><thead><tr><th>cervix</th>'
             '<th>lesion</th><th>precision</th><th class="num">frames</th><th>last used</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table></div>")
+            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+        )
     if details:
         parts.append(f'<div class="panels">{"".join(details)}</div>')
     return "".join(parts)
@@ -141,31 +159,42 @@ def _when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
 
 
-def _card(item: Input, result: Result, *, thumb: str | None, base: Path, name: str,
-          threshold: float) -> str:
+def _card(
+    item: Input, result: Result, *, thumb: str | None, base: Path, name: str, threshold: float
+) -> str:
     status = Status(item.status).value
     lesion = result.lesion_fraction if result.cervix_found else 0.0
     positive = result.cervix_found and lesion > threshold
     overlay = _href(Path(result.overlay_path), base)
-    image = (f'<img src="{_esc(thumb)}" alt="overlay of {_esc(name)}" decoding="async">'
-             if thumb is not None else '<div class="missing">overlay missing</div>')
-    links = [("overlay", "full-size overlay", result.overlay_path),
-             ("cervix", "cervix mask", result.cervix_mask_path),
-             ("lesion", "lesion mask", result.lesion_mask_path),
-             ("crop", "the crop stage 2 saw", result.crop_path)]
+    image = (
+        f'<img src="{_esc(thumb)}" alt="overlay of {_esc(name)}" decoding="async">'
+        if thumb is not None
+        else '<div class="missing">overlay missing</div>'
+    )
+    links = [
+        ("overlay", "full-size overlay", result.overlay_path),
+        ("cervix", "cervix mask", result.cervix_mask_path),
+        ("lesion", "lesion mask", result.lesion_mask_path),
+        ("crop", "the crop stage 2 saw", result.crop_path),
+    ]
     link_html = " ".join(
         f'<a href="{_esc(_href(Path(path), base))}" title="{_esc(title)}">{_esc(label)}</a>'
-        for label, title, path in links if path
+        for label, title, path in links
+        if path
     )
-    frame = (f'<span class="frame">frame {result.frame + 1}/{item.frame_count}</span>'
-             if (item.frame_count or 1) > 1 else "")
+    frame = (
+        f'<span class="frame">frame {result.frame + 1}/{item.frame_count}</span>'
+        if (item.frame_count or 1) > 1
+        else ""
+    )
     measure = (
         f'<div class="measure"><span>lesion <b>{lesion:.1%}</b></span>'
         f"<span>cervix {result.cervix_fraction:.0%}</span></div>"
         f'<div class="bar{" pos" if positive else ""}" title="lesion fraction {lesion:.2%}">'
         f'<span style="width:{min(100.0, lesion * 100):.2f}%"></span>'
         f'<i style="left:{threshold * 100:.2f}%"></i></div>'
-        if result.cervix_found else '<div class="measure"><span>no cervix found</span></div>'
+        if result.cervix_found
+        else '<div class="measure"><span>no cervix found</span></div>'
     )
     return (
         f'<article class="card{" positive" if positive else ""}" data-status="{_esc(status)}" '
@@ -189,8 +218,9 @@ def _groups(items: Iterable[Input]) -> dict[str, dict[str | None, list[Input]]]:
     return days
 
 
-def _sheet(data: ReportData, thumbs: dict[tuple[int, int], str], base: Path,
-           show_patient: bool) -> str:
+def _sheet(
+    data: ReportData, thumbs: dict[tuple[int, int], str], base: Path, show_patient: bool
+) -> str:
     threshold = data.stats.lesion_threshold
     sections = []
     for day, studies in _groups(data.items).items():
@@ -198,9 +228,16 @@ def _sheet(data: ReportData, thumbs: dict[tuple[int, int], str], base: Path,
         frames = 0
         for study, items in sorted(studies.items(), key=lambda kv: kv[0] is not None):
             cards = [
-                _card(item, r, thumb=thumbs.get((item.id, r.frame)), base=base,
-                      name=display_path(item.path, data.inbox), threshold=threshold)
-                for item in items for r in item.results
+                _card(
+                    item,
+                    r,
+                    thumb=thumbs.get((item.id, r.frame)),
+                    base=base,
+                    name=display_path(item.path, data.inbox),
+                    threshold=threshold,
+                )
+                for item in items
+                for r in item.results
             ]
             frames += len(cards)
             if study is None:
@@ -208,12 +245,17 @@ def _sheet(data: ReportData, thumbs: dict[tuple[int, int], str], base: Path,
             else:
                 patient = _patient_name(items[0]) if show_patient else None
                 who = f' <span class="patient">{_esc(patient)}</span>' if patient else ""
-                heading = (f'<h3>DICOM study <code>{_esc(study)}</code>{who} '
-                           f'<span class="count">{len(cards)}</span></h3>')
-            blocks.append(f'<div class="group">{heading}<div class="grid">{"".join(cards)}'
-                          "</div></div>")
-        sections.append(f'<section class="day"><h2>{_esc(day)} <span class="count">{frames} '
-                        f'frames</span></h2>{"".join(blocks)}</section>')
+                heading = (
+                    f"<h3>DICOM study <code>{_esc(study)}</code>{who} "
+                    f'<span class="count">{len(cards)}</span></h3>'
+                )
+            blocks.append(
+                f'<div class="group">{heading}<div class="grid">{"".join(cards)}</div></div>'
+            )
+        sections.append(
+            f'<section class="day"><h2>{_esc(day)} <span class="count">{frames} '
+            f"frames</span></h2>{''.join(blocks)}</section>"
+        )
     if not sections:
         return '<p class="empty">No processed images match.</p>'
     return "".join(sections)
@@ -234,10 +276,12 @@ def _problems(data: ReportData) -> str:
         )
     if not rows:
         return ""
-    return ('<section class="problems"><h2>Not processed <span class="count">'
-            f"{len(rows)}</span></h2><table><thead><tr><th>id</th><th>found</th><th>status</th>"
-            "<th>reason</th><th>detail</th><th>path</th></tr></thead>"
-            f'<tbody>{"".join(rows)}</tbody></table></section>')
+    return (
+        '<section class="problems"><h2>Not processed <span class="count">'
+        f"{len(rows)}</span></h2><table><thead><tr><th>id</th><th>found</th><th>status</th>"
+        "<th>reason</th><th>detail</th><th>path</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
 
 
 def _filters_text(data: ReportData) -> str:

@@ -89,8 +89,11 @@ def _summary_lines(data: ReportData) -> list[str]:
             + f"[bold]{share:.0%}[/] lesion-positive: {stats.lesion_positive} of "
             f"{stats.frames_with_cervix} frames with a cervix have lesion > "
             f"{stats.lesion_threshold:.0%} of the cervix"
-            + (f" ({stats.frames - stats.frames_with_cervix} frames without a cervix)"
-               if stats.frames > stats.frames_with_cervix else "")
+            + (
+                f" ({stats.frames - stats.frames_with_cervix} frames without a cervix)"
+                if stats.frames > stats.frames_with_cervix
+                else ""
+            )
         )
     if stats.finished:
         rate = format_rate(stats)
@@ -104,8 +107,7 @@ def _summary_lines(data: ReportData) -> list[str]:
     if stats.median_ms is not None and stats.slowest_ms is not None:
         slowest = display_path(stats.slowest_path or "", data.inbox)
         lines.append(
-            _LABEL.format("time/input")
-            + f"median [bold]{format_ms(stats.median_ms)}[/], slowest "
+            _LABEL.format("time/input") + f"median [bold]{format_ms(stats.median_ms)}[/], slowest "
             f"{format_ms(stats.slowest_ms)} (#{stats.slowest_id} {escape(slowest)})"
         )
     for index, model in enumerate(stats.models):
@@ -118,13 +120,21 @@ def _summary_lines(data: ReportData) -> list[str]:
 
 
 def render_table(
-    data: ReportData, *, width: int | None = None, colour: bool = False,
+    data: ReportData,
+    *,
+    width: int | None = None,
+    colour: bool = False,
 ) -> str:
     """Render the summary and the items; plain text unless ``colour``."""
     buffer = io.StringIO()
     console = Console(
-        file=buffer, width=width or 120, force_terminal=colour, no_color=not colour,
-        color_system="auto" if colour else None, highlight=False, soft_wrap=False,
+        file=buffer,
+        width=width or 120,
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        highlight=False,
+        soft_wrap=False,
         emoji=False,
     )
     for line in _summary_lines(data):
@@ -139,11 +149,14 @@ def render_table(
         f"[bold]latest {shown} of {total}[/]" + (" (--limit N for more)" if shown < total else "")
     )
     table = Table(show_edge=False, pad_edge=False, expand=False, header_style="bold")
-    for column, justify in (("id", "right"), ("found", "left"), ("status", "left"),
-                            ("frames", "right"), ("cervix", "right"), ("lesion", "right"),
-                            ("time", "right"), ("reason", "left"), ("path", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "path",  # type: ignore[arg-type]
-                         overflow="fold")
+    right = {"id", "frames", "cervix", "lesion", "time"}
+    for column in ("id", "found", "status", "frames", "cervix", "lesion", "time", "reason", "path"):
+        table.add_column(
+            column,
+            justify="right" if column in right else "left",
+            no_wrap=column != "path",
+            overflow="fold",
+        )
     threshold = data.stats.lesion_threshold
     for item in data.items:
         status = Status(item.status).value

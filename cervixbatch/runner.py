@@ -24,7 +24,7 @@ from cervixbatch.pipeline import FrameResult, Pipeline, PipelineSettings, Predic
 from cervixbatch.render import render_overlay
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import Result, Status
+from cervixbatch.store.schema import Result, Status, utcnow
 
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 
@@ -53,6 +53,7 @@ class BatchOutcome:
     failed: int = 0
     retried: int = 0
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    latencies_s: list[float] = dataclasses.field(default_factory=list)  # found → done
 
 
 @dataclasses.dataclass(slots=True)
@@ -393,6 +394,9 @@ class Runner:
                         processing_ms=ms,
                     ):
                         outcome.done += 1
+                        if item.claimed.created_at is not None:
+                            latency = utcnow() - item.claimed.created_at
+                            outcome.latencies_s.append(latency.total_seconds())
                         log.info(
                             "input_done",
                             input_id=input_id,

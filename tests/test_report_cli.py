@@ -15,10 +15,10 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo, write_photo
-from cervixbatch.cli import main
 from imaging_fixtures import bundled
+
+from cervixbatch.cli import main
 
 ODD_NAME = 'odd <b>&" [red]name.jpg'
 PATIENT = "Lestrade^G"  # in pydicom's SC_rgb_rle_2frame.dcm
@@ -86,8 +86,12 @@ def build_batch(root: Path, models: dict[str, Path]) -> Batch:
             connection.execute(
                 "UPDATE inputs SET created_at = ?, finished_at = ?, processing_ms = CASE "
                 "WHEN status = 'done' THEN ? ELSE processing_ms END WHERE id = ?",
-                (f"2024-03-0{day} 09:{index:02d}:00.000000",
-                 f"2024-03-0{day} 10:{index:02d}:00.000000", 100.0 * (index + 1), input_id),
+                (
+                    f"2024-03-0{day} 09:{index:02d}:00.000000",
+                    f"2024-03-0{day} 10:{index:02d}:00.000000",
+                    100.0 * (index + 1),
+                    input_id,
+                ),
             )
     return batch
 
@@ -101,8 +105,12 @@ def expected_stats(batch: Batch, threshold: float = 0.05) -> dict[str, object]:
     """The statistics computed in Python from the raw rows, to check the SQL against."""
     frames = batch.rows("SELECT cervix_found, lesion_fraction FROM results")
     found = [lesion for cervix, lesion in frames if cervix]
-    times = [t for (t,) in batch.rows(
-        "SELECT processing_ms FROM inputs WHERE status = 'done' AND processing_ms IS NOT NULL")]
+    times = [
+        t
+        for (t,) in batch.rows(
+            "SELECT processing_ms FROM inputs WHERE status = 'done' AND processing_ms IS NOT NULL"
+        )
+    ]
     models = batch.rows("SELECT DISTINCT cervix_model, lesion_model FROM results")
     return {
         "frames": len(frames),
@@ -123,8 +131,10 @@ def test_table_summary_statistics_cover_every_input(batch: Batch) -> None:
     assert want["frames_with_cervix"] and 0 < want["lesion_positive"] < want["frames_with_cervix"]
     assert "7 inputs" in table and "done 5" in table and "rejected 2" in table
     assert "rejected: corrupt 1, unsupported_format 1" in table
-    assert (f"{want['lesion_positive']} of {want['frames_with_cervix']} frames with a cervix "
-            "have lesion > 5%") in table
+    assert (
+        f"{want['lesion_positive']} of {want['frames_with_cervix']} frames with a cervix "
+        "have lesion > 5%"
+    ) in table
     assert f"median {want['median']:.0f} ms" in table
     assert f"slowest {want['slowest']:.0f} ms" in table
     assert "inputs/hour" in table and "7 finished in 2" in table and " h (2024-03-01 " in table
@@ -149,8 +159,9 @@ def test_json_stats_match_the_database_whatever_the_limit(batch: Batch) -> None:
     assert stats["processing_ms"]["slowest"] == pytest.approx(want["slowest"])
     assert stats["throughput"]["finished"] == 7
     ((first, last),) = batch.rows("SELECT min(finished_at), max(finished_at) FROM inputs")
-    hours = (dt.datetime.fromisoformat(str(last)) - dt.datetime.fromisoformat(str(first))
-             ).total_seconds() / 3600
+    hours = (
+        dt.datetime.fromisoformat(str(last)) - dt.datetime.fromisoformat(str(first))
+    ).total_seconds() / 3600
     assert hours > 24 and stats["throughput"]["per_hour"] == pytest.approx(7 / hours, rel=1e-3)
 
 
@@ -161,8 +172,18 @@ def test_reason_filter_narrows_summary_items_and_stats(batch: Batch) -> None:
     assert [Path(i["path"]).name for i in one["items"]] == ["broken.png"]
     assert one["stats"]["reasons"] == [{"status": "rejected", "reason": "corrupt", "count": 1}]
     assert one["stats"]["frames"] == 0
-    both = json.loads(run_cli(batch.config, "report", "--format", "json", "--reason", "corrupt",
-                              "--reason", "unsupported_format")[1])
+    both = json.loads(
+        run_cli(
+            batch.config,
+            "report",
+            "--format",
+            "json",
+            "--reason",
+            "corrupt",
+            "--reason",
+            "unsupported_format",
+        )[1]
+    )
     assert both["summary"]["total"] == 2
     code, table, _ = run_cli(batch.config, "report", "--reason", "no_such_reason")
     assert code == 0 and "0 inputs" in table and "no inputs match." in table
@@ -170,15 +191,27 @@ def test_reason_filter_narrows_summary_items_and_stats(batch: Batch) -> None:
 
 def test_until_and_since_split_the_inputs_by_when_they_were_found(batch: Batch) -> None:
     """--until is exclusive and --since inclusive, so the two halves add up to the whole."""
-    before = json.loads(run_cli(batch.config, "report", "--format", "json",
-                                "--until", "2024-03-02")[1])
-    after = json.loads(run_cli(batch.config, "report", "--format", "json",
-                               "--since", "2024-03-02")[1])
+    before = json.loads(
+        run_cli(batch.config, "report", "--format", "json", "--until", "2024-03-02")[1]
+    )
+    after = json.loads(
+        run_cli(batch.config, "report", "--format", "json", "--since", "2024-03-02")[1]
+    )
     assert sorted(Path(i["path"]).name for i in before["items"]) == ["a.jpg", "notes.jpg"]
     assert before["summary"]["total"] + after["summary"]["total"] == 7
     assert before["summary"]["done"] == 1 and before["stats"]["frames"] == 1
-    window = json.loads(run_cli(batch.config, "report", "--format", "json", "--since",
-                                "2024-03-01T09:00", "--until", "2024-03-01T09:01")[1])
+    window = json.loads(
+        run_cli(
+            batch.config,
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2024-03-01T09:00",
+            "--until",
+            "2024-03-01T09:01",
+        )[1]
+    )
     assert window["summary"]["total"] == 1
     code, _, err = run_cli(batch.config, "report", "--until", "yesterday")
     assert code == 2 and "--until" in err
@@ -219,8 +252,7 @@ def test_lesion_positive_threshold_comes_from_the_config(
     batch: Batch, analytic_models: dict[str, Path]
 ) -> None:
     """[report] lesion_positive_threshold sets what counts as lesion-positive."""
-    config = write_config(batch.root, analytic_models,
-                          report={"lesion_positive_threshold": 0.999})
+    config = write_config(batch.root, analytic_models, report={"lesion_positive_threshold": 0.999})
     stats = json.loads(run_cli(config, "report", "--format", "json")[1])["stats"]
     assert stats["lesion_threshold"] == 0.999 and stats["lesion_positive"] == 0
     bad = write_config(batch.root, analytic_models, report={"lesion_positive_threshold": 5})

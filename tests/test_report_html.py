@@ -15,7 +15,6 @@ from urllib.parse import unquote
 
 import cv2
 import pytest
-
 from test_report_cli import ODD_NAME, PATIENT, Batch, build_batch, drop_batch, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,8 +26,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory, analytic_models: dict[str, P
 
 
 def render(batch: Batch, page: Path, *args: str) -> str:
-    code, _, err = run_cli(batch.config, "report", "--format", "html", "--output", str(page),
-                           *args)
+    code, _, err = run_cli(batch.config, "report", "--format", "html", "--output", str(page), *args)
     assert code == 0, err
     return page.read_text(encoding="utf-8")
 
@@ -37,9 +35,18 @@ def chromium_dom(page: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran and its images loaded, from headless Chromium."""
     assert CHROMIUM is not None
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -47,8 +54,11 @@ def chromium_dom(page: Path, profile: Path) -> str:
 
 
 def tile_value(dom: str, status: str) -> int:
-    match = re.search(rf'class="tile st-{status}"><div class="label">{status}</div>'
-                      r'<div class="value">([\d,]+)</div>', dom)
+    match = re.search(
+        rf'class="tile st-{status}"><div class="label">{status}</div>'
+        r'<div class="value">([\d,]+)</div>',
+        dom,
+    )
     assert match, f"no {status} tile"
     return int(match.group(1).replace(",", ""))
 
@@ -67,8 +77,11 @@ def test_html_report_renders_in_chromium_with_every_thumbnail(
     code, _, err = run_cli(config, "report", "--format", "html", "--output", str(page))
     assert code == 0, err
     dom = chromium_dom(page, tmp_path / "chromium-profile")
-    check = re.search(r'<div id="thumb-check" hidden="" data-total="(\d+)" data-loaded="(\d+)">'
-                      r"(.*?)</div>", dom)
+    check = re.search(
+        r'<div id="thumb-check" hidden="" data-total="(\d+)" data-loaded="(\d+)">'
+        r"(.*?)</div>",
+        dom,
+    )
     assert check, "the page's load handler did not run"
     images = json.loads(html.unescape(check.group(3)))
     assert int(check.group(1)) == int(check.group(2)) == len(images) == 6

@@ -19,9 +19,22 @@ import numpy.typing as npt
 
 from cervixbatch.config import Precision
 from cervixbatch.errors import ModelError
-from cervixbatch.model.device import configure_tensorflow, resolve_precision
+from cervixbatch.model.device import (
+    configure_tensorflow,
+    fitting_batch_size,
+    resolve_precision,
+    use_xla,
+)
 
-__all__ = ["DEMO_DIR", "Stage", "StageModel", "file_sha256", "load_stage"]
+__all__ = [
+    "DEMO_DIR",
+    "Stage",
+    "StageModel",
+    "activation_bytes",
+    "file_sha256",
+    "load_stage",
+    "with_precision",
+]
 
 DEMO_DIR = Path(__file__).parent / "demo"
 _CHUNK = 1 << 20
@@ -55,6 +68,7 @@ class StageModel:
     batch_size: int
     precision: Precision
     device: str
+    jit_compile: bool = False  # XLA: on GPUs only (see model.device.use_xla)
     _call: Any = dataclasses.field(default=None, repr=False)
 
     @property
@@ -81,7 +95,12 @@ class StageModel:
             return tf.reduce_mean(y, axis=-1)
 
         with tf.device(self.device):
-            self._call = tf.function(forward, input_signature=[spec], reduce_retracing=True)
+            self._call = tf.function(
+                forward,
+                input_signature=[spec],
+                reduce_retracing=True,
+                jit_compile=self.jit_compile,
+            )
 
     def predict_batch(self, images: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Probabilities (N x H x W, float32) for N ≥ 0 images (N x H x W x C, float32 0..1).
@@ -103,7 +122,11 @@ class StageModel:
 
 
 def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision) -> StageModel:
-    """Loads ``builtin:demo`` or a ``.keras`` file for one stage and checks its shape."""
+    """Loads ``builtin:demo`` or a ``.keras`` file for one stage and checks its shape.
+
+    On a GPU the compiled call's batch may be smaller than ``batch_size`` (what fits in
+    its memory); ``predict_batch`` still takes any number of images.
+    """
     info = configure_tensorflow()
     chosen = resolve_precision(precision, info)
     if ref.startswith("builtin:"):
@@ -118,19 +141,39 @@ def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision)
         model=model,
         version=version,
         source=ref,
-        batch_size=batch_size,
+        batch_size=fitting_batch_size(batch_size, activation_bytes(model, chosen), info),
         precision=chosen,
         device=info.device,
+        jit_compile=use_xla(info),
     )
 
 
+def activation_bytes(model: Any, precision: Precision) -> int:
+    """An upper bound of one image's activations in inference: every layer's output at
+    once (TensorFlow frees most of them early), at the compute dtype's width."""
+    width = 4 if precision is Precision.FLOAT32 else 2
+    total = 0
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # a layer used twice has no single output
+            continue
+        total += int(np.prod([d or 1 for d in shape[1:]], dtype=np.int64))
+    return total * width
+
+
 def with_precision(model: Any, precision: Precision) -> Any:
-    """A copy of ``model`` whose layers compute in ``precision`` (weights stay float32)."""
+    """A copy of ``model`` whose layers compute in ``precision`` (weights stay float32).
+
+    The output layers stay float32, as Keras advises: a sigmoid in bfloat16 has 8 bits of
+    mantissa, which moves pixels across the 0.5 threshold; the 1×1 head costs nothing.
+    """
     import keras
 
     config = model.get_config()
+    outputs = {entry[0] for entry in _output_entries(config.get("output_layers", []))}
     for layer in config["layers"]:
-        if layer["class_name"] == "InputLayer":
+        if layer["class_name"] == "InputLayer" or layer["name"] in outputs:
             continue
         layer["config"]["dtype"] = {
             "module": "keras",
@@ -141,6 +184,13 @@ def with_precision(model: Any, precision: Precision) -> Any:
     clone = keras.Model.from_config(config)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def _output_entries(entries: Any) -> list[list[Any]]:
+    """A functional config's ``output_layers``: one [name, node, tensor] or a list of them."""
+    if entries and isinstance(entries[0], str):
+        return [entries]
+    return list(entries)
 
 
 def _load_keras_file(path: Path, stage: Stage) -> tuple[Any, str]:

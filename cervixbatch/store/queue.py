@@ -78,6 +78,7 @@ class ClaimedInput:
     sha256: str
     paths: tuple[str, ...]
     attempts: int
+    created_at: dt.datetime | None = None  # when first found: latency is measured from here
 
 
 def _insert(session: Session) -> Any:
@@ -173,7 +174,7 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> 
             attempts=Input.attempts + 1,
             started_at=now,
         )
-        .returning(Input.id, Input.sha256, Input.path, Input.attempts)
+        .returning(Input.id, Input.sha256, Input.path, Input.attempts, Input.created_at)
         .execution_options(synchronize_session=False)
     ).all()
     if not rows:
@@ -188,9 +189,11 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> 
         if path not in seen[input_id]:
             seen[input_id].append(path)
     claimed = []
-    for input_id, sha256, path, attempts in sorted(rows, key=lambda r: int(r[0])):
+    for input_id, sha256, path, attempts, created_at in sorted(rows, key=lambda r: int(r[0])):
         paths = [path, *[p for p in seen[int(input_id)] if p != path]]
-        claimed.append(ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts)))
+        claimed.append(
+            ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts), created_at)
+        )
     return claimed
 
 

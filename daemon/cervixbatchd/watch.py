@@ -211,11 +211,8 @@ class InboxWatcher:
         if self.running:
             return False
         error = self._handler.error if self._handler else None
-        log.error(
-            "observer_died",
-            error=type(error).__name__ if error else None,
-            detail=str(error) if error else "a watch thread stopped",
-        )
+        # The type only: a message could quote a file name, and names can carry patients'.
+        log.error("observer_died", error=type(error).__name__ if error else "watch_thread_ended")
         now = self._clock()
         while self._restarts and now - self._restarts[0] > self._window:
             self._restarts.popleft()

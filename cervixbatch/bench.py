@@ -1,0 +1,395 @@
+"""``cervixbatch bench``: images/second of the real path against the seed-style loop and
+against the model-only bound, measured in one run on the same synthetic photos.
+
+Three paths, each warmed up (traced) before it is timed:
+
+- the SEED LOOP (:func:`seed_loop`), written as the seed projects work: per image a full
+  ``cv2.imread``, straight ``cv2.resize`` calls, ``model.predict`` on one image per stage,
+  full-resolution post-processing, ``cv2.imwrite`` and one SQLite transaction;
+- END TO END: the real code path (a real Config in a temp dir, ``open_database``,
+  ``Runner``: register → claim → read → both stages → write → commit);
+- MODEL ONLY: both stages on ready tensors at the batch size, via ``predict_batch``.
+
+The models have the seeds' sizes (stage 1 RGB 128×128, 32 filters; stage 2 grey 512×512,
+16 filters) with random weights: speed does not depend on them. The stage-1 head is set
+to call every pixel cervix, so stage 2 always runs, on the whole frame (the crop's worst
+case), in every path alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from cervixbatch.config import Config, Precision
+from cervixbatch.errors import CervixbatchError
+
+if TYPE_CHECKING:
+    from cervixbatch.imaging.frames import Frame
+    from cervixbatch.pipeline import FrameResult, Pipeline
+    from cervixbatch.runner import BatchOutcome, Stages
+
+__all__ = ["DEFAULT_SIZES", "TINY_SIZES", "BenchOptions", "dumps", "run_bench", "seed_loop"]
+
+DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((4128, 3096), (1600, 1200))
+TINY_SIZES: tuple[tuple[int, int], ...] = ((320, 240),)
+_WARMUP = 2  # photos per path run before timing: traces the graphs, fills caches
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """What to measure."""
+
+    count: int = 16
+    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
+    tiny: bool = False  # tiny models: a smoke run of every path in seconds
+    precision: Precision | None = None  # None: models.precision of the configuration
+    batch_size: int | None = None  # None: batch.size of the configuration
+    seed: int = 0
+
+
+def run_bench(config: Config, options: BenchOptions) -> dict[str, Any]:
+    """Measures the three paths and returns the report (JSON-ready)."""
+    from cervixbatch.model.device import configure_tensorflow
+    from cervixbatch.runner import load_stages
+
+    started = time.perf_counter()
+    info = configure_tensorflow()
+    with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
+        root = Path(tmp)
+        cervix_path, lesion_path = _save_models(root / "models", tiny=options.tiny)
+        bench_config = _bench_config(config, root, cervix_path, lesion_path, options)
+        stages = load_stages(bench_config)
+        batch = bench_config.batch.size
+        model_only = _model_only(stages, batch, repeats=2 if options.tiny else 3)
+        seed_models = _load_plain(cervix_path), _load_plain(lesion_path)
+
+        per_size: dict[str, Any] = {}
+        with _end_to_end_runner(bench_config, stages) as e2e:
+            for size in options.sizes:
+                name = f"{size[0]}x{size[1]}"
+                photos = _photos(root / f"photos-{name}", options.count, size, options.seed)
+                warm = _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
+                seed_loop(warm, *seed_models, root / f"seed-warm-{name}")  # warm-up
+                seed = seed_loop(photos, *seed_models, root / f"seed-{name}")
+                e2e.run(warm)  # warm-up (the first size also traces the graphs)
+                end = e2e.run(photos)
+                per_size[name] = {
+                    "seed_loop": seed,
+                    "end_to_end": end,
+                    "ratios": {
+                        "end_to_end_vs_seed_loop": _ratio(end, seed),
+                        "end_to_end_vs_model_only": _ratio(end, model_only),
+                    },
+                }
+    return {
+        "count": options.count,
+        "batch_size": batch,
+        "precision": {"end_to_end": stages.precision, "seed_loop": "float32"},
+        "models": {
+            "tiny": options.tiny,
+            "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
+            "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
+        },
+        "overlay_max_side": bench_config.output.overlay_max_side,
+        "model_only": model_only,
+        "sizes": per_size,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": _machine(info.device, cpu_bf16=info.cpu_bf16),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+# -- the seed-style loop -------------------------------------------------------------------
+
+
+def seed_loop(
+    photos: Sequence[Path], cervix_model: Any, lesion_model: Any, out: Path
+) -> dict[str, Any]:
+    """The seed projects' way, one image at a time; the only ``model.predict`` here.
+
+    Per image: ``cv2.imread`` at full size, ``cv2.resize`` straight to each model's size,
+    ``predict`` on a batch of one per stage, masks made at full resolution, overlay drawn
+    at full resolution, ``cv2.imwrite`` of masks, overlay and crop, one row committed in
+    its own SQLite transaction.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(out / "seed.db")  # the defaults: rollback journal, full sync
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS results (path TEXT, cervix_fraction REAL,"
+        " lesion_fraction REAL, box TEXT, cervix_mask TEXT, lesion_mask TEXT, overlay TEXT)"
+    )
+    size1 = tuple(int(v) for v in cervix_model.input_shape[1:3])
+    size2 = tuple(int(v) for v in lesion_model.input_shape[1:3])
+    steps: Counter[str] = Counter()
+    last = [time.perf_counter()]
+
+    def lap(step: str) -> None:  # adds the time since the last lap to ``step``
+        now = time.perf_counter()
+        steps[step] += (now - last[0]) * 1000
+        last[0] = now
+
+    started = time.perf_counter()
+    for index, path in enumerate(photos):
+        last[0] = time.perf_counter()
+        bgr = cv2.imread(str(path))
+        lap("decode")
+        small = cv2.resize(bgr, (size1[1], size1[0]), interpolation=cv2.INTER_AREA)
+        x1 = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+        lap("resize")
+        prob1 = cervix_model.predict(x1[None], verbose=0)[0].mean(axis=-1)
+        lap("stage1")
+        height, width = bgr.shape[:2]
+        cervix = np.where(cv2.resize(prob1, (width, height)) > 0.5, 255, 0).astype(np.uint8)
+        x0, y0, box_w, box_h = cv2.boundingRect(cervix)
+        crop = bgr[y0 : y0 + box_h, x0 : x0 + box_w]
+        lap("roi")
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        x2 = cv2.resize(grey, (size2[1], size2[0]), interpolation=cv2.INTER_AREA) / 255.0
+        lap("resize")
+        prob2 = lesion_model.predict(x2[None, ..., None].astype(np.float32), verbose=0)[0, ..., 0]
+        lap("stage2")
+        lesion = np.zeros_like(cervix)
+        lesion[y0 : y0 + box_h, x0 : x0 + box_w] = np.where(
+            cv2.resize(prob2, (box_w, box_h)) > 0.5, 255, 0
+        )
+        lesion &= cervix
+        overlay = _seed_overlay(bgr, cervix, lesion)
+        cervix_fraction = float(np.count_nonzero(cervix)) / cervix.size
+        lesion_fraction = float(np.count_nonzero(lesion)) / max(1, np.count_nonzero(cervix))
+        lap("postprocess")
+        folder = out / f"{index:05d}"
+        folder.mkdir(exist_ok=True)
+        names = [str(folder / n) for n in ("cervix.png", "lesion.png", "overlay.jpg", "crop.jpg")]
+        for name, image in zip(names, (cervix, lesion, overlay, crop), strict=True):
+            cv2.imwrite(name, image)
+        lap("write")
+        conn.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(path), cervix_fraction, lesion_fraction, f"{x0},{y0},{box_w},{box_h}", *names[:3]),
+        )
+        conn.commit()
+        lap("commit")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return _rates(len(photos), elapsed, steps)
+
+
+def _seed_overlay(bgr: Any, cervix: Any, lesion: Any) -> Any:
+    """Outlines drawn on a full-resolution copy, as the seed does."""
+    overlay = bgr.copy()
+    for mask, colour in ((cervix, (90, 230, 0)), (lesion, (0, 225, 255))):
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(overlay, contours, -1, colour, 8)
+    return overlay
+
+
+def _load_plain(path: Path) -> Any:
+    """The model as the seed loads it: plain Keras, float32."""
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+# -- the real path ---------------------------------------------------------------------------
+
+
+class _TimedPipeline:
+    """Wraps the runner's pipeline to add up its per-frame step timings."""
+
+    def __init__(self, inner: Pipeline) -> None:
+        self.inner = inner
+        self.steps: Counter[str] = Counter()
+
+    def run(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        results = self.inner.run(frames)
+        for result in results:
+            self.steps.update(result.timings_ms)
+        return results
+
+
+class _EndToEnd:
+    """One Runner on a fresh database; ``run`` registers photos and drains the queue."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.timed = _TimedPipeline(runner.pipeline)
+        runner.pipeline = self.timed
+
+    def run(self, photos: Sequence[Path]) -> dict[str, Any]:
+        self.timed.steps.clear()
+        batches: list[BatchOutcome] = []
+        started = time.perf_counter()
+        for path in photos:
+            self.runner.register(path)
+        registered = time.perf_counter()
+        total = self.runner.drain(on_batch=batches.append)
+        elapsed = time.perf_counter() - started
+        if total.done != len(photos):
+            raise CervixbatchError(
+                f"bench: {total.done} of {len(photos)} photos done "
+                f"({total.rejected} rejected, {total.failed} failed, {total.retried} retried)"
+            )
+        phases: Counter[str] = Counter()
+        for outcome in batches:
+            phases.update(outcome.timings_ms)
+        pipe = self.timed.steps
+        steps = {
+            "register": (registered - started) * 1000,
+            "claim": phases["claim"],
+            "decode": phases["read"],
+            "resize": pipe["preprocess"] + pipe["preprocess2"],
+            "stage1": pipe["stage1"],
+            "roi": pipe["roi"],
+            "stage2": pipe["stage2"],
+            "postprocess": pipe["postprocess"],
+            "write": phases["write"],
+            "commit": phases["commit"],
+        }
+        return _rates(len(photos), elapsed, Counter(steps))
+
+
+@contextlib.contextmanager
+def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
+    from cervixbatch.runner import Runner
+    from cervixbatch.store.db import open_database
+
+    db = open_database(config.database.url)
+    try:
+        with Runner(config, db, stages) as runner:
+            yield _EndToEnd(runner)
+    finally:
+        db.dispose()
+
+
+def _bench_config(
+    config: Config, root: Path, cervix: Path, lesion: Path, options: BenchOptions
+) -> Config:
+    """The user's settings (batch, output, thresholds, limits) with temp paths and the
+    bench models; inputs are kept where they are."""
+    from cervixbatch.config import AfterAction, DatabaseConfig, PathsConfig
+
+    return dataclasses.replace(
+        config,
+        paths=PathsConfig(inbox=root / "inbox", outbox=root / "outbox"),
+        database=DatabaseConfig(url=f"sqlite:///{root / 'state' / 'bench.db'}"),
+        watch=dataclasses.replace(config.watch, after=AfterAction.KEEP, archive=root / "archive"),
+        batch=dataclasses.replace(
+            config.batch, size=options.batch_size or config.batch.size, max_attempts=1
+        ),
+        models=dataclasses.replace(
+            config.models,
+            cervix=str(cervix),
+            lesion=str(lesion),
+            precision=options.precision or config.models.precision,
+        ),
+    )
+
+
+# -- the model-only bound ------------------------------------------------------------------
+
+
+def _model_only(stages: Stages, batch: int, *, repeats: int) -> dict[str, Any]:
+    """Both stages on ready tensors, ``batch`` images per call; traced before timing."""
+    rng = np.random.default_rng(0)
+    totals: dict[str, float] = {}
+    for name, model in (("stage1", stages.cervix), ("stage2", stages.lesion)):
+        height, width = model.input_size
+        x = rng.random((batch, height, width, model.input_channels), dtype=np.float32)
+        model.predict_batch(x)  # traces
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.predict_batch(x)
+        totals[name] = (time.perf_counter() - start) * 1000 / (repeats * batch)
+    per_image = totals["stage1"] + totals["stage2"]
+    return {
+        "images_per_s": round(1000 / per_image, 3),
+        "steps_ms": {k: round(v, 2) for k, v in totals.items()},
+    }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _save_models(folder: Path, *, tiny: bool) -> tuple[Path, Path]:
+    """Seed-size models (or tiny ones) with random weights, saved as .keras files."""
+    import keras
+
+    from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
+
+    keras.utils.set_random_seed(0)
+    if tiny:
+        cervix = build_cervix_unet(32, base_filters=4, depth=2)
+        lesion = build_lesion_unet(64, n_filters=4, depth=2)
+    else:
+        cervix, lesion = build_cervix_unet(128), build_lesion_unet(512)
+    head = cervix.get_layer("mask")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), bias + 6.0])  # every pixel cervix: see above
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "cervix.keras", folder / "lesion.keras"
+    cervix.save(paths[0])
+    lesion.save(paths[1])
+    return paths
+
+
+def _photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
+    """``count`` distinct synthetic JPEGs of ``size`` (distinct bytes: no deduplication)."""
+    from cervixbatch.synth import write_dataset
+
+    stems = write_dataset(folder, count, seed=seed, size=size)
+    return [folder / "images" / f"{stem}.jpg" for stem in stems]
+
+
+def _rates(count: int, elapsed: float, steps: Counter[str]) -> dict[str, Any]:
+    return {
+        "images": count,
+        "seconds": round(elapsed, 3),
+        "images_per_s": round(count / elapsed, 3),
+        "steps_ms": {k: round(v / count, 2) for k, v in steps.items()},
+    }
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    return round(a["images_per_s"] / b["images_per_s"], 3)
+
+
+def _machine(device: str, *, cpu_bf16: bool) -> dict[str, Any]:
+    import tensorflow as tf
+
+    model = platform.processor()
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if ":" in line and line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "cpu_bf16": cpu_bf16,
+        "device": device,
+        "tensorflow": tf.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def dumps(report: dict[str, Any]) -> str:
+    """The report as indented JSON."""
+    return json.dumps(report, indent=2)

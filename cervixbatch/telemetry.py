@@ -1,0 +1,150 @@
+"""Prometheus metrics for operators: one endpoint per worker (``[metrics] listen``).
+
+Counts of inputs by state and reason, and the queue depth, are read from the database at
+scrape time, so every worker of a fleet reports the same truth the database holds. What
+only this worker knows (batch sizes and timings, latency from discovery to done, the
+models it runs, its disk watermark, its last successful batch) is recorded in-process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from cervixbatch.errors import ConfigError
+from cervixbatch.store.db import Database
+from cervixbatch.store.schema import Input, Status
+
+__all__ = ["Telemetry", "parse_listen"]
+
+log = structlog.get_logger(__name__)
+
+_STEPS = ("claim", "read", "segment", "write", "commit")
+
+
+def parse_listen(text: str, key: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) → (host, port), or a ConfigError naming ``key``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"expected 'host:port', got {text!r}", key=key)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _DatabaseCollector(Collector):
+    """Inputs by status and by reason, read from the database at each scrape."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_status = GaugeMetricFamily(
+            "cervixbatch_inputs", "Inputs in the database by status", labels=["status"]
+        )
+        by_reason = GaugeMetricFamily(
+            "cervixbatch_inputs_by_reason",
+            "Rejected and failed inputs by reason code",
+            labels=["status", "reason"],
+        )
+        depth = GaugeMetricFamily("cervixbatch_queue_depth", "Inputs waiting to be processed")
+        counts = {status.value: 0 for status in Status}
+        try:
+            with self.db.read_session() as session:
+                for status, count in session.execute(
+                    select(Input.status, func.count()).group_by(Input.status)
+                ):
+                    counts[Status(status).value] = int(count)
+                reasons = session.execute(
+                    select(Input.status, Input.reason, func.count())
+                    .where(Input.status.in_([Status.REJECTED, Status.FAILED]))
+                    .group_by(Input.status, Input.reason)
+                ).all()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not take the worker down
+            log.warning("metrics_database_unavailable", error=type(exc).__name__)
+            return
+        for status, count in counts.items():
+            by_status.add_metric([status], count)
+        for status, reason, count in reasons:
+            by_reason.add_metric([Status(status).value, reason or ""], int(count))
+        depth.add_metric([], counts[Status.QUEUED.value])
+        yield by_status
+        yield by_reason
+        yield depth
+
+
+class Telemetry:
+    """This worker's metrics, and the HTTP endpoint that serves them."""
+
+    def __init__(self, db: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_DatabaseCollector(db))
+        self.batch_inputs = Histogram(
+            "cervixbatch_batch_inputs", "Inputs per batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "cervixbatch_batch_step_seconds", "Seconds per batch step", labelnames=["step"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cervixbatch_input_latency_seconds", "From discovery to done, per input",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600), registry=self.registry,
+        )
+        self.finished = Gauge(
+            "cervixbatch_worker_inputs_total", "Inputs this worker took to a state",
+            labelnames=["status"], registry=self.registry,
+        )
+        self.last_batch = Gauge(
+            "cervixbatch_last_successful_batch_timestamp_seconds",
+            "Unix time of this worker's last batch that completed", registry=self.registry,
+        )
+        self.disk_low = Gauge(
+            "cervixbatch_disk_watermark_low",
+            "1 while free space is below the watermark and no new inputs are taken",
+            registry=self.registry,
+        )
+        self.models = Info("cervixbatch_models", "Model versions (sha256)", registry=self.registry)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def set_models(self, cervix: str, lesion: str, precision: str) -> None:
+        """Records the versions of the loaded models."""
+        self.models.info({"cervix": cervix, "lesion": lesion, "precision": precision})
+
+    def observe_batch(self, outcome: Any) -> None:
+        """Records one BatchOutcome of the runner."""
+        self.batch_inputs.observe(outcome.inputs)
+        for step in _STEPS:
+            if step in outcome.timings_ms:
+                self.batch_seconds.labels(step=step).observe(outcome.timings_ms[step] / 1000)
+        for latency in getattr(outcome, "latencies_s", ()):
+            self.latency.observe(latency)
+        for status in ("done", "rejected", "failed"):
+            self.finished.labels(status=status).inc(getattr(outcome, status))
+        self.last_batch.set(time.time())
+
+    def serve(self, listen: str) -> tuple[str, int]:
+        """Starts the HTTP endpoint on ``host:port``; returns where it listens."""
+        from prometheus_client import start_http_server
+
+        host, port = parse_listen(listen, "metrics.listen")
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self._thread.name = "cervixbatch-metrics"
+        log.info("metrics_listening", host=host, port=port)
+        return host, port
+
+    def close(self) -> None:
+        """Stops the endpoint and joins its thread."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
