@@ -25,6 +25,8 @@ class ProcessTotals:
     done: int = 0
     rejected: int = 0
     failed: int = 0
+    queued: int = 0  # left in the queue: work was paused (disk space, a disk error)
+    paused: str | None = None
 
 
 def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
@@ -55,6 +57,8 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     )
                 )
             _tally(runner, ids, totals)
+            if totals.queued:
+                totals.paused = runner.paused
     finally:
         db.dispose()
     return totals
@@ -82,3 +86,5 @@ def _tally(runner: Runner, ids: set[int], totals: ProcessTotals) -> None:
                 totals.rejected += 1
             elif status == Status.FAILED:
                 totals.failed += 1
+            elif status == Status.QUEUED:
+                totals.queued += 1

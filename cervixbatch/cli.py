@@ -121,7 +121,13 @@ def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         f"{totals.failed} failed, {totals.known} already known",
         err=True,
     )
-    sys.exit(EXIT_FAILED if totals.failed else 0)
+    if totals.queued:
+        click.echo(
+            f"{totals.queued} left queued ({totals.paused or 'paused'}); "
+            "run again, or let the daemon take them",
+            err=True,
+        )
+    sys.exit(EXIT_FAILED if totals.failed or totals.queued else 0)
 
 
 # -- report ----------------------------------------------------------------------------
@@ -321,6 +327,11 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
 )
 @click.option("--dice-term", is_flag=True, help="Lesion: add a Dice term to the BCE loss.")
 @click.option(
+    "--dropout",
+    type=click.FloatRange(0.0, 0.9),
+    help="Lesion: dropout rate (default 0.5, the seed's builder default).",
+)
+@click.option(
     "--patience",
     type=click.IntRange(min=1),
     default=8,
@@ -344,6 +355,7 @@ def train(
     input_size: int | None,
     filters: int | None,
     dice_term: bool,
+    dropout: float | None,
     patience: int,
     resume: bool,
 ) -> None:
@@ -369,6 +381,7 @@ def train(
             input_size=input_size,
             filters=filters,
             dice_term=dice_term,
+            dropout=dropout,
             margin=config.models.margin,
             patience=patience,
         )

@@ -134,6 +134,7 @@ class LimitsConfig:
     max_pixels: int = 100_000_000
     max_frames: int = 1000
     min_side: int = 16
+    min_free_mb: float = 1024.0  # below this free space on the outbox, no new inputs are taken
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,6 +145,10 @@ class DicomConfig:
     listen: str = ""
     ae_title: str = "CERVIXBATCH"
     allowed_callers: tuple[str, ...] = ()
+    max_associations: int = 4  # concurrent associations the Storage SCP accepts
+    forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
+    forward_retries: int = 3  # further attempts after a failed forward
+    forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,6 +160,8 @@ class MetricsConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReportConfig:
+    """What the report counts as lesion-positive."""
+
     lesion_positive_threshold: float = 0.05  # a frame counts as lesion-positive above this
 
 
@@ -348,6 +355,10 @@ _POSITIVE = {
     "limits.max_pixels": 1,
     "limits.max_frames": 1,
     "limits.min_side": 1,
+    "limits.min_free_mb": 0.0,
+    "dicom.max_associations": 1,
+    "dicom.forward_retries": 0,
+    "dicom.forward_backoff_seconds": 0.0,
 }
 _UNIT_INTERVAL = {
     "models.cervix_threshold",

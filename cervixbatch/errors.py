@@ -71,7 +71,15 @@ class ModelError(CervixbatchError):
 
 
 class OutputError(CervixbatchError):
-    """Outputs could not be written (disk full, I/O error, a path outside the outbox)."""
+    """Outputs could not be written (disk full, I/O error, a path outside the outbox).
+
+    ``transient`` errors (no space, quota, I/O error) are the disk's, not the input's:
+    the input goes back to the queue without spending one of its attempts.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)
 
 
 class StoreError(CervixbatchError):

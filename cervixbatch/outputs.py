@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 TEMP_PREFIX = ".tmp-"
+# The disk's trouble, not the input's: worth retrying once space or the device is back.
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
@@ -127,7 +130,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise OutputError(
-            f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}"
+            f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}",
+            transient=exc.errno in _TRANSIENT_ERRNOS,
         ) from exc
 
 
@@ -152,7 +156,10 @@ def _make_dirs(folder: Path, root: Path) -> None:
         try:
             path.mkdir(mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create {path}: {exc.strerror or exc}") from exc
+            raise OutputError(
+                f"cannot create {path}: {exc.strerror or exc}",
+                transient=exc.errno in _TRANSIENT_ERRNOS,
+            ) from exc
 
 
 def _fsync_dir(folder: Path) -> None:

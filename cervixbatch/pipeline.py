@@ -214,12 +214,13 @@ class Pipeline:
         lesion = empty
         cut = round(self.settings.lesion_threshold * 255.0)
         # cv2.threshold (255 where > cut) writes uint8 in place; np.where would build an
-        # int64 array of the box first, 8x the memory and ~30x the time at 12 MP.
+        # int64 array of the box first, 8x the memory and ~30x the time at 12 MP. Only the
+        # box is touched: outside it the lesion mask stays 0.
         cv2.threshold(region, cut, 255, cv2.THRESH_BINARY, dst=region)
-        lesion[box.y0 : box.y1, box.x0 : box.x1] = region
-        lesion = cv2.bitwise_and(lesion, cervix)  # a lesion lies on the cervix
+        inside = lesion[box.y0 : box.y1, box.x0 : box.x1]
+        cv2.bitwise_and(region, cervix[box.y0 : box.y1, box.x0 : box.x1], dst=inside)
         cervix_px = int(np.count_nonzero(cervix))
-        lesion_px = int(np.count_nonzero(lesion))
+        lesion_px = int(np.count_nonzero(inside))
         return FrameResult(
             cervix_found=cervix_px > 0,
             cervix_mask=cervix,

@@ -15,6 +15,7 @@ import structlog
 
 from cervixbatch.config import Config
 from cervixbatch.discovery import FileIdentity, hash_file, identify, unreadable_digest
+from cervixbatch.diskspace import DiskWatermark
 from cervixbatch.disposal import dispose_of
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import DecodedInput, Frame, ReadLimits
@@ -29,6 +30,8 @@ from cervixbatch.store.schema import Result, Status, utcnow
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 
 log = structlog.get_logger(__name__)
+
+DISK_RETRY_SECONDS = 30.0  # after ENOSPC/EIO on the outbox, wait this long before claiming
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class _Work:
     decoded: DecodedInput | None = None
     rejection: InputRejected | None = None
     failure: tuple[str, str] | None = None  # (reason, detail)
+    transient: bool = False  # the failure was the disk's: retry without spending an attempt
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -94,6 +98,8 @@ class Runner:
             min_side=config.limits.min_side,
         )
         self._min_working_side = self._working_side()
+        self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
+        self._disk_trouble_until = 0.0
         self._readers = ThreadPoolExecutor(
             _worker_count(config.batch.read_workers), thread_name_prefix="cervixbatch-read"
         )
@@ -133,17 +139,15 @@ class Runner:
             log.info("recovered", requeued=requeued, failed=failed, temp_files=temp_files)
         return requeued, failed
 
-    def register(self, path: Path, *, display: str | None = None) -> queue.Registration | None:
+    def register(self, path: Path) -> queue.Registration | None:
         """Records one file (a known (path, size, mtime) is not hashed again); None when it
         is not a regular file or cannot be read."""
         identity = identify(path)
         if identity is None:
             return None
-        return self.register_identity(identity, display=display)
+        return self.register_identity(identity)
 
-    def register_identity(
-        self, identity: FileIdentity, *, display: str | None = None
-    ) -> queue.Registration | None:
+    def register_identity(self, identity: FileIdentity) -> queue.Registration | None:
         """Records a file whose identity (stat) is known; hashes it only when it is new."""
         path_text = str(identity.path)
         with self.db.read_session() as session:
@@ -184,9 +188,21 @@ class Runner:
 
     # -- processing ----------------------------------------------------------------------
 
+    @property
+    def paused(self) -> str | None:
+        """Why no new inputs are taken right now (a disk problem), or None."""
+        if self.watermark.check():
+            return self.watermark.describe()
+        left = self._disk_trouble_until - time.monotonic()
+        if left > 0:
+            return f"outputs failed with a disk error; trying again in {left:.0f} s"
+        return None
+
     def process_batch(self) -> BatchOutcome | None:
         """Claims up to ``batch.size`` inputs and takes them to a terminal state (or back to
-        the queue for a retry). None when nothing was queued."""
+        the queue for a retry). None when nothing was queued or work is paused."""
+        if self.paused is not None:
+            return None
         clock = time.perf_counter()
         with self.db.session() as session:
             claimed = queue.claim(
@@ -299,6 +315,7 @@ class Runner:
         for (item, _), outputs in zip(jobs, written, strict=True):
             if isinstance(outputs, OutputError):
                 item.failure = ("output_error", str(outputs))
+                item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)
 
@@ -355,6 +372,20 @@ class Runner:
                         sha256=item.claimed.sha256[:12],
                         reason=item.rejection.reason.value,
                         detail=item.rejection.detail,
+                    )
+                elif item.failure is not None and item.transient:
+                    reason, detail = item.failure
+                    queue.release(
+                        session, input_id=input_id, owner=self.owner, reason=reason, detail=detail
+                    )
+                    outcome.retried += 1
+                    self._disk_trouble_until = time.monotonic() + DISK_RETRY_SECONDS
+                    log.warning(
+                        "input_requeued_disk_error",
+                        input_id=input_id,
+                        sha256=item.claimed.sha256[:12],
+                        detail=detail,
+                        retry_in_s=DISK_RETRY_SECONDS,
                     )
                 elif item.failure is not None:
                     reason, detail = item.failure

@@ -80,30 +80,40 @@ class _DatabaseCollector(Collector):
 
 
 class Telemetry:
-    """This worker's metrics, and the HTTP endpoint that serves them."""
+    """The metrics of this worker, and the HTTP endpoint that serves them."""
 
     def __init__(self, db: Database) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_DatabaseCollector(db))
         self.batch_inputs = Histogram(
-            "cervixbatch_batch_inputs", "Inputs per batch",
-            buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry,
+            "cervixbatch_batch_inputs",
+            "Inputs per batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "cervixbatch_batch_step_seconds", "Seconds per batch step", labelnames=["step"],
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+            "cervixbatch_batch_step_seconds",
+            "Seconds per batch step",
+            labelnames=["step"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "cervixbatch_input_latency_seconds", "From discovery to done, per input",
-            buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600), registry=self.registry,
+            "cervixbatch_input_latency_seconds",
+            "From discovery to done, per input",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=self.registry,
         )
         self.finished = Gauge(
-            "cervixbatch_worker_inputs_total", "Inputs this worker took to a state",
-            labelnames=["status"], registry=self.registry,
+            "cervixbatch_worker_inputs_total",
+            "Inputs this worker took to a state",
+            labelnames=["status"],
+            registry=self.registry,
         )
         self.last_batch = Gauge(
             "cervixbatch_last_successful_batch_timestamp_seconds",
-            "Unix time of this worker's last batch that completed", registry=self.registry,
+            "Unix time of this worker's last batch that completed",
+            registry=self.registry,
         )
         self.disk_low = Gauge(
             "cervixbatch_disk_watermark_low",

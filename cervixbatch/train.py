@@ -63,6 +63,7 @@ class TrainOptions:
     input_size: int | None = None  # None: 128 (cervix) or 512 (lesion), as in the seeds
     filters: int | None = None  # None: 32 (cervix) or 16 (lesion)
     dice_term: bool = False  # lesion: add a Dice term to binary cross-entropy
+    dropout: float | None = None  # lesion: None keeps the architecture's default (0.5)
     margin: float = 0.15
     patience: int = 8
     max_images: int | None = None
@@ -152,7 +153,8 @@ def _build(options: TrainOptions) -> Any:
 
     if options.stage is Stage.CERVIX:
         return build_cervix_unet(options.input_size or 128, base_filters=options.filters or 32)
-    return build_lesion_unet(options.input_size or 512, n_filters=options.filters or 16)
+    extra = {} if options.dropout is None else {"dropout": options.dropout}
+    return build_lesion_unet(options.input_size or 512, n_filters=options.filters or 16, **extra)
 
 
 def _compile(model: Any, options: TrainOptions) -> None:

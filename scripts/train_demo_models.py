@@ -37,7 +37,9 @@ STAGE_ARGS = {
         "--learning-rate",
         "1e-4",
     ],
-    "lesion": ["--input-size", "256", "--filters", "16", "--batch-size", "8", "--dice-term"],
+    # dropout 0.05, as the seed project trained its get_unet (0.5 is only the builder default)
+    "lesion": ["--input-size", "256", "--filters", "16", "--batch-size", "8", "--dice-term",
+               "--dropout", "0.05"],
 }
 
 

@@ -10,13 +10,13 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+
+from cervixbatch.config import BatchConfig, Config, LoggingConfig, WatchConfig
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
-
-from cervixbatch.config import BatchConfig, Config, LoggingConfig, WatchConfig
 
 if TYPE_CHECKING:
     from pathlib import Path

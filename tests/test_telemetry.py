@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo, write_photo
+
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
 from cervixbatch.errors import ConfigError
@@ -29,7 +29,7 @@ def _free_port() -> int:
 def _samples(text: str, name: str) -> dict[str, float]:
     found = {}
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             key, _, value = line.rpartition(" ")
             found[key] = float(value)
     return found
@@ -42,12 +42,18 @@ def test_scrape_matches_the_database(tmp_path: Path, make_config: Callable[..., 
     for seed in range(3):
         write_photo(drop / f"p{seed}.png", draw_photo(seed=seed))
     (drop / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    assert CliRunner().invoke(main, ["--config", str(config_path), "process", str(drop)]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["--config", str(config_path), "process", str(drop)]).exit_code
+        == 0
+    )
     db = open_database(load_config(config_path).database.url)
     telemetry = Telemetry(db)
     telemetry.set_models("a" * 64, "b" * 64, "float32")
-    telemetry.observe_batch(BatchOutcome(inputs=4, done=3, rejected=1,
-                                         timings_ms={"read": 12.0}, latencies_s=[0.4, 0.9]))
+    telemetry.observe_batch(
+        BatchOutcome(
+            inputs=4, done=3, rejected=1, timings_ms={"read": 12.0}, latencies_s=[0.4, 0.9]
+        )
+    )
     port = _free_port()
     telemetry.serve(f"127.0.0.1:{port}")
     try:
@@ -63,8 +69,12 @@ def test_scrape_matches_the_database(tmp_path: Path, make_config: Callable[..., 
     reasons = _samples(text, "cervixbatch_inputs_by_reason")
     assert sum(reasons.values()) == counts["rejected"] == 1
     assert _samples(text, "cervixbatch_queue_depth")["cervixbatch_queue_depth"] == 0
-    assert _samples(text, "cervixbatch_input_latency_seconds_count")[
-        "cervixbatch_input_latency_seconds_count"] == 2
+    assert (
+        _samples(text, "cervixbatch_input_latency_seconds_count")[
+            "cervixbatch_input_latency_seconds_count"
+        ]
+        == 2
+    )
     assert 'cervixbatch_models_info{cervix="' + "a" * 64 in text
     assert _samples(text, "cervixbatch_last_successful_batch_timestamp_seconds")
 
@@ -73,5 +83,5 @@ def test_listen_address_is_validated() -> None:
     """A listen address must be host:port; a bad one names the key."""
     assert parse_listen("0.0.0.0:9108", "metrics.listen") == ("0.0.0.0", 9108)
     assert parse_listen(":9108", "metrics.listen") == ("127.0.0.1", 9108)
-    with pytest.raises(ConfigError, match="metrics.listen"):
+    with pytest.raises(ConfigError, match=r"metrics\.listen"):
         parse_listen("9108", "metrics.listen")

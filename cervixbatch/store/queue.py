@@ -33,6 +33,7 @@ __all__ = [
     "recover",
     "register",
     "reject",
+    "release",
     "renew",
     "status_counts",
 ]
@@ -191,9 +192,7 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> 
     claimed = []
     for input_id, sha256, path, attempts, created_at in sorted(rows, key=lambda r: int(r[0])):
         paths = [path, *[p for p in seen[int(input_id)] if p != path]]
-        claimed.append(
-            ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts), created_at)
-        )
+        claimed.append(ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts), created_at))
     return claimed
 
 
@@ -282,6 +281,20 @@ def fail(
     if not _finish(session, input_id, owner, status, reason=reason, detail=detail):
         return None
     return status
+
+
+def release(session: Session, *, input_id: int, owner: str, reason: str, detail: str) -> bool:
+    """Puts an input back in the queue without spending an attempt: the failure was the
+    environment's (a full disk), not the input's nor ours to count against it."""
+    return _finish(
+        session,
+        input_id,
+        owner,
+        Status.QUEUED,
+        reason=reason,
+        detail=detail,
+        attempts=Input.attempts - 1,
+    )
 
 
 def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:

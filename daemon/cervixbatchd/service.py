@@ -30,6 +30,7 @@ from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.queue import status_counts
 from cervixbatch.store.schema import Status
+from cervixbatch.telemetry import Telemetry
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.settle import SettleTracker
@@ -86,6 +87,7 @@ class Service:
         self._pending_since: float | None = None
         self._counts: dict[str, int] = {}
         self._next_rescan = self._next_status = self._next_watchdog = 0.0
+        self._telemetry: Telemetry | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,7 +123,14 @@ class Service:
             config=self.config.as_log_dict(),
         )
         self._db = open_database(self.config.database.url)
-        self._runner = Runner(self.config, self._db, load_stages(self.config))
+        stages = load_stages(self.config)
+        self._runner = Runner(self.config, self._db, stages)
+        if self.config.metrics.listen:
+            self._telemetry = Telemetry(self._db)
+            self._telemetry.set_models(
+                stages.cervix_version, stages.lesion_version, stages.precision
+            )
+            self._telemetry.serve(self.config.metrics.listen)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
         if not burst:
             self.watcher.start()  # before the scan, so nothing falls between the two
@@ -165,6 +174,8 @@ class Service:
         self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
         log.info("stopping", reason=reason, **counts)
         self.watcher.stop()
+        if self._telemetry is not None:
+            self._telemetry.close()
         if self._runner is not None:
             self._runner.close()
         if self._db is not None:
@@ -220,9 +231,8 @@ class Service:
             if identify(identity.path) != identity:  # changed since it settled: once more
                 self.tracker.note(identity.path)
                 continue
-            display = str(identity.path.relative_to(self.config.paths.inbox))
             try:
-                registration = self._runner.register_identity(identity, display=display)
+                registration = self._runner.register_identity(identity)
             except CervixbatchError as exc:  # one bad file never stops the others
                 log.warning("register_failed", error=type(exc).__name__, detail=str(exc))
                 continue
@@ -239,6 +249,9 @@ class Service:
     def _batch_due(self, now: float) -> bool:
         if self._queued <= 0:
             return False
+        assert self._runner is not None
+        if self._runner.paused is not None:
+            return False  # disk trouble: the heartbeat reports it, the queue waits
         if self._queued >= self.config.batch.size or self._pending_since is None:
             return True
         return now - self._pending_since >= self.config.batch.max_wait_ms / 1000
@@ -246,6 +259,8 @@ class Service:
     def _run_batch(self) -> BatchOutcome | None:
         assert self._runner is not None
         outcome = self._runner.process_batch()
+        if outcome is not None and self._telemetry is not None:
+            self._telemetry.observe_batch(outcome)
         if outcome is None:
             self._queued = 0
         else:
@@ -272,8 +287,13 @@ class Service:
             self.notifier.watchdog()
             self._next_watchdog = now + interval
         if now >= self._next_status:
+            assert self._runner is not None
             counts = self._refresh_counts()
-            self.notifier.status(_status_line(counts))
+            paused = self._runner.paused
+            if self._telemetry is not None:
+                self._telemetry.disk_low.set(1 if self._runner.watermark.low else 0)
+            line = _status_line(counts)
+            self.notifier.status(f"paused: {paused}; {line}" if paused else line)
             self._next_status = now + STATUS_EVERY_S
 
     def _sleep_time(self, now: float, interval: float | None) -> float:

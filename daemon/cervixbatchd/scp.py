@@ -1,0 +1,262 @@
+"""An optional DICOM Storage SCP that feeds the inbox: colposcopes and PACS push, we process.
+
+Started by the service when ``[dicom] listen = "host:port"`` is set. Each received instance
+is written, as the bytes the peer sent (plus the DICOM file meta), to
+``<inbox>/dicom-scp/<uuid4>.dcm``: first under a hidden ``.tmp-`` name (the watcher ignores
+hidden files), fsynced, renamed, and the folder fsynced. Only then does the peer hear
+"success" (0x0000); any failure to store answers 0xA700 (out of resources), so the sender
+keeps its copy and retries. Names never come from the dataset.
+
+What is accepted is what the readers can decode: the visible-light and secondary-capture
+image storage classes (see :data:`STORAGE_SOP_CLASSES`) in every transfer syntax for which
+pydicom has a decoder installed. Anything else is refused at association time: its
+presentation context is rejected (abstract or transfer syntax not supported). Calling AE
+titles can be restricted (``allowed_callers``; the association is rejected permanently,
+"calling AE title not recognised"), and so can the number of concurrent associations
+(``max_associations``; rejected transiently, "local limit exceeded"). C-ECHO is answered.
+
+Logs carry the calling AE title, SOP class and SOP instance UID — the dataset itself is
+never decoded here, so no patient attribute can reach a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Self
+
+import structlog
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import UID, AllTransferSyntaxes
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from cervixbatch.config import Config
+from cervixbatch.errors import CervixbatchError, OutputError
+from cervixbatch.outputs import TEMP_PREFIX, write_atomic
+
+__all__ = [
+    "INBOX_SUBFOLDER",
+    "STATUS_OUT_OF_RESOURCES",
+    "STATUS_SUCCESS",
+    "STORAGE_SOP_CLASSES",
+    "StorageSCP",
+    "parse_listen",
+    "supported_transfer_syntaxes",
+]
+
+log = structlog.get_logger("cervixbatchd.scp")
+
+INBOX_SUBFOLDER = "dicom-scp"
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STOP_GRACE_S = 10.0  # how long stop() lets associations in progress finish
+
+# Image storage classes a colposcope or a PACS sends colposcopy pictures as.
+STORAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image Storage",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "Video Photographic Image Storage",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "VL Endoscopic Image Storage",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "Video Endoscopic Image Storage",
+    "1.2.840.10008.5.1.4.1.1.77.1.2": "VL Microscopic Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image Storage",
+}
+
+
+def supported_transfer_syntaxes() -> list[UID]:
+    """Every transfer syntax pydicom can decode here: native, deflated and the compressed
+    ones whose plugin is installed (never MPEG video, which the readers cannot decode)."""
+    syntaxes = []
+    for uid in AllTransferSyntaxes:
+        try:
+            if get_decoder(uid).is_available:
+                syntaxes.append(UID(uid))
+        except NotImplementedError:
+            continue
+    return syntaxes
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6addr]:port"`` to a socket address; ValueError if malformed."""
+    host, sep, port_text = listen.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {listen!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = str(ipaddress.IPv6Address(host[1:-1]))
+    return host, port
+
+
+class StorageSCP:
+    """A pynetdicom Storage SCP writing what it receives into ``<inbox>/dicom-scp/``.
+
+    Args:
+        config: The settings; ``config.dicom`` gives listen address, AE title, allowed
+            callers and maximum associations, ``config.limits`` the largest file accepted.
+        inbox: The watched inbox; the SCP writes into its ``dicom-scp`` subfolder.
+
+    """
+
+    def __init__(self, config: Config, inbox: Path) -> None:
+        self._dicom = config.dicom
+        self._max_bytes = config.read_limits_bytes
+        self.folder = inbox / INBOX_SUBFOLDER
+        self.address = parse_listen(self._dicom.listen)
+        self._allowed = {title.strip() for title in self._dicom.allowed_callers}
+        self._ae: AE | None = None
+        self._server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
+    @property
+    def active_associations(self) -> int:
+        """Associations being served now (a rejected one counts until its thread ends)."""
+        ae = self._ae
+        return len(_acceptors(ae)) if ae is not None else 0
+
+    def start(self) -> None:
+        """Bind the port and serve in the background; raises CervixbatchError if it cannot."""
+        with self._lock:
+            if self._server is not None:
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temp_files()
+            ae = AE(ae_title=self._dicom.ae_title)
+            ae.maximum_associations = self._dicom.max_associations
+            ae.require_calling_aet = sorted(self._allowed)
+            syntaxes = supported_transfer_syntaxes()
+            for sop_class in STORAGE_SOP_CLASSES:
+                ae.add_supported_context(sop_class, syntaxes)
+            ae.add_supported_context(Verification)
+            handlers: list[Any] = [
+                (evt.EVT_C_STORE, self._on_store),
+                (evt.EVT_C_ECHO, self._on_echo),
+                (evt.EVT_REJECTED, self._on_rejected),
+                (evt.EVT_ACCEPTED, self._on_accepted),
+            ]
+            try:
+                server = ae.start_server(self.address, block=False, evt_handlers=handlers)
+            except OSError as exc:
+                raise CervixbatchError(
+                    f"the DICOM Storage SCP cannot listen on {self._dicom.listen}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            self._ae, self._server = ae, server
+            log.info(
+                "dicom_scp_started",
+                host=self.address[0],
+                port=self.address[1],
+                ae_title=self._dicom.ae_title,
+                allowed_callers=sorted(self._allowed) or "any",
+                sop_classes=len(STORAGE_SOP_CLASSES),
+                transfer_syntaxes=len(syntaxes),
+            )
+
+    def stop(self) -> None:
+        """Stop listening, let associations in progress finish (briefly), then abort them."""
+        with self._lock:
+            server, ae = self._server, self._ae
+            self._server = self._ae = None
+        if server is None or ae is None:
+            return
+        server.shutdown()  # returns once the accept loop has ended; the socket is closed
+        deadline = time.monotonic() + STOP_GRACE_S
+        for assoc in _acceptors(ae):
+            assoc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for assoc in _acceptors(ae):
+            assoc.abort()
+            assoc.join(timeout=2.0)
+        ae.shutdown()
+        log.info("dicom_scp_stopped")
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # Handlers run on pynetdicom's association threads.
+
+    def _on_store(self, event: evt.Event) -> int:
+        """Write the instance durably, then answer; never raises (pynetdicom would 0xC211)."""
+        request = event.request
+        fields = {
+            "calling_ae": _calling_ae(event),
+            "sop_class_uid": str(request.AffectedSOPClassUID),
+            "sop_instance_uid": str(request.AffectedSOPInstanceUID),
+        }
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            if len(data) > self._max_bytes:
+                log.warning("dicom_scp_refused", reason="too_large", size=len(data), **fields)
+                return STATUS_OUT_OF_RESOURCES
+            path = self.folder / f"{uuid.uuid4().hex}.dcm"
+            write_atomic(path, data)  # temp + fsync + rename + directory fsync
+        except (OutputError, OSError) as exc:
+            # The OS error says it all (disk full, permissions): no traceback needed.
+            log.error("dicom_scp_store_failed", error=str(exc), **fields)  # noqa: TRY400
+            return STATUS_OUT_OF_RESOURCES
+        except Exception as exc:  # the peer must get an answer, not an abort
+            log.exception("dicom_scp_store_failed", error=type(exc).__name__, **fields)
+            return STATUS_OUT_OF_RESOURCES
+        log.info("dicom_scp_stored", file=path.name, size=len(data), **fields)
+        return STATUS_SUCCESS
+
+    def _on_echo(self, event: evt.Event) -> int:
+        log.info("dicom_scp_echo", calling_ae=_calling_ae(event))
+        return STATUS_SUCCESS
+
+    def _on_accepted(self, event: evt.Event) -> None:
+        rejected = [
+            str(cx.abstract_syntax) for cx in event.assoc.rejected_contexts if cx.abstract_syntax
+        ]
+        log.info(
+            "dicom_scp_association",
+            calling_ae=_calling_ae(event),
+            peer=event.assoc.requestor.address,
+            accepted_contexts=len(event.assoc.accepted_contexts),
+            rejected_sop_classes=rejected or None,
+        )
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        calling = _calling_ae(event)
+        reason = (
+            "calling_ae_not_allowed"
+            if self._allowed and calling not in self._allowed
+            else "too_many_associations"
+        )
+        log.warning(
+            "dicom_scp_rejected", calling_ae=calling, peer=event.assoc.requestor.address,
+            reason=reason,
+        )  # fmt: skip
+
+    def _remove_stale_temp_files(self) -> None:
+        """A crash mid-write leaves a hidden temp file; the sender got no success for it."""
+        for path in self.folder.glob(TEMP_PREFIX + "*"):
+            if path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _acceptors(ae: AE) -> list[Association]:
+    return [assoc for assoc in ae.active_associations if assoc.is_acceptor]
+
+
+def _calling_ae(event: evt.Event) -> str:
+    return str(event.assoc.requestor.ae_title or "").strip()

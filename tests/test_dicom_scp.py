@@ -1,0 +1,322 @@
+"""The Storage SCP feeding the inbox, and forwarding results to a PACS, over loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    RTStructureSetStorage,
+    SecondaryCaptureImageStorage,
+    SegmentationStorage,
+    Verification,
+    VideoEndoscopicImageStorage,
+    VLPhotographicImageStorage,
+)
+from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
+
+from cervixbatch.config import Config, DicomConfig
+from cervixbatch.dicom_forward import forward, parse_destination
+from cervixbatch.dicom_out import write_dicom_results
+from cervixbatch.errors import OutputError
+from cervixbatch.imaging.frames import ReadLimits
+from cervixbatch.imaging.reader import read_input
+from cervixbatchd import scp as scp_module
+from cervixbatchd.scp import INBOX_SUBFOLDER, StorageSCP, parse_listen
+
+MPEG2 = "1.2.840.10008.1.2.4.100"
+VERSIONS = {"cervix": "a" * 64, "lesion": "b" * 64}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (pynetdicom cannot bind port 0 and report it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def start_scp(tmp_path: Path) -> Iterator[Callable[..., StorageSCP]]:
+    """Starts a StorageSCP on a free loopback port with the given [dicom] settings."""
+    started: list[StorageSCP] = []
+
+    def _start(**dicom: object) -> StorageSCP:
+        settings = DicomConfig(listen=f"127.0.0.1:{free_port()}", **dicom)  # type: ignore[arg-type]
+        server = StorageSCP(Config(dicom=settings), tmp_path / "inbox")
+        server.start()
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    return {
+        "photo": make_source(
+            folder, "SC_rgb_rle.dcm", VL_PHOTOGRAPHIC, decompress=True, stem="vlp"
+        ),
+        "video": make_source(
+            folder, "SC_rgb_rle_2frame.dcm", VIDEO_ENDOSCOPIC, decompress=False, stem="ves"
+        ),
+    }
+
+
+def scu(title: str = "COLPOSCOPE") -> AE:
+    ae = AE(ae_title=title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    return ae
+
+
+def associate(ae: AE, server: StorageSCP):
+    host, port = server.address
+    return ae.associate(host, port, ae_title="CERVIXBATCH")
+
+
+def wait_idle(server: StorageSCP, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.active_associations == 0
+
+
+def received(server: StorageSCP) -> list[Path]:
+    return sorted(server.folder.iterdir())
+
+
+def test_stores_photo_and_multiframe_video_durably_and_answers_echo(
+    start_scp: Callable[..., StorageSCP],
+    sources: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A VL Photographic and an RLE multi-frame Video Endoscopic image land in the inbox."""
+    server = start_scp()
+    ae = scu()
+    ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])
+    ae.add_requested_context(VideoEndoscopicImageStorage, [RLELossless])
+    ae.add_requested_context(Verification)
+    assoc = associate(ae, server)
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+        sent = {}
+        for name, path in sources.items():
+            ds = pydicom.dcmread(path)
+            sent[str(ds.SOPInstanceUID)] = (name, ds)
+            assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+
+    files = received(server)
+    assert len(files) == 2
+    assert not [p for p in files if p.name.startswith(".")]  # no temp file left
+    got = {}
+    for path in files:
+        assert path.suffix == ".dcm" and len(path.stem) == 32 and int(path.stem, 16) >= 0
+        ds = pydicom.dcmread(path)
+        got[str(ds.SOPInstanceUID)] = ds
+    assert set(got) == set(sent)
+    for uid, (name, original) in sent.items():
+        copy = got[uid]
+        assert copy.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        np.testing.assert_array_equal(copy.pixel_array, original.pixel_array)
+        assert "Doe" not in name and "PID" not in str(files)  # names never from the dataset
+    frames = sorted(len(read_input(p, ReadLimits()).frames) for p in files)
+    assert frames == [1, 2]  # the readers take what the SCP wrote
+    logged = capsys.readouterr()
+    assert "dicom_scp_stored" in logged.out
+    for secret in ("Doe", "PID-778899", "19800101"):
+        assert secret not in logged.out + logged.err
+
+
+def test_unsupported_sop_classes_and_syntaxes_are_not_negotiated(
+    start_scp: Callable[..., StorageSCP], sources: dict[str, Path], tmp_path: Path
+) -> None:
+    """CT and RT Structure Set storage, and MPEG-2 photos, are refused at negotiation."""
+    server = start_scp()
+    ae = scu()
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(RTStructureSetStorage)
+    ae.add_requested_context(VLPhotographicImageStorage, [MPEG2])
+    ae.add_requested_context(Verification)
+    assoc = associate(ae, server)
+    assert assoc.is_established
+    try:
+        refused = {str(cx.abstract_syntax): cx.result for cx in assoc.rejected_contexts}
+        assert refused[CTImageStorage] == 0x03  # abstract syntax not supported
+        assert refused[RTStructureSetStorage] == 0x03
+        assert refused[VLPhotographicImageStorage] == 0x04  # transfer syntax not supported
+        ct = pydicom.dcmread(sources["photo"])
+        ct.SOPClassUID = CTImageStorage
+        with pytest.raises(ValueError, match="presentation context"):
+            assoc.send_c_store(ct)
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
+    assert received(server) == []
+
+
+def test_calling_ae_titles_and_association_count_are_enforced(
+    start_scp: Callable[..., StorageSCP],
+) -> None:
+    """A caller not in allowed_callers is rejected; so is one association too many."""
+    server = start_scp(allowed_callers=("COLPOSCOPE",), max_associations=1)
+    intruder = scu("INTRUDER")
+    intruder.add_requested_context(Verification)
+    assoc = associate(intruder, server)
+    assert assoc.is_rejected and not assoc.is_established
+    wait_idle(server)  # a rejected association counts until its thread has ended
+
+    first_ae, second_ae = scu(), scu()
+    for ae in (first_ae, second_ae):
+        ae.add_requested_context(Verification)
+    first = associate(first_ae, server)
+    try:
+        assert first.is_established
+        second = associate(second_ae, server)
+        assert second.is_rejected  # local limit exceeded
+    finally:
+        first.release()
+
+
+def test_a_failed_write_answers_out_of_resources(
+    start_scp: Callable[..., StorageSCP],
+    sources: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the file cannot be written durably the peer hears 0xA700, not success."""
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OutputError("cannot write: No space left on device")
+
+    monkeypatch.setattr(scp_module, "write_atomic", disk_full)
+    server = start_scp()
+    ae = scu()
+    ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])
+    assoc = associate(ae, server)
+    try:
+        assert assoc.send_c_store(pydicom.dcmread(sources["photo"])).Status == 0xA700
+    finally:
+        assoc.release()
+    assert received(server) == []
+
+
+def test_stop_frees_the_port_and_start_clears_stale_temp_files(tmp_path: Path) -> None:
+    """stop() closes the listening socket; start() removes temp files a crash left."""
+    listen = f"127.0.0.1:{free_port()}"
+    stale = tmp_path / "inbox" / INBOX_SUBFOLDER / ".tmp-dead-beef.dcm"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    config = Config(dicom=DicomConfig(listen=listen))
+    with StorageSCP(config, tmp_path / "inbox") as server:
+        assert server.running and not stale.exists()
+    assert not server.running
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(parse_listen(listen))
+    assert parse_listen("[::1]:104") == ("::1", 104)
+    for bad in ("nohost", "host:", "host:70000", ":104"):
+        with pytest.raises(ValueError, match=r"host:port|out of range"):
+            parse_listen(bad)
+
+
+class Receiver:
+    """A bare pynetdicom Storage SCP standing in for a PACS."""
+
+    def __init__(self, sop_classes: list[str]) -> None:
+        self.datasets: list[Dataset] = []
+        self.callers: list[str] = []
+        self.port = free_port()
+        self.ae = AE(ae_title="PACS")
+        for sop_class in sop_classes:
+            self.ae.add_supported_context(
+                sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+            )
+        self._lock = threading.Lock()
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
+
+    def _store(self, event: evt.Event) -> int:
+        with self._lock:
+            self.datasets.append(event.dataset)
+            self.callers.append(str(event.assoc.requestor.ae_title))
+        return 0x0000
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.ae.shutdown()
+
+
+@pytest.fixture
+def outputs(sources: dict[str, Path], tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    mask = np.zeros((100, 100), np.uint8)
+    mask[20:80, 20:80] = 255
+    result = write_dicom_results(
+        sources["photo"],
+        0,
+        cervix_mask=mask,
+        lesion_mask=np.zeros_like(mask),
+        overlay_rgb=np.zeros((100, 100, 3), np.uint8),
+        folder=folder,
+        model_versions=VERSIONS,
+    )
+    return [result.seg, result.sc]
+
+
+def test_forward_sends_seg_and_sc_to_a_storage_scp(outputs: list[Path]) -> None:
+    """forward() C-STOREs the SEG and the SC; the receiver gets both instances intact."""
+    receiver = Receiver([SegmentationStorage, SecondaryCaptureImageStorage])
+    try:
+        result = forward(outputs, f"PACS@127.0.0.1:{receiver.port}", "CERVIXBATCH", retries=0)
+    finally:
+        receiver.close()
+    assert result.ok and result.reason is None and result.attempts == 1
+    assert result.sent == tuple(outputs) and result.failed == ()
+    sent = {str(pydicom.dcmread(p).SOPInstanceUID) for p in outputs}
+    assert {str(ds.SOPInstanceUID) for ds in receiver.datasets} == sent
+    assert set(receiver.callers) == {"CERVIXBATCH"}
+    seg = next(ds for ds in receiver.datasets if ds.SOPClassUID == SegmentationStorage)
+    assert seg.PatientID == "PID-778899" and len(seg.SegmentSequence) == 2
+
+
+def test_forward_reports_failures_and_retries_without_raising(outputs: list[Path]) -> None:
+    """An unreachable peer, a bad destination or a refused SOP class give a result, not raise."""
+    waits: list[float] = []
+    down = forward(
+        outputs, f"PACS@127.0.0.1:{free_port()}", "CERVIXBATCH", 2, 0.5, sleep=waits.append
+    )
+    assert not down.ok and down.attempts == 3 and down.failed == tuple(outputs)
+    assert waits == [0.5, 1.0]
+    assert down.reason and "127.0.0.1" in down.reason
+
+    bad = forward(outputs, "no-port-here", "CERVIXBATCH")
+    assert not bad.ok and bad.attempts == 0 and "bad destination" in (bad.reason or "")
+    assert parse_destination("PACS@[::1]:11112") == ("PACS", "::1", 11112)
+
+    receiver = Receiver([SegmentationStorage])  # this peer does not take the SC
+    try:
+        partial = forward(
+            outputs, f"PACS@127.0.0.1:{receiver.port}", "CERVIXBATCH", 1, 0, sleep=waits.append
+        )
+    finally:
+        receiver.close()
+    assert not partial.ok and partial.sent == (outputs[0],) and partial.failed == (outputs[1],)
+    assert "presentation context" in (partial.reason or "")
+    assert len(receiver.datasets) == 1  # the SEG was sent once, not again on the retry
