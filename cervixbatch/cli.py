@@ -174,6 +174,12 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
     help="Write to this file instead of standard output.",
 )
 @click.option("--show-patient", is_flag=True, help="HTML: show patient names (off by default).")
+@click.option(
+    "--ignored",
+    is_flag=True,
+    help="List what the inbox holds that is not an input (hidden, temp name, symlink, not "
+    "a regular file, too deep) and why, instead of the report (table or json).",
+)
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -185,6 +191,7 @@ def report(
     limit: int | None,
     output: Path | None,
     show_patient: bool,
+    ignored: bool,
 ) -> None:
     """Show what has been processed: a summary (counts, reasons, lesion-positive share,
     throughput, processing times, models), then the latest items.
@@ -198,6 +205,9 @@ def report(
 
     config = _app(ctx).config
     _setup_logging(config)
+    if ignored:
+        _report_ignored(config, fmt, limit, output)
+        return
     if limit is None:
         # a terminal shows the latest, a page a contact sheet of the latest; the summary
         # and the statistics still cover every matching input
@@ -239,6 +249,31 @@ def report(
                 )
     finally:
         db.dispose()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from cervixbatch.outputs import write_atomic
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output.resolve(), text.encode("utf-8"))
+        click.echo(f"report written to {output}", err=True)
+
+
+def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:
+    """`report --ignored`: the inbox's entries that are not inputs, and why."""
+    from cervixbatch.ignored import (
+        list_ignored,
+        own_paths,
+        render_ignored_json,
+        render_ignored_table,
+    )
+
+    if fmt not in {"table", "json"}:
+        raise click.UsageError("--ignored prints --format table or json")
+    inbox = config.paths.inbox
+    entries = list_ignored(inbox, excluded=own_paths(config), limit=limit)
+    render = render_ignored_json if fmt == "json" else render_ignored_table
+    text = render(inbox, entries)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -62,7 +62,7 @@ SERIES_NUMBER_SEG = 9701  # high numbers keep derived series after the acquired 
 SERIES_NUMBER_SC = 9702
 VERSION_PREFIX = 12  # hex digits of a model's sha256 shown in the files
 
-# CID 7150 (Segmentation Property Categories) and CID 7151/4 (property types).
+# Categories from CID 7150 (Segmentation Property Categories); types are SNOMED CT.
 CERVIX_CATEGORY = Code("91723000", "SCT", "Anatomical Structure")
 CERVIX_TYPE = Code("71252005", "SCT", "Cervix")  # SNOMED "Cervix uteri structure"
 LESION_CATEGORY = Code("49755003", "SCT", "Morphologically Abnormal Structure")
@@ -361,7 +361,7 @@ def _build_sc(job: _Job, overlay_rgb: npt.NDArray[np.uint8]) -> hd.sc.SCImage:
         manufacturer_model_name=MODEL_NAME,
     )
     if orientation is None:
-        sc.PatientOrientation = None  # Type 2: present and empty, nothing is claimed
+        sc.PatientOrientation = None  # type: ignore[assignment]  # Type 2: empty, no claim
     reference = Dataset()
     reference.ReferencedSOPClassUID = header.SOPClassUID
     reference.ReferencedSOPInstanceUID = header.SOPInstanceUID

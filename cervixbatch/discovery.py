@@ -11,18 +11,24 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 __all__ = [
+    "MAX_DEPTH",
     "FileIdentity",
+    "depth_exceeded",
     "hash_file",
     "identify",
+    "ignored_name_reason",
     "is_ignored_name",
     "unreadable_digest",
     "walk_files",
 ]
 
 _CHUNK = 1 << 20
+# Folders nested deeper than this below a root are not walked (nor watched): the listing
+# of ignored entries (cervixbatch.ignored) names the files found there as "too deep".
+MAX_DEPTH = 32
 # Temp names of common copy tools; such a file is taken once it is renamed.
 _TEMP_SUFFIXES = (
     ".part",
@@ -52,6 +58,21 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith((".", "~$")) or lowered.endswith(_TEMP_SUFFIXES)
 
 
+def ignored_name_reason(name: str) -> str | None:
+    """Why a name is not an input: ``"hidden"``, ``"temp_name"``, or None for an input name."""
+    if name.startswith("."):
+        return "hidden"
+    if is_ignored_name(name):
+        return "temp_name"
+    return None
+
+
+def depth_exceeded(relative: PurePath, max_depth: int = MAX_DEPTH) -> bool:
+    """True when a file at ``relative`` (to the root walked) lies deeper than ``walk_files``
+    goes: more than ``max_depth`` folders between the root and the file."""
+    return len(relative.parts) > max_depth + 1
+
+
 def identify(path: Path) -> FileIdentity | None:
     """The identity of a regular file, without following a symlink; None for anything else."""
     try:
@@ -79,7 +100,7 @@ def unreadable_digest(identity: FileIdentity) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def walk_files(root: Path, *, max_depth: int = 32) -> Iterator[Path]:
+def walk_files(root: Path, *, max_depth: int = MAX_DEPTH) -> Iterator[Path]:
     """Every regular, non-ignored file under ``root`` (or ``root`` itself), sorted per folder.
 
     Symlinks are never followed, to files or folders: nothing outside ``root`` is reached.

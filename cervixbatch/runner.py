@@ -150,6 +150,12 @@ class Runner:
     def register_identity(self, identity: FileIdentity) -> queue.Registration | None:
         """Records a file whose identity (stat) is known; hashes it only when it is new."""
         path_text = str(identity.path)
+        # A name that is not UTF-8 (a byte-for-byte copy from another system) cannot be
+        # stored as text: it is kept escaped, and rejected keyed by where it was (so the
+        # same bytes under a proper name are processed), instead of failing every rescan.
+        storable = os.fsencode(identity.path).decode("utf-8", "backslashreplace")
+        bad_name = storable != path_text
+        path_text = storable
         with self.db.read_session() as session:
             known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
         if known is not None:
@@ -167,6 +173,13 @@ class Runner:
                 "status": Status.REJECTED,
                 "reason": RejectReason.UNREADABLE.value,
                 "detail": f"the file cannot be read: {exc.strerror or type(exc).__name__}",
+            }
+        if bad_name:
+            sha256 = unreadable_digest(identity)
+            rejection = {
+                "status": Status.REJECTED,
+                "reason": RejectReason.UNREADABLE.value,
+                "detail": "the file name is not valid UTF-8 text: rename the file to process it",
             }
         with self.db.session() as session:
             registration = queue.register(

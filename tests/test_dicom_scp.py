@@ -28,7 +28,7 @@ from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
 from cervixbatch.config import Config, DicomConfig
 from cervixbatch.dicom_forward import forward, parse_destination
 from cervixbatch.dicom_out import write_dicom_results
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import ConfigError, OutputError
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatchd import scp as scp_module
@@ -232,6 +232,10 @@ def test_stop_frees_the_port_and_start_clears_stale_temp_files(tmp_path: Path) -
     for bad in ("nohost", "host:", "host:70000", ":104"):
         with pytest.raises(ValueError, match=r"host:port|out of range"):
             parse_listen(bad)
+    with pytest.raises(ConfigError, match=r"dicom\.listen"):
+        StorageSCP(Config(dicom=DicomConfig(listen="nohost")), tmp_path)
+    with pytest.raises(ConfigError, match="ae_title"):
+        StorageSCP(Config(dicom=DicomConfig(listen=listen, ae_title="X" * 17)), tmp_path).start()
 
 
 class Receiver:

@@ -28,6 +28,9 @@ class ReadLimits:
     max_pixels: int = 100_000_000  # per frame, width x height as declared
     max_frames: int = 1000
     min_side: int = 16  # smaller images carry no usable picture of a cervix
+    # Frames x pixels, as declared: a multi-frame file within the two limits above could
+    # still decode to 100 G pixels; this bounds one input's memory (about 3 GB as RGB8).
+    max_total_pixels: int = 1_000_000_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

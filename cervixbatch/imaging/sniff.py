@@ -129,6 +129,12 @@ def check_declared(width: int, height: int, frames: int, limits: ReadLimits) -> 
             RejectReason.TOO_MANY_FRAMES,
             f"the image declares {frames} frames, over the limit of {limits.max_frames}",
         )
+    if width * height * frames > limits.max_total_pixels:
+        raise InputRejected(
+            RejectReason.TOO_LARGE,
+            f"the image declares {frames} frames of {width}x{height} pixels, over the limit "
+            f"of {limits.max_total_pixels} pixels in all",
+        )
     if min(width, height) < limits.min_side:
         raise InputRejected(
             RejectReason.TOO_SMALL,

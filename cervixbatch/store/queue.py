@@ -26,6 +26,7 @@ __all__ = [
     "Registration",
     "claim",
     "complete",
+    "expired_leases",
     "fail",
     "known_sighting",
     "make_owner",
@@ -332,6 +333,17 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
             .execution_options(synchronize_session=False)
         )
     return requeued, failed
+
+
+def expired_leases(session: Session) -> int:
+    """How many inputs are held by a worker whose lease ran out: claimable again."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Input)
+            .where(Input.status == Status.PROCESSING, Input.lease_expires < utcnow())
+        ).scalar_one()
+    )
 
 
 def status_counts(session: Session) -> dict[str, int]:

@@ -27,18 +27,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import structlog
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, AllTransferSyntaxes
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config
-from cervixbatch.errors import CervixbatchError, OutputError
+from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
 from cervixbatch.outputs import TEMP_PREFIX, write_atomic
 
 __all__ = [
@@ -56,6 +56,7 @@ log = structlog.get_logger("cervixbatchd.scp")
 INBOX_SUBFOLDER = "dicom-scp"
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
+VERIFICATION = "1.2.840.10008.1.1"  # C-ECHO
 STOP_GRACE_S = 10.0  # how long stop() lets associations in progress finish
 
 # Image storage classes a colposcope or a PACS sends colposcopy pictures as.
@@ -112,7 +113,10 @@ class StorageSCP:
         self._dicom = config.dicom
         self._max_bytes = config.read_limits_bytes
         self.folder = inbox / INBOX_SUBFOLDER
-        self.address = parse_listen(self._dicom.listen)
+        try:
+            self.address = parse_listen(self._dicom.listen)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="dicom.listen") from None
         self._allowed = {title.strip() for title in self._dicom.allowed_callers}
         self._ae: AE | None = None
         self._server: ThreadedAssociationServer | None = None
@@ -130,19 +134,28 @@ class StorageSCP:
         return len(_acceptors(ae)) if ae is not None else 0
 
     def start(self) -> None:
-        """Bind the port and serve in the background; raises CervixbatchError if it cannot."""
+        """Bind the port and serve in the background.
+
+        Raises:
+            ConfigError: An AE title is invalid.
+            CervixbatchError: The address cannot be bound (in use, no permission).
+
+        """
         with self._lock:
             if self._server is not None:
                 return
             self.folder.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temp_files()
-            ae = AE(ae_title=self._dicom.ae_title)
+            try:  # pynetdicom checks AE titles: 1 to 16 characters, no backslash
+                ae = AE(ae_title=self._dicom.ae_title)
+                ae.require_calling_aet = sorted(self._allowed)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key="dicom.ae_title/allowed_callers") from None
             ae.maximum_associations = self._dicom.max_associations
-            ae.require_calling_aet = sorted(self._allowed)
             syntaxes = supported_transfer_syntaxes()
             for sop_class in STORAGE_SOP_CLASSES:
                 ae.add_supported_context(sop_class, syntaxes)
-            ae.add_supported_context(Verification)
+            ae.add_supported_context(VERIFICATION)
             handlers: list[Any] = [
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_C_ECHO, self._on_echo),
@@ -195,7 +208,7 @@ class StorageSCP:
 
     def _on_store(self, event: evt.Event) -> int:
         """Write the instance durably, then answer; never raises (pynetdicom would 0xC211)."""
-        request = event.request
+        request = cast("C_STORE", event.request)
         fields = {
             "calling_ae": _calling_ae(event),
             "sop_class_uid": str(request.AffectedSOPClassUID),

@@ -28,7 +28,7 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.logs import configure_logging
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
-from cervixbatch.store.queue import status_counts
+from cervixbatch.store.queue import expired_leases, status_counts
 from cervixbatch.store.schema import Status
 from cervixbatch.telemetry import Telemetry
 from cervixbatchd.notify import Notifier
@@ -277,7 +277,10 @@ class Service:
         assert self._runner is not None
         with self._runner.db.read_session() as session:
             self._counts = status_counts(session)
-        self._queued = self._counts[Status.QUEUED.value]
+            # A worker that died (another machine's, or ours before a restart) leaves its
+            # claims "processing"; once their lease runs out they are work for us too.
+            expired = expired_leases(session)
+        self._queued = self._counts[Status.QUEUED.value] + expired
         if self._queued and self._pending_since is None:
             self._pending_since = self._clock()  # queued by a restart or another worker
         return dict(self._counts)

@@ -38,7 +38,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from cervixbatch.discovery import is_ignored_name, walk_files
+from cervixbatch.discovery import depth_exceeded, is_ignored_name, walk_files
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -71,14 +71,17 @@ class InboxFilter:
     def accepts(self, path: Path) -> bool:
         """Tell whether ``path`` is a candidate input.
 
-        It must lie inside the inbox, have no hidden or temp name anywhere along it, not
-        be reached through a symlinked folder and not lie under an excluded path.
+        It must lie inside the inbox, have no hidden or temp name anywhere along it, lie
+        no deeper than the scan goes, not be reached through a symlinked folder and not
+        lie under an excluded path.
         """
         try:
             relative = path.relative_to(self.inbox)
         except ValueError:
             return False
         if not relative.parts or any(is_ignored_name(part) for part in relative.parts):
+            return False
+        if depth_exceeded(relative):  # as deep as the scan goes, not deeper: "too deep"
             return False
         # realpath of the parent equals its lexical path only if no folder on the way is
         # a symlink: a link to /etc inside the inbox is never followed out of it.
