@@ -32,7 +32,10 @@ __all__ = [
     "CorpusFile",
     "Ignored",
     "build_corpus",
+    "dicom_jpeg_sof_bomb",
     "drop",
+    "j2k_siz_bomb",
+    "png_chunk_bomb",
     "sha256",
 ]
 
@@ -122,6 +125,30 @@ def _jpeg_sof_bomb(width: int, height: int) -> bytes:
     pos = data.find(b"\xff\xc0")
     assert pos >= 0
     struct.pack_into(">HH", data, pos + 5, height, width)
+    return bytes(data)
+
+
+def png_chunk_bomb() -> bytes:
+    """A small valid PNG whose IDAT chunk claims 3.7 GB (OpenCV allocated that much)."""
+    data = bytearray(_encode(_photo(51, (40, 32)), ".png"))
+    pos = data.find(b"IDAT") - 4
+    struct.pack_into(">I", data, pos, 3_730_028_942)
+    return bytes(data)
+
+
+def j2k_siz_bomb() -> bytes:
+    """pydicom's JPEG 2000 test file (256x1024) whose codestream claims 2097408x1024."""
+    data = bytearray(_bundled("JPEG2000.dcm"))
+    pos = data.find(b"\xff\x4f\xff\x51")
+    struct.pack_into(">I", data, pos + 8, 2_097_408)  # Xsiz: one bit flipped by the fuzzer
+    return bytes(data)
+
+
+def dicom_jpeg_sof_bomb() -> bytes:
+    """A JPEG-baseline DICOM (100x100) whose frame header claims 30000x30000."""
+    data = bytearray(_bundled("SC_rgb_dcmtk_+eb+cy+np.dcm"))
+    pos = data.find(b"\xff\xc0", data.find(b"\xff\xd8"))
+    struct.pack_into(">HH", data, pos + 5, 30_000, 30_000)
     return bytes(data)
 
 
@@ -252,6 +279,9 @@ def build_corpus() -> list[CorpusFile]:
             "rejected",
             "too_large",
         ),
+        CorpusFile("bad/png chunk of 3.7 GB.png", png_chunk_bomb(), "rejected", "truncated"),
+        CorpusFile("bad/j2k codestream bomb.dcm", j2k_siz_bomb(), "rejected", "corrupt"),
+        CorpusFile("bad/jpeg frame bomb.dcm", dicom_jpeg_sof_bomb(), "rejected", "corrupt"),
         CorpusFile(
             "bad/enormous.jpg",
             _encode(_photo(43), ".jpg") + bytes(MAX_FILE_MB * 1024 * 1024 + 1),

@@ -180,6 +180,10 @@ def test_a_running_daemon_accounts_for_every_file_of_a_hostile_corpus(
         assert code == 0
         summary = json.loads(text)["summary"]
         assert (summary["total"], summary["failed"]) == (expected, 0)
+        code, text = _cli(config, "report", "--limit", "100")  # the table a person reads
+        assert code == 0
+        assert "\x1b" not in text, "a file name drives the terminal"
+        assert "\x07" not in text
 
         _check_nothing_written_outside(tmp_path, tmp_before)
         assert daemon.process.poll() is None

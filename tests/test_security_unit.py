@@ -10,12 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import REPO, draw_photo, write_photo
+from hostile_corpus import dicom_jpeg_sof_bomb, j2k_siz_bomb, png_chunk_bomb
 from pydicom.data import get_testdata_file
 
 from cervixbatch import ignored as ignored_module
@@ -274,6 +276,29 @@ def test_declared_pixels_of_all_frames_together_are_limited(tmp_path: Path) -> N
         read_input(Path(path), ReadLimits(max_total_pixels=19_999))
     assert info.value.reason is RejectReason.TOO_LARGE
     assert "2 frames of 100x100" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (png_chunk_bomb, RejectReason.TRUNCATED),
+        (j2k_siz_bomb, RejectReason.CORRUPT),
+        (dicom_jpeg_sof_bomb, RejectReason.CORRUPT),
+    ],
+)
+def test_tiny_files_whose_inner_headers_claim_gigabytes_are_refused_at_once(
+    tmp_path: Path, build: Callable[[], bytes], reason: RejectReason
+) -> None:
+    """A PNG chunk, a JPEG 2000 codestream or a JPEG frame inside DICOM that claims far more
+    than the file or the DICOM header holds is rejected before a decoder allocates it (the
+    fuzzer found each costing 3.6-12 GB and up to 60 s)."""
+    path = tmp_path / "bomb"
+    path.write_bytes(build())
+    started = time.perf_counter()
+    with pytest.raises(InputRejected) as info:
+        read_input(path, ReadLimits(min_side=1))
+    assert time.perf_counter() - started < 1.0
+    assert info.value.reason is reason
 
 
 def _exposure(unit_text: str, folder: Path) -> tuple[float, str]:
