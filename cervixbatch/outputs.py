@@ -41,6 +41,10 @@ class FrameOutputs:
     lesion_mask: Path
     overlay: Path
     crop: Path | None
+    dicom_seg: Path | None = None  # DICOM inputs: the Segmentation and the overlay as SC
+    dicom_sc: Path | None = None
+    dicom_seg_uid: str | None = None
+    dicom_sc_uid: str | None = None
 
 
 class Outbox:

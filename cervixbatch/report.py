@@ -139,7 +139,7 @@ def display_path(path: str, inbox: Path | None) -> str:
 
 def result_dict(result: Result) -> dict[str, Any]:
     """Return one frame's result as the contract's JSON."""
-    return {
+    out: dict[str, Any] = {
         "frame": result.frame,
         "cervix_found": result.cervix_found,
         "cervix_fraction": round(result.cervix_fraction, 6),
@@ -155,6 +155,16 @@ def result_dict(result: Result) -> dict[str, Any]:
         "models": {"cervix": result.cervix_model, "lesion": result.lesion_model},
         "precision": result.precision,
     }
+    if result.dicom_seg_path or result.dicom_sc_path:
+        out["outputs"]["dicom_seg"] = result.dicom_seg_path
+        out["outputs"]["dicom_sc"] = result.dicom_sc_path
+        out["dicom"] = {
+            "seg_sop_instance_uid": result.dicom_seg_uid,
+            "sc_sop_instance_uid": result.dicom_sc_uid,
+            "forward_status": result.forward_status,
+            "forward_detail": result.forward_detail,
+        }
+    return out
 
 
 def item_dict(item: Input, inbox: Path | None) -> dict[str, Any]:

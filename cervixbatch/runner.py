@@ -11,14 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Self
 
+import numpy as np
+import numpy.typing as npt
 import structlog
+from sqlalchemy import select, update
 
 from cervixbatch.config import Config
 from cervixbatch.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.diskspace import DiskWatermark
 from cervixbatch.disposal import dispose_of
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
-from cervixbatch.imaging.frames import DecodedInput, Frame, ReadLimits
+from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind, ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.outputs import DIR_MODE, FrameOutputs, Outbox
 from cervixbatch.pipeline import FrameResult, Pipeline, PipelineSettings, Predictor
@@ -69,6 +72,7 @@ class _Work:
     rejection: InputRejected | None = None
     failure: tuple[str, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
+    completed: bool = False  # committed as done
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -106,11 +110,20 @@ class Runner:
         self._writers = ThreadPoolExecutor(
             _worker_count(config.batch.write_workers), thread_name_prefix="cervixbatch-write"
         )
+        # Sending results to a PACS can take retries and time-outs: never on the batch path.
+        self._forwarder = (
+            ThreadPoolExecutor(1, thread_name_prefix="cervixbatch-forward")
+            if config.dicom.forward
+            else None
+        )
 
     def close(self) -> None:
         """Stops the thread pools (after the work in them)."""
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
+        if self._forwarder is not None:
+            # What has not started stays "pending" and is sent after the next start.
+            self._forwarder.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Self:
         return self
@@ -239,6 +252,7 @@ class Runner:
         self._commit(work, outcome)
         t4 = time.perf_counter()
         self._dispose(work)
+        self._forward(work)
         outcome.frames = sum(len(w.results) for w in work)
         outcome.timings_ms = {
             "claim": (t0 - clock) * 1000,
@@ -350,7 +364,7 @@ class Runner:
                 label=label,
             )
             folder = self.outbox.frame_dir(item.claimed.id, index, len(item.decoded.frames))
-            return self.outbox.write_frame(
+            outputs = self.outbox.write_frame(
                 folder,
                 cervix_mask=result.cervix_mask,
                 lesion_mask=result.lesion_mask,
@@ -358,8 +372,52 @@ class Runner:
                 crop_rgb=result.crop,
                 jpeg_quality=self.config.output.jpeg_quality,
             )
+            if item.decoded.kind is InputKind.DICOM and self.config.dicom.outputs:
+                outputs = self._write_dicom(
+                    item,
+                    frame=frame,
+                    result=result,
+                    overlay=overlay,
+                    folder=folder,
+                    outputs=outputs,
+                )
         except OutputError as exc:
             return exc
+        return outputs
+
+    def _write_dicom(
+        self,
+        item: _Work,
+        *,
+        frame: Frame,
+        result: FrameResult,
+        overlay: npt.NDArray[np.uint8],
+        folder: Path,
+        outputs: FrameOutputs,
+    ) -> FrameOutputs:
+        """Results back into the study: a DICOM SEG and the overlay as Secondary Capture."""
+        from cervixbatch.dicom_out import write_dicom_results
+
+        assert item.path is not None
+        dicom = write_dicom_results(
+            Path(item.path),
+            frame.index,
+            cervix_mask=result.cervix_mask,
+            lesion_mask=result.lesion_mask,
+            overlay_rgb=overlay,
+            folder=folder,
+            model_versions={
+                "cervix": self.stages.cervix_version,
+                "lesion": self.stages.lesion_version,
+            },
+        )
+        return dataclasses.replace(
+            outputs,
+            dicom_seg=dicom.seg,
+            dicom_sc=dicom.sc,
+            dicom_seg_uid=dicom.seg_sop_instance_uid,
+            dicom_sc_uid=dicom.sc_sop_instance_uid,
+        )
 
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
@@ -438,6 +496,7 @@ class Runner:
                         processing_ms=ms,
                     ):
                         outcome.done += 1
+                        item.completed = True
                         if item.claimed.created_at is not None:
                             latency = utcnow() - item.claimed.created_at
                             outcome.latencies_s.append(latency.total_seconds())
@@ -471,11 +530,75 @@ class Runner:
             lesion_mask_path=str(outputs.lesion_mask),
             overlay_path=str(outputs.overlay),
             crop_path=str(outputs.crop) if outputs.crop else None,
+            dicom_seg_path=str(outputs.dicom_seg) if outputs.dicom_seg else None,
+            dicom_sc_path=str(outputs.dicom_sc) if outputs.dicom_sc else None,
+            dicom_seg_uid=outputs.dicom_seg_uid,
+            dicom_sc_uid=outputs.dicom_sc_uid,
+            forward_status="pending" if outputs.dicom_seg and self.config.dicom.forward else None,
             cervix_model=self.stages.cervix_version,
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,
             stage1_ms=result.timings_ms.get("stage1", 0.0),
             stage2_ms=result.timings_ms.get("stage2", 0.0),
+        )
+
+    def _forward(self, work: Iterable[_Work]) -> None:
+        if self._forwarder is None:
+            return
+        for item in work:
+            paths = [
+                path
+                for outputs in item.outputs
+                for path in (outputs.dicom_seg, outputs.dicom_sc)
+                if path is not None
+            ]
+            if item.completed and paths:
+                self._forwarder.submit(self._forward_input, item.claimed.id, paths)
+
+    def forward_pending(self) -> int:
+        """Queues the forwarding of results left "pending" (by a stop); returns how many."""
+        if self._forwarder is None:
+            return 0
+        pending: dict[int, list[Path]] = {}
+        with self.db.read_session() as session:
+            rows = session.execute(
+                select(Result.input_id, Result.dicom_seg_path, Result.dicom_sc_path).where(
+                    Result.forward_status == "pending"
+                )
+            )
+            for input_id, seg, sc in rows:
+                pending.setdefault(int(input_id), []).extend(Path(p) for p in (seg, sc) if p)
+        for input_id, paths in pending.items():
+            self._forwarder.submit(self._forward_input, input_id, paths)
+        return len(pending)
+
+    def _forward_input(self, input_id: int, paths: list[Path]) -> None:
+        from cervixbatch.dicom_forward import forward
+
+        dicom = self.config.dicom
+        result = forward(
+            paths,
+            dicom.forward,
+            dicom.ae_title,
+            dicom.forward_retries,
+            dicom.forward_backoff_seconds,
+        )
+        status = "sent" if result.ok else "failed"
+        try:
+            with self.db.session() as session:
+                session.execute(
+                    update(Result)
+                    .where(Result.input_id == input_id, Result.forward_status.is_not(None))
+                    .values(forward_status=status, forward_detail=result.reason)
+                )
+        except Exception as exc:  # noqa: BLE001 - stays "pending": sent again after a restart
+            log.warning("forward_state_not_saved", input_id=input_id, error=type(exc).__name__)
+        log.info(
+            "input_forwarded" if result.ok else "input_forward_failed",
+            input_id=input_id,
+            files=len(paths),
+            attempts=result.attempts,
+            reason=result.reason,
         )
 
     def _dispose(self, work: Iterable[_Work]) -> None:

@@ -12,6 +12,14 @@ from click.testing import CliRunner
 
 from cervixbatch import bench
 from cervixbatch.cli import main
+from cervixbatch.config import Precision
+from cervixbatch.model.device import (
+    CPU_BF16_AUTO,
+    DeviceInfo,
+    fitting_batch_size,
+    resolve_precision,
+    use_xla,
+)
 
 STEPS = {"decode", "resize", "stage1", "roi", "stage2", "postprocess", "write", "commit"}
 
@@ -72,3 +80,30 @@ def test_predict_only_in_the_seed_loop() -> None:
     assert users == ["bench.py"]
     source = Path(bench.__file__).read_text(encoding="utf-8")
     assert source.count(".predict(") == inspect.getsource(bench.seed_loop).count(".predict(")
+
+
+@pytest.mark.parametrize(
+    ("gpus", "bf16", "expected"),
+    [
+        (1, False, "mixed_float16"),
+        (0, True, "mixed_bfloat16" if CPU_BF16_AUTO else "float32"),
+        (0, False, "float32"),
+    ],
+)
+def test_auto_precision_per_device(gpus: int, bf16: bool, expected: str) -> None:
+    """``auto``: float16 on GPUs, bfloat16 on CPUs that have it natively (the measured
+    decision), float32 elsewhere; an explicit choice is kept."""
+    info = DeviceInfo(device="/GPU:0" if gpus else "/CPU:0", gpus=gpus, cpu_bf16=bf16)
+    assert resolve_precision(Precision.AUTO, info).value == expected
+    assert resolve_precision(Precision.FLOAT32, info) is Precision.FLOAT32
+    assert use_xla(info) is bool(gpus)  # XLA measured slower on CPU
+
+
+def test_gpu_batch_is_bounded_by_its_memory() -> None:
+    """On a GPU the compiled batch holds what fits; CPUs keep the configured batch."""
+    gpu = DeviceInfo(device="/GPU:0", gpus=1, cpu_bf16=False, gpu_free_bytes=1 << 30)
+    assert fitting_batch_size(64, 100 << 20, gpu) == 4  # 40 % of 1 GiB / 100 MiB
+    assert fitting_batch_size(2, 100 << 20, gpu) == 2
+    assert fitting_batch_size(8, 10 << 30, gpu) == 1
+    cpu = DeviceInfo(device="/CPU:0", gpus=0, cpu_bf16=True)
+    assert fitting_batch_size(64, 10 << 30, cpu) == 64

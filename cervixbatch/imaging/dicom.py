@@ -92,7 +92,7 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
         raise InputRejected(RejectReason.NO_PIXEL_DATA, "the DICOM object holds no image")
 
     if syntax.is_encapsulated:
-        _check_codestreams(ds.PixelData, frames, rows * columns * int(samples))
+        _check_codestreams(ds, frames, rows * columns * int(samples))
     result = tuple(
         Frame(index=i, rgb=rgb, full_size=(rgb.shape[0], rgb.shape[1]))
         for i, rgb in enumerate(_iter_rgb(ds, decoder))
@@ -104,7 +104,7 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
     return result, _info(ds, syntax, frames)
 
 
-def _check_codestreams(pixel_data: bytes, frames: int, declared: int) -> None:
+def _check_codestreams(ds: Dataset, frames: int, declared: int) -> None:
     """Refuse a compressed frame whose own header (JPEG SOF, JPEG 2000 SIZ) declares more
     samples than the DICOM header: decoders allocate what the codestream says. One flipped
     bit in a 3 kB JPEG 2000 file made OpenJPEG take 12 GB and 60 s, a JPEG frame claiming
@@ -112,9 +112,9 @@ def _check_codestreams(pixel_data: bytes, frames: int, declared: int) -> None:
     try:
         sizes = [
             _jpeg_frame_samples(frame) or _j2k_samples(frame)
-            for frame in generate_frames(pixel_data, number_of_frames=frames)
+            for frame in generate_frames(ds.PixelData, number_of_frames=frames)
         ]
-    except Exception:  # noqa: BLE001 - malformed encapsulation: the decoder rejects it
+    except Exception:  # noqa: BLE001 - malformed element or encapsulation: the decoder rejects it
         return
     if any(size is not None and size > declared for size in sizes):
         raise InputRejected(

@@ -135,6 +135,7 @@ class Input(Base):
         Index("ix_inputs_status_id", "status", "id"),
         Index("ix_inputs_created_at", "created_at"),
         Index("ix_inputs_study_uid", "study_uid"),
+        Index("ix_inputs_status_processing_ms", "status", "processing_ms"),  # median, slowest
     )
 
 
@@ -159,6 +160,12 @@ class Result(Base):
     lesion_mask_path: Mapped[str] = mapped_column(Text)
     overlay_path: Mapped[str] = mapped_column(Text)
     crop_path: Mapped[str | None] = mapped_column(Text)
+    dicom_seg_path: Mapped[str | None] = mapped_column(Text)
+    dicom_sc_path: Mapped[str | None] = mapped_column(Text)
+    dicom_seg_uid: Mapped[str | None] = mapped_column(String(64))
+    dicom_sc_uid: Mapped[str | None] = mapped_column(String(64))
+    forward_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
+    forward_detail: Mapped[str | None] = mapped_column(Text)
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
     lesion_model: Mapped[str] = mapped_column(String(64))
     precision: Mapped[str] = mapped_column(String(16))
@@ -168,7 +175,11 @@ class Result(Base):
 
     input: Mapped[Input] = relationship(back_populates="results")
 
-    __table_args__ = (UniqueConstraint("input_id", "frame"),)
+    __table_args__ = (
+        UniqueConstraint("input_id", "frame"),
+        # the report's "models in use" groups by these
+        Index("ix_results_models", "cervix_model", "lesion_model", "precision"),
+    )
 
 
 class Sighting(Base):

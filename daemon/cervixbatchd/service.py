@@ -33,6 +33,7 @@ from cervixbatch.store.schema import Status
 from cervixbatch.telemetry import Telemetry
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
+from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
@@ -88,6 +89,7 @@ class Service:
         self._counts: dict[str, int] = {}
         self._next_rescan = self._next_status = self._next_watchdog = 0.0
         self._telemetry: Telemetry | None = None
+        self._scp: StorageSCP | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -132,6 +134,11 @@ class Service:
             )
             self._telemetry.serve(self.config.metrics.listen)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
+        self._runner.forward_pending()  # results a stop left unsent to the PACS
+        if self.config.dicom.listen:
+            # Received instances land in the inbox like any dropped file: one pipeline.
+            self._scp = StorageSCP(self.config, self.config.paths.inbox)
+            self._scp.start()
         if not burst:
             self.watcher.start()  # before the scan, so nothing falls between the two
         self._scan("start")
@@ -173,6 +180,8 @@ class Service:
                 log.warning("counts_unavailable", error=type(exc).__name__)
         self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
         log.info("stopping", reason=reason, **counts)
+        if self._scp is not None:
+            self._scp.stop()  # no new instances; associations in progress finish first
         self.watcher.stop()
         if self._telemetry is not None:
             self._telemetry.close()
