@@ -189,7 +189,7 @@ def _precise_batchnorm_callback(model: Any, batches: Any) -> Any:
     import keras
 
     class PreciseBatchNorm(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+        def on_test_begin(self, logs: dict[str, float] | None = None) -> None:  # noqa: ARG002
             recalibrate_batchnorm(model, batches)
 
     return PreciseBatchNorm()
