@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-
 from test_daemon_service import Daemon, daemons, photos, wait_for  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
