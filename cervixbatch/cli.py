@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
 from cervixbatch.config import Config, Precision, load_config
@@ -53,6 +54,10 @@ class CervixbatchGroup(click.Group):
             sys.exit(EXIT_CONFIG)
         except CervixbatchError as exc:
             click.echo(f"cervixbatch: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except SQLAlchemyError as exc:  # locked past the busy timeout, or unreachable
+            reason = getattr(exc, "orig", None) or exc
+            click.echo(f"cervixbatch: database error: {reason}", err=True)
             sys.exit(EXIT_FAILED)
 
 
