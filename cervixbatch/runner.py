@@ -11,41 +11,29 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Self
 
-import numpy as np
-import numpy.typing as npt
 import structlog
-from sqlalchemy import select, update
 
 from cervixbatch.config import Config
 from cervixbatch.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.diskspace import DiskWatermark
 from cervixbatch.disposal import dispose_of
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
-from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind, ReadLimits
+from cervixbatch.forwarder import Forwarder
+from cervixbatch.frame_writer import FrameWriter
+from cervixbatch.imaging.frames import DecodedInput, ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.outputs import DIR_MODE, FrameOutputs, Outbox
-from cervixbatch.pipeline import FrameResult, Pipeline, PipelineSettings, Predictor
-from cervixbatch.render import render_overlay
+from cervixbatch.pipeline import FrameResult
+from cervixbatch.stages import Stages, load_stages, pipeline_for
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import Result, Status, utcnow
+from cervixbatch.store.schema import Status, utcnow
 
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 
 log = structlog.get_logger(__name__)
 
 DISK_RETRY_SECONDS = 30.0  # after ENOSPC/EIO on the outbox, wait this long before claiming
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Stages:
-    """The two loaded models and what identifies them in the results."""
-
-    cervix: Predictor
-    lesion: Predictor
-    cervix_version: str
-    lesion_version: str
-    precision: str
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,20 +98,15 @@ class Runner:
         self._writers = ThreadPoolExecutor(
             _worker_count(config.batch.write_workers), thread_name_prefix="cervixbatch-write"
         )
-        # Sending results to a PACS can take retries and time-outs: never on the batch path.
-        self._forwarder = (
-            ThreadPoolExecutor(1, thread_name_prefix="cervixbatch-forward")
-            if config.dicom.forward
-            else None
-        )
+        self._writer = FrameWriter(config, self.outbox, stages)
+        self._forwarder = Forwarder(config, db) if config.dicom.forward else None
 
     def close(self) -> None:
         """Stops the thread pools (after the work in them)."""
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
         if self._forwarder is not None:
-            # What has not started stays "pending" and is sent after the next start.
-            self._forwarder.shutdown(wait=True, cancel_futures=True)
+            self._forwarder.close()
 
     def __enter__(self) -> Self:
         return self
@@ -348,76 +331,12 @@ class Runner:
 
     def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:
         assert item.decoded is not None
-        frame: Frame = item.decoded.frames[index]
-        result = item.results[index]
-        label = (
-            f"cervix {result.cervix_fraction:.0%}  lesion {result.lesion_fraction:.0%} of cervix"
-            if result.cervix_found
-            else "no cervix found"
-        )
         try:
-            overlay = render_overlay(
-                frame.rgb,
-                result.cervix_mask,
-                result.lesion_mask,
-                max_side=self.config.output.overlay_max_side,
-                label=label,
+            return self._writer.write(
+                item.claimed.id, item.decoded, index, item.results[index], item.path
             )
-            folder = self.outbox.frame_dir(item.claimed.id, index, len(item.decoded.frames))
-            outputs = self.outbox.write_frame(
-                folder,
-                cervix_mask=result.cervix_mask,
-                lesion_mask=result.lesion_mask,
-                overlay_rgb=overlay,
-                crop_rgb=result.crop,
-                jpeg_quality=self.config.output.jpeg_quality,
-            )
-            if item.decoded.kind is InputKind.DICOM and self.config.dicom.outputs:
-                outputs = self._write_dicom(
-                    item,
-                    frame=frame,
-                    result=result,
-                    overlay=overlay,
-                    folder=folder,
-                    outputs=outputs,
-                )
         except OutputError as exc:
             return exc
-        return outputs
-
-    def _write_dicom(
-        self,
-        item: _Work,
-        *,
-        frame: Frame,
-        result: FrameResult,
-        overlay: npt.NDArray[np.uint8],
-        folder: Path,
-        outputs: FrameOutputs,
-    ) -> FrameOutputs:
-        """Results back into the study: a DICOM SEG and the overlay as Secondary Capture."""
-        from cervixbatch.dicom_out import write_dicom_results
-
-        assert item.path is not None
-        dicom = write_dicom_results(
-            Path(item.path),
-            frame.index,
-            cervix_mask=result.cervix_mask,
-            lesion_mask=result.lesion_mask,
-            overlay_rgb=overlay,
-            folder=folder,
-            model_versions={
-                "cervix": self.stages.cervix_version,
-                "lesion": self.stages.lesion_version,
-            },
-        )
-        return dataclasses.replace(
-            outputs,
-            dicom_seg=dicom.seg,
-            dicom_sc=dicom.sc,
-            dicom_seg_uid=dicom.seg_sop_instance_uid,
-            dicom_sc_uid=dicom.sc_sop_instance_uid,
-        )
 
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
@@ -482,7 +401,7 @@ class Runner:
                     )
                 else:
                     rows = [
-                        self._result_row(index, result, outputs)
+                        self._writer.result_row(index, result, outputs)
                         for index, (result, outputs) in enumerate(
                             zip(item.results, item.outputs, strict=True)
                         )
@@ -512,36 +431,6 @@ class Runner:
                     else:
                         log.warning("lease_lost", input_id=input_id)
 
-    def _result_row(self, frame: int, result: FrameResult, outputs: FrameOutputs) -> Result:
-        height, width = result.cervix_mask.shape
-        box = result.box.as_tuple() if result.box else (None, None, None, None)
-        return Result(
-            frame=frame,
-            width=width,
-            height=height,
-            cervix_found=result.cervix_found,
-            cervix_fraction=result.cervix_fraction,
-            lesion_fraction=result.lesion_fraction,
-            box_x0=box[0],
-            box_y0=box[1],
-            box_x1=box[2],
-            box_y1=box[3],
-            cervix_mask_path=str(outputs.cervix_mask),
-            lesion_mask_path=str(outputs.lesion_mask),
-            overlay_path=str(outputs.overlay),
-            crop_path=str(outputs.crop) if outputs.crop else None,
-            dicom_seg_path=str(outputs.dicom_seg) if outputs.dicom_seg else None,
-            dicom_sc_path=str(outputs.dicom_sc) if outputs.dicom_sc else None,
-            dicom_seg_uid=outputs.dicom_seg_uid,
-            dicom_sc_uid=outputs.dicom_sc_uid,
-            forward_status="pending" if outputs.dicom_seg and self.config.dicom.forward else None,
-            cervix_model=self.stages.cervix_version,
-            lesion_model=self.stages.lesion_version,
-            precision=self.stages.precision,
-            stage1_ms=result.timings_ms.get("stage1", 0.0),
-            stage2_ms=result.timings_ms.get("stage2", 0.0),
-        )
-
     def _forward(self, work: Iterable[_Work]) -> None:
         if self._forwarder is None:
             return
@@ -553,53 +442,11 @@ class Runner:
                 if path is not None
             ]
             if item.completed and paths:
-                self._forwarder.submit(self._forward_input, item.claimed.id, paths)
+                self._forwarder.submit(item.claimed.id, paths)
 
     def forward_pending(self) -> int:
-        """Queues the forwarding of results left "pending" (by a stop); returns how many."""
-        if self._forwarder is None:
-            return 0
-        pending: dict[int, list[Path]] = {}
-        with self.db.read_session() as session:
-            rows = session.execute(
-                select(Result.input_id, Result.dicom_seg_path, Result.dicom_sc_path).where(
-                    Result.forward_status == "pending"
-                )
-            )
-            for input_id, seg, sc in rows:
-                pending.setdefault(int(input_id), []).extend(Path(p) for p in (seg, sc) if p)
-        for input_id, paths in pending.items():
-            self._forwarder.submit(self._forward_input, input_id, paths)
-        return len(pending)
-
-    def _forward_input(self, input_id: int, paths: list[Path]) -> None:
-        from cervixbatch.dicom_forward import forward
-
-        dicom = self.config.dicom
-        result = forward(
-            paths,
-            dicom.forward,
-            dicom.ae_title,
-            dicom.forward_retries,
-            dicom.forward_backoff_seconds,
-        )
-        status = "sent" if result.ok else "failed"
-        try:
-            with self.db.session() as session:
-                session.execute(
-                    update(Result)
-                    .where(Result.input_id == input_id, Result.forward_status.is_not(None))
-                    .values(forward_status=status, forward_detail=result.reason)
-                )
-        except Exception as exc:  # noqa: BLE001 - stays "pending": sent again after a restart
-            log.warning("forward_state_not_saved", input_id=input_id, error=type(exc).__name__)
-        log.info(
-            "input_forwarded" if result.ok else "input_forward_failed",
-            input_id=input_id,
-            files=len(paths),
-            attempts=result.attempts,
-            reason=result.reason,
-        )
+        """Queues the forwarding of results a stop left "pending"; returns how many."""
+        return self._forwarder.submit_pending() if self._forwarder is not None else 0
 
     def _dispose(self, work: Iterable[_Work]) -> None:
         after = self.config.watch.after
@@ -632,51 +479,3 @@ def _metadata(decoded: DecodedInput | None) -> dict[str, object]:
             sop_class_uid=decoded.dicom.sop_class_uid,
         )
     return meta
-
-
-def pipeline_for(config: Config, stages: Stages) -> Pipeline:
-    """The two-stage pipeline with the configured thresholds and margin."""
-    return Pipeline(
-        stages.cervix,
-        stages.lesion,
-        PipelineSettings(
-            cervix_threshold=config.models.cervix_threshold,
-            lesion_threshold=config.models.lesion_threshold,
-            margin=config.models.margin,
-            min_cervix_fraction=config.models.min_cervix_fraction,
-        ),
-    )
-
-
-def load_stages(config: Config) -> Stages:
-    """Loads both models as configured (TensorFlow is imported here, not before)."""
-    from cervixbatch.model.stage import Stage, load_stage
-
-    cervix = load_stage(
-        config.models.cervix,
-        Stage.CERVIX,
-        batch_size=config.batch.size,
-        precision=config.models.precision,
-    )
-    lesion = load_stage(
-        config.models.lesion,
-        Stage.LESION,
-        batch_size=config.batch.size,
-        precision=config.models.precision,
-    )
-    log.info(
-        "models_loaded",
-        cervix=cervix.version[:12],
-        lesion=lesion.version[:12],
-        cervix_input=cervix.input_size,
-        lesion_input=lesion.input_size,
-        precision=cervix.precision.value,
-        device=cervix.device,
-    )
-    return Stages(
-        cervix=cervix,
-        lesion=lesion,
-        cervix_version=cervix.version,
-        lesion_version=lesion.version,
-        precision=cervix.precision.value,
-    )

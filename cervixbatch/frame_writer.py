@@ -1,0 +1,135 @@
+"""One frame's outputs: overlay, masks, crop (and, for DICOM inputs, SEG and SC), and the
+database row that records them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from cervixbatch.config import Config
+from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
+from cervixbatch.outputs import FrameOutputs, Outbox
+from cervixbatch.pipeline import FrameResult
+from cervixbatch.render import render_overlay
+from cervixbatch.stages import Stages
+from cervixbatch.store.schema import Result
+
+__all__ = ["FrameWriter"]
+
+
+class FrameWriter:
+    """Writes what the pipeline found in one frame into the outbox."""
+
+    def __init__(self, config: Config, outbox: Outbox, stages: Stages) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.stages = stages
+
+    def write(
+        self,
+        input_id: int,
+        decoded: DecodedInput,
+        index: int,
+        result: FrameResult,
+        source: str | None,
+    ) -> FrameOutputs:
+        """Renders and writes the frame's files; raises OutputError when the disk refuses."""
+        frame: Frame = decoded.frames[index]
+        label = (
+            f"cervix {result.cervix_fraction:.0%}  lesion {result.lesion_fraction:.0%} of cervix"
+            if result.cervix_found
+            else "no cervix found"
+        )
+        overlay = render_overlay(
+            frame.rgb,
+            result.cervix_mask,
+            result.lesion_mask,
+            max_side=self.config.output.overlay_max_side,
+            label=label,
+        )
+        folder = self.outbox.frame_dir(input_id, index, len(decoded.frames))
+        outputs = self.outbox.write_frame(
+            folder,
+            cervix_mask=result.cervix_mask,
+            lesion_mask=result.lesion_mask,
+            overlay_rgb=overlay,
+            crop_rgb=result.crop,
+            jpeg_quality=self.config.output.jpeg_quality,
+        )
+        if decoded.kind is InputKind.DICOM and self.config.dicom.outputs and source:
+            outputs = self._write_dicom(
+                Path(source),
+                frame=frame,
+                result=result,
+                overlay=overlay,
+                folder=folder,
+                outputs=outputs,
+            )
+        return outputs
+
+    def _write_dicom(
+        self,
+        source: Path,
+        *,
+        frame: Frame,
+        result: FrameResult,
+        overlay: npt.NDArray[np.uint8],
+        folder: Path,
+        outputs: FrameOutputs,
+    ) -> FrameOutputs:
+        """Results back into the study: a DICOM SEG and the overlay as Secondary Capture."""
+        from cervixbatch.dicom_out import write_dicom_results
+
+        dicom = write_dicom_results(
+            source,
+            frame.index,
+            cervix_mask=result.cervix_mask,
+            lesion_mask=result.lesion_mask,
+            overlay_rgb=overlay,
+            folder=folder,
+            model_versions={
+                "cervix": self.stages.cervix_version,
+                "lesion": self.stages.lesion_version,
+            },
+        )
+        return dataclasses.replace(
+            outputs,
+            dicom_seg=dicom.seg,
+            dicom_sc=dicom.sc,
+            dicom_seg_uid=dicom.seg_sop_instance_uid,
+            dicom_sc_uid=dicom.sc_sop_instance_uid,
+        )
+
+    def result_row(self, frame: int, result: FrameResult, outputs: FrameOutputs) -> Result:
+        """The database row of one frame (its input id is set when the batch commits)."""
+        height, width = result.cervix_mask.shape
+        box = result.box.as_tuple() if result.box else (None, None, None, None)
+        return Result(
+            frame=frame,
+            width=width,
+            height=height,
+            cervix_found=result.cervix_found,
+            cervix_fraction=result.cervix_fraction,
+            lesion_fraction=result.lesion_fraction,
+            box_x0=box[0],
+            box_y0=box[1],
+            box_x1=box[2],
+            box_y1=box[3],
+            cervix_mask_path=str(outputs.cervix_mask),
+            lesion_mask_path=str(outputs.lesion_mask),
+            overlay_path=str(outputs.overlay),
+            crop_path=str(outputs.crop) if outputs.crop else None,
+            dicom_seg_path=str(outputs.dicom_seg) if outputs.dicom_seg else None,
+            dicom_sc_path=str(outputs.dicom_sc) if outputs.dicom_sc else None,
+            dicom_seg_uid=outputs.dicom_seg_uid,
+            dicom_sc_uid=outputs.dicom_sc_uid,
+            forward_status="pending" if outputs.dicom_seg and self.config.dicom.forward else None,
+            cervix_model=self.stages.cervix_version,
+            lesion_model=self.stages.lesion_version,
+            precision=self.stages.precision,
+            stage1_ms=result.timings_ms.get("stage1", 0.0),
+            stage2_ms=result.timings_ms.get("stage2", 0.0),
+        )
