@@ -1,0 +1,168 @@
+"""`cervixbatch report`: what has been processed, in every format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from cervixbatch.cli_common import app_of, setup_logging
+from cervixbatch.config import Config
+
+__all__ = ["report"]
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def _parse_date(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time", param_hint=name) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+@click.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--since", help="Only inputs found at or after this ISO date/time (UTC).")
+@click.option("--until", help="Only inputs found before this ISO date/time (UTC).")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["queued", "processing", "done", "rejected", "failed"]),
+    help="Only inputs in this status (repeatable).",
+)
+@click.option("--reason", "reasons", multiple=True, help="Only inputs with this reason code.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help="At most this many items, newest first (default: 20 for table, 1000 for html, "
+    "all for json and csv). The summary always counts every matching input.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of standard output.",
+)
+@click.option("--show-patient", is_flag=True, help="HTML: show patient names (off by default).")
+@click.option(
+    "--ignored",
+    is_flag=True,
+    help="List what the inbox holds that is not an input (hidden, temp name, symlink, not "
+    "a regular file, too deep) and why, instead of the report (table or json).",
+)
+@click.pass_context
+def report(
+    ctx: click.Context,
+    fmt: str,
+    since: str | None,
+    until: str | None,
+    statuses: tuple[str, ...],
+    reasons: tuple[str, ...],
+    limit: int | None,
+    output: Path | None,
+    show_patient: bool,
+    ignored: bool,
+) -> None:
+    """Show what has been processed: a summary (counts, reasons, lesion-positive share,
+    throughput, processing times, models), then the latest items.
+
+    `--format html --output DIR/report.html` writes a page with a contact sheet of overlay
+    thumbnails (in DIR/report_files/) that opens from disk.
+    """
+    from cervixbatch.report import ReportFilter, collect, render_csv, render_json
+    from cervixbatch.store.db import open_database
+    from cervixbatch.store.schema import Status
+
+    config = app_of(ctx).config
+    setup_logging(config)
+    if ignored:
+        _report_ignored(config, fmt, limit, output)
+        return
+    if limit is None:
+        # a terminal shows the latest, a page a contact sheet of the latest; the summary
+        # and the statistics still cover every matching input
+        limit = {"table": 20, "html": 1000}.get(fmt)
+    report_filter = ReportFilter(
+        since=_parse_date(since, "--since"),
+        until=_parse_date(until, "--until"),
+        statuses=tuple(Status(s) for s in statuses),
+        reasons=reasons,
+        limit=limit,
+    )
+    db = open_database(config.database.url)
+    try:
+        with db.read_session() as session:
+            data = collect(
+                session,
+                report_filter,
+                inbox=config.paths.inbox,
+                lesion_threshold=config.report.lesion_positive_threshold,
+            )
+            if fmt == "json":
+                text = render_json(data)
+            elif fmt == "csv":
+                text = render_csv(data)
+            elif fmt == "html":
+                from cervixbatch.report_html import render_html
+
+                if output is None:
+                    raise click.UsageError("--format html needs --output FILE.html")
+                text = render_html(data, output=output, show_patient=show_patient)
+            else:
+                from cervixbatch.report_table import render_table
+
+                to_terminal = output is None and sys.stdout.isatty()
+                text = render_table(
+                    data,
+                    width=click.get_terminal_size()[0] if to_terminal else 120,
+                    colour=to_terminal,
+                )
+    finally:
+        db.dispose()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from cervixbatch.outputs import write_atomic
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output.resolve(), text.encode("utf-8"))
+        click.echo(f"report written to {output}", err=True)
+
+
+def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:
+    """`report --ignored`: the inbox's entries that are not inputs, and why."""
+    from cervixbatch.ignored import (
+        list_ignored,
+        own_paths,
+        render_ignored_json,
+        render_ignored_table,
+    )
+
+    if fmt not in {"table", "json"}:
+        raise click.UsageError("--ignored prints --format table or json")
+    inbox = config.paths.inbox
+    entries = list_ignored(inbox, excluded=own_paths(config), limit=limit)
+    render = render_ignored_json if fmt == "json" else render_ignored_table
+    text = render(inbox, entries)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from cervixbatch.outputs import write_atomic
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output.resolve(), text.encode("utf-8"))
+        click.echo(f"report written to {output}", err=True)
