@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sys
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def report(
                 to_terminal = output is None and sys.stdout.isatty()
                 text = render_table(
                     data,
-                    width=click.get_terminal_size()[0] if to_terminal else 120,
+                    width=shutil.get_terminal_size().columns if to_terminal else 120,
                     colour=to_terminal,
                 )
     finally:

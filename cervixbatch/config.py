@@ -243,7 +243,7 @@ class Config:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if dataclasses.is_dataclass(value):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 out[field.name] = {
                     k: str(v) if isinstance(v, Path | enum.Enum) else v
                     for k, v in dataclasses.asdict(value).items()

@@ -167,9 +167,21 @@ class Augmenter:
         if rng.random() < 0.5:
             image, mask = image[::-1], mask[::-1]
         matrix = self._affine(width, height)
-        warp = {"dsize": (width, height), "borderMode": cv2.BORDER_REFLECT_101}
-        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, flags=cv2.INTER_LINEAR, **warp)
-        mask = cv2.warpAffine(np.ascontiguousarray(mask), matrix, flags=cv2.INTER_NEAREST, **warp)
+        reflect = cv2.BORDER_REFLECT_101
+        image = cv2.warpAffine(
+            np.ascontiguousarray(image),
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=reflect,
+        )
+        mask = cv2.warpAffine(
+            np.ascontiguousarray(mask),
+            matrix,
+            (width, height),
+            flags=cv2.INTER_NEAREST,
+            borderMode=reflect,
+        )
         if image.ndim == 2:
             image = image[..., None]
         if mask.ndim == 2:

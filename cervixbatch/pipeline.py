@@ -174,7 +174,9 @@ class Pipeline:
 
     def _cervix_region(self, frame: Frame, prob: Floats) -> tuple[Mask, Box | None]:
         """The cleaned stage-1 component (model grid) and the grown box in working pixels."""
-        component = clean_largest_component(prob > self.settings.cervix_threshold)
+        component = clean_largest_component(
+            (prob > self.settings.cervix_threshold).astype(np.uint8)
+        )
         area = np.count_nonzero(component) / component.size
         if area < self.settings.min_cervix_fraction:
             return np.zeros_like(component), None

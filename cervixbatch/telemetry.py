@@ -69,8 +69,8 @@ class _DatabaseCollector(Collector):
         except Exception as exc:  # noqa: BLE001 - a scrape must not take the worker down
             log.warning("metrics_database_unavailable", error=type(exc).__name__)
             return
-        for status, count in counts.items():
-            by_status.add_metric([status], count)
+        for name, count in counts.items():
+            by_status.add_metric([name], count)
         for status, reason, count in reasons:
             by_reason.add_metric([Status(status).value, reason or ""], int(count))
         depth.add_metric([], counts[Status.QUEUED.value])

@@ -200,8 +200,11 @@ def _build(options: TrainOptions) -> Any:
 
     if options.stage is Stage.CERVIX:
         return build_cervix_unet(options.input_size or 128, base_filters=options.filters or 32)
-    extra = {} if options.dropout is None else {"dropout": options.dropout}
-    return build_lesion_unet(options.input_size or 512, n_filters=options.filters or 16, **extra)
+    if options.dropout is None:
+        return build_lesion_unet(options.input_size or 512, n_filters=options.filters or 16)
+    return build_lesion_unet(
+        options.input_size or 512, n_filters=options.filters or 16, dropout=options.dropout
+    )
 
 
 def _compile(model: Any, options: TrainOptions) -> None:

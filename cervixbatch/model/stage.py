@@ -233,7 +233,7 @@ def pack_builtin(model: Any, folder: Path, stage: Stage) -> str:
     arch, weights = folder / f"{stage}.json", folder / f"{stage}.weights.npz"
     arch.write_text(json.dumps(model.get_config()), encoding="utf-8")
     arrays = {f"w{i}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
-    np.savez_compressed(weights, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(weights, **arrays)
     return file_sha256(arch, weights)
 
 
