@@ -122,7 +122,7 @@ class ModelsConfig:
 class OutputConfig:
     """How output images are written."""
 
-    overlay_max_side: int = 0  # 0: overlays at the photo's full size
+    overlay_max_side: int = 2048  # 0: overlays at the photo's full size
     jpeg_quality: int = 90
 
 
