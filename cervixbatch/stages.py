@@ -64,6 +64,8 @@ def load_stages(config: Config) -> Stages:
         precision=cervix.precision.value,
         device=cervix.device,
     )
+    cervix.warm_up()
+    lesion.warm_up()
     return Stages(
         cervix=cervix,
         lesion=lesion,

@@ -102,6 +102,12 @@ class StageModel:
                 jit_compile=self.jit_compile,
             )
 
+    def warm_up(self) -> None:
+        """Traces and runs the compiled call once, so the first real batch pays no
+        tracing (about a second): a daemon that says READY answers at full speed."""
+        height, width = self.input_size
+        self.predict_batch(np.zeros((1, height, width, self.input_channels), np.float32))
+
     def predict_batch(self, images: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Probabilities (N x H x W, float32) for N ≥ 0 images (N x H x W x C, float32 0..1).
 
