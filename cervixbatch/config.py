@@ -134,6 +134,7 @@ class LimitsConfig:
     max_pixels: int = 100_000_000
     max_frames: int = 1000
     min_side: int = 16
+    max_total_pixels: int = 1_000_000_000  # all frames of one input together (~3 GB as RGB)
     min_free_mb: float = 1024.0  # below this free space on the outbox, no new inputs are taken
 
 
@@ -355,6 +356,7 @@ _POSITIVE = {
     "limits.max_pixels": 1,
     "limits.max_frames": 1,
     "limits.min_side": 1,
+    "limits.max_total_pixels": 1,
     "limits.min_free_mb": 0.0,
     "dicom.max_associations": 1,
     "dicom.forward_retries": 0,

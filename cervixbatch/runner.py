@@ -87,9 +87,12 @@ class Runner:
             max_file_bytes=config.read_limits_bytes,
             max_pixels=config.limits.max_pixels,
             max_frames=config.limits.max_frames,
+            max_total_pixels=config.limits.max_total_pixels,
             min_side=config.limits.min_side,
         )
         self._min_working_side = self._working_side()
+        # Called between model calls within a batch (the daemon pings systemd's watchdog).
+        self.heartbeat: Callable[[], None] | None = None
         self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
         self._disk_trouble_until = 0.0
         self._readers = ThreadPoolExecutor(
@@ -303,6 +306,8 @@ class Runner:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
         size = self.config.batch.size
         for start in range(0, len(jobs), size):
+            if self.heartbeat is not None:
+                self.heartbeat()  # a 1000-frame DICOM must not look like a hung service
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])

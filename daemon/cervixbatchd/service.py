@@ -127,6 +127,8 @@ class Service:
         self._db = open_database(self.config.database.url)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
+        if self.notifier.watchdog_interval is not None:
+            self._runner.heartbeat = self.notifier.watchdog
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
