@@ -134,14 +134,7 @@ def report(
                 )
     finally:
         db.dispose()
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        from cervixbatch.outputs import write_atomic
-
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output.resolve(), text.encode("utf-8"))
-        click.echo(f"report written to {output}", err=True)
+    _emit(text, output)
 
 
 def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:
@@ -159,11 +152,16 @@ def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | 
     entries = list_ignored(inbox, excluded=own_paths(config), limit=limit)
     render = render_ignored_json if fmt == "json" else render_ignored_table
     text = render(inbox, entries)
+    _emit(text, output)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Standard output, or a file written atomically (--output)."""
     if output is None:
         click.echo(text, nl=False)
-    else:
-        from cervixbatch.outputs import write_atomic
+        return
+    from cervixbatch.outputs import write_atomic
 
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output.resolve(), text.encode("utf-8"))
-        click.echo(f"report written to {output}", err=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output.resolve(), text.encode("utf-8"))
+    click.echo(f"report written to {output}", err=True)
