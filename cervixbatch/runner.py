@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import structlog
 
@@ -64,6 +64,23 @@ class _Work:
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
+
+
+class _DeferredLog:
+    """Log events held back until a transaction has committed."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._events.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._events.append(("warning", event, fields))
+
+    def replay(self, logger: Any) -> None:
+        for level, event, fields in self._events:
+            getattr(logger, level)(event, **fields)
 
 
 def _worker_count(configured: int) -> int:
@@ -346,6 +363,9 @@ class Runner:
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
         now = time.perf_counter()
+        # Events are told once the transaction has committed: a worker killed mid-commit
+        # must not have logged "input_done" for an input that another worker then does.
+        events = _DeferredLog()
         with self.db.session() as session:
             for item in work:
                 # the batch's time shared among its inputs: what one input costs
@@ -362,7 +382,7 @@ class Runner:
                         metadata=meta,
                     )
                     outcome.rejected += 1
-                    log.info(
+                    events.info(
                         "input_rejected",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
@@ -376,7 +396,7 @@ class Runner:
                     )
                     outcome.retried += 1
                     self._disk_trouble_until = time.monotonic() + DISK_RETRY_SECONDS
-                    log.warning(
+                    events.warning(
                         "input_requeued_disk_error",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
@@ -397,7 +417,7 @@ class Runner:
                         outcome.failed += 1
                     else:
                         outcome.retried += 1
-                    log.warning(
+                    events.warning(
                         "input_failed" if status is Status.FAILED else "input_retry",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
@@ -425,7 +445,7 @@ class Runner:
                         if item.claimed.created_at is not None:
                             latency = utcnow() - item.claimed.created_at
                             outcome.latencies_s.append(latency.total_seconds())
-                        log.info(
+                        events.info(
                             "input_done",
                             input_id=input_id,
                             sha256=item.claimed.sha256[:12],
@@ -435,7 +455,8 @@ class Runner:
                             ms=round(ms, 1),
                         )
                     else:
-                        log.warning("lease_lost", input_id=input_id)
+                        events.warning("lease_lost", input_id=input_id)
+        events.replay(log)
 
     def _forward(self, work: Iterable[_Work]) -> None:
         if self._forwarder is None:

@@ -269,12 +269,14 @@ def test_a_second_sigterm_exits_at_once(
     make_config: Callable[..., Path], daemons: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     """A second SIGTERM during the drain ends the process at once, with a non-zero status."""
-    config = make_config(batch__size=8, batch__max_wait_ms=0)
-    photos(tmp_path / "inbox", 24, size=(1600, 1200))
+    # One batch of 24 large photos in flight: its drain takes seconds even on an idle
+    # machine, so the second signal surely lands inside it.
+    config = make_config(batch__size=24, batch__max_wait_ms=0, output__overlay_max_side=0)
+    photos(tmp_path / "inbox", 24, size=(3200, 2400))
     daemon = daemons(config)
     wait_for(lambda: counts(config).get("processing", 0) > 0, START_TIMEOUT, "a batch", daemon)
     daemon.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    time.sleep(0.1)
     daemon.process.send_signal(signal.SIGTERM)
     status = daemon.process.wait(timeout=10)
     assert status == -signal.SIGTERM  # the kernel's default action: no drain, no cleanup
