@@ -28,13 +28,14 @@ run: $(VENV)/.installed-$(EXTRAS)
 	@echo "cervixbatch: results appear in $(CURDIR)/var/outbox/ (see: $(BIN)/cervixbatch report)"
 	$(BIN)/cervixbatch --config config.toml run
 
-## make test: install with the test extras, then run the whole suite
-test: $(VENV)/.installed-test
+## make test: install with the test extras, then lint, type-check and run the whole suite
+test: $(VENV)/.installed-test lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINTED = cervixbatch daemon tests benchmarks scripts migrations
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check cervixbatch daemon tests
-	$(BIN)/ruff format --check cervixbatch daemon tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy

@@ -28,7 +28,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +137,9 @@ def seed_loop(
     )
     size1 = tuple(int(v) for v in cervix_model.input_shape[1:3])
     size2 = tuple(int(v) for v in lesion_model.input_shape[1:3])
-    steps: Counter[str] = Counter()
+    steps: dict[str, float] = dict.fromkeys(
+        ("decode", "resize", "stage1", "roi", "stage2", "postprocess", "write", "commit"), 0.0
+    )
     last = [time.perf_counter()]
 
     def lap(step: str) -> None:  # adds the time since the last lap to ``step``
@@ -148,7 +150,7 @@ def seed_loop(
     started = time.perf_counter()
     for index, path in enumerate(photos):
         last[0] = time.perf_counter()
-        bgr = cv2.imread(str(path))
+        bgr: Any = cv2.imread(str(path))
         lap("decode")
         small = cv2.resize(bgr, (size1[1], size1[0]), interpolation=cv2.INTER_AREA)
         x1 = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
@@ -172,7 +174,7 @@ def seed_loop(
         lesion &= cervix
         overlay = _seed_overlay(bgr, cervix, lesion)
         cervix_fraction = float(np.count_nonzero(cervix)) / cervix.size
-        lesion_fraction = float(np.count_nonzero(lesion)) / max(1, np.count_nonzero(cervix))
+        lesion_fraction = float(np.count_nonzero(lesion)) / max(1, int(np.count_nonzero(cervix)))
         lap("postprocess")
         folder = out / f"{index:05d}"
         folder.mkdir(exist_ok=True)
@@ -357,7 +359,7 @@ def _photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[
     return [folder / "images" / f"{stem}.jpg" for stem in stems]
 
 
-def _rates(count: int, elapsed: float, steps: Counter[str]) -> dict[str, Any]:
+def _rates(count: int, elapsed: float, steps: Mapping[str, float]) -> dict[str, Any]:
     return {
         "images": count,
         "seconds": round(elapsed, 3),

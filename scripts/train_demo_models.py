@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +38,17 @@ STAGE_ARGS = {
         "1e-4",
     ],
     # dropout 0.05, as the seed project trained its get_unet (0.5 is only the builder default)
-    "lesion": ["--input-size", "256", "--filters", "16", "--batch-size", "8", "--dice-term",
-               "--dropout", "0.05"],
+    "lesion": [
+        "--input-size",
+        "256",
+        "--filters",
+        "16",
+        "--batch-size",
+        "8",
+        "--dice-term",
+        "--dropout",
+        "0.05",
+    ],
 }
 
 
@@ -146,9 +155,11 @@ def main() -> None:
             card_file = DEMO / f"{stage}.card.json"
             card = json.loads(card_file.read_text())
             card["evaluation"] = {
-                "command": f"cervixbatch synth --count {args.eval_count} --out EVAL --seed {EVAL_SEED} && cervixbatch "
-                "evaluate --images EVAL/images --cervix-masks EVAL/cervix --lesion-masks "
-                "EVAL/lesion --format json",
+                "command": (
+                    f"cervixbatch synth --count {args.eval_count} --out EVAL --seed {EVAL_SEED}"
+                    " && cervixbatch evaluate --images EVAL/images --cervix-masks EVAL/cervix"
+                    " --lesion-masks EVAL/lesion --format json"
+                ),
                 "images": figures["images"],
                 "end_to_end": figures["stages"],
             }

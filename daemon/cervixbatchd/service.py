@@ -128,7 +128,7 @@ class Service:
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
         if self.notifier.watchdog_interval is not None:
-            self._runner.heartbeat = self.notifier.watchdog
+            self._runner.heartbeat = self._watchdog_ping
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
@@ -295,6 +295,10 @@ class Service:
         if self._queued and self._pending_since is None:
             self._pending_since = self._clock()  # queued by a restart or another worker
         return dict(self._counts)
+
+    def _watchdog_ping(self) -> None:
+        """WATCHDOG=1 from inside a long batch (between its model calls)."""
+        self.notifier.watchdog()
 
     def _heartbeat(self, now: float, interval: float | None) -> None:
         if interval is not None and now >= self._next_watchdog:
