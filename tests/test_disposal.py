@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import draw_photo, write_photo
+
 from cervixbatch.cli import main
 
 
