@@ -28,7 +28,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +62,14 @@ class BenchOptions:
     seed: int = 0
 
 
-def run_bench(config: Config, options: BenchOptions) -> dict[str, Any]:
-    """Measures the three paths and returns the report (JSON-ready)."""
+def run_bench(
+    config: Config, options: BenchOptions, on_step: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Measures the three paths and returns the report (JSON-ready).
+
+    ``on_step(1)`` is called after each measured path of each size (2 per size).
+    """
+    step = on_step or (lambda _n: None)
     from cervixbatch.model.device import configure_tensorflow
     from cervixbatch.runner import load_stages
 
@@ -87,8 +93,10 @@ def run_bench(config: Config, options: BenchOptions) -> dict[str, Any]:
                 warm = _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
                 seed_loop(warm, *seed_models, root / f"seed-warm-{name}")  # warm-up
                 seed = seed_loop(photos, *seed_models, root / f"seed-{name}")
+                step(1)
                 e2e.run(warm)  # warm-up (the first size also traces the graphs)
                 per_size[name] = {"seed_loop": seed, "end_to_end": e2e.run(photos)}
+                step(1)
                 bounds.append(_model_only(stages, batch, repeats=repeats))
     # The bound is the best of its runs (before and after each size): a conservative
     # denominator when something else on the machine slows one of them down.

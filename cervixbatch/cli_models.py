@@ -301,7 +301,11 @@ def bench(
         precision=Precision(precision) if precision else None,
         batch_size=batch_size,
     )
-    text = dumps(run_bench(config, options))
+    from cervixbatch.progress import progress_bar
+
+    with progress_bar("bench", total=2 * len(options.sizes)) as advance:
+        report = run_bench(config, options, on_step=advance)
+    text = dumps(report)
     click.echo(text)
     if output is not None:
         from cervixbatch.outputs import write_atomic
