@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 from conftest import draw_photo, write_photo
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from dicom_fixtures import vl_image
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -325,36 +323,6 @@ def test_sd_notify_ready_watchdog_and_stopping_reach_the_socket(
     assert received[-1].startswith("STOPPING=1")
 
 
-def _dicom(path: Path) -> Path:
-    """A Secondary Capture RGB DICOM of a drawn photo, with patient identifiers."""
-    rgb = np.ascontiguousarray(draw_photo(160, 120, seed=3))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "PID-778899"
-    ds.PatientBirthDate = "19700101"
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = rgb.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_logs_of_a_dicom_run_carry_no_patient_identifiers(
     make_config: Callable[..., Path], daemons: Callable[..., Daemon], tmp_path: Path
 ) -> None:
@@ -363,7 +331,7 @@ def test_logs_of_a_dicom_run_carry_no_patient_identifiers(
     config = make_config(watch__polling=True, logging__level="debug")
     daemon = daemons(config)
     daemon.wait_event("ready")
-    staging = _dicom(tmp_path / "staging" / "exam.dcm")
+    staging = vl_image(tmp_path / "staging" / "exam.dcm", [draw_photo(160, 120, seed=3)])
     staging.rename(tmp_path / "inbox" / "exam.dcm")
     wait_for(lambda: counts(config).get("done") == 1, 60, "the DICOM done", daemon)
     assert daemon.stop() == 0
