@@ -14,17 +14,17 @@ from typing import Any, Self
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.discovery import FileIdentity, hash_file, identify, unreadable_digest
-from cervixbatch.diskspace import DiskWatermark
-from cervixbatch.disposal import dispose_of
+from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
-from cervixbatch.forwarder import Forwarder
-from cervixbatch.frame_writer import FrameWriter
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
 from cervixbatch.imaging.reader import read_input
-from cervixbatch.outputs import DIR_MODE, FrameOutputs, Outbox
+from cervixbatch.intake.discovery import FileIdentity, hash_file, identify, unreadable_digest
+from cervixbatch.model.pair import Stages, load_stages, pipeline_for
+from cervixbatch.outputs.diskspace import DiskWatermark
+from cervixbatch.outputs.frame_writer import FrameWriter
+from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
 from cervixbatch.pipeline import FrameResult
-from cervixbatch.stages import Stages, load_stages, pipeline_for
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.schema import Status, utcnow

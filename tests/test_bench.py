@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cervixbatch import bench, bench_seed_loop
 from cervixbatch.cli import main
 from cervixbatch.config import Precision
 from cervixbatch.model.device import (
@@ -20,6 +19,7 @@ from cervixbatch.model.device import (
     resolve_precision,
     use_xla,
 )
+from cervixbatch.tools import bench, bench_seed_loop
 
 STEPS = {"decode", "resize", "stage1", "roi", "stage2", "postprocess", "write", "commit"}
 

@@ -15,7 +15,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from cervixbatch.dicom_out import (
+from cervixbatch.errors import OutputError
+from cervixbatch.outputs.dicom import (
     CERVIX_CATEGORY,
     CERVIX_TYPE,
     LESION_CATEGORY,
@@ -24,7 +25,6 @@ from cervixbatch.dicom_out import (
     SEG_NAME,
     write_dicom_results,
 )
-from cervixbatch.errors import OutputError
 
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"

@@ -26,11 +26,11 @@ from pynetdicom.sop_class import (
 from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
 
 from cervixbatch.config import Config, DicomConfig
-from cervixbatch.dicom_forward import forward, parse_destination
-from cervixbatch.dicom_out import write_dicom_results
+from cervixbatch.delivery.dicom_forward import forward, parse_destination
 from cervixbatch.errors import ConfigError, OutputError
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs.dicom import write_dicom_results
 from cervixbatchd import scp as scp_module
 from cervixbatchd.scp import INBOX_SUBFOLDER, StorageSCP, parse_listen
 

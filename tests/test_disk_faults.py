@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import draw_photo, write_photo
 
-from cervixbatch import outputs
 from cervixbatch.cli import main
+from cervixbatch.outputs import outbox as outputs
 
 
 def _invoke(config: Path, *args: str) -> tuple[int, str, str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cervixbatch.errors import OutputError
-from cervixbatch.outputs import TEMP_PREFIX, Outbox, write_atomic
+from cervixbatch.outputs.outbox import TEMP_PREFIX, Outbox, write_atomic
 
 
 def test_folders_are_named_by_id_only(tmp_path: Path) -> None:

@@ -20,15 +20,15 @@ from conftest import REPO, draw_photo, write_photo
 from hostile_corpus import dicom_jpeg_sof_bomb, j2k_siz_bomb, png_chunk_bomb
 from pydicom.data import get_testdata_file
 
-from cervixbatch import ignored as ignored_module
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
-from cervixbatch.discovery import MAX_DEPTH, depth_exceeded, walk_files
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
-from cervixbatch.ignored import IgnoreReason, display_text, list_ignored
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
-from cervixbatch.outputs import Outbox
+from cervixbatch.intake import ignored as ignored_module
+from cervixbatch.intake.discovery import MAX_DEPTH, depth_exceeded, walk_files
+from cervixbatch.intake.ignored import IgnoreReason, display_text, list_ignored
+from cervixbatch.outputs.outbox import Outbox
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status

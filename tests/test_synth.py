@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cervixbatch.synth import DEFAULT_SIZES, SynthSample, make_sample, parse_size, write_dataset
+from cervixbatch.tools.synth import (
+    DEFAULT_SIZES,
+    SynthSample,
+    make_sample,
+    parse_size,
+    write_dataset,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -17,7 +17,7 @@ from cervixbatch.errors import ConfigError
 from cervixbatch.runner import BatchOutcome
 from cervixbatch.store.db import open_database
 from cervixbatch.store.queue import status_counts
-from cervixbatch.telemetry import Telemetry, parse_listen
+from cervixbatchd.telemetry import Telemetry, parse_listen
 
 
 def _free_port() -> int:

@@ -39,7 +39,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
-from cervixbatch.outputs import TEMP_PREFIX, write_atomic
+from cervixbatch.outputs.outbox import TEMP_PREFIX, write_atomic
 
 __all__ = [
     "INBOX_SUBFOLDER",

@@ -23,19 +23,19 @@ import structlog
 
 from cervixbatch import __version__
 from cervixbatch.config import Config, load_config
-from cervixbatch.discovery import FileIdentity, identify
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.intake.discovery import FileIdentity, identify
 from cervixbatch.logs import configure_logging
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.queue import expired_leases, status_counts
 from cervixbatch.store.schema import Status
-from cervixbatch.telemetry import Telemetry
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
+from cervixbatchd.telemetry import Telemetry
 from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
 
 if TYPE_CHECKING:

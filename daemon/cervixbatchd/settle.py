@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from cervixbatch.discovery import FileIdentity, identify
+from cervixbatch.intake.discovery import FileIdentity, identify
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -38,7 +38,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from cervixbatch.discovery import depth_exceeded, is_ignored_name, walk_files
+from cervixbatch.intake.discovery import depth_exceeded, is_ignored_name, walk_files
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver

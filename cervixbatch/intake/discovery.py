@@ -27,7 +27,7 @@ __all__ = [
 
 _CHUNK = 1 << 20
 # Folders nested deeper than this below a root are not walked (nor watched): the listing
-# of ignored entries (cervixbatch.ignored) names the files found there as "too deep".
+# of ignored entries (cervixbatch.intake.ignored) names the files found there as "too deep".
 MAX_DEPTH = 32
 # Temp names of common copy tools; such a file is taken once it is renamed.
 _TEMP_SUFFIXES = (

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from cervixbatch.bench_seed_loop import load_plain, rates, seed_loop
 from cervixbatch.config import Config, Precision
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.tools.bench_seed_loop import load_plain, rates, seed_loop
 
 if TYPE_CHECKING:
     from cervixbatch.imaging.frames import Frame
@@ -268,7 +268,7 @@ def _save_models(folder: Path, *, tiny: bool) -> tuple[Path, Path]:
 
 def _photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
     """``count`` distinct synthetic JPEGs of ``size`` (distinct bytes: no deduplication)."""
-    from cervixbatch.synth import write_dataset
+    from cervixbatch.tools.synth import write_dataset
 
     stems = write_dataset(folder, count, seed=seed, size=size)
     return [folder / "images" / f"{stem}.jpg" for stem in stems]

@@ -40,7 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cervixbatch import __version__
 from cervixbatch.errors import OutputError
-from cervixbatch.outputs import write_atomic
+from cervixbatch.outputs.outbox import write_atomic
 
 __all__ = [
     "CERVIX_CATEGORY",

@@ -2,7 +2,7 @@
 
 Lesion-positive share, processing times (median by ORDER BY/OFFSET, which SQLite and
 PostgreSQL both run), throughput between the first and the last finish, and the model
-versions in use. Only ``collect`` in :mod:`cervixbatch.report` calls them.
+versions in use. Only ``collect`` in :mod:`cervixbatch.report.query` calls them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cervixbatch.store.schema import Input, Result, Status
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from cervixbatch.report import ReportFilter
+    from cervixbatch.report.query import ReportFilter
 
 __all__ = ["DEFAULT_LESION_THRESHOLD", "ModelUse", "ReportStats", "compute_stats", "iso"]
 

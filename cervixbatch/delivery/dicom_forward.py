@@ -24,7 +24,7 @@ from pynetdicom.association import Association
 
 __all__ = ["ForwardResult", "forward", "parse_destination"]
 
-log = structlog.get_logger("cervixbatch.dicom_forward")
+log = structlog.get_logger("cervixbatch.delivery.dicom_forward")
 
 _DESTINATION = re.compile(
     r"^(?P<aet>[^@\\]{1,16})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\[\]]+):(?P<port>\d{1,5})$"
@@ -68,7 +68,7 @@ def forward(
     """C-STORE every file of ``paths`` to ``destination`` (``"AET@host:port"``).
 
     Args:
-        paths: DICOM files (the SEG and SC written by :mod:`cervixbatch.dicom_out`).
+        paths: DICOM files (the SEG and SC written by :mod:`cervixbatch.outputs.dicom`).
         destination: The peer, as ``"AET@host:port"``.
         calling_ae: Our AE title (``[dicom] ae_title``).
         retries: Further attempts after the first one fails.

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cervixbatch.discovery import MAX_DEPTH, ignored_name_reason
+from cervixbatch.intake.discovery import MAX_DEPTH, ignored_name_reason
 
 if TYPE_CHECKING:
     from cervixbatch.config import Config

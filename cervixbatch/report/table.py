@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cervixbatch.report import ReportData, ReportStats, display_path
+from cervixbatch.report.query import ReportData, ReportStats, display_path
 from cervixbatch.store.schema import Status
 
 if TYPE_CHECKING:

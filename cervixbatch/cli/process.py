@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
-from cervixbatch.discovery import walk_files
-from cervixbatch.progress import progress_bar
+from cervixbatch.intake.discovery import walk_files
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status

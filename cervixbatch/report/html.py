@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cervixbatch import __version__
-from cervixbatch.report import ReportData, display_path
-from cervixbatch.report_table import format_duration, format_ms, format_rate
+from cervixbatch.report.query import ReportData, display_path
+from cervixbatch.report.table import format_duration, format_ms, format_rate
+from cervixbatch.report.thumbnails import ThumbnailJob, make_thumbnails
 from cervixbatch.store.schema import Input, Result, Status
-from cervixbatch.thumbnails import ThumbnailJob, make_thumbnails
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,7 +41,11 @@ def _esc(value: object) -> str:
 
 
 def _template(name: str) -> str:
-    return importlib.resources.files("cervixbatch").joinpath("templates", name).read_text("utf-8")
+    return (
+        importlib.resources.files("cervixbatch.report")
+        .joinpath("templates", name)
+        .read_text("utf-8")
+    )
 
 
 def assets_dir(output: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cervixbatch.cli_common import app_of, setup_logging
+from cervixbatch.cli.common import app_of, setup_logging
 from cervixbatch.config import Precision
 
 __all__ = ["bench", "evaluate", "train"]
@@ -124,7 +124,7 @@ def train(
 ) -> None:
     """Train one stage on labelled images; the best epoch on validation is kept."""
     from cervixbatch.model.stage import Stage
-    from cervixbatch.train import TrainOptions, train_stage
+    from cervixbatch.tools.train import TrainOptions, train_stage
 
     config = app_of(ctx).config
     setup_logging(config)
@@ -205,10 +205,10 @@ def evaluate(
     """Run both stages end to end and print Dice and IoU per stage."""
     import json
 
-    from cervixbatch.evaluate import evaluate as run_evaluation
-    from cervixbatch.evaluate import write_per_image
-    from cervixbatch.progress import progress_bar
+    from cervixbatch.cli.progress import progress_bar
     from cervixbatch.runner import load_stages, pipeline_for
+    from cervixbatch.tools.evaluate import evaluate as run_evaluation
+    from cervixbatch.tools.evaluate import write_per_image
 
     config = app_of(ctx).config
     if cervix_model or lesion_model:
@@ -278,8 +278,8 @@ def bench(
 ) -> None:
     """Images/second end to end against the seed-style loop and the model-only bound,
     in one run on synthetic photos; prints a JSON report."""
-    from cervixbatch.bench import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps, run_bench
-    from cervixbatch.synth import parse_size
+    from cervixbatch.tools.bench import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps, run_bench
+    from cervixbatch.tools.synth import parse_size
 
     config = app_of(ctx).config
     # batch_done lines for every batch would bury the report: warnings only
@@ -301,14 +301,14 @@ def bench(
         precision=Precision(precision) if precision else None,
         batch_size=batch_size,
     )
-    from cervixbatch.progress import progress_bar
+    from cervixbatch.cli.progress import progress_bar
 
     with progress_bar("bench", total=2 * len(options.sizes)) as advance:
         report = run_bench(config, options, on_step=advance)
     text = dumps(report)
     click.echo(text)
     if output is not None:
-        from cervixbatch.outputs import write_atomic
+        from cervixbatch.outputs.outbox import write_atomic
 
         output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output.resolve(), (text + "\n").encode("utf-8"))

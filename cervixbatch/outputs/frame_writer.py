@@ -11,10 +11,10 @@ import numpy.typing as npt
 
 from cervixbatch.config import Config
 from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
-from cervixbatch.outputs import FrameOutputs, Outbox
+from cervixbatch.model.pair import Stages
+from cervixbatch.outputs.outbox import FrameOutputs, Outbox
+from cervixbatch.outputs.overlay import render_overlay
 from cervixbatch.pipeline import FrameResult
-from cervixbatch.render import render_overlay
-from cervixbatch.stages import Stages
 from cervixbatch.store.schema import Result
 
 __all__ = ["FrameWriter"]
@@ -81,7 +81,7 @@ class FrameWriter:
         outputs: FrameOutputs,
     ) -> FrameOutputs:
         """Results back into the study: a DICOM SEG and the overlay as Secondary Capture."""
-        from cervixbatch.dicom_out import write_dicom_results
+        from cervixbatch.outputs.dicom import write_dicom_results
 
         dicom = write_dicom_results(
             source,

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cervixbatch.dataset import LabelledImage, load_mask, pair_images
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
-from cervixbatch.metrics import dice, iou, kaggle_score
 from cervixbatch.pipeline import Pipeline
+from cervixbatch.tools.dataset import LabelledImage, load_mask, pair_images
+from cervixbatch.tools.scores import dice, iou, kaggle_score
 
 __all__ = ["Evaluation", "ImageScore", "evaluate", "summarise"]
 

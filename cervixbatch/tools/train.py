@@ -23,7 +23,9 @@ import numpy as np
 import structlog
 
 from cervixbatch import __version__
-from cervixbatch.dataset import (
+from cervixbatch.errors import CervixbatchError
+from cervixbatch.model.stage import Stage
+from cervixbatch.tools.dataset import (
     Augmenter,
     LabelledImage,
     fingerprint,
@@ -31,9 +33,7 @@ from cervixbatch.dataset import (
     prepare_cervix_sample,
     prepare_lesion_sample,
 )
-from cervixbatch.errors import CervixbatchError
-from cervixbatch.metrics import dice, iou
-from cervixbatch.model.stage import Stage
+from cervixbatch.tools.scores import dice, iou
 
 __all__ = ["TrainOptions", "TrainResult", "card_path", "train_stage"]
 

@@ -15,9 +15,9 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
-from cervixbatch.cli_common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
-from cervixbatch.cli_models import bench, evaluate, train
-from cervixbatch.cli_report import report
+from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
+from cervixbatch.cli.models import bench, evaluate, train
+from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
 
 __all__ = ["main"]
@@ -83,7 +83,7 @@ def run(ctx: click.Context) -> None:
 def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Process every file under PATHS once, through the same pipeline and database as
     `run`, then exit: 0 when every input is accounted for, 1 if any failed."""
-    from cervixbatch.batch import process_paths
+    from cervixbatch.cli.process import process_paths
 
     config = app_of(ctx).config
     setup_logging(config)
@@ -119,8 +119,8 @@ def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 )
 def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     """Make synthetic colposcopy-like photos with ground-truth masks."""
-    from cervixbatch.progress import progress_bar
-    from cervixbatch.synth import parse_size, write_dataset
+    from cervixbatch.cli.progress import progress_bar
+    from cervixbatch.tools.synth import parse_size, write_dataset
 
     try:
         size = parse_size(size_text) if size_text else None

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from cervixbatch.report_stats import (
+from cervixbatch.report.stats import (
     DEFAULT_LESION_THRESHOLD,
     ModelUse,
     ReportStats,

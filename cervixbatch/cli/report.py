@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cervixbatch.cli_common import app_of, setup_logging
+from cervixbatch.cli.common import app_of, setup_logging
 from cervixbatch.config import Config
 
 __all__ = ["report"]
@@ -84,7 +84,7 @@ def report(
     `--format html --output DIR/report.html` writes a page with a contact sheet of overlay
     thumbnails (in DIR/report_files/) that opens from disk.
     """
-    from cervixbatch.report import ReportFilter, collect, render_csv, render_json
+    from cervixbatch.report.query import ReportFilter, collect, render_csv, render_json
     from cervixbatch.store.db import open_database
     from cervixbatch.store.schema import Status
 
@@ -118,13 +118,13 @@ def report(
             elif fmt == "csv":
                 text = render_csv(data)
             elif fmt == "html":
-                from cervixbatch.report_html import render_html
+                from cervixbatch.report.html import render_html
 
                 if output is None:
                     raise click.UsageError("--format html needs --output FILE.html")
                 text = render_html(data, output=output, show_patient=show_patient)
             else:
-                from cervixbatch.report_table import render_table
+                from cervixbatch.report.table import render_table
 
                 to_terminal = output is None and sys.stdout.isatty()
                 text = render_table(
@@ -139,7 +139,7 @@ def report(
 
 def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:
     """`report --ignored`: the inbox's entries that are not inputs, and why."""
-    from cervixbatch.ignored import (
+    from cervixbatch.intake.ignored import (
         list_ignored,
         own_paths,
         render_ignored_json,
@@ -160,7 +160,7 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    from cervixbatch.outputs import write_atomic
+    from cervixbatch.outputs.outbox import write_atomic
 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output.resolve(), text.encode("utf-8"))

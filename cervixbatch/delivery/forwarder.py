@@ -52,7 +52,7 @@ class Forwarder:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, input_id: int, paths: list[Path]) -> None:
-        from cervixbatch.dicom_forward import forward
+        from cervixbatch.delivery.dicom_forward import forward
 
         dicom = self.config.dicom
         result = forward(

@@ -1,0 +1,1 @@
+"""What happens after a commit: disposal of inbox files, forwarding DICOM results."""

@@ -1,0 +1,1 @@
+"""What has been processed: queries and statistics, and their renderers."""

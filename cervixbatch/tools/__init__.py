@@ -1,0 +1,4 @@
+"""Tools around the runtime: synthetic data, datasets, training, evaluation, benchmarks.
+
+The runtime path (runner, daemon) never imports from here.
+"""
