@@ -6,7 +6,7 @@ import dataclasses
 
 import structlog
 
-from cervixbatch.config import Config
+from cervixbatch.config import OTSU, Config
 from cervixbatch.pipeline import Pipeline, PipelineSettings, Predictor
 
 __all__ = ["Stages", "load_stages", "pipeline_for"]
@@ -23,6 +23,8 @@ class Stages:
     cervix_version: str
     lesion_version: str
     precision: str
+    cervix_description: str = ""  # format and architecture, e.g. "keras2-h5-weights: ..."
+    lesion_description: str = ""
 
 
 def pipeline_for(config: Config, stages: Stages) -> Pipeline:
@@ -35,25 +37,35 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
             lesion_threshold=config.models.lesion_threshold,
             margin=config.models.margin,
             min_cervix_fraction=config.models.min_cervix_fraction,
+            cervix_resize=config.models.cervix_resize,
+            lesion_resize=config.models.lesion_resize,
+            cervix_channel_order=config.models.cervix_channel_order,
+            cervix_region=config.models.cervix_region,
         ),
     )
 
 
 def load_stages(config: Config) -> Stages:
     """Loads both models as configured (TensorFlow is imported here, not before)."""
-    from cervixbatch.model.stage import Stage, load_stage
+    from cervixbatch.model.stage import OutputReduction, Stage, load_stage
 
+    models = config.models
     cervix = load_stage(
-        config.models.cervix,
+        models.cervix,
         Stage.CERVIX,
         batch_size=config.batch.size,
-        precision=config.models.precision,
+        precision=models.precision,
+        input_size=models.cervix_input_size or None,
+        reduction=OutputReduction.SEED_GRAY
+        if models.cervix_threshold == OTSU
+        else OutputReduction.MEAN,
     )
     lesion = load_stage(
-        config.models.lesion,
+        models.lesion,
         Stage.LESION,
         batch_size=config.batch.size,
-        precision=config.models.precision,
+        precision=models.precision,
+        input_size=models.lesion_input_size or None,
     )
     log.info(
         "models_loaded",
@@ -63,6 +75,8 @@ def load_stages(config: Config) -> Stages:
         lesion_input=lesion.input_size,
         precision=cervix.precision.value,
         device=cervix.device,
+        cervix_model=f"{cervix.format}: {cervix.architecture}",
+        lesion_model=f"{lesion.format}: {lesion.architecture}",
     )
     cervix.warm_up()
     lesion.warm_up()
@@ -72,4 +86,6 @@ def load_stages(config: Config) -> Stages:
         cervix_version=cervix.version,
         lesion_version=lesion.version,
         precision=cervix.precision.value,
+        cervix_description=f"{cervix.format}: {cervix.architecture}",
+        lesion_description=f"{lesion.format}: {lesion.architecture}",
     )
