@@ -45,6 +45,23 @@ FLAT_DICE = 1e-3
 # that has not started learning (outputs near 0.5) is not a collapsed one; a collapsed
 # one answers 0 or 1 everywhere (seed 001's UNet at 1e-3: every pixel 1, Dice 0.487).
 SATURATED = 0.05
+# A model whose Dice is within this of the best constant mask's has learnt nothing.
+BASELINE_MARGIN = 0.02
+
+
+def _constant_baseline(val_batches: Any) -> float:
+    """The best mean Dice a mask that ignores the photo gets on the validation set: every
+    pixel, no pixel, or the pixels that are foreground in most truth masks."""
+    truths = [np.asarray(y, dtype=np.float32)[..., 0] > 0.5 for _, y in val_batches]
+    if not truths:
+        return 0.0
+    stacked = np.concatenate(truths)
+    candidates = [
+        np.ones(stacked.shape[1:], bool),
+        np.zeros(stacked.shape[1:], bool),
+        stacked.mean(axis=0) > 0.5,
+    ]
+    return max(float(np.mean([dice(t, c) for t in stacked])) for c in candidates)
 
 
 class TrainingCollapsed(CervixbatchError):
@@ -140,9 +157,10 @@ class CollapseGuard:
 
     Collapsed, after ``window`` epochs in which the model was sure of every pixel
     (``SATURATED``): its validation predictions were the same for every image in each of
-    them, or its validation soft Dice has not moved by more than ``FLAT_DICE`` from the
-    first of them. A model that has not started learning yet (outputs near 0.5) or that
-    is still learning (soft Dice moves with any change of the outputs) does not trip it.
+    them; or its validation soft Dice has not moved by more than ``FLAT_DICE`` in them
+    while its Dice is no better than a constant mask's (all cervix, none, or the mean
+    mask). A model that has not started learning yet (outputs near 0.5), that is still
+    learning, or that has learnt and settled (better than any constant mask) does not.
     """
 
     val_batches: Any
@@ -152,6 +170,7 @@ class CollapseGuard:
     doubts: list[float] = dataclasses.field(default_factory=list)
     reason: str | None = None
     epoch: int = 0
+    baseline: float | None = None  # the best Dice a constant mask gets on the validation set
 
     def measure(self, model: Any) -> tuple[float, float, float, float]:
         """(soft Dice, hard Dice at 0.5, prediction spread, doubt) on the validation set,
@@ -165,6 +184,8 @@ class CollapseGuard:
                 soft.append(float((2 * (t * p).sum() + 1) / (t.sum() + p.sum() + 1)))
                 hard.append(dice(t > 0.5, p > 0.5))
         stacked = np.concatenate(probs) if probs else np.full((1, 1, 1), 0.5, np.float32)
+        if self.baseline is None:
+            self.baseline = _constant_baseline(self.val_batches)
         mean = float(np.mean(soft)) if soft else 0.0
         doubt = float(np.mean(np.minimum(stacked, 1.0 - stacked)))
         return mean, (float(np.mean(hard)) if hard else 0.0), prediction_spread(stacked), doubt
@@ -194,10 +215,12 @@ class CollapseGuard:
                 f"Dice {hard:.3f})"
             )
         recent = self.dices[-n:]
-        if all(abs(d - recent[0]) <= FLAT_DICE for d in recent):
+        no_better = hard <= (self.baseline or 0.0) + BASELINE_MARGIN
+        if no_better and all(abs(d - recent[0]) <= FLAT_DICE for d in recent):
             return (
-                f"validation Dice has not moved in {n} epochs of saturated predictions "
-                f"({span}: soft Dice {', '.join(f'{d:.4f}' for d in recent)}; Dice {hard:.3f})"
+                f"validation Dice has not moved in {n} epochs ({span}: soft Dice "
+                f"{', '.join(f'{d:.4f}' for d in recent)}) and, at {hard:.3f}, is no better "
+                f"than a constant mask's ({self.baseline:.3f})"
             )
         return None
 
