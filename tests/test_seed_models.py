@@ -191,3 +191,50 @@ def test_a_file_that_fits_no_loader_names_each_and_why(
             batch_size=1,
             precision=Precision.FLOAT32,
         )
+
+
+def test_train_init_fine_tunes_from_the_seed_file(
+    tiny_seed_files: Path, tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """`train --init` starts from seed 001's Keras 2 file (its 3-channel head and input
+    size) at a tenth of the seed's rate, and the card records what it started from."""
+    runner = CliRunner()
+    data = tmp_path / "set"
+    made = runner.invoke(
+        main, ["synth", "--count", "6", "--out", str(data), "--seed", "4", "--size", "320x240"]
+    )
+    assert made.exit_code == 0
+    out = tmp_path / "tuned.keras"
+    result = runner.invoke(
+        main,
+        [
+            "--config",
+            str(make_config()),
+            "train",
+            "--stage",
+            "cervix",
+            "--images",
+            str(data / "images"),
+            "--masks",
+            str(data / "cervix"),
+            "--init",
+            str(tiny_seed_files / "weights.h5"),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_name("tuned.card.json").read_text())
+    assert card["init"]["format"] == "keras2-h5"
+    assert card["init"]["file"] == str(tiny_seed_files / "weights.h5")
+    assert card["training"]["learning_rate"] == pytest.approx(1e-5)
+    assert card["input_shape"] == [TINY, TINY, 3]
+    tuned = load_stage(str(out), Stage.CERVIX, batch_size=1, precision=Precision.FLOAT32)
+    seed = load_stage(
+        str(tiny_seed_files / "weights.h5"), Stage.CERVIX, batch_size=1, precision=Precision.FLOAT32
+    )
+    assert tuned.model.output_shape[-1] == 3
+    first_tuned, first_seed = tuned.model.get_weights()[0], seed.model.get_weights()[0]
+    assert np.abs(first_tuned - first_seed).max() < 0.01  # fine-tuned, not trained anew
