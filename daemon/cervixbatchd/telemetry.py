@@ -124,9 +124,26 @@ class Telemetry:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    def set_models(self, cervix: str, lesion: str, precision: str) -> None:
-        """Records the versions of the loaded models."""
-        self.models.info({"cervix": cervix, "lesion": lesion, "precision": precision})
+    def set_models(
+        self,
+        cervix: str,
+        lesion: str,
+        precision: str,
+        *,
+        cervix_model: str = "",
+        lesion_model: str = "",
+    ) -> None:
+        """Records the versions of the loaded models, and what each file was (format and
+        architecture, e.g. "keras2-h5-weights: seed lesion UNet (...)")."""
+        self.models.info(
+            {
+                "cervix": cervix,
+                "lesion": lesion,
+                "precision": precision,
+                "cervix_model": cervix_model,
+                "lesion_model": lesion_model,
+            }
+        )
 
     def observe_batch(self, outcome: Any) -> None:
         """Records one BatchOutcome of the runner."""
