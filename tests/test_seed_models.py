@@ -114,7 +114,8 @@ def test_process_with_seed_files_matches_the_seeds_own_predict(
     tiny_seed_files: Path, tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:
     """With the seed-faithful settings, `process` gives the masks that the Keras 2 models
-    give through the seeds' own preprocessing, binarisation and cropping (Dice ≥ 0.99)."""
+    give through the seeds' own preprocessing, binarisation and cropping (Dice ≥ 0.99),
+    and the report names the format and architecture of the models in use."""
     config = make_config(
         models__cervix=str(tiny_seed_files / "weights.h5"),
         models__lesion=str(tiny_seed_files / "model-unet.h5"),
@@ -140,6 +141,10 @@ def test_process_with_seed_files_matches_the_seeds_own_predict(
         theirs = cv2.imread(str(tiny_seed_files / seeds), cv2.IMREAD_GRAYSCALE) > 0
         assert theirs.sum() > 1000, seeds  # the seed found something to compare with
         assert dice(theirs, mine) >= 0.99, (ours, dice(theirs, mine))
+    # the report's "models in use" says what each recorded sha256 was loaded as
+    table = runner.invoke(main, ["--config", str(config), "report"]).stdout
+    assert "= keras2-h5: " in table and "written by Keras 2." in table
+    assert "= keras2-h5-weights: seed lesion UNet (n_filters=4" in table
 
 
 def test_full_size_seed_files_written_by_keras2_have_the_seed_parameter_counts(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "SEED_INPUT_SIZES",
     "LoadedModel",
     "WeightsLayout",
+    "configured_descriptions",
+    "describe_file",
     "file_sha256",
     "inspect_weights",
     "load_model_file",
@@ -160,6 +163,54 @@ def load_model_file(path: Path, stage: str, *, input_size: int | None = None) ->
             failures.append(f"{name}: {_first_line(exc)}")
     tried = "; ".join(failures)
     raise ModelError(f"{stage} model {path} cannot be loaded. Tried {tried}")
+
+
+def describe_file(path: Path, stage: str) -> str:
+    """What ``path`` holds, ``format: architecture``, read without TensorFlow (for the
+    report's "models in use"); "unreadable" when it is none of the known formats."""
+    import zipfile
+
+    import h5py
+
+    try:
+        magic = _magic(path)
+        if magic[:4] == _ZIP_MAGIC:
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+            return f"keras: {config.get('config', {}).get('name', '?')}"
+        if magic != _HDF5_MAGIC:
+            return "unreadable"
+        with h5py.File(path, "r") as handle:
+            if "model_config" in handle.attrs:
+                config = json.loads(_attr_text(handle.attrs["model_config"]))
+                name = config.get("config", {}).get("name", "?")
+                version = _attr_text(handle.attrs.get("keras_version", "?"))
+                return f"keras2-h5: {name}; written by Keras {version}"
+        layout = inspect_weights(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return "unreadable"
+    width = "base_filters" if stage == "cervix" else "n_filters"
+    return (
+        f"keras2-h5-weights: seed {stage} UNet ({width}={layout.filters}, "
+        f"batchnorm={layout.batchnorms > 0}, head {layout.head_channels})"
+    )
+
+
+def configured_descriptions(refs: dict[str, str]) -> dict[str, str]:
+    """sha256 → description of each configured model (``{"cervix": ref, ...}``), for
+    files that exist; results record the sha256, this tells what it stands for."""
+    named: dict[str, str] = {}
+    demo = Path(__file__).parent / "demo"
+    for stage, ref in refs.items():
+        if ref == "builtin:demo":
+            files = (demo / f"{stage}.json", demo / f"{stage}.weights.npz")
+            if all(f.is_file() for f in files):
+                named[file_sha256(*files)] = "builtin: demo"
+            continue
+        path = Path(ref)
+        if path.is_file():
+            named[file_sha256(path)] = describe_file(path, stage)
+    return named
 
 
 def inspect_weights(path: Path) -> WeightsLayout:
