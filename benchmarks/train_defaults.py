@@ -6,7 +6,9 @@ training (seed 1, mixed sizes) never used, then runs `train --stage cervix` with
 but --images, --masks and --out, as a subprocess, and reads its log: the validation Dice
 (hard, per image at 0.5, as `evaluate` counts) and the wall time at every epoch, the first
 epoch and minute at which it reached 0.85, the final validation Dice (the card's), and
-whether the collapse guard stopped it. Prints JSON; the CPU is named (figures are times).
+whether the collapse guard stopped it. Prints JSON; the CPU is named, and each epoch has
+the training process's CPU minutes beside its wall minutes (a shared machine's wall time
+says more about the other jobs than about training).
 
     .venv/bin/python benchmarks/train_defaults.py [--work DIR] [--count 160] [--seed 15]
 """
@@ -35,6 +37,17 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_minutes(pid: int) -> float | None:
+    """CPU minutes (user + system) a running process has used: comparable across loads,
+    where wall time on a shared machine is not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return round(ticks / os.sysconf("SC_CLK_TCK") / 60, 2)
 
 
 def cli(*args: str) -> list[str]:
