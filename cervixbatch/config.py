@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from cervixbatch.errors import ConfigError
+from cervixbatch.imaging.sop import DEFAULT_ACCEPT_CLASSES
 
 __all__ = [
     "AfterAction",
@@ -146,6 +147,10 @@ class DicomConfig:
     listen: str = ""
     ae_title: str = "CERVIXBATCH"
     allowed_callers: tuple[str, ...] = ()
+    # SOP classes segmented (UIDs or PS3.6 keywords; stored as UIDs); any other DICOM
+    # object is rejected as unsupported_sop_class. Secondary Capture also needs a modality
+    # of XC, ES, OT or none.
+    accept_classes: tuple[str, ...] = DEFAULT_ACCEPT_CLASSES
     max_associations: int = 4  # concurrent associations the Storage SCP accepts
     forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
     forward_retries: int = 3  # further attempts after a failed forward
@@ -291,6 +296,8 @@ def _build_section(section_type: type[Any], name: str, values: dict[str, Any], s
         if key not in known:
             raise ConfigError("unknown key", file=source, key=dotted)
         kwargs[key] = _coerce(raw, hints[key], dotted, source)
+        if dotted == "dicom.accept_classes":
+            kwargs[key] = _accept_classes(kwargs[key], dotted, source)
     try:
         section = section_type(**kwargs)
     except TypeError as exc:  # pragma: no cover - every field has a default
@@ -385,6 +392,22 @@ def _check_ranges(section: Any, name: str, source: str) -> None:
         raise ConfigError(
             "must be one of debug, info, warning, error", file=source, key="logging.level"
         )
+
+
+def _accept_classes(names: tuple[str, ...], key: str, source: str) -> tuple[str, ...]:
+    """The UIDs of ``[dicom] accept_classes``; an unknown name or no name is an error."""
+    from cervixbatch.imaging.sop import resolve_sop_classes
+
+    if not names:
+        raise ConfigError(
+            "must name at least one SOP class (DICOM inputs of every other class are rejected)",
+            file=source,
+            key=key,
+        )
+    try:
+        return resolve_sop_classes(names)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=source, key=key) from None
 
 
 def _absolute(path: Path, base: Path) -> Path:

@@ -18,12 +18,14 @@ from cervixbatch.delivery.disposal import dispose_of
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
-from cervixbatch.imaging.reader import read_input
+from cervixbatch.imaging.reader import decode_input, read_source
+from cervixbatch.imaging.sop import SopClassFilter
 from cervixbatch.intake.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.diskspace import DiskWatermark
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
+from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
@@ -34,6 +36,7 @@ __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 log = structlog.get_logger(__name__)
 
 DISK_RETRY_SECONDS = 30.0  # after ENOSPC/EIO on the outbox, wait this long before claiming
+_DETAIL_CHARS = 2000  # an error's text kept in a row's detail (TensorFlow's can run long)
 
 
 @dataclasses.dataclass(slots=True)
@@ -61,6 +64,10 @@ class _Work:
     failure: tuple[str, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
+    ended: Status | None = None  # the terminal state this worker's commit recorded
+    # Files at the input's paths that now hold other bytes: (identity, their sha256),
+    # registered as inputs of their own once the batch has committed.
+    changed: list[tuple[FileIdentity, str]] = dataclasses.field(default_factory=list)
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -108,6 +115,7 @@ class Runner:
             min_side=config.limits.min_side,
         )
         self._min_working_side = self._working_side()
+        self.sop_filter = SopClassFilter(frozenset(config.dicom.accept_classes))
         # Called between model calls within a batch (the daemon pings systemd's watchdog).
         self.heartbeat: Callable[[], None] | None = None
         self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
@@ -163,8 +171,14 @@ class Runner:
             return None
         return self.register_identity(identity)
 
-    def register_identity(self, identity: FileIdentity) -> queue.Registration | None:
-        """Records a file whose identity (stat) is known; hashes it only when it is new."""
+    def register_identity(
+        self, identity: FileIdentity, *, sha256: str | None = None
+    ) -> queue.Registration | None:
+        """Records a file whose identity (stat) is known; hashes it only when it is new.
+
+        With ``sha256`` (bytes just read and hashed) it is neither looked up by identity
+        nor hashed again: a file replaced by one of the same size and mtime is still new.
+        """
         path_text = str(identity.path)
         # A name that is not UTF-8 (a byte-for-byte copy from another system) cannot be
         # stored as text: it is kept escaped, and rejected keyed by where it was (so the
@@ -172,13 +186,14 @@ class Runner:
         storable = os.fsencode(identity.path).decode("utf-8", "backslashreplace")
         bad_name = storable != path_text
         path_text = storable
-        with self.db.read_session() as session:
-            known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
-        if known is not None:
-            return known
+        if sha256 is None:
+            with self.db.read_session() as session:
+                known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
+            if known is not None:
+                return known
         rejection: dict[str, object] = {}
         try:
-            sha256 = hash_file(identity.path)
+            sha256 = sha256 or hash_file(identity.path)
         except FileNotFoundError:
             return None  # gone before it could be read: nothing to account for
         except OSError as exc:
@@ -254,6 +269,8 @@ class Runner:
         t3 = time.perf_counter()
         self._commit(work, outcome)
         t4 = time.perf_counter()
+        self._remove_outputs_of_failures(work)
+        self._register_changed(work)
         self._dispose(work)
         self._forward(work)
         outcome.frames = sum(len(w.results) for w in work)
@@ -298,24 +315,44 @@ class Runner:
             log.warning("leases_lost", held=held, claimed=len(ids))
 
     def _read(self, item: _Work) -> None:
-        last: InputRejected | None = None
+        """Reads the input's bytes once, from the first of its paths that still holds the
+        registered bytes, and decodes those same bytes: nothing later reads the path again.
+        A path holding other bytes is noted in ``item.changed`` and never decoded here."""
+        first: InputRejected | None = None
         for path in item.claimed.paths:
             try:
-                item.decoded = read_input(
-                    Path(path), self.limits, min_working_side=self._min_working_side
+                source = read_source(Path(path), self.limits.max_file_bytes)
+            except InputRejected as exc:
+                if not (exc.reason is RejectReason.UNREADABLE and not os.path.lexists(path)):
+                    first = first or exc  # else: moved or deleted since; try another sighting
+                continue
+            if source.sha256 != item.claimed.sha256:
+                identity = FileIdentity(Path(path), source.size, source.mtime_ns)
+                item.changed.append((identity, source.sha256))
+                continue
+            try:
+                item.decoded = decode_input(
+                    source.data,
+                    self.limits,
+                    min_working_side=self._min_working_side,
+                    sop_filter=self.sop_filter,
                 )
             except InputRejected as exc:
-                last = exc
-                if exc.reason is RejectReason.UNREADABLE and not Path(path).exists():
-                    continue  # moved or deleted since: another sighting may still be there
-                break
+                item.rejection = exc
             except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
                 item.failure = ("internal_error", f"reading failed: {type(exc).__name__}: {exc}")
-                return
             else:
                 item.path = path
-                return
-        item.rejection = last or InputRejected(
+            return
+        if item.changed:
+            new = ", ".join(sorted({sha256 for _, sha256 in item.changed}))
+            item.rejection = InputRejected(
+                RejectReason.CHANGED,
+                f"the file no longer holds the registered bytes (sha256 {item.claimed.sha256}) "
+                f"but other bytes (sha256 {new}), registered as an input of their own",
+            )
+            return
+        item.rejection = first or InputRejected(
             RejectReason.UNREADABLE, "the file is no longer at any path it was seen at"
         )
 
@@ -328,10 +365,16 @@ class Runner:
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])
-            except Exception as exc:
-                log.exception("segmentation_failed", inputs=[i.claimed.id for i, _ in chunk])
+            except Exception as exc:  # noqa: BLE001 - recorded per input, retried
+                # The log has ids and the error's type; its text goes to the rows' detail.
+                log.error(  # noqa: TRY400 - a traceback's text is not for the journal
+                    "segmentation_failed",
+                    inputs=[i.claimed.id for i, _ in chunk],
+                    error=type(exc).__name__,
+                )
+                detail = f"segmentation failed: {type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
                 for item, _ in chunk:
-                    item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
+                    item.failure = ("internal_error", detail)
                 continue
             for (item, _), result in zip(chunk, results, strict=True):
                 item.results.append(result)
@@ -350,13 +393,16 @@ class Runner:
                 item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)
+        for item in work:
+            if item.decoded and item.failure is None:
+                # An earlier attempt's files this one did not write (a crop.jpg where no
+                # cervix is found now, a SEG now skipped) must not outlive it.
+                remove_stale_outputs(self.outbox, item.claimed.id, item.outputs)
 
     def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:
         assert item.decoded is not None
         try:
-            return self._writer.write(
-                item.claimed.id, item.decoded, index, item.results[index], item.path
-            )
+            return self._writer.write(item.claimed.id, item.decoded, index, item.results[index])
         except OutputError as exc:
             return exc
 
@@ -373,21 +419,23 @@ class Runner:
                 input_id = item.claimed.id
                 meta = _metadata(item.decoded)
                 if item.rejection is not None:
-                    queue.reject(
+                    if queue.reject(
                         session,
                         input_id=input_id,
                         owner=self.owner,
                         reason=item.rejection.reason.value,
                         detail=item.rejection.detail,
                         metadata=meta,
-                    )
+                    ):
+                        item.ended = Status.REJECTED
                     outcome.rejected += 1
+                    # Logs carry ids and reason codes; the detail (which may name paths or
+                    # DICOM classes) is the database's.
                     events.info(
                         "input_rejected",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
                         reason=item.rejection.reason.value,
-                        detail=item.rejection.detail,
                     )
                 elif item.failure is not None and item.transient:
                     reason, detail = item.failure
@@ -400,7 +448,7 @@ class Runner:
                         "input_requeued_disk_error",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
-                        detail=detail,
+                        reason=reason,
                         retry_in_s=DISK_RETRY_SECONDS,
                     )
                 elif item.failure is not None:
@@ -415,6 +463,7 @@ class Runner:
                     )
                     if status is Status.FAILED:
                         outcome.failed += 1
+                        item.ended = Status.FAILED
                     else:
                         outcome.retried += 1
                     events.warning(
@@ -422,7 +471,6 @@ class Runner:
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
                         reason=reason,
-                        detail=detail,
                         attempt=item.claimed.attempts,
                     )
                 else:
@@ -471,6 +519,28 @@ class Runner:
             if item.completed and paths:
                 self._forwarder.submit(item.claimed.id, paths)
 
+    def _remove_outputs_of_failures(self, work: Iterable[_Work]) -> None:
+        """An input this worker ended failed or rejected keeps no outputs: files an attempt
+        wrote before it failed would otherwise lie in the outbox with no row naming them."""
+        for item in work:
+            if item.ended in (Status.FAILED, Status.REJECTED):
+                remove_outputs(self.outbox, item.claimed.id)
+
+    def _register_changed(self, work: Iterable[_Work]) -> None:
+        """New bytes found at an input's path are an input of their own (a sighting of the
+        same path), registered once the old input's fate is committed."""
+        for item in work:
+            for identity, sha256 in item.changed:
+                registration = self.register_identity(identity, sha256=sha256)
+                if registration is not None:
+                    log.info(
+                        "input_changed",
+                        input_id=item.claimed.id,
+                        new_input_id=registration.input_id,
+                        sha256=item.claimed.sha256[:12],
+                        new_sha256=sha256[:12],
+                    )
+
     def forward_pending(self) -> int:
         """Queues the forwarding of results a stop left "pending"; returns how many."""
         return self._forwarder.submit_pending() if self._forwarder is not None else 0
@@ -480,9 +550,11 @@ class Runner:
         for item in work:
             if item.failure is not None:
                 continue  # back in the queue or failed: the file stays where it is
+            # A path that now holds other bytes holds another input: never this one's to move.
+            changed = {str(identity.path) for identity, _ in item.changed}
             dispose_of(
                 item.claimed.id,
-                [Path(p) for p in item.claimed.paths],
+                [Path(p) for p in item.claimed.paths if p not in changed],
                 inbox=self.config.paths.inbox,
                 archive=self.config.watch.archive,
                 after=after,

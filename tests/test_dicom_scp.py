@@ -274,7 +274,7 @@ def outputs(sources: dict[str, Path], tmp_path: Path) -> list[Path]:
     mask = np.zeros((100, 100), np.uint8)
     mask[20:80, 20:80] = 255
     result = write_dicom_results(
-        sources["photo"],
+        pydicom.dcmread(sources["photo"], stop_before_pixels=True),
         0,
         cervix_mask=mask,
         lesion_mask=np.zeros_like(mask),

@@ -45,6 +45,8 @@ class FrameOutputs:
     dicom_sc: Path | None = None
     dicom_seg_uid: str | None = None
     dicom_sc_uid: str | None = None
+    dicom_skipped: str | None = None  # why a DICOM input got no SEG/SC (a reason code)
+    dicom_skipped_detail: str | None = None
 
 
 class Outbox:

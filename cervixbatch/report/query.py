@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from cervixbatch.report.spreadsheet import SafeCsvWriter
 from cervixbatch.report.stats import (
     DEFAULT_LESION_THRESHOLD,
     ModelUse,
@@ -164,6 +165,12 @@ def result_dict(result: Result) -> dict[str, Any]:
             "forward_status": result.forward_status,
             "forward_detail": result.forward_detail,
         }
+    if result.dicom_skipped:
+        # A DICOM input whose SEG/SC could not be built: the masks are the result.
+        out["dicom_skipped"] = {
+            "reason": result.dicom_skipped,
+            "detail": result.dicom_skipped_detail,
+        }
     return out
 
 
@@ -248,9 +255,13 @@ def _text(value: object) -> str:
 
 
 def render_csv(data: ReportData) -> str:
-    """Render one CSV row per frame (one for an input without results): every measure, path."""
+    """Render one CSV row per frame (one for an input without results): every measure, path.
+
+    Text a spreadsheet would run as a formula (a file named ``=HYPERLINK(...)``) is
+    neutralised: see :func:`cervixbatch.report.spreadsheet.safe_cell`.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeCsvWriter(csv.writer(buffer, lineterminator="\n"))
     writer.writerow(CSV_COLUMNS)
     for item in data.items:
         base = [

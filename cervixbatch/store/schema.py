@@ -164,6 +164,10 @@ class Result(Base):
     dicom_sc_path: Mapped[str | None] = mapped_column(Text)
     dicom_seg_uid: Mapped[str | None] = mapped_column(String(64))
     dicom_sc_uid: Mapped[str | None] = mapped_column(String(64))
+    # Why a DICOM input's frame has no SEG/SC although it is done: a reason code
+    # (missing_uid, character_set, not_buildable, ...) and a sentence without tag values.
+    dicom_skipped: Mapped[str | None] = mapped_column(String(64))
+    dicom_skipped_detail: Mapped[str | None] = mapped_column(Text)
     forward_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
     forward_detail: Mapped[str | None] = mapped_column(Text)
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
