@@ -56,7 +56,7 @@ def _sweep(folder: Path, *, keep: frozenset[str], input_id: int) -> int:
     if removed:
         log.info("stale_outputs_removed", input_id=input_id, files=removed)
     if problems:
-        # Not fatal: the files stay, `cervixbatch db check` lists files no row names.
+        # Not fatal: the files stay until the input is processed again.
         log.warning("stale_outputs_not_removed", input_id=input_id, errors=sorted(set(problems)))
     return removed
 
