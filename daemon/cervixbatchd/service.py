@@ -245,7 +245,8 @@ class Service:
             try:
                 registration = self._runner.register_identity(identity)
             except CervixbatchError as exc:  # one bad file never stops the others
-                log.warning("register_failed", error=type(exc).__name__, detail=str(exc))
+                # The type only: an error's text may name the file (patient names).
+                log.warning("register_failed", error=type(exc).__name__)
                 continue
             if registration is None:
                 continue
