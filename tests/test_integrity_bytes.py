@@ -219,3 +219,23 @@ def test_a_dicom_output_that_cannot_be_built_does_not_fail_the_input(
         assert "dicom_skipped" not in result
         seg = pydicom.dcmread(result["outputs"]["dicom_seg"])
         assert seg.StudyInstanceUID == pydicom.dcmread(drop / "exam.dcm").StudyInstanceUID
+
+
+def test_our_own_overlay_sent_back_is_not_segmented_again(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """The overlay Secondary Capture cervixbatch wrote, dropped back into the inbox (as a
+    PACS or a colleague might), is rejected as unsupported_sop_class, not segmented."""
+    config = make_config()
+    drop = tmp_path / "drop"
+    vl_image(drop / "exam.dcm", [draw_photo(160, 120, seed=8)])
+    assert _run(config, "process", str(drop))[0] == 0
+    (item,) = _items(config)
+    overlay = Path(item["results"][0]["outputs"]["dicom_sc"])
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "overlay.dcm").write_bytes(overlay.read_bytes())
+    assert _run(config, "process", str(again))[0] == 0
+    back = next(i for i in _items(config) if i["id"] != item["id"])
+    assert (back["status"], back["reason"]) == ("rejected", "unsupported_sop_class")
+    assert "cervixbatch" in back["detail"]
