@@ -18,8 +18,8 @@ from cervixbatch.delivery.disposal import dispose_of
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
-from cervixbatch.imaging.reader import decode_input, read_source
 from cervixbatch.imaging.sop import SopClassFilter
+from cervixbatch.imaging.verified import ChangedFile, read_registered
 from cervixbatch.intake.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.diskspace import DiskWatermark
@@ -65,9 +65,9 @@ class _Work:
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
     ended: Status | None = None  # the terminal state this worker's commit recorded
-    # Files at the input's paths that now hold other bytes: (identity, their sha256),
-    # registered as inputs of their own once the batch has committed.
-    changed: list[tuple[FileIdentity, str]] = dataclasses.field(default_factory=list)
+    # Files at the input's paths that now hold other bytes: registered as inputs of
+    # their own once the batch has committed.
+    changed: list[ChangedFile] = dataclasses.field(default_factory=list)
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -315,46 +315,19 @@ class Runner:
             log.warning("leases_lost", held=held, claimed=len(ids))
 
     def _read(self, item: _Work) -> None:
-        """Reads the input's bytes once, from the first of its paths that still holds the
-        registered bytes, and decodes those same bytes: nothing later reads the path again.
-        A path holding other bytes is noted in ``item.changed`` and never decoded here."""
-        first: InputRejected | None = None
-        for path in item.claimed.paths:
-            try:
-                source = read_source(Path(path), self.limits.max_file_bytes)
-            except InputRejected as exc:
-                if not (exc.reason is RejectReason.UNREADABLE and not os.path.lexists(path)):
-                    first = first or exc  # else: moved or deleted since; try another sighting
-                continue
-            if source.sha256 != item.claimed.sha256:
-                identity = FileIdentity(Path(path), source.size, source.mtime_ns)
-                item.changed.append((identity, source.sha256))
-                continue
-            try:
-                item.decoded = decode_input(
-                    source.data,
-                    self.limits,
-                    min_working_side=self._min_working_side,
-                    sop_filter=self.sop_filter,
-                )
-            except InputRejected as exc:
-                item.rejection = exc
-            except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
-                item.failure = ("internal_error", f"reading failed: {type(exc).__name__}: {exc}")
-            else:
-                item.path = path
-            return
-        if item.changed:
-            new = ", ".join(sorted({sha256 for _, sha256 in item.changed}))
-            item.rejection = InputRejected(
-                RejectReason.CHANGED,
-                f"the file no longer holds the registered bytes (sha256 {item.claimed.sha256}) "
-                f"but other bytes (sha256 {new}), registered as an input of their own",
-            )
-            return
-        item.rejection = first or InputRejected(
-            RejectReason.UNREADABLE, "the file is no longer at any path it was seen at"
+        """The registered bytes, read once, verified and decoded: nothing reads the path
+        again. Paths that now hold other bytes are kept for registration after commit."""
+        read = read_registered(
+            item.claimed.paths,
+            item.claimed.sha256,
+            self.limits,
+            min_working_side=self._min_working_side,
+            sop_filter=self.sop_filter,
         )
+        item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
+        item.changed = read.changed
+        if read.failure is not None:
+            item.failure = ("internal_error", read.failure)
 
     def _segment(self, work: Sequence[_Work]) -> None:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
@@ -530,15 +503,16 @@ class Runner:
         """New bytes found at an input's path are an input of their own (a sighting of the
         same path), registered once the old input's fate is committed."""
         for item in work:
-            for identity, sha256 in item.changed:
-                registration = self.register_identity(identity, sha256=sha256)
+            for changed in item.changed:
+                identity = FileIdentity(changed.path, changed.size, changed.mtime_ns)
+                registration = self.register_identity(identity, sha256=changed.sha256)
                 if registration is not None:
                     log.info(
                         "input_changed",
                         input_id=item.claimed.id,
                         new_input_id=registration.input_id,
                         sha256=item.claimed.sha256[:12],
-                        new_sha256=sha256[:12],
+                        new_sha256=changed.sha256[:12],
                     )
 
     def forward_pending(self) -> int:
@@ -551,7 +525,7 @@ class Runner:
             if item.failure is not None:
                 continue  # back in the queue or failed: the file stays where it is
             # A path that now holds other bytes holds another input: never this one's to move.
-            changed = {str(identity.path) for identity, _ in item.changed}
+            changed = {str(changed.path) for changed in item.changed}
             dispose_of(
                 item.claimed.id,
                 [Path(p) for p in item.claimed.paths if p not in changed],
