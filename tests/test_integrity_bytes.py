@@ -239,3 +239,30 @@ def test_our_own_overlay_sent_back_is_not_segmented_again(
     back = next(i for i in _items(config) if i["id"] != item["id"])
     assert (back["status"], back["reason"]) == ("rejected", "unsupported_sop_class")
     assert "cervixbatch" in back["detail"]
+
+
+def test_a_copy_that_still_holds_the_bytes_is_used_and_the_changed_one_is_not_deleted(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """The same photo seen at two paths, one overwritten with another photo before the
+    claim, with `watch.after = "delete"`: the input is read from the copy that still holds
+    its bytes, and the overwritten file is not deleted as if it were that input: it is
+    processed as an input of its own first."""
+    config = make_config(watch__after="delete")
+    inbox = tmp_path / "inbox"
+    first = write_photo(inbox / "a.png", draw_photo(320, 240, seed=9))
+    copy = inbox / "b.png"
+    copy.write_bytes(first.read_bytes())
+    other = cv2.imencode(".png", draw_photo(200, 150, seed=10))[1].tobytes()
+
+    def overwrite_after_registering_the_copy(runner: Runner) -> None:
+        assert runner.register(copy) is not None
+        first.write_bytes(other)
+
+    _process_with_runner(config, first, overwrite_after_registering_the_copy)
+
+    items = _items(config)
+    assert [item["status"] for item in items] == ["done", "done"]
+    new = next(item for item in items if item["sha256"] == _sha256(other))
+    (result,) = new["results"]
+    assert cv2.imread(result["outputs"]["cervix_mask"], cv2.IMREAD_UNCHANGED).shape == (150, 200)
