@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import tomllib
 import types
 import typing
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any, Self
 
 from cervixbatch.errors import ConfigError
-from cervixbatch.imaging.sop import DEFAULT_ACCEPT_CLASSES
 
 __all__ = [
     "AfterAction",
@@ -41,6 +41,16 @@ __all__ = [
 
 ENV_VAR = "CERVIXBATCH_CONFIG"
 DEFAULT_FILE = "config.toml"
+
+DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image
+)
+"""The DICOM SOP classes a colposcope writes: ``[dicom] accept_classes`` by default."""
 
 
 class AfterAction(enum.StrEnum):
@@ -395,19 +405,36 @@ def _check_ranges(section: Any, name: str, source: str) -> None:
 
 
 def _accept_classes(names: tuple[str, ...], key: str, source: str) -> tuple[str, ...]:
-    """The UIDs of ``[dicom] accept_classes``; an unknown name or no name is an error."""
-    from cervixbatch.imaging.sop import resolve_sop_classes
-
+    """The UIDs of ``[dicom] accept_classes`` (UIDs, or keywords of DICOM PS3.6 such as
+    ``VLPhotographicImageStorage``), in order, without repeats; an unknown name or an empty
+    list is an error naming the key."""
     if not names:
         raise ConfigError(
             "must name at least one SOP class (DICOM inputs of every other class are rejected)",
             file=source,
             key=key,
         )
-    try:
-        return resolve_sop_classes(names)
-    except ValueError as exc:
-        raise ConfigError(str(exc), file=source, key=key) from None
+    # pydicom's table of PS3.6 UIDs, imported only when the key is set: a start-up of
+    # `report` does not pay for pydicom.
+    from pydicom._uid_dict import UID_dictionary
+
+    by_keyword = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class"}
+    resolved: list[str] = []
+    for name in names:
+        text = name.strip()
+        uid = by_keyword.get(text) or (text if _UID.fullmatch(text) else None)
+        if uid is None:
+            raise ConfigError(
+                f"{name!r} is neither a SOP class UID nor a SOP class keyword",
+                file=source,
+                key=key,
+            )
+        if uid not in resolved:
+            resolved.append(uid)
+    return tuple(resolved)
+
+
+_UID = re.compile(r"[12](\.(0|[1-9][0-9]*))+")  # PS3.5 9.1, root 1 or 2 (ISO, joint)
 
 
 def _absolute(path: Path, base: Path) -> Path:

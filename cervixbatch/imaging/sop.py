@@ -8,14 +8,18 @@ DICOM input is segmented only when its SOP class is one of ``[dicom] accept_clas
 Secondary Capture, which can hold anything, also needs a modality of XC, ES, OT or none.
 Every other object is rejected as ``unsupported_sop_class``.
 
-pydicom is imported lazily here: the configuration imports the defaults at start-up.
+The default list is the configuration's (``cervixbatch.config.DEFAULT_ACCEPT_CLASSES``),
+which also turns keywords into UIDs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 
+from pydicom._uid_dict import UID_dictionary  # PS3.6's UIDs (pydicom.uid re-exports it)
+from pydicom.uid import UID
+
+from cervixbatch.config import DEFAULT_ACCEPT_CLASSES
 from cervixbatch.errors import InputRejected, RejectReason
 
 __all__ = [
@@ -25,26 +29,9 @@ __all__ = [
     "SECONDARY_CAPTURE_CLASSES",
     "SopClassFilter",
     "describe",
-    "resolve_sop_classes",
 ]
 
-VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
-VIDEO_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4.1"
-VL_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1"
-VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-MULTI_FRAME_TRUE_COLOR_SC = "1.2.840.10008.5.1.4.1.1.7.4"
-
-DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
-    VL_PHOTOGRAPHIC,
-    VIDEO_PHOTOGRAPHIC,
-    VL_ENDOSCOPIC,
-    VIDEO_ENDOSCOPIC,
-    SECONDARY_CAPTURE,
-    MULTI_FRAME_TRUE_COLOR_SC,
-)
-"""The SOP classes a colposcope writes: VL Photographic and VL Endoscopic images, their
-video classes, and Secondary Capture (single-frame, and multi-frame true colour)."""
 
 # Every Secondary Capture class: a capture of anything, so the modality must say "photo".
 SECONDARY_CAPTURE_CLASSES = frozenset(
@@ -58,37 +45,8 @@ OWN_MANUFACTURER = "cervixbatch"
 or a colleague) is not a photo to segment again."""
 
 
-def resolve_sop_classes(names: Iterable[str]) -> tuple[str, ...]:
-    """The SOP class UIDs named by ``names`` (UIDs, or keywords as in DICOM PS3.6 such as
-    ``VLPhotographicImageStorage``), in order, without repeats.
-
-    Raises:
-        ValueError: naming the first entry that is neither a SOP class UID nor a keyword.
-
-    """
-    # pydicom's table of PS3.6 UIDs (re-exported, untyped, by pydicom.uid)
-    from pydicom._uid_dict import UID_dictionary
-    from pydicom.uid import UID
-
-    by_keyword = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class"}
-    resolved: list[str] = []
-    for name in names:
-        text = name.strip()
-        uid = by_keyword.get(text)
-        if uid is None and UID(text).is_valid and text[:1].isdigit():
-            uid = text
-        if uid is None:
-            raise ValueError(f"{name!r} is neither a SOP class UID nor a SOP class keyword")
-        if uid not in resolved:
-            resolved.append(uid)
-    return tuple(resolved)
-
-
 def describe(uid: str) -> str:
     """A SOP class's name and UID for messages: "CT Image Storage (1.2.840...)"."""
-    from pydicom._uid_dict import UID_dictionary
-    from pydicom.uid import UID
-
     name = UID(uid).name if uid in UID_dictionary else ""
     return f"{name} ({uid})" if name and name != uid else uid
 

@@ -13,8 +13,8 @@ from typing import Any
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
-from cervixbatch.report.spreadsheet import SafeCsvWriter
 from cervixbatch.tools.dataset import LabelledImage, load_mask, pair_images
 from cervixbatch.tools.scores import dice, iou, kaggle_score
 
