@@ -147,12 +147,20 @@ class Runner:
     # -- registration ------------------------------------------------------------------
 
     def recover(self) -> tuple[int, int]:
-        """Frees inputs of dead workers and removes stray temp files; returns the counts."""
+        """Frees inputs of dead workers and removes the temp files of dead writers; returns
+        (requeued, failed)."""
         with self.db.session() as session:
             requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
-        temp_files = self.outbox.remove_temp_files()
-        if requeued or failed or temp_files:
-            log.info("recovered", requeued=requeued, failed=failed, temp_files=temp_files)
+        temps = self.outbox.remove_temp_files()
+        if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:
+            log.info(
+                "recovered",
+                requeued=requeued,
+                failed=failed,
+                temp_files=temps.removed,
+                temp_files_in_flight=temps.kept_live,  # a live worker's: left alone
+                temp_files_not_ours=temps.kept_unknown,  # another host's: its own restart
+            )
         return requeued, failed
 
     def register(self, path: Path) -> queue.Registration | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -222,6 +223,7 @@ def test_stop_frees_the_port_and_start_clears_stale_temp_files(tmp_path: Path) -
     stale = tmp_path / "inbox" / INBOX_SUBFOLDER / ".tmp-dead-beef.dcm"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 2 * 86_400,) * 2)  # names no owner: goes once a day old
     config = Config(dicom=DicomConfig(listen=listen))
     with StorageSCP(config, tmp_path / "inbox") as server:
         assert server.running and not stale.exists()

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
 from cervixbatch.store.schema import Input, Result, Sighting, Status, utcnow
 
 __all__ = [
@@ -41,21 +42,23 @@ __all__ = [
 
 
 def make_owner() -> str:
-    """A lease owner id unique to this process: host, pid, and a nonce against pid reuse."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """A lease owner id unique to this process and runner: the process (host, boot, pid,
+    start time) and a nonce, so that two runners of one process never share claims."""
+    return f"{this_process().token()}:{secrets.token_hex(4)}"
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process of this host that no longer runs."""
+    """True when ``owner`` is a process of this host that provably no longer runs."""
+    process = ProcessOwner.parse(owner.rpartition(":")[0])
+    if process is not None:
+        return owner_state(process) is OwnerState.DEAD
+    # An owner named before start times were (host:pid:nonce): the pid is all there is.
     host, _, rest = owner.partition(":")
     pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid_text), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, someone else's

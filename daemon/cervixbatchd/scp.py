@@ -21,7 +21,6 @@ never decoded here, so no patient attribute can reach a log line.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import threading
 import time
@@ -39,7 +38,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
-from cervixbatch.outputs.outbox import TEMP_PREFIX, write_atomic
+from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files, write_atomic
 
 __all__ = [
     "INBOX_SUBFOLDER",
@@ -260,11 +259,9 @@ class StorageSCP:
         )  # fmt: skip
 
     def _remove_stale_temp_files(self) -> None:
-        """A crash mid-write leaves a hidden temp file; the sender got no success for it."""
-        for path in self.folder.glob(TEMP_PREFIX + "*"):
-            if path.is_file() and not path.is_symlink():
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        """A crash mid-write leaves a hidden temp file; the sender got no success for it.
+        Only those of dead writers go: the folder may be another live process's too."""
+        sweep_temp_files(self.folder.glob(TEMP_PREFIX + "*"))
 
 
 def _acceptors(ae: AE) -> list[Association]:
