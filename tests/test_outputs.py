@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -143,3 +144,45 @@ def test_temp_names_carry_their_writer() -> None:
     assert temp_owner(name) == this_process()
     assert temp_owner(".tmp-0123abcd-overlay.jpg") is None
     assert temp_owner("overlay.jpg") is None
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
+    """Every os.fsync call, observed: (kind of descriptor, inode, path it had then)."""
+    calls: list[tuple[str, int, str]] = []
+    real = os.fsync
+
+    def observed(fd: int) -> None:
+        info = os.fstat(fd)
+        kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
+        calls.append((kind, info.st_ino, str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", observed)
+    return calls
+
+
+def test_an_output_and_every_folder_made_for_it_reach_the_disk(
+    tmp_path: Path, fsyncs: list[tuple[str, int, str]]
+) -> None:
+    """The file is fsynced under its temp name (before it becomes visible), then its folder
+    after the rename, and the parent of every folder created for it: a crash after the
+    commit cannot lose an output the database names."""
+    outbox = Outbox(tmp_path)
+    folder = outbox.frame_dir(3, 2, 4)  # <outbox>/00000003/frame_0002: both new
+    outbox.write_frame(
+        folder,
+        cervix_mask=np.zeros((8, 8), np.uint8),
+        lesion_mask=np.zeros((8, 8), np.uint8),
+        overlay_rgb=np.zeros((8, 8, 3), np.uint8),
+        crop_rgb=None,
+        jpeg_quality=90,
+    )
+    mask = folder / "cervix_mask.png"
+    (file_call,) = [c for c in fsyncs if c[0] == "file" and c[1] == mask.stat().st_ino]
+    assert Path(file_call[2]).name.startswith(TEMP_PREFIX)  # synced before the rename
+    synced_dirs = {ino for kind, ino, _ in fsyncs if kind == "dir"}
+    for needed in (folder, folder.parent, tmp_path):  # the folder, and each new one's parent
+        assert needed.stat().st_ino in synced_dirs, needed
+    order = [c for c in fsyncs if c == file_call or c[1] == folder.stat().st_ino]
+    assert order.index(file_call) < len(order) - 1  # the folder is synced after the file

@@ -226,6 +226,9 @@ def _make_dirs(folder: Path, root: Path) -> None:
     for path in reversed(missing):
         try:
             path.mkdir(mode=DIR_MODE, exist_ok=True)
+            # A new folder's entry lives in its parent: without this fsync a crash could
+            # lose the folder, and every output in it, after the row said done.
+            _fsync_dir(path.parent)
         except OSError as exc:
             raise OutputError(
                 f"cannot create {path}: {exc.strerror or exc}",
