@@ -100,7 +100,10 @@ class BatchConfig:
     size: int = 8
     max_wait_ms: int = 250
     max_attempts: int = 3  # transient failures are retried this often, then "failed"
-    lease_seconds: float = 300.0
+    # A claim lapses this long after its worker's last heartbeat (renewed 5x per period):
+    # a dead worker's inputs are taken over by the others within about 20 s.
+    lease_seconds: float = 15.0
+    stall_seconds: float = 600.0  # no progress this long in a batch: the worker is hung
     read_workers: int = 0  # 0: one per core
     write_workers: int = 0
 
@@ -348,7 +351,8 @@ _POSITIVE = {
     "batch.size": 1,
     "batch.max_wait_ms": 0,
     "batch.max_attempts": 1,
-    "batch.lease_seconds": 5.0,
+    "batch.lease_seconds": 1.0,
+    "batch.stall_seconds": 1.0,
     "batch.read_workers": 0,
     "batch.write_workers": 0,
     "output.overlay_max_side": 0,

@@ -17,6 +17,7 @@ from cervixbatch.config import Config
 from cervixbatch.delivery.disposal import dispose_of
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
+from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.intake.discovery import FileIdentity, hash_file, identify, unreadable_digest
@@ -108,8 +109,13 @@ class Runner:
             min_side=config.limits.min_side,
         )
         self._min_working_side = self._working_side()
-        # Called between model calls within a batch (the daemon pings systemd's watchdog).
-        self.heartbeat: Callable[[], None] | None = None
+        # Renews the leases of the batch in hand (and pings systemd's watchdog) throughout.
+        self.leases = LeaseKeeper(
+            db,
+            self.owner,
+            lease_seconds=config.batch.lease_seconds,
+            stall_seconds=config.batch.stall_seconds,
+        )
         self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
         self._disk_trouble_until = 0.0
         self._readers = ThreadPoolExecutor(
@@ -122,9 +128,10 @@ class Runner:
         self._forwarder = Forwarder(config, db) if config.dicom.forward else None
 
     def close(self) -> None:
-        """Stops the thread pools (after the work in them)."""
+        """Stops the thread pools (after the work in them) and the heartbeat."""
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
+        self.leases.close()
         if self._forwarder is not None:
             self._forwarder.close()
 
@@ -252,14 +259,19 @@ class Runner:
             return None
         work = [_Work(claimed=c, started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
-        t0 = time.perf_counter()
-        list(self._readers.map(self._read, work))
-        t1 = time.perf_counter()
-        self._segment(work)
-        t2 = time.perf_counter()
-        self._renew_leases(work)
-        self._write_outputs(work)
-        t3 = time.perf_counter()
+        ids = [c.id for c in claimed]
+        self.leases.hold(ids)  # renewed through read, segmentation and write alike
+        try:
+            t0 = time.perf_counter()
+            list(self._readers.map(self._read, work))
+            t1 = time.perf_counter()
+            self._segment(work)
+            t2 = time.perf_counter()
+            self._write_outputs(work)
+            t3 = time.perf_counter()
+        finally:
+            # Before the commit: a renewal racing it would take its end for a lost lease.
+            self.leases.release(ids)
         self._commit(work, outcome)
         t4 = time.perf_counter()
         self._dispose(work)
@@ -294,18 +306,13 @@ class Runner:
                 on_batch(outcome)
         return total
 
-    def _renew_leases(self, work: Sequence[_Work]) -> None:
-        """Keeps the claim alive through a long batch (big multi-frame files, a slow disk),
-        so that no other worker takes these inputs over while outputs are being written."""
-        ids = [item.claimed.id for item in work]
-        with self.db.session() as session:
-            held = queue.renew(
-                session, owner=self.owner, ids=ids, lease_seconds=self.config.batch.lease_seconds
-            )
-        if held < len(ids):
-            log.warning("leases_lost", held=held, claimed=len(ids))
-
     def _read(self, item: _Work) -> None:
+        try:
+            self._read_input(item)
+        finally:
+            self.leases.progress()
+
+    def _read_input(self, item: _Work) -> None:
         last: InputRejected | None = None
         for path in item.claimed.paths:
             try:
@@ -331,8 +338,7 @@ class Runner:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
         size = self.config.batch.size
         for start in range(0, len(jobs), size):
-            if self.heartbeat is not None:
-                self.heartbeat()  # a 1000-frame DICOM must not look like a hung service
+            self.leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])
@@ -367,6 +373,8 @@ class Runner:
             )
         except OutputError as exc:
             return exc
+        finally:
+            self.leases.progress()
 
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
