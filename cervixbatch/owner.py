@@ -17,10 +17,18 @@ import enum
 import functools
 import os
 import re
+import secrets
 import socket
 from pathlib import Path
 
-__all__ = ["OwnerState", "ProcessOwner", "owner_state", "this_process"]
+__all__ = [
+    "OwnerState",
+    "ProcessOwner",
+    "owned_name",
+    "owner_state",
+    "parse_owned_name",
+    "this_process",
+]
 
 _PROC = Path("/proc")
 _NO_BOOT = "noboot"
@@ -69,6 +77,23 @@ def this_process() -> ProcessOwner:
 @functools.lru_cache(maxsize=4)
 def _owner_of_pid(pid: int) -> ProcessOwner:
     return ProcessOwner(_host(), _boot(), pid, _start_time(pid) or 0)
+
+
+def owned_name(prefix: str, name: str) -> str:
+    """A file name that says this process owns it: ``<prefix><owner>-<random>-<name>``
+    (``name`` cut to 100 characters, so the whole stays within 255 bytes)."""
+    return f"{prefix}{this_process().token()}-{secrets.token_hex(4)}-{name[:100]}"
+
+
+def parse_owned_name(name: str, prefix: str) -> tuple[ProcessOwner, str] | None:
+    """The owner and the original name an :func:`owned_name` carries; None for any other."""
+    if not name.startswith(prefix):
+        return None
+    fields = name[len(prefix) :].split("-", 5)  # host, boot, pid, start, random, name
+    if len(fields) < 6:
+        return None
+    owner = ProcessOwner.parse("-".join(fields[:4]))
+    return None if owner is None else (owner, fields[5])
 
 
 def owner_state(owner: ProcessOwner) -> OwnerState:

@@ -14,7 +14,7 @@ from typing import Any, Self
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.disposal import dispose_of, restore_held_files
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.heartbeat import LeaseKeeper
@@ -62,6 +62,7 @@ class _Work:
     failure: tuple[str, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
+    committed: bool = False  # this worker's commit of a terminal done/rejected took
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -159,6 +160,7 @@ class Runner:
         with self.db.session() as session:
             requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
         temps = self.outbox.remove_temp_files()
+        restore_held_files(self.config.paths.inbox)  # a disposal cut short by a crash
         if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:
             log.info(
                 "recovered",
@@ -188,7 +190,9 @@ class Runner:
         bad_name = storable != path_text
         path_text = storable
         with self.db.read_session() as session:
-            known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
+            known = queue.known_sighting(
+                session, path_text, identity.size, identity.mtime_ns, identity.inode
+            )
         if known is not None:
             return known
         rejection: dict[str, object] = {}
@@ -219,6 +223,7 @@ class Runner:
                 path=path_text,
                 size=identity.size,
                 mtime_ns=identity.mtime_ns,
+                inode=identity.inode,
                 **rejection,  # type: ignore[arg-type]
             )
         # File names can carry patient names: logs name inputs by id and digest only.
@@ -389,7 +394,7 @@ class Runner:
                 input_id = item.claimed.id
                 meta = _metadata(item.decoded)
                 if item.rejection is not None:
-                    queue.reject(
+                    item.committed = queue.reject(
                         session,
                         input_id=input_id,
                         owner=self.owner,
@@ -397,6 +402,9 @@ class Runner:
                         detail=item.rejection.detail,
                         metadata=meta,
                     )
+                    if not item.committed:
+                        events.warning("lease_lost", input_id=input_id)
+                        continue
                     outcome.rejected += 1
                     events.info(
                         "input_rejected",
@@ -457,7 +465,7 @@ class Runner:
                         processing_ms=ms,
                     ):
                         outcome.done += 1
-                        item.completed = True
+                        item.completed = item.committed = True
                         if item.claimed.created_at is not None:
                             latency = utcnow() - item.claimed.created_at
                             outcome.latencies_s.append(latency.total_seconds())
@@ -492,18 +500,20 @@ class Runner:
         return self._forwarder.submit_pending() if self._forwarder is not None else 0
 
     def _dispose(self, work: Iterable[_Work]) -> None:
-        after = self.config.watch.after
         for item in work:
-            if item.failure is not None:
-                continue  # back in the queue or failed: the file stays where it is
-            dispose_of(
-                item.claimed.id,
-                [Path(p) for p in item.claimed.paths],
-                inbox=self.config.paths.inbox,
-                archive=self.config.watch.archive,
-                after=after,
-                db=self.db,
-            )
+            if not item.committed:
+                continue  # back in the queue, failed, or another worker's now: it stays
+            try:
+                dispose_of(
+                    item.claimed.id,
+                    reason=item.rejection.reason.value if item.rejection else None,
+                    inbox=self.config.paths.inbox,
+                    archive=self.config.watch.archive,
+                    after=self.config.watch.after,
+                    db=self.db,
+                )
+            except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
+                log.warning("disposal_failed", input_id=item.claimed.id, error=type(exc).__name__)
 
 
 def _metadata(decoded: DecodedInput | None) -> dict[str, object]:

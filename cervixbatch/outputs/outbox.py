@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import errno
 import os
-import secrets
 import stat
 import time
 from collections.abc import Iterable
@@ -21,13 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import OutputError
-from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
+from cervixbatch.owner import OwnerState, ProcessOwner, owned_name, owner_state, parse_owned_name
 
 __all__ = [
     "TEMP_PREFIX",
     "FrameOutputs",
     "Outbox",
     "TempSweep",
+    "fsync_dir",
     "sweep_temp_files",
     "temp_owner",
     "temp_path",
@@ -134,18 +134,13 @@ class TempSweep:
 def temp_path(path: Path) -> Path:
     """The hidden name beside ``path`` that :func:`write_atomic` writes first, naming this
     process as its owner."""
-    owner = this_process().token()
-    return path.with_name(f"{TEMP_PREFIX}{owner}-{secrets.token_hex(4)}-{path.name[:100]}")
+    return path.with_name(owned_name(TEMP_PREFIX, path.name))
 
 
 def temp_owner(name: str) -> ProcessOwner | None:
     """The owner a temp file's name carries; None when it carries none."""
-    if not name.startswith(TEMP_PREFIX):
-        return None
-    fields = name[len(TEMP_PREFIX) :].split("-", 5)  # host, boot, pid, start, random, name
-    if len(fields) < 6:
-        return None
-    return ProcessOwner.parse("-".join(fields[:4]))
+    parsed = parse_owned_name(name, TEMP_PREFIX)
+    return None if parsed is None else parsed[0]
 
 
 def sweep_temp_files(paths: Iterable[Path]) -> TempSweep:
@@ -196,7 +191,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         temp.replace(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -228,7 +223,7 @@ def _make_dirs(folder: Path, root: Path) -> None:
             path.mkdir(mode=DIR_MODE, exist_ok=True)
             # A new folder's entry lives in its parent: without this fsync a crash could
             # lose the folder, and every output in it, after the row said done.
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:
             raise OutputError(
                 f"cannot create {path}: {exc.strerror or exc}",
@@ -236,7 +231,8 @@ def _make_dirs(folder: Path, root: Path) -> None:
             ) from exc
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Makes the entries of ``folder`` (files created, renamed or removed in it) durable."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from cervixbatch.store.leases import (
@@ -68,13 +68,21 @@ def _insert(session: Session) -> Any:
     return sqlite.insert
 
 
-def known_sighting(session: Session, path: str, size: int, mtime_ns: int) -> Registration | None:
-    """The input this exact (path, size, mtime) was seen as before, if any: such a file
-    needs no hashing."""
+def known_sighting(
+    session: Session, path: str, size: int, mtime_ns: int, inode: int | None = None
+) -> Registration | None:
+    """The input this exact (path, size, mtime, inode) was seen as before, if any: such a
+    file needs no hashing. A sighting whose inode is not known (0) matches any inode."""
+    same_inode = Sighting.inode.in_([0, inode]) if inode else true()
     found = session.execute(
         select(Input.id, Input.status)
         .join(Sighting, Sighting.input_id == Input.id)
-        .where(Sighting.path == path, Sighting.size_bytes == size, Sighting.mtime_ns == mtime_ns)
+        .where(
+            Sighting.path == path,
+            Sighting.size_bytes == size,
+            Sighting.mtime_ns == mtime_ns,
+            same_inode,
+        )
     ).first()
     if found is None:
         return None
@@ -88,6 +96,7 @@ def register(
     path: str,
     size: int,
     mtime_ns: int,
+    inode: int | None = None,
     status: Status = Status.QUEUED,
     reason: str | None = None,
     detail: str | None = None,
@@ -120,8 +129,15 @@ def register(
         input_id, created, current = int(row[0]), False, Status(row[1])
     session.execute(
         insert(Sighting)
-        .values(input_id=input_id, path=path, size_bytes=size, mtime_ns=mtime_ns, seen_at=now)
-        .on_conflict_do_nothing(index_elements=["path", "size_bytes", "mtime_ns"])
+        .values(
+            input_id=input_id,
+            path=path,
+            size_bytes=size,
+            mtime_ns=mtime_ns,
+            inode=inode or 0,
+            seen_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["path", "size_bytes", "mtime_ns", "inode"])
     )
     return Registration(input_id=input_id, created=created, status=current)
 
