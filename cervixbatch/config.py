@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 import re
 import tomllib
@@ -111,7 +112,10 @@ class BatchConfig:
     size: int = 8
     max_wait_ms: int = 250
     max_attempts: int = 3  # transient failures are retried this often, then "failed"
-    lease_seconds: float = 300.0
+    # A claim lapses this long after its worker's last heartbeat (renewed 5x per period):
+    # a dead worker's inputs are taken over by the others within about 20 s.
+    lease_seconds: float = 15.0
+    stall_seconds: float = 600.0  # no progress this long in a batch: the worker is hung
     read_workers: int = 0  # 0: one per core
     write_workers: int = 0
 
@@ -156,12 +160,14 @@ class DicomConfig:
     outputs: bool = True
     listen: str = ""
     ae_title: str = "CERVIXBATCH"
-    allowed_callers: tuple[str, ...] = ()
+    allowed_callers: tuple[str, ...] = ()  # calling AE titles; empty: nobody; ["*"]: any
+    allowed_peers: tuple[str, ...] = ()  # addresses or networks ("10.1.2.0/24"); empty: any
     # SOP classes segmented (UIDs or PS3.6 keywords; stored as UIDs); any other DICOM
     # object is rejected as unsupported_sop_class. Secondary Capture also needs a modality
     # of XC, ES, OT or none.
     accept_classes: tuple[str, ...] = DEFAULT_ACCEPT_CLASSES
     max_associations: int = 4  # concurrent associations the Storage SCP accepts
+    max_association_mb: float = 2048.0  # data one association may store; more is refused
     forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
     forward_retries: int = 3  # further attempts after a failed forward
     forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
@@ -365,7 +371,8 @@ _POSITIVE = {
     "batch.size": 1,
     "batch.max_wait_ms": 0,
     "batch.max_attempts": 1,
-    "batch.lease_seconds": 5.0,
+    "batch.lease_seconds": 1.0,
+    "batch.stall_seconds": 1.0,
     "batch.read_workers": 0,
     "batch.write_workers": 0,
     "output.overlay_max_side": 0,
@@ -376,6 +383,7 @@ _POSITIVE = {
     "limits.max_total_pixels": 1,
     "limits.min_free_mb": 0.0,
     "dicom.max_associations": 1,
+    "dicom.max_association_mb": 0.001,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
 }
@@ -398,6 +406,16 @@ def _check_ranges(section: Any, name: str, source: str) -> None:
             raise ConfigError("must lie between 0 and 1", file=source, key=key)
     if name == "output" and not 1 <= section.jpeg_quality <= 100:
         raise ConfigError("must lie between 1 and 100", file=source, key="output.jpeg_quality")
+    if name == "dicom":
+        for peer in section.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{peer!r} is not an IP address or network (e.g. 10.1.2.0/24)",
+                    file=source,
+                    key="dicom.allowed_peers",
+                ) from None
     if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             "must be one of debug, info, warning, error", file=source, key="logging.level"

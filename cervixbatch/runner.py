@@ -14,9 +14,10 @@ from typing import Any, Self
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.disposal import dispose_of, restore_held_files
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
+from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
 from cervixbatch.imaging.sop import SopClassFilter
 from cervixbatch.imaging.verified import ChangedFile, read_registered
@@ -64,6 +65,7 @@ class _Work:
     failure: tuple[str, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
+    committed: bool = False  # this worker's commit of a terminal done/rejected took
     ended: Status | None = None  # the terminal state this worker's commit recorded
     # Files at the input's paths that now hold other bytes: registered as inputs of
     # their own once the batch has committed.
@@ -116,8 +118,13 @@ class Runner:
         )
         self._min_working_side = self._working_side()
         self.sop_filter = SopClassFilter(frozenset(config.dicom.accept_classes))
-        # Called between model calls within a batch (the daemon pings systemd's watchdog).
-        self.heartbeat: Callable[[], None] | None = None
+        # Renews the leases of the batch in hand (and pings systemd's watchdog) throughout.
+        self.leases = LeaseKeeper(
+            db,
+            self.owner,
+            lease_seconds=config.batch.lease_seconds,
+            stall_seconds=config.batch.stall_seconds,
+        )
         self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
         self._disk_trouble_until = 0.0
         self._readers = ThreadPoolExecutor(
@@ -130,9 +137,10 @@ class Runner:
         self._forwarder = Forwarder(config, db) if config.dicom.forward else None
 
     def close(self) -> None:
-        """Stops the thread pools (after the work in them)."""
+        """Stops the thread pools (after the work in them) and the heartbeat."""
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
+        self.leases.close()
         if self._forwarder is not None:
             self._forwarder.close()
 
@@ -155,12 +163,21 @@ class Runner:
     # -- registration ------------------------------------------------------------------
 
     def recover(self) -> tuple[int, int]:
-        """Frees inputs of dead workers and removes stray temp files; returns the counts."""
+        """Frees inputs of dead workers and removes the temp files of dead writers; returns
+        (requeued, failed)."""
         with self.db.session() as session:
             requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
-        temp_files = self.outbox.remove_temp_files()
-        if requeued or failed or temp_files:
-            log.info("recovered", requeued=requeued, failed=failed, temp_files=temp_files)
+        temps = self.outbox.remove_temp_files()
+        restore_held_files(self.config.paths.inbox)  # a disposal cut short by a crash
+        if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:
+            log.info(
+                "recovered",
+                requeued=requeued,
+                failed=failed,
+                temp_files=temps.removed,
+                temp_files_in_flight=temps.kept_live,  # a live worker's: left alone
+                temp_files_not_ours=temps.kept_unknown,  # another host's: its own restart
+            )
         return requeued, failed
 
     def register(self, path: Path) -> queue.Registration | None:
@@ -188,7 +205,9 @@ class Runner:
         path_text = storable
         if sha256 is None:
             with self.db.read_session() as session:
-                known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
+                known = queue.known_sighting(
+                    session, path_text, identity.size, identity.mtime_ns, identity.inode
+                )
             if known is not None:
                 return known
         rejection: dict[str, object] = {}
@@ -219,6 +238,7 @@ class Runner:
                 path=path_text,
                 size=identity.size,
                 mtime_ns=identity.mtime_ns,
+                inode=identity.inode,
                 **rejection,  # type: ignore[arg-type]
             )
         # File names can carry patient names: logs name inputs by id and digest only.
@@ -259,14 +279,19 @@ class Runner:
             return None
         work = [_Work(claimed=c, started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
-        t0 = time.perf_counter()
-        list(self._readers.map(self._read, work))
-        t1 = time.perf_counter()
-        self._segment(work)
-        t2 = time.perf_counter()
-        self._renew_leases(work)
-        self._write_outputs(work)
-        t3 = time.perf_counter()
+        ids = [c.id for c in claimed]
+        self.leases.hold(ids)  # renewed through read, segmentation and write alike
+        try:
+            t0 = time.perf_counter()
+            list(self._readers.map(self._read, work))
+            t1 = time.perf_counter()
+            self._segment(work)
+            t2 = time.perf_counter()
+            self._write_outputs(work)
+            t3 = time.perf_counter()
+        finally:
+            # Before the commit: a renewal racing it would take its end for a lost lease.
+            self.leases.release(ids)
         self._commit(work, outcome)
         t4 = time.perf_counter()
         self._remove_outputs_of_failures(work)
@@ -303,27 +328,19 @@ class Runner:
                 on_batch(outcome)
         return total
 
-    def _renew_leases(self, work: Sequence[_Work]) -> None:
-        """Keeps the claim alive through a long batch (big multi-frame files, a slow disk),
-        so that no other worker takes these inputs over while outputs are being written."""
-        ids = [item.claimed.id for item in work]
-        with self.db.session() as session:
-            held = queue.renew(
-                session, owner=self.owner, ids=ids, lease_seconds=self.config.batch.lease_seconds
-            )
-        if held < len(ids):
-            log.warning("leases_lost", held=held, claimed=len(ids))
-
     def _read(self, item: _Work) -> None:
         """The registered bytes, read once, verified and decoded: nothing reads the path
         again. Paths that now hold other bytes are kept for registration after commit."""
-        read = read_registered(
-            item.claimed.paths,
-            item.claimed.sha256,
-            self.limits,
-            min_working_side=self._min_working_side,
-            sop_filter=self.sop_filter,
-        )
+        try:
+            read = read_registered(
+                item.claimed.paths,
+                item.claimed.sha256,
+                self.limits,
+                min_working_side=self._min_working_side,
+                sop_filter=self.sop_filter,
+            )
+        finally:
+            self.leases.progress()
         item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
         item.changed = read.changed
         if read.failure is not None:
@@ -333,8 +350,7 @@ class Runner:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
         size = self.config.batch.size
         for start in range(0, len(jobs), size):
-            if self.heartbeat is not None:
-                self.heartbeat()  # a 1000-frame DICOM must not look like a hung service
+            self.leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])
@@ -378,6 +394,8 @@ class Runner:
             return self._writer.write(item.claimed.id, item.decoded, index, item.results[index])
         except OutputError as exc:
             return exc
+        finally:
+            self.leases.progress()
 
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
@@ -392,15 +410,18 @@ class Runner:
                 input_id = item.claimed.id
                 meta = _metadata(item.decoded)
                 if item.rejection is not None:
-                    if queue.reject(
+                    item.committed = queue.reject(
                         session,
                         input_id=input_id,
                         owner=self.owner,
                         reason=item.rejection.reason.value,
                         detail=item.rejection.detail,
                         metadata=meta,
-                    ):
-                        item.ended = Status.REJECTED
+                    )
+                    if not item.committed:
+                        events.warning("lease_lost", input_id=input_id)
+                        continue
+                    item.ended = Status.REJECTED
                     outcome.rejected += 1
                     # Logs carry ids and reason codes; the detail (which may name paths or
                     # DICOM classes) is the database's.
@@ -462,7 +483,7 @@ class Runner:
                         processing_ms=ms,
                     ):
                         outcome.done += 1
-                        item.completed = True
+                        item.completed = item.committed = True
                         if item.claimed.created_at is not None:
                             latency = utcnow() - item.claimed.created_at
                             outcome.latencies_s.append(latency.total_seconds())
@@ -504,7 +525,7 @@ class Runner:
         same path), registered once the old input's fate is committed."""
         for item in work:
             for changed in item.changed:
-                identity = FileIdentity(changed.path, changed.size, changed.mtime_ns)
+                identity = FileIdentity(changed.path, changed.size, changed.mtime_ns, changed.inode)
                 registration = self.register_identity(identity, sha256=changed.sha256)
                 if registration is not None:
                     log.info(
@@ -520,20 +541,21 @@ class Runner:
         return self._forwarder.submit_pending() if self._forwarder is not None else 0
 
     def _dispose(self, work: Iterable[_Work]) -> None:
-        after = self.config.watch.after
         for item in work:
-            if item.failure is not None:
-                continue  # back in the queue or failed: the file stays where it is
-            # A path that now holds other bytes holds another input: never this one's to move.
-            changed = {str(changed.path) for changed in item.changed}
-            dispose_of(
-                item.claimed.id,
-                [Path(p) for p in item.claimed.paths if p not in changed],
-                inbox=self.config.paths.inbox,
-                archive=self.config.watch.archive,
-                after=after,
-                db=self.db,
-            )
+            if not item.committed:
+                continue  # back in the queue, failed, or another worker's now: it stays
+            # A path that now holds other bytes fails the identity check: it stays too.
+            try:
+                dispose_of(
+                    item.claimed.id,
+                    reason=item.rejection.reason.value if item.rejection else None,
+                    inbox=self.config.paths.inbox,
+                    archive=self.config.watch.archive,
+                    after=self.config.watch.after,
+                    db=self.db,
+                )
+            except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
+                log.warning("disposal_failed", input_id=item.claimed.id, error=type(exc).__name__)
 
 
 def _metadata(decoded: DecodedInput | None) -> dict[str, object]:

@@ -75,6 +75,7 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
         ('[dicom]\nallowed_callers = "A"\n', "dicom.allowed_callers", "list of strings"),
         ('[dicom]\naccept_classes = ["CTImage"]\n', "dicom.accept_classes", "'CTImage'"),
         ("[dicom]\naccept_classes = []\n", "dicom.accept_classes", "at least one"),
+        ('[dicom]\nallowed_peers = ["clinic-pc"]\n', "dicom.allowed_peers", "not an IP"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from conftest import require_executable
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -285,9 +285,7 @@ def test_dciodvfy_finds_no_errors(
     vl_photo: Path, video_endoscopic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """dicom3tools' dciodvfy validates every SEG and SC against its IOD without an error."""
-    dciodvfy = shutil.which("dciodvfy")
-    if dciodvfy is None:
-        pytest.skip("dciodvfy is not installed (Debian: apt-get install dicom3tools)")
+    dciodvfy = require_executable("dciodvfy", install="Debian: apt-get install dicom3tools")
     written = [write(vl_photo, 0, tmp_path / "photo")[0]]
     written += [write(video_endoscopic, n, tmp_path / f"video_{n}")[0] for n in (0, 1)]
     for result in written:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import tracemalloc
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,9 +29,6 @@ from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging import photo
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -80,13 +79,56 @@ def test_missing_file_is_unreadable(tmp_path: Path) -> None:
     assert reason_of(tmp_path / "gone.jpg") is RejectReason.UNREADABLE
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+# Run in a child that lost root's power to ignore file modes (CAP_DAC_OVERRIDE and
+# CAP_DAC_READ_SEARCH dropped from its bounding set before exec): CI runs as root.
+_READ_AS_UNPRIVILEGED = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_imaging_reject import LIMITS, InputRejected, read_input, reason_of
+print(reason_of(Path(sys.argv[2])).value)
+try:
+    read_input(Path(sys.argv[3]), LIMITS)
+except InputRejected as exc:
+    print(exc.reason.value)
+else:
+    print("read")
+"""
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_file_mode_override() -> None:  # pragma: no cover - runs in the child
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
-    """A file without read permission is rejected as unreadable."""
+    """A file its reader may not open is rejected as unreadable, also when the suite runs
+    as root (then the read happens in a child without root's file-mode override)."""
     path = write(tmp_path, "a.png", encode(quadrants_bgr(), ".png"))
+    readable = write(tmp_path, "b.png", encode(quadrants_bgr(), ".png"))
     path.chmod(0)
     try:
-        assert reason_of(path) is RejectReason.UNREADABLE
+        if os.geteuid() != 0:
+            assert reason_of(path) is RejectReason.UNREADABLE
+            return
+        tests = str(Path(__file__).resolve().parent)
+        child = subprocess.run(
+            [sys.executable, "-c", _READ_AS_UNPRIVILEGED, tests, str(path), str(readable)],
+            preexec_fn=_drop_file_mode_override,  # one syscall in the child, before exec
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        # The same child reads a file its mode allows: the mode alone made the difference.
+        assert child.stdout.split() == [RejectReason.UNREADABLE.value, "read"]
     finally:
         path.chmod(0o600)
 

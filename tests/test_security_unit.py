@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, draw_photo, write_photo
+from conftest import REPO, draw_photo, require_executable, write_photo
 from hostile_corpus import dicom_jpeg_sof_bomb, j2k_siz_bomb, png_chunk_bomb
 from pydicom.data import get_testdata_file
 
@@ -336,10 +335,10 @@ def _exposure(unit_text: str, folder: Path) -> tuple[float, str]:
     return float(found.group(1)), result.stdout
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is absent")
 def test_systemd_unit_exposure_is_at_most_two(tmp_path: Path) -> None:
     """`systemd-analyze security --offline=true` rates the shipped unit's exposure at 2.0
     or less (0 is fully sandboxed, 10 not at all)."""
+    require_executable("systemd-analyze", install="apt-get install systemd")
     exposure, report = _exposure(UNIT.read_text(encoding="utf-8"), tmp_path)
     assert exposure <= MAX_EXPOSURE, report
     # The parser reads a real figure: an unhardened unit scores far worse.

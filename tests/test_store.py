@@ -3,6 +3,7 @@ and the migrations that own the schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
+from cervixbatch.owner import this_process
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
@@ -182,7 +184,8 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    host_dead_owner = queue.make_owner().split(":")[0] + f":{dead}:abcd"
+    gone = dataclasses.replace(this_process(), pid=int(dead), start=1)
+    host_dead_owner = f"{gone.token()}:abcd"
     with db.session() as session:
         queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 1: dead
         queue.claim(session, owner="otherhost:1:x", limit=1, lease_seconds=600)  # 2: alive

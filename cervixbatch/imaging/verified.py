@@ -30,6 +30,7 @@ class ChangedFile:
     size: int
     mtime_ns: int
     sha256: str
+    inode: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,7 +65,7 @@ def read_registered(
             continue
         if source.sha256 != sha256:
             outcome.changed.append(
-                ChangedFile(Path(path), source.size, source.mtime_ns, source.sha256)
+                ChangedFile(Path(path), source.size, source.mtime_ns, source.sha256, source.inode)
             )
             continue
         try:

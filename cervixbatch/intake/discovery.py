@@ -23,11 +23,12 @@ _CHUNK = 1 << 20
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FileIdentity:
-    """What identifies a file on disk without reading it: (path, size, mtime)."""
+    """What identifies a file on disk without reading it: (path, size, mtime, inode)."""
 
     path: Path
     size: int
     mtime_ns: int
+    inode: int = 0  # 0: not known
 
 
 def identify(path: Path) -> FileIdentity | None:
@@ -38,7 +39,7 @@ def identify(path: Path) -> FileIdentity | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return FileIdentity(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    return FileIdentity(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino)
 
 
 def hash_file(path: Path) -> str:

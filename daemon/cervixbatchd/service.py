@@ -129,7 +129,8 @@ class Service:
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
         if self.notifier.watchdog_interval is not None:
-            self._runner.heartbeat = self._watchdog_ping
+            # Inside a batch the heartbeat thread pings, as long as the batch progresses.
+            self._runner.leases.set_beat(self._watchdog_ping, self.notifier.watchdog_interval)
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
@@ -299,7 +300,7 @@ class Service:
         return dict(self._counts)
 
     def _watchdog_ping(self) -> None:
-        """WATCHDOG=1 from inside a long batch (between its model calls)."""
+        """WATCHDOG=1 from inside a long batch (the runner's heartbeat thread)."""
         self.notifier.watchdog()
 
     def _heartbeat(self, now: float, interval: float | None) -> None:
