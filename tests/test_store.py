@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 
 from cervixbatch.owner import this_process
 from cervixbatch.store import queue
-from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.db import Database, migrations_dir, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
 
 
@@ -221,6 +221,21 @@ def test_migrations_match_the_models(db: Database) -> None:
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_migrations_form_one_line_of_history() -> None:
+    """Every revision has one parent and there is one head: branches merged from parallel
+    work are chained, never left as two heads that `upgrade head` refuses."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    script = ScriptDirectory.from_config(config)
+    assert len(script.get_heads()) == 1
+    revisions = list(script.walk_revisions())
+    assert len({r.revision for r in revisions}) == len(revisions)
+    assert all(not isinstance(r.down_revision, tuple) for r in revisions)
 
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:
