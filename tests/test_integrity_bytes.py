@@ -112,7 +112,15 @@ def test_dicom_outputs_join_the_study_of_the_bytes_that_were_segmented(
             replaced.append(True)
 
     def arm(runner: Runner) -> None:
-        runner.heartbeat = replace_once  # called between model calls: mid-batch
+        # The lease keeper hears of progress after each read and between model calls:
+        # the file is replaced after its bytes were read, before any output is written.
+        progress = runner.leases.progress
+
+        def replace_then_progress() -> None:
+            replace_once()
+            progress()
+
+        runner.leases.progress = replace_then_progress  # type: ignore[method-assign]
 
     _process_with_runner(config, path, arm)
 
