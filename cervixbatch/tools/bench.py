@@ -34,8 +34,15 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from cervixbatch.config import Config, Precision
+from cervixbatch.config import Config, Precision, Runtime
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.tools.bench_runtimes import (
+    Variant,
+    agreement_with,
+    parse_variants,
+    quantize_bench_models,
+    variant_config,
+)
 from cervixbatch.tools.bench_seed_loop import load_plain, rates, seed_loop
 
 if TYPE_CHECKING:
@@ -43,11 +50,20 @@ if TYPE_CHECKING:
     from cervixbatch.pipeline import FrameResult, Pipeline
     from cervixbatch.runner import BatchOutcome, Stages
 
-__all__ = ["DEFAULT_SIZES", "TINY_SIZES", "BenchOptions", "dumps", "run_bench", "seed_loop"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "TINY_SIZES",
+    "BenchOptions",
+    "bench_steps",
+    "dumps",
+    "run_bench",
+    "seed_loop",
+]
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((4128, 3096), (1600, 1200))
 TINY_SIZES: tuple[tuple[int, int], ...] = ((320, 240),)
 _WARMUP = 2  # photos per path run before timing: traces the graphs, fills caches
+_REFERENCE = Variant(Runtime.TENSORFLOW, Precision.FLOAT32)  # what the agreement is against
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,69 +74,166 @@ class BenchOptions:
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
     tiny: bool = False  # tiny models: a smoke run of every path in seconds
     precision: Precision | None = None  # None: models.precision of the configuration
+    runtimes: tuple[Runtime, ...] = ()  # with precisions: every pair, side by side
+    precisions: tuple[Precision, ...] = ()
     batch_size: int | None = None  # None: batch.size of the configuration
     seed: int = 0
+
+
+def bench_steps(options: BenchOptions) -> int:
+    """How often ``run_bench`` calls ``on_step``: the seed loop and each variant per size."""
+    variants, _ = _variants(options)
+    return len(options.sizes) * (1 + len(variants))
 
 
 def run_bench(
     config: Config, options: BenchOptions, on_step: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Measures the three paths and returns the report (JSON-ready).
-
-    ``on_step(1)`` is called after each measured path of each size (2 per size).
+    """Measures the paths (every variant's, with ``--runtimes``/``--precisions``) and returns
+    the report (JSON-ready). ``on_step(1)`` is called after each measured path of each size.
     """
     step = on_step or (lambda _n: None)
     from cervixbatch.model.device import configure_tensorflow
-    from cervixbatch.runner import load_stages
 
     started = time.perf_counter()
     info = configure_tensorflow()
+    variants, notes = _variants(options)
     with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
         root = Path(tmp)
         cervix_path, lesion_path = _save_models(root / "models", tiny=options.tiny)
         bench_config = _bench_config(config, root, cervix_path, lesion_path, options)
-        stages = load_stages(bench_config)
-        batch = bench_config.batch.size
-        repeats = 2 if options.tiny else 3
-        bounds = [_model_only(stages, batch, repeats=repeats)]
-        seed_models = load_plain(cervix_path), load_plain(lesion_path)
-
+        if any(v is not None and v.precision is Precision.INT8 for v in variants):
+            quantize_bench_models(bench_config, root, tiny=options.tiny, seed=options.seed)
+        photos: dict[str, tuple[list[Path], list[Path]]] = {}
         per_size: dict[str, Any] = {}
-        with _end_to_end_runner(bench_config, stages) as e2e:
-            for size in options.sizes:
-                name = f"{size[0]}x{size[1]}"
-                photos = _photos(root / f"photos-{name}", options.count, size, options.seed)
-                warm = _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
-                seed_loop(warm, *seed_models, root / f"seed-warm-{name}")  # warm-up
-                seed = seed_loop(photos, *seed_models, root / f"seed-{name}")
-                step(1)
-                e2e.run(warm)  # warm-up (the first size also traces the graphs)
-                per_size[name] = {"seed_loop": seed, "end_to_end": e2e.run(photos)}
-                step(1)
-                bounds.append(_model_only(stages, batch, repeats=repeats))
-    # The bound is the best of its runs (before and after each size): a conservative
-    # denominator when something else on the machine slows one of them down.
-    model_only = max(bounds, key=lambda bound: bound["images_per_s"])
-    for entry in per_size.values():
+        seed_models = load_plain(cervix_path), load_plain(lesion_path)
+        for size in options.sizes:
+            name = f"{size[0]}x{size[1]}"
+            photos[name] = (
+                _photos(root / f"photos-{name}", options.count, size, options.seed),
+                _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1),
+            )
+            seed_loop(photos[name][1], *seed_models, root / f"seed-warm-{name}")  # warm-up
+            per_size[name] = {
+                "seed_loop": seed_loop(photos[name][0], *seed_models, root / f"seed-{name}")
+            }
+            step(1)
+        del seed_models
+        rows = _measure_variants(bench_config, root, variants, photos, options, step)
+    first = rows[0]
+    for name, entry in per_size.items():
+        entry["end_to_end"] = first["end_to_end"][name]
         entry["ratios"] = {
             "end_to_end_vs_seed_loop": _ratio(entry["end_to_end"], entry["seed_loop"]),
-            "end_to_end_vs_model_only": _ratio(entry["end_to_end"], model_only),
+            "end_to_end_vs_model_only": _ratio(entry["end_to_end"], first["model_only"]),
         }
-    return {
+    report: dict[str, Any] = {
         "count": options.count,
-        "batch_size": batch,
-        "precision": {"end_to_end": stages.precision, "seed_loop": "float32"},
-        "models": {
-            "tiny": options.tiny,
-            "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
-            "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
-        },
+        "batch_size": bench_config.batch.size,
+        "runtime": first["runtime"],
+        "precision": {"end_to_end": first["precision"], "seed_loop": "float32"},
+        "models": {"tiny": options.tiny, **first["inputs"]},
         "overlay_max_side": bench_config.output.overlay_max_side,
-        "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
+        "model_only": first["model_only"],
         "sizes": per_size,
+    }
+    if variants != [None]:
+        report["variants"] = [{k: v for k, v in row.items() if k != "inputs"} for row in rows]
+        report["notes"] = notes
+    report |= {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": _machine(info.device, cpu_bf16=info.cpu_bf16),
         "wall_s": round(time.perf_counter() - started, 1),
+    }
+    return report
+
+
+def _variants(options: BenchOptions) -> tuple[list[Variant | None], list[str]]:
+    """The variants asked for; ``[None]`` (the configured runtime and precision) without."""
+    if not options.runtimes and not options.precisions:
+        return [None], []
+    chosen, notes = parse_variants(
+        options.runtimes or (Runtime.AUTO,), options.precisions or (Precision.AUTO,)
+    )
+    return list(chosen), notes
+
+
+def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
+    config: Config,
+    root: Path,
+    variants: Sequence[Variant | None],
+    photos: dict[str, tuple[list[Path], list[Path]]],
+    options: BenchOptions,
+    step: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Each variant's model-only bound and end to end per size; with variants, also its
+    agreement with TensorFlow float32 on the first size's photos."""
+    from cervixbatch.runner import load_stages, pipeline_for
+    from cervixbatch.tools.quantize import stage_samples
+
+    reference: Stages | None = None
+    samples: Any = None
+    if variants != [None]:
+        reference_config = variant_config(config, _REFERENCE, root)
+        reference = load_stages(reference_config)
+        first_photos = next(iter(photos.values()))[0]
+        samples = stage_samples(
+            pipeline_for(reference_config, reference), first_photos, config.batch.size
+        )
+    rows = []
+    for variant in variants:
+        run_config = config if variant is None else variant_config(config, variant, root)
+        stages = load_stages(run_config)
+        row = _measure(run_config, stages, photos, options, step)
+        if reference is not None:
+            row["variant"] = f"{stages.runtime}/{stages.precision}"
+            row["agreement"] = agreement_with(reference, stages, samples, run_config)
+        rows.append(row)
+        del stages
+    base = rows[0]
+    tf32 = next((r for r in rows if r.get("variant") == _REFERENCE.name), None)
+    for row in rows:
+        row["ratios"] = {
+            "model_only_vs_tensorflow_float32": _ratio(row["model_only"], tf32["model_only"])
+            if tf32
+            else None,
+            "end_to_end_vs_first": {
+                size: _ratio(row["end_to_end"][size], base["end_to_end"][size])
+                for size in row["end_to_end"]
+            },
+        }
+    return rows
+
+
+def _measure(
+    config: Config,
+    stages: Stages,
+    photos: dict[str, tuple[list[Path], list[Path]]],
+    options: BenchOptions,
+    step: Callable[[int], None],
+) -> dict[str, Any]:
+    """One variant: the model-only bound (best of its runs before and after each size: a
+    conservative denominator when something else slows one down) and end to end."""
+    batch = config.batch.size
+    repeats = 2 if options.tiny else 3
+    bounds = [_model_only(stages, batch, repeats=repeats)]
+    end_to_end: dict[str, Any] = {}
+    with _end_to_end_runner(config, stages) as e2e:
+        for name, (measured, warm) in photos.items():
+            e2e.run(warm)  # warm-up (the first size also fills the caches)
+            end_to_end[name] = e2e.run(measured)
+            step(1)
+            bounds.append(_model_only(stages, batch, repeats=repeats))
+    model_only = max(bounds, key=lambda bound: bound["images_per_s"])
+    return {
+        "runtime": stages.runtime,
+        "precision": stages.precision,
+        "inputs": {
+            "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
+            "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
+        },
+        "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
+        "end_to_end": end_to_end,
     }
 
 
@@ -215,6 +328,7 @@ def _bench_config(
             cervix=str(cervix),
             lesion=str(lesion),
             precision=options.precision or config.models.precision,
+            cache=root / "model-cache",  # never the user's cache: these models are throwaway
         ),
     )
 

@@ -13,6 +13,7 @@ that the float stage 1 found, made by the pipeline's own functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -21,6 +22,7 @@ import logging
 import os
 import random
 import statistics
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +44,14 @@ from cervixbatch.model.runtime import cache_folder
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
 from cervixbatch.tools.scores import dice
 
-__all__ = ["QuantizeOptions", "StageCard", "agreement", "quantize_models"]
+__all__ = [
+    "QuantizeOptions",
+    "StageCard",
+    "StageSamples",
+    "agreement",
+    "quantize_models",
+    "stage_samples",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +84,7 @@ class StageCard:
 
 
 @dataclasses.dataclass(slots=True)
-class _Samples:
+class StageSamples:
     """Model inputs of a set of photos, per stage, with the name of each sample's photo."""
 
     cervix: list[Floats] = dataclasses.field(default_factory=list)
@@ -85,6 +94,7 @@ class _Samples:
     skipped: int = 0
 
     def of(self, stage: str) -> tuple[list[Floats], list[str]]:
+        """The inputs of one stage and the photo each came from."""
         if stage == "cervix":
             return self.cervix, self.cervix_names
         return self.lesion, self.lesion_names
@@ -123,8 +133,8 @@ def quantize_models(
             )
         pipeline = Pipeline(float_stages["cervix"], float_stages["lesion"], _settings(config))
         say("reading photos")
-        calib = _samples(pipeline, calibration, config.batch.size)
-        check = _samples(pipeline, held_out, config.batch.size)
+        calib = stage_samples(pipeline, calibration, config.batch.size)
+        check = stage_samples(pipeline, held_out, config.batch.size)
         description["skipped"] = calib.skipped + check.skipped
         description["fingerprint"] = _fingerprint(calibration)
         cards = []
@@ -218,10 +228,10 @@ def _split(photos: Sequence[Path], options: QuantizeOptions) -> tuple[list[Path]
     return order[held : held + options.count], order[:held]
 
 
-def _samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -> _Samples:
+def stage_samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -> StageSamples:
     """Each photo's stage-1 input and, where the float stage 1 finds a cervix, the
     stage-2 input of its crop. Unreadable files are skipped and counted."""
-    samples = _Samples()
+    samples = StageSamples()
     side = 2 * max(*pipeline.cervix.input_size, *pipeline.lesion.input_size)
     for start in range(0, len(photos), batch_size):
         frames: list[Frame] = []
@@ -274,7 +284,9 @@ def _quantize(model: Any, inputs: Sequence[Floats]) -> Any:
 
     nncf.set_log_level(logging.WARNING)
     dataset = nncf.Dataset(list(inputs), lambda x: x[None])
-    return nncf.quantize(model, dataset, subset_size=len(inputs))
+    # NNCF draws progress bars on stdout, which is the commands' output (bench's JSON)
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, dataset, subset_size=len(inputs))
 
 
 def _threshold(config: Config, stage: str) -> float:
