@@ -84,7 +84,10 @@ class LoadOptions:
 
 def openvino_available() -> bool:
     """Whether the optional OpenVINO runtime is installed (without importing it)."""
-    return importlib.util.find_spec("openvino") is not None
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except (ImportError, ValueError):  # blocked (sys.modules entry None) or broken
+        return False
 
 
 def resolve_runtime(requested: Runtime, precision: Precision, *, gpus: int) -> Runtime:
