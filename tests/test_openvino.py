@@ -362,3 +362,43 @@ def test_int8_needs_a_quantized_model(tiny_models: dict[Stage, Path]) -> None:
         load_openvino_stage(
             str(tiny_models[Stage.LESION]), Stage.LESION, _options(None, Precision.INT8)
         )
+
+
+def test_evaluate_runs_on_every_runtime(make_config: Callable[..., Path], tmp_path: Path) -> None:
+    """``evaluate`` scores the same labelled photos on TensorFlow and on OpenVINO float32,
+    says which made the figures, and the two runtimes give the same Dice."""
+    data = tmp_path / "data"
+    made = CliRunner().invoke(
+        main, ["synth", "--count", "3", "--out", str(data), "--size", "320x240", "--seed", "3"]
+    )
+    assert made.exit_code == 0, made.output
+    config = make_config(models__precision="float32")
+    scores = {}
+    for runtime in ("tensorflow", "openvino"):
+        result = CliRunner().invoke(
+            main,
+            [
+                "--config",
+                str(config),
+                "evaluate",
+                "--images",
+                str(data / "images"),
+                "--cervix-masks",
+                str(data / "cervix"),
+                "--lesion-masks",
+                str(data / "lesion"),
+                "--runtime",
+                runtime,
+                "--format",
+                "json",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert (report["runtime"], report["precision"]) == (runtime, "float32")
+        assert report["images"] == 3
+        scores[runtime] = report["stages"]
+    for stage in ("cervix", "lesion"):
+        assert scores["openvino"][stage]["mean_dice"] == pytest.approx(
+            scores["tensorflow"][stage]["mean_dice"], abs=1e-3
+        )

@@ -194,6 +194,16 @@ def train(
 @click.option("--cervix-model", help="Override models.cervix (builtin:demo or a .keras file).")
 @click.option("--lesion-model", help="Override models.lesion.")
 @click.option(
+    "--runtime",
+    type=click.Choice([r.value for r in Runtime]),
+    help="Override models.runtime (compare runtimes on the same labelled images).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice([p.value for p in Precision]),
+    help="Override models.precision (e.g. int8, after `cervixbatch quantize`).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json"]),
@@ -214,6 +224,8 @@ def evaluate(
     lesion_masks: Path,
     cervix_model: str | None,
     lesion_model: str | None,
+    runtime: str | None,
+    precision: str | None,
     fmt: str,
     per_image: Path | None,
 ) -> None:
@@ -226,15 +238,16 @@ def evaluate(
     from cervixbatch.tools.evaluate import write_per_image
 
     config = app_of(ctx).config
-    if cervix_model or lesion_model:
-        config = dataclasses.replace(
-            config,
-            models=dataclasses.replace(
-                config.models,
-                cervix=cervix_model or config.models.cervix,
-                lesion=lesion_model or config.models.lesion,
-            ),
-        )
+    config = dataclasses.replace(
+        config,
+        models=dataclasses.replace(
+            config.models,
+            cervix=cervix_model or config.models.cervix,
+            lesion=lesion_model or config.models.lesion,
+            runtime=Runtime(runtime) if runtime else config.models.runtime,
+            precision=Precision(precision) if precision else config.models.precision,
+        ),
+    )
     setup_logging(config)
     stages = load_stages(config)
     total = sum(1 for p in images.iterdir() if p.is_file())
@@ -250,9 +263,10 @@ def evaluate(
     if per_image is not None:
         write_per_image(per_image, result.scores)
     if fmt == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        made_by = {"runtime": stages.runtime, "precision": stages.precision}
+        click.echo(json.dumps({**result.as_dict(), **made_by}, indent=2))
         return
-    click.echo(f"{result.images} images")
+    click.echo(f"{result.images} images ({stages.runtime}, {stages.precision})")
     for stage, values in result.stages.items():
         click.echo(f"{stage:7s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
