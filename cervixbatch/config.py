@@ -35,6 +35,7 @@ __all__ = [
     "PathsConfig",
     "Precision",
     "ReportConfig",
+    "Runtime",
     "WatchConfig",
     "load_config",
     "resolve_config_path",
@@ -69,6 +70,15 @@ class Precision(enum.StrEnum):
     FLOAT32 = "float32"
     MIXED_BFLOAT16 = "mixed_bfloat16"
     MIXED_FLOAT16 = "mixed_float16"
+    INT8 = "int8"  # OpenVINO only: the model `cervixbatch quantize` wrote, agreement-gated
+
+
+class Runtime(enum.StrEnum):
+    """What runs the models. ``auto``: OpenVINO when installed and inference is on a CPU."""
+
+    AUTO = "auto"
+    TENSORFLOW = "tensorflow"
+    OPENVINO = "openvino"
 
 
 class LogFormat(enum.StrEnum):
@@ -127,6 +137,11 @@ class ModelsConfig:
     cervix: str = "builtin:demo"
     lesion: str = "builtin:demo"
     precision: Precision = Precision.AUTO
+    runtime: Runtime = Runtime.AUTO
+    min_agreement_dice: float = 0.98  # an INT8 model whose card shows less is refused
+    # converted OpenVINO models (and INT8 ones of builtin:demo); unset: "model-cache"
+    # beside a SQLite database, in memory only for other databases
+    cache: Path | None = None
     cervix_threshold: float = 0.5
     lesion_threshold: float = 0.5
     margin: float = 0.15  # the cervix box grows by this share of its size on every side
@@ -252,6 +267,7 @@ class Config:
             self.models,
             cervix=_absolute_model_ref(self.models.cervix, base),
             lesion=_absolute_model_ref(self.models.lesion, base),
+            cache=_absolute(self.models.cache, base) if self.models.cache else None,
         )
         return dataclasses.replace(self, paths=paths, watch=watch, database=database, models=models)
 
@@ -330,6 +346,9 @@ def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: C901, P
             f"expected {expected}, got {type(raw).__name__} {raw!r}", file=source, key=key
         )
 
+    optional = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) and len(optional) == 1:
+        hint = optional[0]  # TOML has no null: a value given is the other type
     if hint is bool:
         if not isinstance(raw, bool):
             raise wrong("true or false")
@@ -392,6 +411,7 @@ _UNIT_INTERVAL = {
     "models.lesion_threshold",
     "models.margin",
     "models.min_cervix_fraction",
+    "models.min_agreement_dice",
     "report.lesion_positive_threshold",
 }
 

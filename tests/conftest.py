@@ -75,8 +75,17 @@ def write_photo(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OpenVINO model cache for the session: each model is converted once, not per test
+    (the cache is keyed by the model file's sha256, so sharing it is what it is made for)."""
+    return tmp_path_factory.mktemp("model_cache")
+
+
 @pytest.fixture
-def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..., Path]:
+def make_config(
+    tmp_path: Path, analytic_models: dict[str, Path], model_cache: Path
+) -> Callable[..., Path]:
     """Writes a config.toml in tmp_path (inbox, outbox, database there); returns its path.
 
     Keyword arguments ``section__key=value`` override settings.
@@ -91,6 +100,7 @@ def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..
             "models": {
                 "cervix": str(analytic_models["cervix"]),
                 "lesion": str(analytic_models["lesion"]),
+                "cache": str(model_cache),
             },
             "logging": {"format": "json"},
         }

@@ -143,6 +143,7 @@ class FrameWriter:
             cervix_model=self.stages.cervix_version,
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,
+            runtime=self.stages.runtime,
             stage1_ms=result.timings_ms.get("stage1", 0.0),
             stage2_ms=result.timings_ms.get("stage2", 0.0),
         )

@@ -129,6 +129,7 @@ def result_dict(result: Result) -> dict[str, Any]:
             "crop": result.crop_path,
         },
         "models": {"cervix": result.cervix_model, "lesion": result.lesion_model},
+        "runtime": result.runtime,
         "precision": result.precision,
     }
     if result.dicom_seg_path or result.dicom_sc_path:
@@ -221,6 +222,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "crop",
     "cervix_model",
     "lesion_model",
+    "runtime",
     "precision",
 )
 
@@ -282,6 +284,7 @@ def render_csv(data: ReportData) -> str:
                     _text(r.crop_path),
                     r.cervix_model,
                     r.lesion_model,
+                    r.runtime,
                     r.precision,
                 ]
             )

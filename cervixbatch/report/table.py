@@ -84,7 +84,8 @@ def _summary_lines(data: ReportData) -> list[str]:
     for index, model in enumerate(stats.models):
         lines.append(
             _LABEL.format("models" if index == 0 else "")
-            + f"cervix {model.cervix[:12]}  lesion {model.lesion[:12]}  {escape(model.precision)}"
+            + f"cervix {model.cervix[:12]}  lesion {model.lesion[:12]}  "
+            f"{escape(model.runtime)} {escape(model.precision)}"
             f"  {model.frames} frames, last {_when(model.last_used)}"
         )
     return lines

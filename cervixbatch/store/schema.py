@@ -173,6 +173,7 @@ class Result(Base):
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
     lesion_model: Mapped[str] = mapped_column(String(64))
     precision: Mapped[str] = mapped_column(String(16))
+    runtime: Mapped[str] = mapped_column(String(16), server_default="tensorflow")  # or openvino
     stage1_ms: Mapped[float] = mapped_column(Float)
     stage2_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -134,7 +134,7 @@ class Service:
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
-                stages.cervix_version, stages.lesion_version, stages.precision
+                stages.cervix_version, stages.lesion_version, stages.precision, stages.runtime
             )
             self._telemetry.serve(self.config.metrics.listen)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
