@@ -38,7 +38,7 @@ from cervixbatch.config import Config, Precision
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import Frame, ReadLimits
 from cervixbatch.imaging.reader import read_input
-from cervixbatch.intake.discovery import is_ignored_name
+from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
@@ -196,9 +196,7 @@ def agreement(
 def _photo_set(options: QuantizeOptions) -> Iterator[tuple[list[Path], dict[str, Any]]]:
     """The user's photos, or synthetic ones in a temporary folder (removed afterwards)."""
     if options.images is not None:
-        photos = sorted(
-            p for p in options.images.rglob("*") if p.is_file() and not is_ignored_name(p.name)
-        )
+        photos = sorted(InputRule(options.images).files())
         if len(photos) < 2:
             raise CervixbatchError(
                 f"{options.images} holds {len(photos)} files: at least 2 photos are needed "
