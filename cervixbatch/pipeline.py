@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import OTSU, CervixRegion, ChannelOrder, Resize
+from cervixbatch.config import CervixRegion, ChannelOrder, ModelsConfig, Resize
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.roi import (
     Box,
+    binarise,
     clean_largest_component,
     mask_box,
-    otsu_binary,
     seed_box,
     seed_morphology,
 )
@@ -67,6 +67,20 @@ class PipelineSettings:
     lesion_resize: Resize = Resize.AREA
     cervix_channel_order: ChannelOrder = ChannelOrder.RGB
     cervix_region: CervixRegion = CervixRegion.LARGEST
+
+    @classmethod
+    def from_config(cls, models: ModelsConfig) -> PipelineSettings:
+        """The settings ``[models]`` gives: the one place they are read for a pipeline."""
+        return cls(
+            cervix_threshold=models.cervix_threshold,
+            lesion_threshold=models.lesion_threshold,
+            margin=models.margin,
+            min_cervix_fraction=models.min_cervix_fraction,
+            cervix_resize=models.cervix_resize,
+            lesion_resize=models.lesion_resize,
+            cervix_channel_order=models.cervix_channel_order,
+            cervix_region=models.cervix_region,
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -219,11 +233,7 @@ class Pipeline:
 
     def _cervix_region(self, frame: Frame, prob: Floats) -> tuple[Mask, Box | None]:
         """The cleaned stage-1 component (model grid) and the grown box in working pixels."""
-        threshold = self.settings.cervix_threshold
-        if threshold == OTSU:
-            binary = otsu_binary(prob)
-        else:
-            binary = (prob > float(threshold)).astype(np.uint8)
+        binary = binarise(prob, self.settings.cervix_threshold)
         seed = self.settings.cervix_region is CervixRegion.SEED
         component = seed_morphology(binary) if seed else clean_largest_component(binary)
         area = np.count_nonzero(component) / component.size

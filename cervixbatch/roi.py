@@ -9,8 +9,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from cervixbatch.config import OTSU
+
 __all__ = [
     "Box",
+    "binarise",
     "clean_largest_component",
     "mask_box",
     "otsu_binary",
@@ -82,6 +85,13 @@ def clean_largest_component(binary: Mask) -> Mask:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     component = np.where(labels == largest, 255, 0).astype(np.uint8)
     return _fill_holes(component)
+
+
+def binarise(scores: npt.NDArray[np.float32], threshold: float | str) -> Mask:
+    """0/1 mask of one score map: above a probability, or ``"otsu"`` (seed 001's way)."""
+    if threshold == OTSU:
+        return (otsu_binary(scores) > 0).astype(np.uint8)
+    return (scores > float(threshold)).astype(np.uint8)
 
 
 def otsu_binary(scores: npt.NDArray[np.float32]) -> Mask:

@@ -77,6 +77,9 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
         ("[models]\ncervix_threshold = 1.5\n", "models.cervix_threshold", "between 0 and 1"),
         ('[models]\ncervix_region = "blob"\n', "models.cervix_region", "one of"),
         ("[models]\nlesion_input_size = 100\n", "models.lesion_input_size", "multiple of 16"),
+        ('[dicom]\naccept_classes = ["CTImage"]\n', "dicom.accept_classes", "'CTImage'"),
+        ("[dicom]\naccept_classes = []\n", "dicom.accept_classes", "at least one"),
+        ('[dicom]\nallowed_peers = ["clinic-pc"]\n', "dicom.allowed_peers", "not an IP"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

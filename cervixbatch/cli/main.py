@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cervixbatch import __version__
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.models import bench, evaluate, model_info, train
+from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
 
@@ -131,7 +132,7 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
 
 
-for command in (report, train, evaluate, model_info, bench):
+for command in (report, train, evaluate, model_info, bench, quantize):
     main.add_command(command)
 
 

@@ -10,7 +10,7 @@ still YBR is converted here.
 
 from __future__ import annotations
 
-import struct
+import io
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 import pydicom.uid
-from pydicom.encaps import generate_frames
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import (
     apply_color_lut,
@@ -29,11 +28,14 @@ from pydicom.pixels.processing import (
 from pydicom.pixels.utils import as_pixel_options
 
 from cervixbatch.errors import InputRejected, RejectReason
+from cervixbatch.imaging.codestreams import check_codestreams
 from cervixbatch.imaging.frames import DicomInfo, Frame, ReadLimits, RGBImage
 from cervixbatch.imaging.sniff import check_declared
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
+
+    from cervixbatch.imaging.sop import SopClassFilter
 
 __all__ = ["read_dicom"]
 
@@ -43,21 +45,30 @@ _YBR_TO_CONVERT = frozenset({"YBR_FULL", "YBR_FULL_422"})
 _SUPPORTED_PHOTOMETRIC = _GREY | _YBR_TO_CONVERT | {"RGB", "PALETTE COLOR", "YBR_ICT", "YBR_RCT"}
 
 
-def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], DicomInfo]:
-    """Decode every frame of the DICOM dataset in ``fp`` (opened in binary mode).
+def read_dicom(
+    data: bytes, limits: ReadLimits, sop_filter: SopClassFilter | None = None
+) -> tuple[tuple[Frame, ...], DicomInfo, Dataset]:
+    """Decode every frame of the DICOM file whose bytes are ``data``.
 
-    The header is read first without the pixel data, and its declared size checked
-    against ``limits``; only then is the pixel data read and decoded, frame by frame.
+    The header is read first without the pixel data: its SOP class is checked against
+    ``sop_filter`` (None accepts every class) and its declared size against ``limits``;
+    only then is the pixel data read and decoded, frame by frame. The header is returned
+    too: the DICOM outputs are built from it, so they describe exactly these bytes.
 
     Raises:
-        InputRejected: ``NO_PIXEL_DATA``, ``UNSUPPORTED_DICOM``, ``TOO_LARGE``,
-            ``TOO_MANY_FRAMES``, ``TOO_SMALL``, ``TRUNCATED`` or ``CORRUPT``.
+        InputRejected: ``UNSUPPORTED_SOP_CLASS``, ``NO_PIXEL_DATA``, ``UNSUPPORTED_DICOM``,
+            ``TOO_LARGE``, ``TOO_MANY_FRAMES``, ``TOO_SMALL``, ``TRUNCATED`` or ``CORRUPT``.
 
     """
+    fp = io.BytesIO(data)  # shares the bytes: no copy
     header = _read(fp, stop_before_pixels=True)
     # pydicom stops *before* the pixel data tag: anything left means the tag is there.
-    pixel_tag_seen = fp.tell() < fp.seek(0, 2)
+    pixel_tag_seen = fp.tell() < len(data)
     syntax = _transfer_syntax(header)
+    if sop_filter is not None:
+        sop_filter.check(
+            _sop_class(header), _text(header, "Modality"), _text(header, "Manufacturer")
+        )
     rows, columns, frames = _declared_size(header)
     check_declared(columns, rows, frames, limits)
     photometric = _text(header, "PhotometricInterpretation") or ""
@@ -92,7 +103,7 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
         raise InputRejected(RejectReason.NO_PIXEL_DATA, "the DICOM object holds no image")
 
     if syntax.is_encapsulated:
-        _check_codestreams(ds, frames, rows * columns * int(samples))
+        check_codestreams(ds, syntax, frames, rows * columns * int(samples))
     result = tuple(
         Frame(index=i, rgb=rgb, full_size=(rgb.shape[0], rgb.shape[1]))
         for i, rgb in enumerate(_iter_rgb(ds, decoder))
@@ -101,61 +112,16 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
         raise InputRejected(
             RejectReason.TRUNCATED, "the DICOM file holds fewer frames than declared"
         )
-    return result, _info(ds, syntax, frames)
+    return result, _info(ds, syntax, frames), header
 
 
-def _check_codestreams(ds: Dataset, frames: int, declared: int) -> None:
-    """Refuse a compressed frame whose own header (JPEG SOF, JPEG 2000 SIZ) declares more
-    samples than the DICOM header: decoders allocate what the codestream says. One flipped
-    bit in a 3 kB JPEG 2000 file made OpenJPEG take 12 GB and 60 s, a JPEG frame claiming
-    30000x30000 5 GB (found by benchmarks/fuzz_readers.py)."""
-    try:
-        sizes = [
-            _jpeg_frame_samples(frame) or _j2k_samples(frame)
-            for frame in generate_frames(ds.PixelData, number_of_frames=frames)
-        ]
-    except Exception:  # noqa: BLE001 - malformed element or encapsulation: the decoder rejects it
-        return
-    if any(size is not None and size > declared for size in sizes):
-        raise InputRejected(
-            RejectReason.CORRUPT,
-            "a compressed DICOM frame declares a larger image than the DICOM header",
-        )
-
-
-_JPEG_SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xF7})
-_JPEG_SOF |= frozenset(range(0xCD, 0xD0))
-
-
-def _jpeg_frame_samples(data: bytes) -> int | None:
-    """Width x height x components of a JPEG (or JPEG-LS) frame header, if there is one."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length
-            pos += 2
-        elif marker in (0xD9, 0xDA):
-            return None
-        elif marker in _JPEG_SOF and pos + 10 <= len(data):
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            return int(width) * int(height) * data[pos + 9]
-        else:
-            pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
-    return None
-
-
-def _j2k_samples(data: bytes) -> int | None:
-    """Width x height x components of a JPEG 2000 codestream's SIZ marker, if found."""
-    pos = data.find(b"\xff\x4f\xff\x51", 0, 4096)  # SOC then SIZ (maybe inside a JP2 box)
-    if pos < 0 or pos + 42 > len(data):
-        return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", data, pos + 8)
-    (components,) = struct.unpack_from(">H", data, pos + 40)
-    return max(0, xsiz - xosiz) * max(0, ysiz - yosiz) * components
+def _sop_class(ds: Dataset) -> str | None:
+    """The SOP Class UID of the dataset, else the one its file meta names."""
+    found = _text(ds, "SOPClassUID")
+    meta = getattr(ds, "file_meta", None)
+    if found is None and meta is not None:
+        found = _text(meta, "MediaStorageSOPClassUID")
+    return found
 
 
 def _read(fp: BinaryIO, *, stop_before_pixels: bool) -> Dataset:

@@ -6,7 +6,7 @@ import dataclasses
 
 import structlog
 
-from cervixbatch.config import OTSU, Config
+from cervixbatch.config import Config
 from cervixbatch.pipeline import Pipeline, PipelineSettings, Predictor
 
 __all__ = ["Stages", "load_stages", "pipeline_for"]
@@ -25,6 +25,7 @@ class Stages:
     precision: str
     cervix_description: str = ""  # format and architecture, e.g. "keras2-h5-weights: ..."
     lesion_description: str = ""
+    runtime: str = "tensorflow"
 
 
 def pipeline_for(config: Config, stages: Stages) -> Pipeline:
@@ -32,51 +33,30 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
     return Pipeline(
         stages.cervix,
         stages.lesion,
-        PipelineSettings(
-            cervix_threshold=config.models.cervix_threshold,
-            lesion_threshold=config.models.lesion_threshold,
-            margin=config.models.margin,
-            min_cervix_fraction=config.models.min_cervix_fraction,
-            cervix_resize=config.models.cervix_resize,
-            lesion_resize=config.models.lesion_resize,
-            cervix_channel_order=config.models.cervix_channel_order,
-            cervix_region=config.models.cervix_region,
-        ),
+        PipelineSettings.from_config(config.models),
     )
 
 
 def load_stages(config: Config) -> Stages:
-    """Loads both models as configured (TensorFlow is imported here, not before)."""
-    from cervixbatch.model.stage import OutputReduction, Stage, load_stage
+    """Loads both models on the configured runtime (TensorFlow is imported here, not before)."""
+    from cervixbatch.model.device import configure_tensorflow
+    from cervixbatch.model.runtime import LoadOptions, load_predictor
 
-    models = config.models
-    cervix = load_stage(
-        models.cervix,
-        Stage.CERVIX,
-        batch_size=config.batch.size,
-        precision=models.precision,
-        input_size=models.cervix_input_size or None,
-        reduction=OutputReduction.SEED_GRAY
-        if models.cervix_threshold == OTSU
-        else OutputReduction.MEAN,
-    )
-    lesion = load_stage(
-        models.lesion,
-        Stage.LESION,
-        batch_size=config.batch.size,
-        precision=models.precision,
-        input_size=models.lesion_input_size or None,
-    )
+    options = LoadOptions.from_config(config)
+    gpus = configure_tensorflow().gpus
+    cervix = load_predictor(config.models.cervix, "cervix", options, gpus=gpus)
+    lesion = load_predictor(config.models.lesion, "lesion", options, gpus=gpus)
     log.info(
         "models_loaded",
         cervix=cervix.version[:12],
         lesion=lesion.version[:12],
         cervix_input=cervix.input_size,
         lesion_input=lesion.input_size,
+        runtime=cervix.runtime.value,
         precision=cervix.precision.value,
         device=cervix.device,
-        cervix_model=f"{cervix.format}: {cervix.architecture}",
-        lesion_model=f"{lesion.format}: {lesion.architecture}",
+        cervix_model=_description(cervix, config.models.cervix, "cervix"),
+        lesion_model=_description(lesion, config.models.lesion, "lesion"),
     )
     cervix.warm_up()
     lesion.warm_up()
@@ -86,6 +66,20 @@ def load_stages(config: Config) -> Stages:
         cervix_version=cervix.version,
         lesion_version=lesion.version,
         precision=cervix.precision.value,
-        cervix_description=f"{cervix.format}: {cervix.architecture}",
-        lesion_description=f"{lesion.format}: {lesion.architecture}",
+        cervix_description=_description(cervix, config.models.cervix, "cervix"),
+        lesion_description=_description(lesion, config.models.lesion, "lesion"),
+        runtime=cervix.runtime.value,
     )
+
+
+def _description(loaded: object, ref: str, stage: str) -> str:
+    """``format: architecture`` of a loaded stage: TensorFlow's says it; for another
+    runtime (converted, maybe from a cache) it is read from the file."""
+    from pathlib import Path
+
+    from cervixbatch.model.loading import describe_file
+
+    fmt, architecture = getattr(loaded, "format", ""), getattr(loaded, "architecture", "")
+    if fmt:
+        return f"{fmt}: {architecture}"
+    return "builtin: demo" if ref.startswith("builtin:") else describe_file(Path(ref), stage)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import Precision
+from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ModelError
 from cervixbatch.model.device import (
     configure_tensorflow,
@@ -34,6 +34,7 @@ __all__ = [
     "activation_bytes",
     "file_sha256",
     "load_stage",
+    "reduce_output",
     "with_precision",
 ]
 
@@ -60,6 +61,21 @@ _SEED_SENSITIVITY = 1e-5  # seed 001's ``t``, on the 0..255 scale
 _GRAY_WEIGHTS = {1: (1.0,), 3: (0.114, 0.587, 0.299)}  # cv2.COLOR_BGR2GRAY, channel 0 = "B"
 
 
+def reduce_output(y: Any, reduction: OutputReduction) -> Any:
+    """One score per pixel (N x H x W) from a model's sigmoid output (N x H x W x C), in
+    TensorFlow ops: both runtimes build their compiled call from this."""
+    import tensorflow as tf
+
+    y = tf.cast(y, tf.float32)
+    if reduction is OutputReduction.SEED_GRAY:
+        channels = int(y.shape[-1])
+        weights = _GRAY_WEIGHTS.get(channels, (1.0 / channels,) * channels)
+        bits = tf.cast(y * 255.0 > _SEED_SENSITIVITY, tf.float32) * 255.0
+        return tf.tensordot(bits, tf.constant(weights, tf.float32), axes=[[3], [0]])
+    # several sigmoid channels (the seed's 3-channel head) are averaged into one mask
+    return tf.reduce_mean(y, axis=-1)
+
+
 @dataclasses.dataclass(slots=True)
 class StageModel:
     """One stage, ready to run on batches of preprocessed images."""
@@ -78,6 +94,11 @@ class StageModel:
     _call: Any = dataclasses.field(default=None, repr=False)
 
     @property
+    def runtime(self) -> Runtime:
+        """TensorFlow runs this stage (``model.openvino_rt`` is the other runtime)."""
+        return Runtime.TENSORFLOW
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) this stage works at."""
         shape = self.model.input_shape
@@ -93,18 +114,10 @@ class StageModel:
 
         height, width = self.input_size
         spec = tf.TensorSpec((self.batch_size, height, width, self.input_channels), tf.float32)
-        model = self.model
-        out_channels = int(model.output_shape[-1])
-        weights = _GRAY_WEIGHTS.get(out_channels, (1.0 / out_channels,) * out_channels)
-        seed_gray = self.reduction is OutputReduction.SEED_GRAY
+        model, reduction = self.model, self.reduction
 
         def forward(x: Any) -> Any:
-            y = tf.cast(model(x, training=False), tf.float32)
-            if seed_gray:
-                bits = tf.cast(y * 255.0 > _SEED_SENSITIVITY, tf.float32) * 255.0
-                return tf.tensordot(bits, tf.constant(weights, tf.float32), axes=[[3], [0]])
-            # several sigmoid channels (the seed's 3-channel head) are averaged into one mask
-            return tf.reduce_mean(y, axis=-1)
+            return reduce_output(model(x, training=False), reduction)
 
         with tf.device(self.device):
             self._call = tf.function(

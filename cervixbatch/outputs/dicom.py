@@ -18,6 +18,11 @@ single-frame image, and the true SOP class and the Referenced Frame Number are p
 into the references afterwards. Sources with a Frame of Reference take the same path, for
 simplicity: the SEG is aligned pixel for pixel through its references, not in space.
 
+The source's header is the dataset parsed from the very bytes the masks were computed
+from: the source file is never read again. A header that cannot carry a SEG and SC (no
+Study Instance UID, a character set that cannot be copied, one highdicom refuses) raises
+:class:`DicomOutputSkipped`: the input's masks and overlay stand, the row says why.
+
 Patient data is copied from file to file by highdicom and pydicom only: it is never read
 into a log field or an exception message.
 """
@@ -39,7 +44,8 @@ from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cervixbatch import __version__
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import DicomOutputSkipped, OutputError
+from cervixbatch.outputs.dicom_source import check_source, source_view
 from cervixbatch.outputs.outbox import write_atomic
 
 __all__ = [
@@ -70,21 +76,6 @@ LESION_TYPE = Code("52988006", "SCT", "Lesion")
 AI_FAMILY = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162
 PROCESSING = Code("109104", "DCM", "Processing Equipment")
 SOURCE_PURPOSE = Code("121322", "DCM", "Source image for image processing operation")
-
-# Type 2 attributes highdicom reads by attribute access: present-but-empty if missing.
-_TYPE2_DEFAULTS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-    "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
-)  # fmt: skip
-_SEX = frozenset({"M", "F", "O"})
-SC_SURROGATE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
-# Frame and spatial attributes left out of the copy highdicom sees (see _source_view).
-_SPATIAL = (
-    "NumberOfFrames", "FrameIncrementPointer", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence", "FrameOfReferenceUID", "PositionReferenceIndicator",
-    "ImagePositionPatient", "ImageOrientationPatient", "ImageOrientationSlide",
-    "TotalPixelMatrixOriginSequence", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,7 +114,7 @@ class _Job:
 
 
 def write_dicom_results(
-    source: Path,
+    header: Dataset,
     frame: int,
     *,
     cervix_mask: npt.NDArray[np.uint8],
@@ -133,10 +124,12 @@ def write_dicom_results(
     model_versions: dict[str, str],
     software_version: str = __version__,
 ) -> DicomOutputs:
-    """Write the SEG and the overlay SC of frame ``frame`` (0-based) of ``source``.
+    """Write the SEG and the overlay SC of frame ``frame`` (0-based) of a DICOM source.
 
     Args:
-        source: The DICOM input file; only its header is read.
+        header: The source's dataset (pixel data not needed), parsed from the very bytes
+            the masks were computed from (``DecodedInput.dicom_header``); never re-read
+            from the source's path, which may hold other bytes by now.
         frame: The 0-based frame index within the source.
         cervix_mask: H x W uint8, 0/255 (any non-zero is foreground), at the frame's size.
         lesion_mask: Same, for the lesion.
@@ -146,11 +139,14 @@ def write_dicom_results(
         software_version: cervixbatch's version.
 
     Raises:
-        OutputError: The source cannot be used, highdicom refuses the data, or the files
-            cannot be written. The message never carries patient data.
+        DicomOutputSkipped: The source's header cannot carry a SEG and SC (no Study
+            Instance UID, an encoding or character set that cannot be copied, highdicom
+            refuses it): the input's other outputs stand, this says why these are missing.
+        OutputError: The masks do not fit the source, or the files cannot be written.
+            No message carries patient data.
 
     """
-    header, frames, size = _read_header(source)
+    frames, size = check_source(header)
     if not 0 <= frame < frames:
         raise OutputError(f"frame {frame} is out of range: the DICOM source has {frames}")
     for name, mask in (("cervix", cervix_mask), ("lesion", lesion_mask)):
@@ -171,8 +167,8 @@ def write_dicom_results(
         sc = _build_sc(job, overlay_rgb)
     except Exception as exc:  # noqa: BLE001 - highdicom raises ValueError, TypeError, …
         # The message of a highdicom error may quote a tag value: only its type is kept.
-        raise OutputError(
-            f"highdicom could not build the DICOM outputs ({type(exc).__name__})"
+        raise DicomOutputSkipped(
+            "not_buildable", f"highdicom could not build the DICOM outputs ({type(exc).__name__})"
         ) from None
 
     outputs = DicomOutputs(
@@ -184,29 +180,10 @@ def write_dicom_results(
         sc_series_uid=str(sc.SeriesInstanceUID),
         study_uid=str(header.StudyInstanceUID),
     )
-    write_atomic(outputs.seg, _encode(seg))
-    write_atomic(outputs.sc, _encode(sc))
+    seg_bytes, sc_bytes = _encode(seg), _encode(sc)
+    write_atomic(outputs.seg, seg_bytes)
+    write_atomic(outputs.sc, sc_bytes)
     return outputs
-
-
-def _read_header(source: Path) -> tuple[Dataset, int, tuple[int, int]]:
-    """The header (identifiers checked), the frame count and the frame size (rows, columns)."""
-    try:
-        header = pydicom.dcmread(source, stop_before_pixels=True, force=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot read the DICOM source: {exc.strerror or type(exc).__name__}"
-        ) from None
-    except Exception:  # noqa: BLE001 - the parser raises many types on bad input
-        raise OutputError("the DICOM source cannot be parsed") from None
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if not str(header.get(keyword) or "").strip():
-            raise OutputError(f"the DICOM source has no {keyword}")
-    try:
-        frames = max(1, int(header.get("NumberOfFrames") or 1))
-        return header, frames, (int(header.Rows), int(header.Columns))
-    except (AttributeError, TypeError, ValueError):
-        raise OutputError("the DICOM source has no valid image size or frame count") from None
 
 
 def _equipment(versions: dict[str, str], software: str) -> hd.ContributingEquipment:
@@ -221,30 +198,6 @@ def _equipment(versions: dict[str, str], software: str) -> hd.ContributingEquipm
         ],
         contribution_description="Automatic segmentation of cervix and acetowhite lesion",
     )
-
-
-def _source_view(header: Dataset) -> Dataset:
-    """A copy of the header that highdicom takes as one plain single-frame image.
-
-    highdicom accepts a single source frame only without a Frame of Reference, and reads
-    functional groups from any multi-frame IOD. So the copy claims the single-frame
-    Secondary Capture class and drops frame and spatial attributes; the true SOP class
-    and the frame number are put back into the references afterwards
-    (:func:`_restore_references`). A photo's pixel spacing is not copied: the SEG lies
-    pixel for pixel over its source frame.
-    """
-    view = copy.deepcopy(header)
-    view.SOPClassUID = SC_SURROGATE
-    for keyword in _SPATIAL:
-        if keyword in view:
-            delattr(view, keyword)
-    for keyword in _TYPE2_DEFAULTS:
-        if keyword not in view:
-            setattr(view, keyword, None)
-    # highdicom validates the sex against M/F/O; an odd value is left empty, not fatal.
-    if str(view.PatientSex or "").strip().upper() not in _SEX:
-        view.PatientSex = None
-    return view
 
 
 def _build_seg(
@@ -283,7 +236,7 @@ def _build_seg(
     # (frames=1, rows, columns, segments=2): the "stacked segments" layout.
     stacked = np.stack([cervix_mask != 0, lesion_mask != 0], axis=-1)[np.newaxis].astype(np.uint8)
     seg = hd.seg.Segmentation(
-        source_images=[_source_view(job.header)],
+        source_images=[source_view(job.header)],
         pixel_array=stacked,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -339,7 +292,7 @@ def _restore_references(seg: Dataset, sop_class_uid: str, frame_number: int | No
 def _build_sc(job: _Job, overlay_rgb: npt.NDArray[np.uint8]) -> hd.sc.SCImage:
     """The overlay as an RGB Secondary Capture in the source's study, referencing it."""
     header = job.header
-    view = _source_view(header)
+    view = source_view(header)
     orientation = _patient_orientation(view)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=view,
@@ -394,6 +347,8 @@ def _encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     try:
         pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    except Exception:  # noqa: BLE001 - pydicom raises many types on an invalid dataset
-        raise OutputError("the DICOM output cannot be encoded") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on an invalid dataset
+        raise DicomOutputSkipped(
+            "not_encodable", f"the DICOM output cannot be encoded ({type(exc).__name__})"
+        ) from None
     return buffer.getvalue()

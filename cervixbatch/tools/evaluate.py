@@ -13,6 +13,7 @@ from typing import Any
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
 from cervixbatch.roi import mask_box
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem, single_box
@@ -164,7 +165,7 @@ def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
     """One CSV row per image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = SafeCsvWriter(csv.writer(handle))  # image names are file names
         writer.writerow(
             [
                 "image",

@@ -129,17 +129,19 @@ class Telemetry:
         cervix: str,
         lesion: str,
         precision: str,
+        runtime: str = "tensorflow",
         *,
         cervix_model: str = "",
         lesion_model: str = "",
     ) -> None:
-        """Records the versions of the loaded models, and what each file was (format and
-        architecture, e.g. "keras2-h5-weights: seed lesion UNet (...)")."""
+        """Records the versions of the loaded models, what runs them, and what each file
+        was (format and architecture, e.g. "keras2-h5-weights: seed lesion UNet (...)")."""
         self.models.info(
             {
                 "cervix": cervix,
                 "lesion": lesion,
                 "precision": precision,
+                "runtime": runtime,
                 "cervix_model": cervix_model,
                 "lesion_model": lesion_model,
             }
