@@ -268,7 +268,8 @@ class Runner:
         self.leases.hold(ids)  # renewed through read, segmentation and write alike
         try:
             t0 = time.perf_counter()
-            list(self._readers.map(self._read, work))
+            for _ in self._readers.map(self._read, work):
+                self.leases.progress()  # one more input read
             t1 = time.perf_counter()
             self._segment(work)
             t2 = time.perf_counter()
@@ -312,12 +313,6 @@ class Runner:
         return total
 
     def _read(self, item: _Work) -> None:
-        try:
-            self._read_input(item)
-        finally:
-            self.leases.progress()
-
-    def _read_input(self, item: _Work) -> None:
         last: InputRejected | None = None
         for path in item.claimed.paths:
             try:
