@@ -283,7 +283,8 @@ class Runner:
         self.leases.hold(ids)  # renewed through read, segmentation and write alike
         try:
             t0 = time.perf_counter()
-            list(self._readers.map(self._read, work))
+            for _ in self._readers.map(self._read, work):
+                self.leases.progress()  # one more input read
             t1 = time.perf_counter()
             self._segment(work)
             t2 = time.perf_counter()
