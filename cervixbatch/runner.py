@@ -332,16 +332,13 @@ class Runner:
     def _read(self, item: _Work) -> None:
         """The registered bytes, read once, verified and decoded: nothing reads the path
         again. Paths that now hold other bytes are kept for registration after commit."""
-        try:
-            read = read_registered(
-                item.claimed.paths,
-                item.claimed.sha256,
-                self.limits,
-                min_working_side=self._min_working_side,
-                sop_filter=self.sop_filter,
-            )
-        finally:
-            self.leases.progress()
+        read = read_registered(
+            item.claimed.paths,
+            item.claimed.sha256,
+            self.limits,
+            min_working_side=self._min_working_side,
+            sop_filter=self.sop_filter,
+        )
         item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
         item.changed = read.changed
         if read.failure is not None:
