@@ -33,6 +33,7 @@ __all__ = [
     "PathsConfig",
     "Precision",
     "ReportConfig",
+    "RetentionConfig",
     "WatchConfig",
     "load_config",
     "resolve_config_path",
@@ -167,6 +168,17 @@ class ReportConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long outputs and rows are kept. 0: forever."""
+
+    outputs_days: int = 0  # output files of results older than this are removed
+    # outputs_days also removes the outputs of an input's latest results (by default only
+    # those of earlier runs, which `reprocess` superseded)
+    include_latest: bool = False
+    rows_days: int = 0  # inputs finished longer ago, whose files left the inbox, are forgotten
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """Log level and format."""
 
@@ -185,6 +197,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dicom": DicomConfig,
     "metrics": MetricsConfig,
     "report": ReportConfig,
+    "retention": RetentionConfig,
     "logging": LoggingConfig,
 }
 
@@ -203,6 +216,7 @@ class Config:
     dicom: DicomConfig = DicomConfig()
     metrics: MetricsConfig = MetricsConfig()
     report: ReportConfig = ReportConfig()
+    retention: RetentionConfig = RetentionConfig()
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = None  # the file it came from, None for built-in defaults
 
@@ -361,6 +375,8 @@ _POSITIVE = {
     "dicom.max_associations": 1,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
+    "retention.outputs_days": 0,
+    "retention.rows_days": 0,
 }
 _UNIT_INTERVAL = {
     "models.cervix_threshold",

@@ -27,6 +27,7 @@ from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
+from cervixbatch.store.runs import next_runs
 from cervixbatch.store.schema import Status, utcnow
 
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
@@ -55,6 +56,7 @@ class _Work:
     """One claimed input on its way through the batch."""
 
     claimed: queue.ClaimedInput
+    run: int = 1  # which run of the input this is (2 and up: reprocessed)
     path: str | None = None
     decoded: DecodedInput | None = None
     rejection: InputRejected | None = None
@@ -240,9 +242,10 @@ class Runner:
                 limit=self.config.batch.size,
                 lease_seconds=self.config.batch.lease_seconds,
             )
+            runs = next_runs(session, [c.id for c in claimed])
         if not claimed:
             return None
-        work = [_Work(claimed=c, started=clock) for c in claimed]
+        work = [_Work(claimed=c, run=runs[c.id], started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
         t0 = time.perf_counter()
         list(self._readers.map(self._read, work))
@@ -355,7 +358,7 @@ class Runner:
         assert item.decoded is not None
         try:
             return self._writer.write(
-                item.claimed.id, item.decoded, index, item.results[index], item.path
+                item.claimed.id, item.decoded, index, item.results[index], item.path, run=item.run
             )
         except OutputError as exc:
             return exc
@@ -427,7 +430,7 @@ class Runner:
                     )
                 else:
                     rows = [
-                        self._writer.result_row(index, result, outputs)
+                        self._writer.result_row(index, result, outputs, item.run)
                         for index, (result, outputs) in enumerate(
                             zip(item.results, item.outputs, strict=True)
                         )

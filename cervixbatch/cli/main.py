@@ -16,7 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
+from cervixbatch.cli.db import db
 from cervixbatch.cli.models import bench, evaluate, train
+from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
 
@@ -131,32 +133,8 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
 
 
-for command in (report, train, evaluate, bench):
+for command in (report, train, evaluate, bench, db, status, reprocess, purge):
     main.add_command(command)
-
-
-# -- db --------------------------------------------------------------------------------
-
-
-@main.group()
-def db() -> None:
-    """Database maintenance."""
-
-
-@db.command("upgrade")
-@click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
-    """Run the Alembic migrations to head (also done at every start)."""
-    from cervixbatch.store.db import open_database
-
-    config = app_of(ctx).config
-    setup_logging(config)
-    database = open_database(config.database.url, migrate=False)
-    try:
-        revision = database.upgrade()
-    finally:
-        database.dispose()
-    click.echo(f"database at revision {revision}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

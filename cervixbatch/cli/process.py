@@ -9,7 +9,8 @@ from pathlib import Path
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
 from cervixbatch.intake.discovery import walk_files
-from cervixbatch.runner import Runner, load_stages
+from cervixbatch.ops.presence import WorkerPresence
+from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
 
@@ -36,9 +37,19 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
     """
     db = open_database(config.database.url)
     totals = ProcessTotals()
+    presence: WorkerPresence | None = None
+    stop_reason, error = "error", None
     try:
         stages = load_stages(config)
         with Runner(config, db, stages) as runner:
+            presence = WorkerPresence(
+                db,
+                worker_id=runner.owner,
+                kind="process",
+                models=(stages.cervix_version, stages.lesion_version, stages.precision),
+            )
+            presence.start()
+            runner.heartbeat = presence.beat
             runner.recover()
             ids: set[int] = set()
             for root in paths:
@@ -51,15 +62,27 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     ids.add(registration.input_id)
             queued = _count_queued(runner)
             with progress_bar("process", total=queued) as advance:
-                runner.drain(
-                    on_batch=lambda outcome: advance(
-                        outcome.done + outcome.rejected + outcome.failed
-                    )
-                )
+
+                def on_batch(outcome: BatchOutcome) -> None:
+                    finished = outcome.done + outcome.rejected + outcome.failed
+                    advance(finished)
+                    assert presence is not None
+                    presence.finished(finished)
+                    if outcome.failed:
+                        presence.error("input_failed")
+                    presence.beat()
+
+                runner.drain(on_batch=on_batch)
             _tally(runner, ids, totals)
             if totals.queued:
                 totals.paused = runner.paused
+            stop_reason = "finished"
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
     finally:
+        if presence is not None:
+            presence.stop(stop_reason, error=error)
         db.dispose()
     return totals
 

@@ -26,6 +26,7 @@ from cervixbatch.report.stats import (
     compute_stats,
     iso,
 )
+from cervixbatch.store.runs import latest_run_only
 from cervixbatch.store.schema import Input, Result, Status
 
 __all__ = [
@@ -55,6 +56,12 @@ class ReportFilter:
     statuses: tuple[Status, ...] = ()
     reasons: tuple[str, ...] = ()
     limit: int | None = None
+    all_versions: bool = False  # every run's results, not only each input's latest
+
+    def apply_results(self, query: _Query) -> _Query:
+        """Add this filter's condition on :class:`Result` rows: the latest run only,
+        unless ``all_versions``."""
+        return query if self.all_versions else query.where(latest_run_only())
 
     def apply(self, query: _Query) -> _Query:
         """Add the WHERE clauses of this filter to ``query``."""
@@ -109,9 +116,10 @@ def collect(
     stats = dataclasses.replace(
         stats, reasons=tuple((Status(s).value, str(r), int(c)) for s, r, c in reason_rows)
     )
+    results = Input.results if report_filter.all_versions else Input.results.and_(latest_run_only())
     items_query = report_filter.apply(
         select(Input)
-        .options(selectinload(Input.results), selectinload(Input.sightings))
+        .options(selectinload(results), selectinload(Input.sightings))
         .order_by(Input.created_at.desc(), Input.id.desc())
     )
     if report_filter.limit is not None:
@@ -141,6 +149,7 @@ def result_dict(result: Result) -> dict[str, Any]:
     """Return one frame's result as the contract's JSON."""
     out: dict[str, Any] = {
         "frame": result.frame,
+        "run": result.run,
         "cervix_found": result.cervix_found,
         "cervix_fraction": round(result.cervix_fraction, 6),
         "lesion_fraction": round(result.lesion_fraction, 6),
@@ -154,6 +163,8 @@ def result_dict(result: Result) -> dict[str, Any]:
         },
         "models": {"cervix": result.cervix_model, "lesion": result.lesion_model},
         "precision": result.precision,
+        "created_at": iso(result.created_at),
+        "outputs_purged_at": iso(result.outputs_purged_at),
     }
     if result.dicom_seg_path or result.dicom_sc_path:
         out["outputs"]["dicom_seg"] = result.dicom_seg_path
@@ -221,6 +232,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "study_uid",
     "series_uid",
     "sop_instance_uid",
+    "run",
     "frame",
     "width",
     "height",
@@ -278,6 +290,7 @@ def render_csv(data: ReportData) -> str:
             writer.writerow(
                 [
                     *base,
+                    r.run,
                     r.frame,
                     r.width,
                     r.height,

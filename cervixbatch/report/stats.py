@@ -117,14 +117,16 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
     with_cervix = Result.cervix_found.is_(True)
     positive = with_cervix & (Result.lesion_fraction > threshold)
     frames, found, lesion_positive = session.execute(
-        report_filter.apply(
-            select(
-                func.count(Result.id),
-                func.coalesce(func.sum(case((with_cervix, 1), else_=0)), 0),
-                func.coalesce(func.sum(case((positive, 1), else_=0)), 0),
+        report_filter.apply_results(
+            report_filter.apply(
+                select(
+                    func.count(Result.id),
+                    func.coalesce(func.sum(case((with_cervix, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((positive, 1), else_=0)), 0),
+                )
+                .select_from(Result)
+                .join(Input, Result.input_id == Input.id)
             )
-            .select_from(Result)
-            .join(Input, Result.input_id == Input.id)
         )
     ).one()
 
@@ -166,17 +168,19 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
             cervix=str(c), lesion=str(les), precision=str(p), frames=int(n), last_used=_aware(u)
         )
         for c, les, p, n, u in session.execute(
-            report_filter.apply(
-                select(
-                    Result.cervix_model,
-                    Result.lesion_model,
-                    Result.precision,
-                    func.count(Result.id),
-                    last_used,
+            report_filter.apply_results(
+                report_filter.apply(
+                    select(
+                        Result.cervix_model,
+                        Result.lesion_model,
+                        Result.precision,
+                        func.count(Result.id),
+                        last_used,
+                    )
+                    .join(Input, Result.input_id == Input.id)
+                    .group_by(Result.cervix_model, Result.lesion_model, Result.precision)
+                    .order_by(last_used.desc())
                 )
-                .join(Input, Result.input_id == Input.id)
-                .group_by(Result.cervix_model, Result.lesion_model, Result.precision)
-                .order_by(last_used.desc())
             )
         )
     )

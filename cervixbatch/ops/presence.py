@@ -1,0 +1,128 @@
+"""A worker's row in the worker table: registered at start, a heartbeat while it works,
+its stop recorded at the end. Used by the daemon and by ``cervixbatch process``.
+
+The heartbeat is written from the work loop itself (and between the model calls of a
+long batch), not from a thread of its own: a worker whose loop hangs goes stale.
+A heartbeat that cannot be written is logged and skipped; it never stops the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from cervixbatch import __version__
+from cervixbatch.store import workers
+from cervixbatch.store.db import Database
+
+__all__ = ["BEAT_EVERY_S", "FORGET_AFTER", "WorkerPresence"]
+
+log = structlog.get_logger(__name__)
+
+BEAT_EVERY_S = 5.0  # `status` calls a worker stale after --stale-after (60 s) without one
+FORGET_AFTER = dt.timedelta(days=7)  # rows of workers silent this long are removed
+
+
+class WorkerPresence:
+    """Registers one worker and keeps its row current."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker_id: str,
+        kind: str,
+        models: tuple[str, str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.kind = kind
+        self.models = models
+        self._clock = clock
+        self._next_beat = 0.0
+        self._finished = 0  # inputs finished since the last heartbeat written
+        self._error: str | None = None
+        self._paused: str | None = None
+        self._disk_free_mb: float | None = None
+        self._registered = False
+        self._failing = False
+
+    def start(self) -> None:
+        """Adds this worker's row (and forgets workers silent for a week)."""
+        with self.db.session() as session:
+            cutoff = workers.database_now(session) - FORGET_AFTER
+            workers.prune_workers(session, silent_before=cutoff)
+            workers.register_worker(
+                session,
+                worker_id=self.worker_id,
+                kind=self.kind,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                models=self.models,
+            )
+        self._registered = True
+        self._next_beat = self._clock() + BEAT_EVERY_S
+
+    def finished(self, count: int) -> None:
+        """Counts inputs this worker took to a terminal state (written with the next beat)."""
+        self._finished += count
+
+    def error(self, code: str) -> None:
+        """Notes the latest error (a reason code or an exception type; never a path)."""
+        self._error = code
+
+    def state(self, *, paused: str | None, disk_free_mb: float | None) -> None:
+        """Notes why no inputs are taken (None: they are) and the outbox's free space."""
+        self._paused = paused
+        finite = disk_free_mb is not None and disk_free_mb != float("inf")
+        self._disk_free_mb = disk_free_mb if finite else None
+
+    def beat(self, *, force: bool = False) -> None:
+        """Renews the heartbeat, at most every ``BEAT_EVERY_S`` unless ``force``."""
+        now = self._clock()
+        if not self._registered or (not force and now < self._next_beat):
+            return
+        self._next_beat = now + BEAT_EVERY_S
+        try:
+            with self.db.session() as session:
+                found = workers.record_beat(
+                    session,
+                    self.worker_id,
+                    paused=self._paused,
+                    disk_free_mb=self._disk_free_mb,
+                    finished=self._finished,
+                    error=self._error,
+                )
+        except SQLAlchemyError as exc:
+            if not self._failing:
+                log.warning("heartbeat_failed", error=type(exc).__name__)
+            self._failing = True
+            return
+        self._failing = False
+        self._finished = 0
+        self._error = None
+        if not found:  # removed by hand, or pruned after a long suspend: register anew
+            self._registered = False
+            self.start()
+
+    def stop(self, reason: str, *, error: str | None = None) -> None:
+        """Records the stop; errors writing it are logged, never raised (teardown)."""
+        if not self._registered:
+            return
+        try:
+            with self.db.session() as session:
+                workers.record_beat(
+                    session, self.worker_id, paused=None, disk_free_mb=None, finished=self._finished
+                )
+                workers.record_stop(session, self.worker_id, reason=reason, error=error)
+        except SQLAlchemyError as exc:
+            log.warning("worker_stop_unrecorded", error=type(exc).__name__)
+        self._registered = False
