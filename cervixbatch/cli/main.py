@@ -21,6 +21,7 @@ from cervixbatch.cli.models import bench, evaluate, train
 from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
+from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
 
 __all__ = ["main"]
 
@@ -38,6 +39,11 @@ class CervixbatchGroup(click.Group):
             sys.exit(EXIT_CONFIG)
         except CervixbatchError as exc:
             click.echo(f"cervixbatch: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except ImportError as exc:  # TensorFlow missing or broken, wherever it was first needed
+            if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+                raise
+            click.echo(f"cervixbatch: error: {framework_error(exc)}", err=True)
             sys.exit(EXIT_FAILED)
         except SQLAlchemyError as exc:  # locked past the busy timeout, or unreachable
             reason = getattr(exc, "orig", None) or exc

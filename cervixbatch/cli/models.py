@@ -123,6 +123,9 @@ def train(
     resume: bool,
 ) -> None:
     """Train one stage on labelled images; the best epoch on validation is kept."""
+    from cervixbatch.model.framework import require_tensorflow
+
+    require_tensorflow()
     from cervixbatch.model.stage import Stage
     from cervixbatch.tools.train import TrainOptions, train_stage
 

@@ -41,6 +41,9 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
 
 def load_stages(config: Config) -> Stages:
     """Loads both models as configured (TensorFlow is imported here, not before)."""
+    from cervixbatch.model.framework import require_tensorflow
+
+    require_tensorflow()  # missing or broken: one clear error, not an import traceback
     from cervixbatch.model.stage import Stage, load_stage
 
     cervix = load_stage(

@@ -27,6 +27,7 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
 from cervixbatch.logs import configure_logging
 from cervixbatch.ops.presence import WorkerPresence
+from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.queue import expired_leases, status_counts
@@ -93,6 +94,7 @@ class Service:
         self._scp: StorageSCP | None = None
         self._presence: WorkerPresence | None = None
         self._fatal: str | None = None  # the error type that ended the service, if any
+        self._retention: RetentionSweeper | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Service:
         )
         self._presence.start()
         self._runner.heartbeat = self._in_batch_heartbeat
+        self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
@@ -182,6 +185,9 @@ class Service:
             if self._batch_due(now):
                 self._run_batch()
                 continue  # check the flags between two batches, never within one
+            if self._retention is not None and self._retention.due(now):
+                self._retention.step()  # small steps, only while no batch is due
+                continue
             self.wakeup.wait(self._sleep_time(now, interval))
 
     def _teardown(self, status: int) -> None:
