@@ -352,3 +352,104 @@ def test_a_missing_or_broken_tensorflow_is_one_clear_line(
     events = [json.loads(line) for line in daemon.stdout.splitlines() if line.startswith("{")]
     (fatal,) = [e for e in events if e["event"] == "fatal_error"]
     assert fatal["error"] == "ModelError" and "TensorFlow is missing" in fatal["detail"]
+
+
+def test_status_calls_a_silent_worker_on_another_host_stale(processed: Path) -> None:
+    """A worker elsewhere whose heartbeat is older than --stale-after is stale; one within
+    it is alive, and makes status exit 0."""
+    database = processed.parent / "state" / "cervixbatch.db"
+    with sqlite3.connect(database) as connection:
+        for worker, age in (("far:1:a", "-10 minutes"), ("far:2:b", "-5 seconds")):
+            connection.execute(
+                "INSERT INTO workers (id, kind, host, pid, version, started_at, heartbeat_at, "
+                "inputs_finished) VALUES (?, 'daemon', 'far', 1, '0.1.0', "
+                "datetime('now', '-1 hour'), datetime('now', ?), 0)",
+                (worker, age),
+            )
+    code, status = _run(processed, "status", "--format", "json", "--stale-after", "60")[:2]
+    states = {w["id"]: w["state"] for w in json.loads(status)["workers"]}
+    assert code == 0
+    assert states["far:1:a"] == "stale" and states["far:2:b"] == "alive"
+
+
+def test_reprocess_selects_by_reason_and_date(processed: Path) -> None:
+    """--reason and --since/--until narrow the selection; the criteria combine."""
+    database = processed.parent / "state" / "cervixbatch.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "UPDATE inputs SET status = 'failed', reason = 'internal_error' WHERE id = 1"
+        )
+        connection.execute("UPDATE inputs SET created_at = '2020-01-01 00:00:00' WHERE id = 2")
+    by_reason = _json(processed, "reprocess", "--reason", "internal_error", "--dry-run")
+    assert [i["id"] for i in by_reason["inputs"]] == [1]
+    old = _json(processed, "reprocess", "--until", "2021-01-01", "--dry-run")
+    assert [i["id"] for i in old["inputs"]] == [2]
+    recent_done = _json(processed, "reprocess", "--since", "2021-01-01", "--status", "done")
+    assert recent_done["requeued"] == [3]
+
+
+def test_rows_retention_forgets_only_inputs_whose_files_left_the_inbox(
+    processed: Path,
+) -> None:
+    """rows_days forgets inputs finished before the cutoff whose files are gone (rows and
+    outputs); an input whose file is still in the inbox is kept, or it would be taken again."""
+    import datetime as dt
+
+    from cervixbatch.config import load_config
+    from cervixbatch.ops.retention import forget_inputs
+    from cervixbatch.store.db import open_database
+
+    report = _json(processed, "report")
+    gone = next(i for i in report["items"] if i["id"] == 1)
+    (processed.parent / "inbox" / Path(gone["path"]).name).unlink()
+    config = load_config(processed)
+    database = open_database(config.database.url)
+    try:
+        future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        dry = forget_inputs(config, database, finished_before=future, dry_run=True)
+        assert (dry.inputs_forgotten, dry.inputs_kept) == (1, 2)
+        done = forget_inputs(config, database, finished_before=future)
+    finally:
+        database.dispose()
+    assert (done.inputs_forgotten, done.inputs_kept) == (1, 2)
+    assert sorted(done.files) == sorted(Path(p) for p in gone["results"][0]["outputs"].values())
+    assert not (processed.parent / "outbox" / "00000001").exists()
+    assert sorted(i["id"] for i in _json(processed, "report")["items"]) == [2, 3]
+
+
+def test_migration_keeps_existing_results_as_their_first_run(tmp_path: Path) -> None:
+    """A database made before runs existed upgrades with every result as run 1 and every
+    input's queue time its discovery time; the downgrade goes back."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from cervixbatch.store.db import migrations_dir
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    alembic = AlembicConfig()
+    alembic.set_main_option("script_location", str(migrations_dir()))
+    alembic.set_main_option("sqlalchemy.url", url)
+    command.upgrade(alembic, "0002")
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        connection.execute(
+            "INSERT INTO inputs (id, sha256, path, size_bytes, status, attempts, created_at) "
+            "VALUES (1, 'ab', '/in/a.jpg', 10, 'done', 1, '2024-05-01 10:00:00')"
+        )
+        connection.execute(
+            "INSERT INTO results (input_id, frame, width, height, cervix_found, "
+            "cervix_fraction, lesion_fraction, cervix_mask_path, lesion_mask_path, "
+            "overlay_path, cervix_model, lesion_model, precision, stage1_ms, stage2_ms, "
+            "created_at) VALUES (1, 0, 4, 4, 1, 0.5, 0.1, 'c', 'l', 'o', 'm1', 'm2', "
+            "'float32', 1, 1, '2024-05-01 10:00:01')"
+        )
+    command.upgrade(alembic, "head")
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        assert connection.execute("SELECT run, outputs_purged_at FROM results").fetchall() == [
+            (1, None)
+        ]
+        assert connection.execute("SELECT queued_at FROM inputs").fetchone() == (
+            "2024-05-01 10:00:00",
+        )
+    command.downgrade(alembic, "0002")
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM results").fetchone() == (1,)

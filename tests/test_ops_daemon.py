@@ -149,7 +149,7 @@ def test_a_backup_taken_while_the_daemon_processes_50_photos_holds_every_committ
     config = make_config(batch__size=4)
     daemon = daemons(config)
     daemon.wait_event("ready")
-    photos(tmp_path / "inbox", 50, size=(480, 360))
+    photos(tmp_path / "inbox", 50, suffix=".png")  # lossless: 50 distinct inputs
     backups = tmp_path / "backups"
     backups.mkdir()
     mid_run = 0
@@ -181,7 +181,7 @@ def test_a_backup_taken_while_the_daemon_processes_50_photos_holds_every_committ
             break
         daemon_alive = daemon.process.poll() is None
         assert daemon_alive, daemon.diagnostics()
-        time.sleep(0.2)
+        time.sleep(0.5)
     assert daemon.stop() == 0
     assert mid_run >= 2, f"only {mid_run} backups were taken while the daemon was working"
     with sqlite3.connect(target) as final:
