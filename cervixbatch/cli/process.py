@@ -42,13 +42,9 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
     try:
         stages = load_stages(config)
         with Runner(config, db, stages) as runner:
-            presence = WorkerPresence(
-                db,
-                worker_id=runner.owner,
-                kind="process",
-                models=(stages.cervix_version, stages.lesion_version, stages.precision),
+            presence = WorkerPresence.started(
+                db, worker_id=runner.owner, kind="process", stages=stages
             )
-            presence.start()
             runner.heartbeat = presence.beat
             runner.recover()
             ids: set[int] = set()
@@ -67,9 +63,7 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     finished = outcome.done + outcome.rejected + outcome.failed
                     advance(finished)
                     assert presence is not None
-                    presence.finished(finished)
-                    if outcome.failed:
-                        presence.error("input_failed")
+                    presence.finished(finished, failed=outcome.failed)
                     presence.beat()
 
                 runner.drain(on_batch=on_batch)

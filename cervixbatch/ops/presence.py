@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
+from cervixbatch.model.pair import Stages
 from cervixbatch.store import workers
 from cervixbatch.store.db import Database
 
@@ -54,6 +55,22 @@ class WorkerPresence:
         self._registered = False
         self._failing = False
 
+    @classmethod
+    def started(
+        cls,
+        db: Database,
+        *,
+        worker_id: str,
+        kind: str,
+        stages: Stages,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> WorkerPresence:
+        """Registers a worker that runs ``stages`` and returns its presence."""
+        models = (stages.cervix_version, stages.lesion_version, stages.precision)
+        presence = cls(db, worker_id=worker_id, kind=kind, models=models, clock=clock)
+        presence.start()
+        return presence
+
     def start(self) -> None:
         """Adds this worker's row (and forgets workers silent for a week)."""
         with self.db.session() as session:
@@ -71,13 +88,12 @@ class WorkerPresence:
         self._registered = True
         self._next_beat = self._clock() + BEAT_EVERY_S
 
-    def finished(self, count: int) -> None:
-        """Counts inputs this worker took to a terminal state (written with the next beat)."""
+    def finished(self, count: int, *, failed: int = 0) -> None:
+        """Counts inputs this worker took to a terminal state (written with the next beat);
+        failed ones make ``input_failed`` its latest error."""
         self._finished += count
-
-    def error(self, code: str) -> None:
-        """Notes the latest error (a reason code or an exception type; never a path)."""
-        self._error = code
+        if failed:
+            self._error = "input_failed"
 
     def state(self, *, paused: str | None, disk_free_mb: float | None) -> None:
         """Notes why no inputs are taken (None: they are) and the outbox's free space."""

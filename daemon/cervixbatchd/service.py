@@ -134,14 +134,9 @@ class Service:
         self._db = open_database(self.config.database.url)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
-        self._presence = WorkerPresence(
-            self._db,
-            worker_id=self._runner.owner,
-            kind="daemon",
-            models=(stages.cervix_version, stages.lesion_version, stages.precision),
-            clock=self._clock,
+        self._presence = WorkerPresence.started(
+            self._db, worker_id=self._runner.owner, kind="daemon", stages=stages, clock=self._clock
         )
-        self._presence.start()
         self._runner.heartbeat = self._in_batch_heartbeat
         self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if self.config.metrics.listen:
@@ -295,9 +290,8 @@ class Service:
         if outcome is not None and self._telemetry is not None:
             self._telemetry.observe_batch(outcome)
         if outcome is not None and self._presence is not None:
-            self._presence.finished(outcome.done + outcome.rejected + outcome.failed)
-            if outcome.failed:
-                self._presence.error("input_failed")
+            finished = outcome.done + outcome.rejected + outcome.failed
+            self._presence.finished(finished, failed=outcome.failed)
         if outcome is None:
             self._queued = 0
         else:
