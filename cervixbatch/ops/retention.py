@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch.config import Config
 from cervixbatch.store import retention as store
@@ -183,9 +184,19 @@ class RetentionSweeper:
 
     def step(self) -> int:
         """Removes up to ``SWEEP_STEP`` results' files (and forgets as many inputs);
-        returns how many. The next step comes at once while there is more to do."""
+        returns how many. The next step comes soon while there is more to do."""
+        self._next = self._clock() + SWEEP_EVERY_S
+        try:
+            done = self._sweep(utcnow())
+        except SQLAlchemyError as exc:  # the database's trouble: the batches will say so
+            log.warning("retention_failed", error=type(exc).__name__)
+            return 0
+        if done >= SWEEP_STEP:
+            self._next = self._clock() + 1.0  # more to do: the next step soon, not at once
+        return done
+
+    def _sweep(self, now: dt.datetime) -> int:
         retention = self.config.retention
-        now = utcnow()
         done = 0
         if retention.outputs_days > 0:
             report = purge_outputs(
@@ -204,7 +215,6 @@ class RetentionSweeper:
                 max_inputs=SWEEP_STEP,
             )
             done += report.inputs_forgotten
-        self._next = self._clock() + (1.0 if done >= SWEEP_STEP else SWEEP_EVERY_S)
         return done
 
 

@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session, aliased
 
 from cervixbatch.store.schema import Input, Result
 
-__all__ = ["ModelPair", "latest_run_only", "model_pairs", "next_runs", "results_of_pairs"]
+__all__ = [
+    "ModelPair",
+    "any_rerun",
+    "latest_run_only",
+    "model_pairs",
+    "next_runs",
+    "results_of_pairs",
+]
 
 ModelPair = tuple[str, str]  # (cervix version, lesion version)
 
@@ -32,6 +39,11 @@ def next_runs(session: Session, input_ids: Sequence[int]) -> dict[int, int]:
         )
     }
     return {input_id: int(latest.get(input_id) or 0) + 1 for input_id in input_ids}
+
+
+def any_rerun(session: Session) -> bool:
+    """True once any input has results of a second run (an index lookup)."""
+    return session.scalar(select(Result.id).where(Result.run > 1).limit(1)) is not None
 
 
 def latest_run_only() -> ColumnElement[bool]:

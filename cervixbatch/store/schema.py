@@ -190,6 +190,8 @@ class Result(Base):
         Index("ix_results_models", "cervix_model", "lesion_model", "precision"),
         # retention: the oldest results whose files are still there
         Index("ix_results_purge", "outputs_purged_at", "created_at"),
+        # "was anything ever reprocessed?": reports skip the latest-run filter if not
+        Index("ix_results_run", "run"),
     )
 
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
             "uq_results_input_run_frame", ["input_id", "run", "frame"]
         )
         batch_op.create_index("ix_results_purge", ["outputs_purged_at", "created_at"])
+        batch_op.create_index("ix_results_run", ["run"])
 
     with op.batch_alter_table("inputs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True))
@@ -66,6 +67,7 @@ def downgrade() -> None:
         "WHERE r.input_id = results.input_id)"
     )
     with op.batch_alter_table("results", schema=None) as batch_op:
+        batch_op.drop_index("ix_results_run")
         batch_op.drop_index("ix_results_purge")
         batch_op.drop_constraint("uq_results_input_run_frame", type_="unique")
         batch_op.create_unique_constraint("uq_results_input_id", ["input_id", "frame"])
