@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -34,6 +36,7 @@ __all__ = [
     "Precision",
     "ReportConfig",
     "RetentionConfig",
+    "Runtime",
     "WatchConfig",
     "load_config",
     "resolve_config_path",
@@ -41,6 +44,16 @@ __all__ = [
 
 ENV_VAR = "CERVIXBATCH_CONFIG"
 DEFAULT_FILE = "config.toml"
+
+DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image
+)
+"""The DICOM SOP classes a colposcope writes: ``[dicom] accept_classes`` by default."""
 
 
 class AfterAction(enum.StrEnum):
@@ -58,6 +71,15 @@ class Precision(enum.StrEnum):
     FLOAT32 = "float32"
     MIXED_BFLOAT16 = "mixed_bfloat16"
     MIXED_FLOAT16 = "mixed_float16"
+    INT8 = "int8"  # OpenVINO only: the model `cervixbatch quantize` wrote, agreement-gated
+
+
+class Runtime(enum.StrEnum):
+    """What runs the models. ``auto``: OpenVINO when installed and inference is on a CPU."""
+
+    AUTO = "auto"
+    TENSORFLOW = "tensorflow"
+    OPENVINO = "openvino"
 
 
 class LogFormat(enum.StrEnum):
@@ -101,7 +123,10 @@ class BatchConfig:
     size: int = 8
     max_wait_ms: int = 250
     max_attempts: int = 3  # transient failures are retried this often, then "failed"
-    lease_seconds: float = 300.0
+    # A claim lapses this long after its worker's last heartbeat (renewed 5x per period):
+    # a dead worker's inputs are taken over by the others within about 20 s.
+    lease_seconds: float = 15.0
+    stall_seconds: float = 600.0  # no progress this long in a batch: the worker is hung
     read_workers: int = 0  # 0: one per core
     write_workers: int = 0
 
@@ -113,6 +138,11 @@ class ModelsConfig:
     cervix: str = "builtin:demo"
     lesion: str = "builtin:demo"
     precision: Precision = Precision.AUTO
+    runtime: Runtime = Runtime.AUTO
+    min_agreement_dice: float = 0.98  # an INT8 model whose card shows less is refused
+    # converted OpenVINO models (and INT8 ones of builtin:demo); unset: "model-cache"
+    # beside a SQLite database, in memory only for other databases
+    cache: Path | None = None
     cervix_threshold: float = 0.5
     lesion_threshold: float = 0.5
     margin: float = 0.15  # the cervix box grows by this share of its size on every side
@@ -146,8 +176,14 @@ class DicomConfig:
     outputs: bool = True
     listen: str = ""
     ae_title: str = "CERVIXBATCH"
-    allowed_callers: tuple[str, ...] = ()
+    allowed_callers: tuple[str, ...] = ()  # calling AE titles; empty: nobody; ["*"]: any
+    allowed_peers: tuple[str, ...] = ()  # addresses or networks ("10.1.2.0/24"); empty: any
+    # SOP classes segmented (UIDs or PS3.6 keywords; stored as UIDs); any other DICOM
+    # object is rejected as unsupported_sop_class. Secondary Capture also needs a modality
+    # of XC, ES, OT or none.
+    accept_classes: tuple[str, ...] = DEFAULT_ACCEPT_CLASSES
     max_associations: int = 4  # concurrent associations the Storage SCP accepts
+    max_association_mb: float = 2048.0  # data one association may store; more is refused
     forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
     forward_retries: int = 3  # further attempts after a failed forward
     forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
@@ -245,6 +281,7 @@ class Config:
             self.models,
             cervix=_absolute_model_ref(self.models.cervix, base),
             lesion=_absolute_model_ref(self.models.lesion, base),
+            cache=_absolute(self.models.cache, base) if self.models.cache else None,
         )
         return dataclasses.replace(self, paths=paths, watch=watch, database=database, models=models)
 
@@ -305,6 +342,8 @@ def _build_section(section_type: type[Any], name: str, values: dict[str, Any], s
         if key not in known:
             raise ConfigError("unknown key", file=source, key=dotted)
         kwargs[key] = _coerce(raw, hints[key], dotted, source)
+        if dotted == "dicom.accept_classes":
+            kwargs[key] = _accept_classes(kwargs[key], dotted, source)
     try:
         section = section_type(**kwargs)
     except TypeError as exc:  # pragma: no cover - every field has a default
@@ -321,6 +360,9 @@ def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: C901, P
             f"expected {expected}, got {type(raw).__name__} {raw!r}", file=source, key=key
         )
 
+    optional = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) and len(optional) == 1:
+        hint = optional[0]  # TOML has no null: a value given is the other type
     if hint is bool:
         if not isinstance(raw, bool):
             raise wrong("true or false")
@@ -362,7 +404,8 @@ _POSITIVE = {
     "batch.size": 1,
     "batch.max_wait_ms": 0,
     "batch.max_attempts": 1,
-    "batch.lease_seconds": 5.0,
+    "batch.lease_seconds": 1.0,
+    "batch.stall_seconds": 1.0,
     "batch.read_workers": 0,
     "batch.write_workers": 0,
     "output.overlay_max_side": 0,
@@ -373,6 +416,7 @@ _POSITIVE = {
     "limits.max_total_pixels": 1,
     "limits.min_free_mb": 0.0,
     "dicom.max_associations": 1,
+    "dicom.max_association_mb": 0.001,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
     "retention.outputs_days": 0,
@@ -383,6 +427,7 @@ _UNIT_INTERVAL = {
     "models.lesion_threshold",
     "models.margin",
     "models.min_cervix_fraction",
+    "models.min_agreement_dice",
     "report.lesion_positive_threshold",
 }
 
@@ -397,10 +442,53 @@ def _check_ranges(section: Any, name: str, source: str) -> None:
             raise ConfigError("must lie between 0 and 1", file=source, key=key)
     if name == "output" and not 1 <= section.jpeg_quality <= 100:
         raise ConfigError("must lie between 1 and 100", file=source, key="output.jpeg_quality")
+    if name == "dicom":
+        for peer in section.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{peer!r} is not an IP address or network (e.g. 10.1.2.0/24)",
+                    file=source,
+                    key="dicom.allowed_peers",
+                ) from None
     if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             "must be one of debug, info, warning, error", file=source, key="logging.level"
         )
+
+
+def _accept_classes(names: tuple[str, ...], key: str, source: str) -> tuple[str, ...]:
+    """The UIDs of ``[dicom] accept_classes`` (UIDs, or keywords of DICOM PS3.6 such as
+    ``VLPhotographicImageStorage``), in order, without repeats; an unknown name or an empty
+    list is an error naming the key."""
+    if not names:
+        raise ConfigError(
+            "must name at least one SOP class (DICOM inputs of every other class are rejected)",
+            file=source,
+            key=key,
+        )
+    # pydicom's table of PS3.6 UIDs, imported only when the key is set: a start-up of
+    # `report` does not pay for pydicom.
+    from pydicom._uid_dict import UID_dictionary
+
+    by_keyword = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class"}
+    resolved: list[str] = []
+    for name in names:
+        text = name.strip()
+        uid = by_keyword.get(text) or (text if _UID.fullmatch(text) else None)
+        if uid is None:
+            raise ConfigError(
+                f"{name!r} is neither a SOP class UID nor a SOP class keyword",
+                file=source,
+                key=key,
+            )
+        if uid not in resolved:
+            resolved.append(uid)
+    return tuple(resolved)
+
+
+_UID = re.compile(r"[12](\.(0|[1-9][0-9]*))+")  # PS3.5 9.1, root 1 or 2 (ISO, joint)
 
 
 def _absolute(path: Path, base: Path) -> Path:

@@ -12,6 +12,7 @@ import enum
 __all__ = [
     "CervixbatchError",
     "ConfigError",
+    "DicomOutputSkipped",
     "InputRejected",
     "ModelError",
     "OutputError",
@@ -55,6 +56,13 @@ class RejectReason(enum.StrEnum):
     UNREADABLE = "unreadable"
     NOT_A_REGULAR_FILE = "not_a_regular_file"
     OUTSIDE_INBOX = "outside_inbox"
+    # The file at the input's path no longer holds the bytes registered for it: nothing is
+    # computed from the new bytes for the old input; they are registered as an input of
+    # their own.
+    CHANGED = "changed"
+    # A DICOM object of a kind that is not a colposcopy photo (CT, MR, SEG, ...): never
+    # segmented, never given a SEG or SC in its study.
+    UNSUPPORTED_SOP_CLASS = "unsupported_sop_class"
 
 
 class InputRejected(CervixbatchError):
@@ -80,6 +88,18 @@ class OutputError(CervixbatchError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         self.transient = transient
         super().__init__(message)
+
+
+class DicomOutputSkipped(CervixbatchError):
+    """The DICOM SEG and SC of an input cannot be built from its header (no Study Instance
+    UID, an encoding highdicom cannot copy, ...). Not a failure of the input: its masks and
+    overlay are the result, and ``reason`` (a short code) says why the DICOM outputs are
+    missing. ``detail`` never carries a tag value."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class StoreError(CervixbatchError):

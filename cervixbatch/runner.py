@@ -14,16 +14,19 @@ from typing import Any, Self
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.disposal import dispose_of, restore_held_files
 from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.errors import InputRejected, OutputError, RejectReason
+from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.imaging.frames import DecodedInput, ReadLimits
-from cervixbatch.imaging.reader import read_input
+from cervixbatch.imaging.sop import SopClassFilter
+from cervixbatch.imaging.verified import ChangedFile, read_registered
 from cervixbatch.intake.discovery import FileIdentity, hash_file, identify, unreadable_digest
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.diskspace import DiskWatermark
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
+from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
@@ -35,6 +38,7 @@ __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 log = structlog.get_logger(__name__)
 
 DISK_RETRY_SECONDS = 30.0  # after ENOSPC/EIO on the outbox, wait this long before claiming
+_DETAIL_CHARS = 2000  # an error's text kept in a row's detail (TensorFlow's can run long)
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,6 +67,11 @@ class _Work:
     failure: tuple[str, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
+    committed: bool = False  # this worker's commit of a terminal done/rejected took
+    ended: Status | None = None  # the terminal state this worker's commit recorded
+    # Files at the input's paths that now hold other bytes: registered as inputs of
+    # their own once the batch has committed.
+    changed: list[ChangedFile] = dataclasses.field(default_factory=list)
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
@@ -110,8 +119,14 @@ class Runner:
             min_side=config.limits.min_side,
         )
         self._min_working_side = self._working_side()
-        # Called between model calls within a batch (the daemon pings systemd's watchdog).
-        self.heartbeat: Callable[[], None] | None = None
+        self.sop_filter = SopClassFilter(frozenset(config.dicom.accept_classes))
+        # Renews the leases of the batch in hand (and pings systemd's watchdog) throughout.
+        self.leases = LeaseKeeper(
+            db,
+            self.owner,
+            lease_seconds=config.batch.lease_seconds,
+            stall_seconds=config.batch.stall_seconds,
+        )
         self.watermark = DiskWatermark(config.paths.outbox, config.limits.min_free_mb)
         self._disk_trouble_until = 0.0
         self._readers = ThreadPoolExecutor(
@@ -124,9 +139,10 @@ class Runner:
         self._forwarder = Forwarder(config, db) if config.dicom.forward else None
 
     def close(self) -> None:
-        """Stops the thread pools (after the work in them)."""
+        """Stops the thread pools (after the work in them) and the heartbeat."""
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
+        self.leases.close()
         if self._forwarder is not None:
             self._forwarder.close()
 
@@ -149,12 +165,21 @@ class Runner:
     # -- registration ------------------------------------------------------------------
 
     def recover(self) -> tuple[int, int]:
-        """Frees inputs of dead workers and removes stray temp files; returns the counts."""
+        """Frees inputs of dead workers and removes the temp files of dead writers; returns
+        (requeued, failed)."""
         with self.db.session() as session:
             requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
-        temp_files = self.outbox.remove_temp_files()
-        if requeued or failed or temp_files:
-            log.info("recovered", requeued=requeued, failed=failed, temp_files=temp_files)
+        temps = self.outbox.remove_temp_files()
+        restore_held_files(self.config.paths.inbox)  # a disposal cut short by a crash
+        if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:
+            log.info(
+                "recovered",
+                requeued=requeued,
+                failed=failed,
+                temp_files=temps.removed,
+                temp_files_in_flight=temps.kept_live,  # a live worker's: left alone
+                temp_files_not_ours=temps.kept_unknown,  # another host's: its own restart
+            )
         return requeued, failed
 
     def register(self, path: Path) -> queue.Registration | None:
@@ -165,8 +190,14 @@ class Runner:
             return None
         return self.register_identity(identity)
 
-    def register_identity(self, identity: FileIdentity) -> queue.Registration | None:
-        """Records a file whose identity (stat) is known; hashes it only when it is new."""
+    def register_identity(
+        self, identity: FileIdentity, *, sha256: str | None = None
+    ) -> queue.Registration | None:
+        """Records a file whose identity (stat) is known; hashes it only when it is new.
+
+        With ``sha256`` (bytes just read and hashed) it is neither looked up by identity
+        nor hashed again: a file replaced by one of the same size and mtime is still new.
+        """
         path_text = str(identity.path)
         # A name that is not UTF-8 (a byte-for-byte copy from another system) cannot be
         # stored as text: it is kept escaped, and rejected keyed by where it was (so the
@@ -174,13 +205,16 @@ class Runner:
         storable = os.fsencode(identity.path).decode("utf-8", "backslashreplace")
         bad_name = storable != path_text
         path_text = storable
-        with self.db.read_session() as session:
-            known = queue.known_sighting(session, path_text, identity.size, identity.mtime_ns)
-        if known is not None:
-            return known
+        if sha256 is None:
+            with self.db.read_session() as session:
+                known = queue.known_sighting(
+                    session, path_text, identity.size, identity.mtime_ns, identity.inode
+                )
+            if known is not None:
+                return known
         rejection: dict[str, object] = {}
         try:
-            sha256 = hash_file(identity.path)
+            sha256 = sha256 or hash_file(identity.path)
         except FileNotFoundError:
             return None  # gone before it could be read: nothing to account for
         except OSError as exc:
@@ -206,6 +240,7 @@ class Runner:
                 path=path_text,
                 size=identity.size,
                 mtime_ns=identity.mtime_ns,
+                inode=identity.inode,
                 **rejection,  # type: ignore[arg-type]
             )
         # File names can carry patient names: logs name inputs by id and digest only.
@@ -247,16 +282,23 @@ class Runner:
             return None
         work = [_Work(claimed=c, run=runs[c.id], started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
-        t0 = time.perf_counter()
-        list(self._readers.map(self._read, work))
-        t1 = time.perf_counter()
-        self._segment(work)
-        t2 = time.perf_counter()
-        self._renew_leases(work)
-        self._write_outputs(work)
-        t3 = time.perf_counter()
+        ids = [c.id for c in claimed]
+        self.leases.hold(ids)  # renewed through read, segmentation and write alike
+        try:
+            t0 = time.perf_counter()
+            list(self._readers.map(self._read, work))
+            t1 = time.perf_counter()
+            self._segment(work)
+            t2 = time.perf_counter()
+            self._write_outputs(work)
+            t3 = time.perf_counter()
+        finally:
+            # Before the commit: a renewal racing it would take its end for a lost lease.
+            self.leases.release(ids)
         self._commit(work, outcome)
         t4 = time.perf_counter()
+        self._remove_outputs_of_failures(work)
+        self._register_changed(work)
         self._dispose(work)
         self._forward(work)
         outcome.frames = sum(len(w.results) for w in work)
@@ -289,52 +331,42 @@ class Runner:
                 on_batch(outcome)
         return total
 
-    def _renew_leases(self, work: Sequence[_Work]) -> None:
-        """Keeps the claim alive through a long batch (big multi-frame files, a slow disk),
-        so that no other worker takes these inputs over while outputs are being written."""
-        ids = [item.claimed.id for item in work]
-        with self.db.session() as session:
-            held = queue.renew(
-                session, owner=self.owner, ids=ids, lease_seconds=self.config.batch.lease_seconds
-            )
-        if held < len(ids):
-            log.warning("leases_lost", held=held, claimed=len(ids))
-
     def _read(self, item: _Work) -> None:
-        last: InputRejected | None = None
-        for path in item.claimed.paths:
-            try:
-                item.decoded = read_input(
-                    Path(path), self.limits, min_working_side=self._min_working_side
-                )
-            except InputRejected as exc:
-                last = exc
-                if exc.reason is RejectReason.UNREADABLE and not Path(path).exists():
-                    continue  # moved or deleted since: another sighting may still be there
-                break
-            except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
-                item.failure = ("internal_error", f"reading failed: {type(exc).__name__}: {exc}")
-                return
-            else:
-                item.path = path
-                return
-        item.rejection = last or InputRejected(
-            RejectReason.UNREADABLE, "the file is no longer at any path it was seen at"
-        )
+        """The registered bytes, read once, verified and decoded: nothing reads the path
+        again. Paths that now hold other bytes are kept for registration after commit."""
+        try:
+            read = read_registered(
+                item.claimed.paths,
+                item.claimed.sha256,
+                self.limits,
+                min_working_side=self._min_working_side,
+                sop_filter=self.sop_filter,
+            )
+        finally:
+            self.leases.progress()
+        item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
+        item.changed = read.changed
+        if read.failure is not None:
+            item.failure = ("internal_error", read.failure)
 
     def _segment(self, work: Sequence[_Work]) -> None:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
         size = self.config.batch.size
         for start in range(0, len(jobs), size):
-            if self.heartbeat is not None:
-                self.heartbeat()  # a 1000-frame DICOM must not look like a hung service
+            self.leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
             chunk = jobs[start : start + size]
             try:
                 results = self.pipeline.run([frame for _, frame in chunk])
-            except Exception as exc:
-                log.exception("segmentation_failed", inputs=[i.claimed.id for i, _ in chunk])
+            except Exception as exc:  # noqa: BLE001 - recorded per input, retried
+                # The log has ids and the error's type; its text goes to the rows' detail.
+                log.error(  # noqa: TRY400 - a traceback's text is not for the journal
+                    "segmentation_failed",
+                    inputs=[i.claimed.id for i, _ in chunk],
+                    error=type(exc).__name__,
+                )
+                detail = f"segmentation failed: {type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
                 for item, _ in chunk:
-                    item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
+                    item.failure = ("internal_error", detail)
                 continue
             for (item, _), result in zip(chunk, results, strict=True):
                 item.results.append(result)
@@ -353,15 +385,22 @@ class Runner:
                 item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)
+        for item in work:
+            if item.decoded and item.failure is None:
+                # An earlier attempt's files this one did not write (a crop.jpg where no
+                # cervix is found now, a SEG now skipped) must not outlive it.
+                remove_stale_outputs(self.outbox, item.claimed.id, item.outputs, item.run)
 
     def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:
         assert item.decoded is not None
         try:
             return self._writer.write(
-                item.claimed.id, item.decoded, index, item.results[index], item.path, run=item.run
+                item.claimed.id, item.decoded, index, item.results[index], run=item.run
             )
         except OutputError as exc:
             return exc
+        finally:
+            self.leases.progress()
 
     def _commit(self, work: Sequence[_Work], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch: outputs are on disk before rows say done."""
@@ -376,7 +415,7 @@ class Runner:
                 input_id = item.claimed.id
                 meta = _metadata(item.decoded)
                 if item.rejection is not None:
-                    queue.reject(
+                    item.committed = queue.reject(
                         session,
                         input_id=input_id,
                         owner=self.owner,
@@ -384,13 +423,18 @@ class Runner:
                         detail=item.rejection.detail,
                         metadata=meta,
                     )
+                    if not item.committed:
+                        events.warning("lease_lost", input_id=input_id)
+                        continue
+                    item.ended = Status.REJECTED
                     outcome.rejected += 1
+                    # Logs carry ids and reason codes; the detail (which may name paths or
+                    # DICOM classes) is the database's.
                     events.info(
                         "input_rejected",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
                         reason=item.rejection.reason.value,
-                        detail=item.rejection.detail,
                     )
                 elif item.failure is not None and item.transient:
                     reason, detail = item.failure
@@ -403,7 +447,7 @@ class Runner:
                         "input_requeued_disk_error",
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
-                        detail=detail,
+                        reason=reason,
                         retry_in_s=DISK_RETRY_SECONDS,
                     )
                 elif item.failure is not None:
@@ -418,6 +462,7 @@ class Runner:
                     )
                     if status is Status.FAILED:
                         outcome.failed += 1
+                        item.ended = Status.FAILED
                     else:
                         outcome.retried += 1
                     events.warning(
@@ -425,7 +470,6 @@ class Runner:
                         input_id=input_id,
                         sha256=item.claimed.sha256[:12],
                         reason=reason,
-                        detail=detail,
                         attempt=item.claimed.attempts,
                     )
                 else:
@@ -444,7 +488,7 @@ class Runner:
                         processing_ms=ms,
                     ):
                         outcome.done += 1
-                        item.completed = True
+                        item.completed = item.committed = True
                         if item.claimed.created_at is not None:
                             latency = utcnow() - item.claimed.created_at
                             outcome.latencies_s.append(latency.total_seconds())
@@ -474,23 +518,49 @@ class Runner:
             if item.completed and paths:
                 self._forwarder.submit(item.claimed.id, paths)
 
+    def _remove_outputs_of_failures(self, work: Iterable[_Work]) -> None:
+        """An input this worker ended failed or rejected keeps no outputs: files an attempt
+        wrote before it failed would otherwise lie in the outbox with no row naming them."""
+        for item in work:
+            if item.ended in (Status.FAILED, Status.REJECTED):
+                remove_outputs(self.outbox, item.claimed.id, item.run)
+
+    def _register_changed(self, work: Iterable[_Work]) -> None:
+        """New bytes found at an input's path are an input of their own (a sighting of the
+        same path), registered once the old input's fate is committed."""
+        for item in work:
+            for changed in item.changed:
+                identity = FileIdentity(changed.path, changed.size, changed.mtime_ns, changed.inode)
+                registration = self.register_identity(identity, sha256=changed.sha256)
+                if registration is not None:
+                    log.info(
+                        "input_changed",
+                        input_id=item.claimed.id,
+                        new_input_id=registration.input_id,
+                        sha256=item.claimed.sha256[:12],
+                        new_sha256=changed.sha256[:12],
+                    )
+
     def forward_pending(self) -> int:
         """Queues the forwarding of results a stop left "pending"; returns how many."""
         return self._forwarder.submit_pending() if self._forwarder is not None else 0
 
     def _dispose(self, work: Iterable[_Work]) -> None:
-        after = self.config.watch.after
         for item in work:
-            if item.failure is not None:
-                continue  # back in the queue or failed: the file stays where it is
-            dispose_of(
-                item.claimed.id,
-                [Path(p) for p in item.claimed.paths],
-                inbox=self.config.paths.inbox,
-                archive=self.config.watch.archive,
-                after=after,
-                db=self.db,
-            )
+            if not item.committed:
+                continue  # back in the queue, failed, or another worker's now: it stays
+            # A path that now holds other bytes fails the identity check: it stays too.
+            try:
+                dispose_of(
+                    item.claimed.id,
+                    reason=item.rejection.reason.value if item.rejection else None,
+                    inbox=self.config.paths.inbox,
+                    archive=self.config.watch.archive,
+                    after=self.config.watch.after,
+                    db=self.db,
+                )
+            except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
+                log.warning("disposal_failed", input_id=item.claimed.id, error=type(exc).__name__)
 
 
 def _metadata(decoded: DecodedInput | None) -> dict[str, object]:

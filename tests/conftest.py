@@ -4,10 +4,11 @@ SQLite databases in ``tmp_path``, and a guard against leaked threads."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import cv2
 import numpy as np
@@ -74,8 +75,17 @@ def write_photo(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OpenVINO model cache for the session: each model is converted once, not per test
+    (the cache is keyed by the model file's sha256, so sharing it is what it is made for)."""
+    return tmp_path_factory.mktemp("model_cache")
+
+
 @pytest.fixture
-def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..., Path]:
+def make_config(
+    tmp_path: Path, analytic_models: dict[str, Path], model_cache: Path
+) -> Callable[..., Path]:
     """Writes a config.toml in tmp_path (inbox, outbox, database there); returns its path.
 
     Keyword arguments ``section__key=value`` override settings.
@@ -90,6 +100,7 @@ def make_config(tmp_path: Path, analytic_models: dict[str, Path]) -> Callable[..
             "models": {
                 "cervix": str(analytic_models["cervix"]),
                 "lesion": str(analytic_models["lesion"]),
+                "cache": str(model_cache),
             },
             "logging": {"format": "json"},
         }
@@ -135,6 +146,27 @@ def no_leaked_threads() -> Iterator[None]:
     assert not still, f"threads left running: {still}"
 
 
+# CI promises every tool the suite uses (.ci/run installs them): there, a missing tool is
+# a broken build, not a reason to skip.
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def tool_missing(reason: str) -> NoReturn:
+    """Skips the test on a user's machine, saying why; fails it in CI (``CI=true``)."""
+    if IN_CI:
+        pytest.fail(f"CI=true, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_executable(*names: str, install: str) -> str:
+    """The path of the first of ``names`` on PATH; otherwise :func:`tool_missing`."""
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    tool_missing(f"{names[0]} is not installed ({install})")
+
+
 PG_ADMIN_URL = os.environ.get(
     "CERVIXBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -166,7 +198,7 @@ def postgres_url() -> Iterator[str]:
 
     reason = postgres_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        tool_missing(reason)
     name = f"cervixbatch_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -44,6 +44,8 @@ ESCAPE = "../../../../tmp/escape"
 PATIENT_ID = ESCAPE
 MAX_FILE_MB = 2  # the test's limits.max_file_mb: one file is made larger than this
 DEEP = 34  # folders: deeper than discovery.MAX_DEPTH (32)
+VL_PHOTO = "1.2.840.10008.5.1.4.1.1.77.1.4"
+VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,8 +139,9 @@ def png_chunk_bomb() -> bytes:
 
 
 def j2k_siz_bomb() -> bytes:
-    """pydicom's JPEG 2000 test file (256x1024) whose codestream claims 2097408x1024."""
-    data = bytearray(_bundled("JPEG2000.dcm"))
+    """pydicom's JPEG 2000 test file (256x1024) whose codestream claims 2097408x1024 (as
+    an OT Secondary Capture: the file's own NM modality is refused before any size check)."""
+    data = bytearray(_dicom("JPEG2000.dcm", Modality="OT"))
     pos = data.find(b"\xff\x4f\xff\x51")
     struct.pack_into(">I", data, pos + 8, 2_097_408)  # Xsiz: one bit flipped by the fuzzer
     return bytes(data)
@@ -222,19 +225,40 @@ def build_corpus() -> list[CorpusFile]:
     long_name = "L" * (255 - len(".jpg")) + ".jpg"
     assert len(long_name.encode()) == 255
     return [
-        # pydicom's own test files
+        # pydicom's own test files: photo-like Secondary Captures are processed, images of
+        # other kinds (CT, MR, ultrasound, nuclear medicine, SEG, SR...) rejected
         CorpusFile("dicom/rgb rle.dcm", _bundled("SC_rgb_rle.dcm"), "done", frames=1),
         CorpusFile("dicom/ybr jpeg.dcm", _bundled("SC_rgb_dcmtk_+eb+cy+np.dcm"), "done", frames=1),
         CorpusFile("dicom/jpeg lossless.dcm", _bundled("SC_rgb_jpeg_gdcm.dcm"), "done", frames=1),
-        CorpusFile("dicom/j2k colour.dcm", _bundled("examples_jpeg2k.dcm"), "done", frames=1),
-        CorpusFile("dicom/j2k grey.dcm", _bundled("JPEG2000.dcm"), "done", frames=1),
+        CorpusFile(
+            "dicom/j2k colour.dcm",
+            _dicom("examples_jpeg2k.dcm", SOPClassUID=VL_PHOTO, Modality="XC"),
+            "done",
+            frames=1,
+        ),
+        CorpusFile("dicom/j2k grey.dcm", _dicom("JPEG2000.dcm", Modality="OT"), "done", frames=1),
         CorpusFile("dicom/two frames.dcm", _bundled("SC_rgb_rle_2frame.dcm"), "done", frames=2),
         CorpusFile(
-            "dicom/ybr 30 frames.dcm", _bundled("examples_ybr_color.dcm"), "done", frames=30
+            "dicom/ybr 30 frames.dcm",
+            _dicom("examples_ybr_color.dcm", SOPClassUID=VIDEO_ENDOSCOPIC, Modality="ES"),
+            "done",
+            frames=30,
         ),
-        CorpusFile("dicom/ct.dcm", _bundled("CT_small.dcm"), "done", frames=1),
-        CorpusFile("dicom/sr.dcm", _bundled("test-SR.dcm"), "rejected", "no_pixel_data"),
-        CorpusFile("dicom/rtstruct.dcm", _bundled("rtstruct.dcm"), "rejected", "no_pixel_data"),
+        CorpusFile("dicom/ct.dcm", _bundled("CT_small.dcm"), "rejected", "unsupported_sop_class"),
+        CorpusFile("dicom/mr.dcm", _bundled("MR_small.dcm"), "rejected", "unsupported_sop_class"),
+        CorpusFile(
+            "dicom/us j2k.dcm", _bundled("examples_jpeg2k.dcm"), "rejected", "unsupported_sop_class"
+        ),
+        CorpusFile(
+            "dicom/nm sc.dcm", _bundled("JPEG2000.dcm"), "rejected", "unsupported_sop_class"
+        ),
+        CorpusFile(
+            "dicom/seg.dcm", _bundled("liver_1frame.dcm"), "rejected", "unsupported_sop_class"
+        ),
+        CorpusFile("dicom/sr.dcm", _bundled("test-SR.dcm"), "rejected", "unsupported_sop_class"),
+        CorpusFile(
+            "dicom/rtstruct.dcm", _bundled("rtstruct.dcm"), "rejected", "unsupported_sop_class"
+        ),
         CorpusFile(
             "dicom/tiny 3x3.dcm", _bundled("SC_rgb_small_odd_jpeg.dcm"), "rejected", "too_small"
         ),
@@ -262,7 +286,7 @@ def build_corpus() -> list[CorpusFile]:
             "rejected",
             "unsupported_format",
         ),
-        CorpusFile("bad/crafted sr.dcm", _crafted_sr(), "rejected", "no_pixel_data"),
+        CorpusFile("bad/crafted sr.dcm", _crafted_sr(), "rejected", "unsupported_sop_class"),
         CorpusFile("bad/png 60000x60000.png", _png_bomb(60000, 60000), "rejected", "too_large"),
         CorpusFile(
             "bad/jpeg 60000x60000.jpg", _jpeg_sof_bomb(60000, 60000), "rejected", "too_large"

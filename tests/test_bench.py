@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_tiny_reports_every_path(no_config: Path) -> None:
+    """bench --tiny writes a JSON report with figures for every measured path."""
     out = no_config / "reports" / "bench.json"
     result = CliRunner().invoke(
         main, ["bench", "--tiny", "--count", "3", "--batch-size", "2", "--output", str(out)]
@@ -64,6 +66,7 @@ def test_bench_tiny_reports_every_path(no_config: Path) -> None:
 
 
 def test_bench_rejects_a_bad_size(no_config: Path) -> None:
+    """A malformed --sizes value exits 2 naming the option."""
     result = CliRunner().invoke(main, ["bench", "--tiny", "--sizes", "320by240"])
     assert result.exit_code == 2
     assert "--sizes" in result.output
@@ -109,3 +112,37 @@ def test_gpu_batch_is_bounded_by_its_memory() -> None:
     assert fitting_batch_size(8, 10 << 30, gpu) == 1
     cpu = DeviceInfo(device="/CPU:0", gpus=0, cpu_bf16=True)
     assert fitting_batch_size(64, 10 << 30, cpu) == 64
+
+
+@pytest.mark.slow
+def test_bench_compares_runtimes_and_precisions_side_by_side(no_config: Path) -> None:
+    """``--runtimes``/``--precisions`` measure every runnable pair in one run (INT8 on
+    TensorFlow is skipped with a note), each with model-only, end to end and its agreement
+    with TensorFlow float32; the JSON stays clean on stdout, the table goes to stderr."""
+    if os.environ.get("CI") != "true":  # in CI the test extra installs it: no skipping
+        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    args = ["bench", "--tiny", "--count", "2", "--batch-size", "2"]
+    result = CliRunner().invoke(
+        main, [*args, "--runtimes", "tensorflow,openvino", "--precisions", "float32,int8"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    names = [row["variant"] for row in report["variants"]]
+    assert names == ["tensorflow/float32", "openvino/float32", "openvino/int8"]
+    assert report["notes"] == ["tensorflow/int8 skipped: INT8 runs on OpenVINO only"]
+    for row in report["variants"]:
+        assert row["model_only"]["images_per_s"] > 0
+        assert row["end_to_end"]["320x240"]["images"] == 2
+        assert set(row["agreement"]) == {"cervix", "lesion"}
+        assert 0.0 <= row["agreement"]["lesion"]["mean_dice"] <= 1.0
+        assert row["ratios"]["model_only_vs_tensorflow_float32"] > 0
+    assert report["variants"][0]["agreement"]["cervix"]["mean_dice"] == 1.0
+    assert report["variants"][1]["agreement"]["lesion"]["mean_dice"] >= 0.999
+    assert "openvino/int8 |" in result.stderr
+
+
+def test_bench_refuses_an_unknown_runtime(no_config: Path) -> None:
+    """A runtime that does not exist is a usage error naming the choices."""
+    result = CliRunner().invoke(main, ["bench", "--tiny", "--runtimes", "onnx"])
+    assert result.exit_code == 2
+    assert "tensorflow" in result.output

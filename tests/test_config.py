@@ -73,6 +73,9 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
         ("[batch]\nsize = 0\n", "batch.size", "at least"),
         ("[models]\nmargin = 2.0\n", "models.margin", "between 0 and 1"),
         ('[dicom]\nallowed_callers = "A"\n', "dicom.allowed_callers", "list of strings"),
+        ('[dicom]\naccept_classes = ["CTImage"]\n', "dicom.accept_classes", "'CTImage'"),
+        ("[dicom]\naccept_classes = []\n", "dicom.accept_classes", "at least one"),
+        ('[dicom]\nallowed_peers = ["clinic-pc"]\n', "dicom.allowed_peers", "not an IP"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

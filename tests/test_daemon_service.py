@@ -31,19 +31,29 @@ _SYSTEMD_VARIABLES = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
 
 
 class Daemon:
-    """One `python -m cervixbatchd` process with its stdout (JSON logs) in a file."""
+    """One `python -m cervixbatchd` process with its stdout (JSON logs) in a file; with
+    ``fsync_delay``, on a slow disk (tests/slow_disk.py)."""
 
     def __init__(
-        self, config: Path, name: str, env: dict[str, str] | None = None, *args: str
+        self,
+        config: Path,
+        name: str,
+        env: dict[str, str] | None = None,
+        *args: str,
+        fsync_delay: float | None = None,
     ) -> None:
         self.config = config
         self.stdout = config.parent / f"{name}.out.log"
         self.stderr = config.parent / f"{name}.err.log"
         environ = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_VARIABLES}
         environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+        launcher = ["-m", "cervixbatchd"]
+        if fsync_delay is not None:
+            launcher = [str(Path(__file__).with_name("slow_disk.py"))]
+            environ["CERVIXBATCH_TEST_FSYNC_DELAY"] = str(fsync_delay)
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cervixbatchd", "--config", str(config), *args],
+                [sys.executable, *launcher, "--config", str(config), *args],
                 stdout=out,
                 stderr=err,
                 env=environ,
@@ -78,9 +88,13 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def start(
-        config: Path, name: str = "daemon", env: dict[str, str] | None = None, *args: str
+        config: Path,
+        name: str = "daemon",
+        env: dict[str, str] | None = None,
+        *args: str,
+        fsync_delay: float | None = None,
     ) -> Daemon:
-        daemon = Daemon(config, name, env, *args)
+        daemon = Daemon(config, name, env, *args, fsync_delay=fsync_delay)
         started.append(daemon)
         return daemon
 

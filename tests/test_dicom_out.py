@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,11 +10,12 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from conftest import require_executable
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import DicomOutputSkipped, OutputError
 from cervixbatch.outputs.dicom import (
     CERVIX_CATEGORY,
     CERVIX_TYPE,
@@ -84,12 +84,17 @@ def overlay(shape: tuple[int, int]) -> np.ndarray:
     return rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
 
 
+def header_of(source: Path) -> Dataset:
+    """The source's header as the reader parses it (without pixel data)."""
+    return pydicom.dcmread(source, stop_before_pixels=True, force=True)
+
+
 def write(source: Path, frame: int, folder: Path, shift: int = 0):
     folder.mkdir(parents=True, exist_ok=True)
     cervix, lesion = masks((100, 100), shift)
     picture = overlay((80, 90))
     result = write_dicom_results(
-        source,
+        header_of(source),
         frame,
         cervix_mask=cervix,
         lesion_mask=lesion,
@@ -235,7 +240,7 @@ def test_sparse_source_header_and_empty_masks_are_fine(vl_photo: Path, tmp_path:
     folder = tmp_path / "out"
     folder.mkdir()
     result = write_dicom_results(
-        sparse,
+        header_of(sparse),
         0,
         cervix_mask=empty,
         lesion_mask=empty,
@@ -250,25 +255,27 @@ def test_sparse_source_header_and_empty_masks_are_fine(vl_photo: Path, tmp_path:
 
 
 def test_failures_raise_output_error_without_patient_data(vl_photo: Path, tmp_path: Path) -> None:
-    """Bad masks, frames or sources raise OutputError, never quoting patient data."""
+    """Bad masks or frames raise OutputError; a source that cannot carry a SEG (no Study
+    Instance UID, an unknown character set) raises DicomOutputSkipped with a reason code;
+    neither quotes patient data."""
     cervix, lesion = masks((100, 100))
     good = {"cervix_mask": cervix, "lesion_mask": lesion, "overlay_rgb": overlay((10, 10))}
-    ds = pydicom.dcmread(vl_photo)
-    del ds.StudyInstanceUID
-    no_study = tmp_path / "nostudy.dcm"
-    ds.save_as(no_study)
-    not_dicom = tmp_path / "photo.dcm"
-    not_dicom.write_bytes(b"\xff\xd8\xff\xe0 not really anything")
-    cases = [
-        (vl_photo, 0, {**good, "cervix_mask": np.zeros((50, 50), np.uint8)}, "mask"),
-        (vl_photo, 1, good, "out of range"),
-        (vl_photo, 0, {**good, "overlay_rgb": np.zeros((10, 10), np.uint8)}, "overlay"),
-        (no_study, 0, good, "StudyInstanceUID"),
-        (not_dicom, 0, good, "DICOM source"),
-    ]
-    for source, frame, arrays, expected in cases:
-        with pytest.raises(OutputError, match=expected) as info:
-            write_dicom_results(source, frame, folder=tmp_path, model_versions=VERSIONS, **arrays)
+    no_study = header_of(vl_photo)
+    del no_study.StudyInstanceUID
+    odd_charset = header_of(vl_photo)
+    odd_charset.SpecificCharacterSet = "ISO_IR 9999"
+    cases: list[tuple[Dataset, int, dict[str, np.ndarray], type[Exception], str]] = [
+        (header_of(vl_photo), 0, {**good, "cervix_mask": np.zeros((50, 50), np.uint8)},
+         OutputError, "mask"),
+        (header_of(vl_photo), 1, good, OutputError, "out of range"),
+        (header_of(vl_photo), 0, {**good, "overlay_rgb": np.zeros((10, 10), np.uint8)},
+         OutputError, "overlay"),
+        (no_study, 0, good, DicomOutputSkipped, "missing_uid: .*StudyInstanceUID"),
+        (odd_charset, 0, good, DicomOutputSkipped, "character_set"),
+    ]  # fmt: skip
+    for header, frame, arrays, error, expected in cases:
+        with pytest.raises(error, match=expected) as info:
+            write_dicom_results(header, frame, folder=tmp_path, model_versions=VERSIONS, **arrays)
         message = str(info.value)
         assert "Doe" not in message and "PID-778899" not in message and "1980" not in message
     assert not list(tmp_path.glob(".tmp-*")) and not (tmp_path / SEG_NAME).exists()
@@ -278,9 +285,7 @@ def test_dciodvfy_finds_no_errors(
     vl_photo: Path, video_endoscopic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """dicom3tools' dciodvfy validates every SEG and SC against its IOD without an error."""
-    dciodvfy = shutil.which("dciodvfy")
-    if dciodvfy is None:
-        pytest.skip("dciodvfy is not installed (Debian: apt-get install dicom3tools)")
+    dciodvfy = require_executable("dciodvfy", install="Debian: apt-get install dicom3tools")
     written = [write(vl_photo, 0, tmp_path / "photo")[0]]
     written += [write(video_endoscopic, n, tmp_path / f"video_{n}")[0] for n in (0, 1)]
     for result in written:

@@ -106,7 +106,11 @@ def test_instances_sent_to_the_daemon_are_processed(
     """A VL Photographic and a multi-frame VL Endoscopic image sent by C-STORE to the
     running daemon are processed; C-ECHO answers; a CT image is refused."""
     port = free_port()
-    config = make_config(dicom__listen=f"127.0.0.1:{port}", dicom__ae_title="CERVIXBATCH")
+    config = make_config(
+        dicom__listen=f"127.0.0.1:{port}",
+        dicom__ae_title="CERVIXBATCH",
+        dicom__allowed_callers=["COLPOSCOPE"],
+    )
     daemon = daemons(config)
     daemon.wait_event("ready")
     photo = pydicom.dcmread(vl_image(tmp_path / "src" / "a.dcm", [draw_photo(160, 120, seed=4)]))

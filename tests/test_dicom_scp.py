@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -51,6 +52,7 @@ def start_scp(tmp_path: Path) -> Iterator[Callable[..., StorageSCP]]:
     started: list[StorageSCP] = []
 
     def _start(**dicom: object) -> StorageSCP:
+        dicom.setdefault("allowed_callers", ("*",))
         settings = DicomConfig(listen=f"127.0.0.1:{free_port()}", **dicom)  # type: ignore[arg-type]
         server = StorageSCP(Config(dicom=settings), tmp_path / "inbox")
         server.start()
@@ -194,6 +196,74 @@ def test_calling_ae_titles_and_association_count_are_enforced(
         first.release()
 
 
+def test_by_default_nobody_may_send_and_star_admits_any_caller(
+    start_scp: Callable[..., StorageSCP], sources: dict[str, Path], tmp_path: Path
+) -> None:
+    """With allowed_callers = [] (the default) every association is rejected, "calling AE
+    title not recognised", and nothing is stored; ["*"] admits any calling AE title."""
+    closed = StorageSCP(
+        Config(dicom=DicomConfig(listen=f"127.0.0.1:{free_port()}")), tmp_path / "closed"
+    )
+    with closed:
+        ae = scu("ANYONE")
+        ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])
+        assoc = associate(ae, closed)
+        assert assoc.is_rejected and not assoc.is_established
+        assert assoc.acceptor.primitive.diagnostic == 0x03  # calling AE title not recognised
+        wait_idle(closed)
+        assert received(closed) == []
+    server = start_scp(allowed_callers=("*",))
+    ae = scu("WHOEVER")
+    ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])
+    assoc = associate(ae, server)
+    try:
+        assert assoc.is_established
+        assert assoc.send_c_store(pydicom.dcmread(sources["photo"])).Status == 0x0000
+    finally:
+        assoc.release()
+
+
+def test_peers_outside_allowed_peers_are_rejected(start_scp: Callable[..., StorageSCP]) -> None:
+    """With allowed_peers set, an association from another address is rejected even for
+    an allowed caller; from an allowed network it is accepted."""
+    for peers, admitted in ((["10.0.0.0/8", "192.0.2.7"], False), (["127.0.0.0/8"], True)):
+        server = start_scp(allowed_callers=("COLPOSCOPE",), allowed_peers=tuple(peers))
+        ae = scu()
+        ae.add_requested_context(Verification)
+        assoc = associate(ae, server)
+        try:
+            assert assoc.is_established is admitted
+            assert assoc.is_rejected is not admitted
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        wait_idle(server)
+
+
+def test_one_association_may_store_at_most_max_association_mb(
+    start_scp: Callable[..., StorageSCP], sources: dict[str, Path]
+) -> None:
+    """Once an association has stored max_association_mb, further instances are answered
+    0xA700 (the sender keeps them and retries); a new association starts afresh."""
+    photo = pydicom.dcmread(sources["photo"])
+    size = sources["photo"].stat().st_size  # about what one instance stores
+    server = start_scp(max_association_mb=1.5 * size / (1024 * 1024))
+    statuses = []
+    for _ in range(2):
+        ae = scu()
+        ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])
+        assoc = associate(ae, server)
+        try:
+            for _ in range(2):
+                photo.SOPInstanceUID = pydicom.uid.generate_uid()
+                statuses.append(assoc.send_c_store(photo).Status)
+        finally:
+            assoc.release()
+        wait_idle(server)
+    assert statuses == [0x0000, 0xA700, 0x0000, 0xA700]
+    assert len(received(server)) == 2
+
+
 def test_a_failed_write_answers_out_of_resources(
     start_scp: Callable[..., StorageSCP],
     sources: dict[str, Path],
@@ -222,6 +292,7 @@ def test_stop_frees_the_port_and_start_clears_stale_temp_files(tmp_path: Path) -
     stale = tmp_path / "inbox" / INBOX_SUBFOLDER / ".tmp-dead-beef.dcm"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 2 * 86_400,) * 2)  # names no owner: goes once a day old
     config = Config(dicom=DicomConfig(listen=listen))
     with StorageSCP(config, tmp_path / "inbox") as server:
         assert server.running and not stale.exists()
@@ -274,7 +345,7 @@ def outputs(sources: dict[str, Path], tmp_path: Path) -> list[Path]:
     mask = np.zeros((100, 100), np.uint8)
     mask[20:80, 20:80] = 255
     result = write_dicom_results(
-        sources["photo"],
+        pydicom.dcmread(sources["photo"], stop_before_pixels=True),
         0,
         cervix_mask=mask,
         lesion_mask=np.zeros_like(mask),
@@ -301,6 +372,9 @@ def test_forward_sends_seg_and_sc_to_a_storage_scp(outputs: list[Path]) -> None:
     assert seg.PatientID == "PID-778899" and len(seg.SegmentSequence) == 2
 
 
+# pynetdicom's transport leaves the socket of a refused connection to the garbage collector
+# (transport.py, "Don't be tempted to replace this with a self.close() call").
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 def test_forward_reports_failures_and_retries_without_raising(outputs: list[Path]) -> None:
     """An unreachable peer, a bad destination or a refused SOP class give a result, not raise."""
     waits: list[float] = []

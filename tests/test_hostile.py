@@ -121,6 +121,7 @@ def _check_each_file(db: Path, inbox: Path, files: list[CorpusFile]) -> dict[str
         assert (row[3], row[4]) == (item.status, item.reason), (item.name, row)
         if item.status == "rejected":
             assert row[5] and len(row[5]) > 10, row  # a sentence, not just a code
+            assert not (inbox.parent / "outbox" / f"{row[0]:08d}").exists(), item.name
         else:
             sql = "SELECT cervix_found, lesion_fraction FROM results WHERE input_id = ?"
             results = _query(db, sql, row[0])

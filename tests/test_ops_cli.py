@@ -450,6 +450,6 @@ def test_migration_keeps_existing_results_as_their_first_run(tmp_path: Path) -> 
         assert connection.execute("SELECT queued_at FROM inputs").fetchone() == (
             "2024-05-01 10:00:00",
         )
-    command.downgrade(alembic, "0002")
+    command.downgrade(alembic, "0005")
     with sqlite3.connect(tmp_path / "old.db") as connection:
         assert connection.execute("SELECT COUNT(*) FROM results").fetchone() == (1,)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cervixbatch.errors import OutputError
-from cervixbatch.outputs.outbox import TEMP_PREFIX, Outbox, write_atomic
+from cervixbatch.outputs.outbox import TEMP_PREFIX, Outbox, temp_owner, temp_path, write_atomic
+from cervixbatch.owner import this_process
 
 
 def test_folders_are_named_by_id_only(tmp_path: Path) -> None:
@@ -72,9 +78,111 @@ def test_atomic_write_replaces_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_recovery_removes_stray_temp_files(tmp_path: Path) -> None:
-    """Temp files a crash left in the outbox are removed; real outputs stay."""
-    (tmp_path / "00000001").mkdir()
-    (tmp_path / "00000001" / f"{TEMP_PREFIX}abc-overlay.jpg").write_bytes(b"half")
-    (tmp_path / "00000001" / "overlay.jpg").write_bytes(b"whole")
-    assert Outbox(tmp_path).remove_temp_files() == 1
-    assert [p.name for p in (tmp_path / "00000001").iterdir()] == ["overlay.jpg"]
+    """Temp files a crash left in the outbox are removed; real outputs stay. A temp name
+    that names no owner (an older version's) goes only once it is a day old."""
+    folder = tmp_path / "00000001"
+    folder.mkdir()
+    old = folder / f"{TEMP_PREFIX}abc-overlay.jpg"
+    old.write_bytes(b"half")
+    os.utime(old, (time.time() - 2 * 86_400,) * 2)
+    recent = folder / f"{TEMP_PREFIX}def-overlay.jpg"
+    recent.write_bytes(b"half")
+    (folder / "overlay.jpg").write_bytes(b"whole")
+    sweep = Outbox(tmp_path).remove_temp_files()
+    assert (sweep.removed, sweep.kept_live, sweep.kept_unknown) == (1, 0, 1)
+    assert sorted(p.name for p in folder.iterdir()) == [recent.name, "overlay.jpg"]
+
+
+LIVE_WRITER = """
+import sys
+from pathlib import Path
+from cervixbatch.outputs.outbox import temp_path
+temp = temp_path(Path(sys.argv[1]))
+temp.write_bytes(b"half of an overlay")
+print(temp.name, flush=True)
+sys.stdin.read()  # in flight until the test closes our stdin
+"""
+
+
+def test_a_live_workers_temp_file_survives_another_processes_recovery(tmp_path: Path) -> None:
+    """Recovery by another process leaves a live writer's temp file alone and removes it
+    once that writer is dead; a temp file whose pid now belongs to a process started at
+    another time (pid reuse) goes, and another host's stays."""
+    folder = tmp_path / "00000007"
+    folder.mkdir()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, str(folder / "overlay.jpg")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert writer.stdout is not None
+        live = folder / writer.stdout.readline().strip()
+        owner = temp_owner(live.name)
+        assert owner is not None and owner.pid == writer.pid
+        reused = folder / live.name.replace(f"-{owner.start}-", f"-{owner.start + 1}-", 1)
+        reused.write_bytes(b"left by an earlier process with the same pid")
+        foreign = folder / live.name.replace(owner.host, "otherhost", 1)
+        foreign.write_bytes(b"another host's, in flight as far as we can know")
+        sweep = Outbox(tmp_path).remove_temp_files()
+        assert (sweep.removed, sweep.kept_live, sweep.kept_unknown) == (1, 1, 1)
+        assert live.is_file() and foreign.is_file() and not reused.exists()
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    sweep = Outbox(tmp_path).remove_temp_files()
+    assert (sweep.removed, sweep.kept_live, sweep.kept_unknown) == (1, 0, 1)
+    assert not live.exists() and foreign.is_file()
+
+
+def test_temp_names_carry_their_writer() -> None:
+    """write_atomic's temp names are hidden and name this process; other names name none."""
+    name = temp_path(Path("/outbox/00000001/cervix_mask.png")).name
+    assert name.startswith(TEMP_PREFIX) and name.endswith("-cervix_mask.png")
+    assert temp_owner(name) == this_process()
+    assert temp_owner(".tmp-0123abcd-overlay.jpg") is None
+    assert temp_owner("overlay.jpg") is None
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
+    """Every os.fsync call, observed: (kind of descriptor, inode, path it had then)."""
+    calls: list[tuple[str, int, str]] = []
+    real = os.fsync
+
+    def observed(fd: int) -> None:
+        info = os.fstat(fd)
+        kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
+        calls.append((kind, info.st_ino, str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", observed)
+    return calls
+
+
+def test_an_output_and_every_folder_made_for_it_reach_the_disk(
+    tmp_path: Path, fsyncs: list[tuple[str, int, str]]
+) -> None:
+    """The file is fsynced under its temp name (before it becomes visible), then its folder
+    after the rename, and the parent of every folder created for it: a crash after the
+    commit cannot lose an output the database names."""
+    outbox = Outbox(tmp_path)
+    folder = outbox.frame_dir(3, 2, 4)  # <outbox>/00000003/frame_0002: both new
+    outbox.write_frame(
+        folder,
+        cervix_mask=np.zeros((8, 8), np.uint8),
+        lesion_mask=np.zeros((8, 8), np.uint8),
+        overlay_rgb=np.zeros((8, 8, 3), np.uint8),
+        crop_rgb=None,
+        jpeg_quality=90,
+    )
+    mask = folder / "cervix_mask.png"
+    (file_call,) = [c for c in fsyncs if c[0] == "file" and c[1] == mask.stat().st_ino]
+    assert Path(file_call[2]).name.startswith(TEMP_PREFIX)  # synced before the rename
+    synced_dirs = {ino for kind, ino, _ in fsyncs if kind == "dir"}
+    for needed in (folder, folder.parent, tmp_path):  # the folder, and each new one's parent
+        assert needed.stat().st_ino in synced_dirs, needed
+    order = [c for c in fsyncs if c == file_call or c[1] == folder.stat().st_ino]
+    assert order.index(file_call) < len(order) - 1  # the folder is synced after the file

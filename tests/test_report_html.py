@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -15,9 +14,8 @@ from urllib.parse import unquote
 
 import cv2
 import pytest
+from conftest import require_executable
 from test_report_cli import ODD_NAME, PATIENT, Batch, build_batch, drop_batch, run_cli
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +31,11 @@ def render(batch: Batch, page: Path, *args: str) -> str:
 
 def chromium_dom(page: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran and its images loaded, from headless Chromium."""
-    assert CHROMIUM is not None
+    chromium = require_executable(
+        "chromium", "chromium-browser", install="apt-get install chromium"
+    )
     command = [
-        CHROMIUM,
+        chromium,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -63,7 +63,6 @@ def tile_value(dom: str, status: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_html_report_renders_in_chromium_with_every_thumbnail(
     tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:

@@ -3,6 +3,7 @@ and the migrations that own the schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
+from cervixbatch.owner import this_process
 from cervixbatch.store import queue
-from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.db import Database, migrations_dir, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
 
 
@@ -182,7 +184,8 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    host_dead_owner = queue.make_owner().split(":")[0] + f":{dead}:abcd"
+    gone = dataclasses.replace(this_process(), pid=int(dead), start=1)
+    host_dead_owner = f"{gone.token()}:abcd"
     with db.session() as session:
         queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 1: dead
         queue.claim(session, owner="otherhost:1:x", limit=1, lease_seconds=600)  # 2: alive
@@ -218,6 +221,21 @@ def test_migrations_match_the_models(db: Database) -> None:
     with db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_migrations_form_one_line_of_history() -> None:
+    """Every revision has one parent and there is one head: branches merged from parallel
+    work are chained, never left as two heads that `upgrade head` refuses."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    script = ScriptDirectory.from_config(config)
+    assert len(script.get_heads()) == 1
+    revisions = list(script.walk_revisions())
+    assert len({r.revision for r in revisions}) == len(revisions)
+    assert all(not isinstance(r.down_revision, tuple) for r in revisions)
 
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:

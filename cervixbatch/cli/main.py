@@ -19,6 +19,7 @@ from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of,
 from cervixbatch.cli.db import db
 from cervixbatch.cli.models import bench, evaluate, train
 from cervixbatch.cli.ops import purge, reprocess, status
+from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
 from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
@@ -139,7 +140,7 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
 
 
-for command in (report, train, evaluate, bench, db, status, reprocess, purge):
+for command in (report, train, evaluate, bench, quantize, db, status, reprocess, purge):
     main.add_command(command)
 
 

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from cervixbatch.cli.common import app_of, setup_logging
-from cervixbatch.config import Precision
+from cervixbatch.config import Precision, Runtime
 
 __all__ = ["bench", "evaluate", "train"]
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
+    """A comma-separated list of enum values; a bad one is a usage error naming them all."""
+    if not text:
+        return ()
+    try:
+        return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise click.BadParameter(f"choose from {allowed}", param_hint=option) from None
 
 
 # -- train / evaluate ------------------------------------------------------------------
@@ -182,6 +197,16 @@ def train(
 @click.option("--cervix-model", help="Override models.cervix (builtin:demo or a .keras file).")
 @click.option("--lesion-model", help="Override models.lesion.")
 @click.option(
+    "--runtime",
+    type=click.Choice([r.value for r in Runtime]),
+    help="Override models.runtime (compare runtimes on the same labelled images).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice([p.value for p in Precision]),
+    help="Override models.precision (e.g. int8, after `cervixbatch quantize`).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json"]),
@@ -202,6 +227,8 @@ def evaluate(
     lesion_masks: Path,
     cervix_model: str | None,
     lesion_model: str | None,
+    runtime: str | None,
+    precision: str | None,
     fmt: str,
     per_image: Path | None,
 ) -> None:
@@ -214,15 +241,16 @@ def evaluate(
     from cervixbatch.tools.evaluate import write_per_image
 
     config = app_of(ctx).config
-    if cervix_model or lesion_model:
-        config = dataclasses.replace(
-            config,
-            models=dataclasses.replace(
-                config.models,
-                cervix=cervix_model or config.models.cervix,
-                lesion=lesion_model or config.models.lesion,
-            ),
-        )
+    config = dataclasses.replace(
+        config,
+        models=dataclasses.replace(
+            config.models,
+            cervix=cervix_model or config.models.cervix,
+            lesion=lesion_model or config.models.lesion,
+            runtime=Runtime(runtime) if runtime else config.models.runtime,
+            precision=Precision(precision) if precision else config.models.precision,
+        ),
+    )
     setup_logging(config)
     stages = load_stages(config)
     total = sum(1 for p in images.iterdir() if p.is_file())
@@ -238,9 +266,10 @@ def evaluate(
     if per_image is not None:
         write_per_image(per_image, result.scores)
     if fmt == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        made_by = {"runtime": stages.runtime, "precision": stages.precision}
+        click.echo(json.dumps({**result.as_dict(), **made_by}, indent=2))
         return
-    click.echo(f"{result.images} images")
+    click.echo(f"{result.images} images ({stages.runtime}, {stages.precision})")
     for stage, values in result.stages.items():
         click.echo(f"{stage:7s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
@@ -263,6 +292,17 @@ def evaluate(
     type=click.Choice([p.value for p in Precision]),
     help="Override models.precision.",
 )
+@click.option(
+    "--runtimes",
+    "runtimes_text",
+    help="Comma-separated runtimes to compare side by side: tensorflow, openvino, auto.",
+)
+@click.option(
+    "--precisions",
+    "precisions_text",
+    help="Comma-separated precisions to compare (with each runtime): e.g. float32,int8. "
+    "INT8 quantizes the bench models first.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override batch.size.")
 @click.option(
     "--output",
@@ -276,12 +316,23 @@ def bench(
     sizes_text: str | None,
     tiny: bool,
     precision: str | None,
+    runtimes_text: str | None,
+    precisions_text: str | None,
     batch_size: int | None,
     output: Path | None,
 ) -> None:
     """Images/second end to end against the seed-style loop and the model-only bound,
-    in one run on synthetic photos; prints a JSON report."""
-    from cervixbatch.tools.bench import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps, run_bench
+    in one run on synthetic photos; prints a JSON report. With --runtimes/--precisions,
+    every pair side by side (model-only, end to end, agreement with TensorFlow float32)."""
+    from cervixbatch.tools.bench import (
+        DEFAULT_SIZES,
+        TINY_SIZES,
+        BenchOptions,
+        bench_steps,
+        dumps,
+        run_bench,
+    )
+    from cervixbatch.tools.bench_runtimes import render_table
     from cervixbatch.tools.synth import parse_size
 
     config = app_of(ctx).config
@@ -302,14 +353,20 @@ def bench(
         sizes=sizes or DEFAULT_SIZES,
         tiny=tiny,
         precision=Precision(precision) if precision else None,
+        runtimes=_choices(runtimes_text, Runtime, "--runtimes"),
+        precisions=_choices(precisions_text, Precision, "--precisions"),
         batch_size=batch_size,
     )
     from cervixbatch.cli.progress import progress_bar
 
-    with progress_bar("bench", total=2 * len(options.sizes)) as advance:
+    with progress_bar("bench", total=bench_steps(options)) as advance:
         report = run_bench(config, options, on_step=advance)
     text = dumps(report)
     click.echo(text)
+    if "variants" in report:
+        click.echo(render_table(report["variants"], list(report["sizes"])), err=True)
+        for note in report["notes"]:
+            click.echo(f"note: {note}", err=True)
     if output is not None:
         from cervixbatch.outputs.outbox import write_atomic
 

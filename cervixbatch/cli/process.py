@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
-from cervixbatch.intake.discovery import walk_files
+from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import open_database
@@ -45,11 +45,12 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
             presence = WorkerPresence.started(
                 db, worker_id=runner.owner, kind="process", stages=stages
             )
-            runner.heartbeat = presence.beat
+            runner.leases.set_beat(presence.beat)  # from the heartbeat thread, within batches
             runner.recover()
             ids: set[int] = set()
+            excluded = own_paths(config)
             for root in paths:
-                for file in walk_files(root.resolve()):
+                for file in InputRule(root.resolve(), excluded=excluded).files():
                     registration = runner.register(file)
                     if registration is None:
                         continue  # vanished or unreadable before it could be hashed

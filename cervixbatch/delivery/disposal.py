@@ -1,34 +1,79 @@
-"""What happens to an input file after the database says done or rejected: ``watch.after``.
+"""What happens to an input file after its result is committed: ``watch.after``.
 
-Only files inside the inbox are ever moved or deleted; files that ``process`` was pointed
-at elsewhere stay where they are. An archived file never overwrites another.
+"Is this file mine to delete?" has one answer, here. A file is archived or deleted only
+when all of these hold:
+
+- this worker's own commit of the input took (the caller passes only those);
+- the input is done, or rejected for what its content *is* (not an image, too large…):
+  a file rejected as truncated, empty or unreadable may be a copy still being written,
+  so it stays, and is processed again when it changes;
+- it lies in the inbox (files ``process`` was pointed at elsewhere stay where they are);
+- it is still the file that was registered: same size, mtime and inode. The check is
+  made on the file itself after moving it aside under a hidden name (one atomic rename),
+  so a file that replaced it a moment before is never the one removed; such a file is
+  put back at once. A crash between the move and the removal leaves the hidden file,
+  which the next start puts back (:func:`restore_held_files`).
+
+An archived file never overwrites another, and reaches the disk (folders fsynced) before
+the inbox copy goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
-from sqlalchemy import update
 
 from cervixbatch.config import AfterAction
+from cervixbatch.outputs.outbox import fsync_dir
+from cervixbatch.owner import OwnerState, owned_name, owner_state, parse_owned_name
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import Input
+from cervixbatch.store.disposition import SeenFile, record_disposition, seen_files
 
-__all__ = ["dispose_of", "safe_name"]
+__all__ = [
+    "FINAL_REJECTIONS",
+    "HELD_PREFIX",
+    "dispose_of",
+    "may_dispose",
+    "restore_held_files",
+    "safe_name",
+]
 
 log = structlog.get_logger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Hidden (the watcher ignores it) and owned: a file moved aside while it is disposed of.
+HELD_PREFIX = ".cervixbatch-held-"
+# Rejections about what the content is, which more bytes cannot change. Any other reason
+# (truncated, empty_file, unreadable, changed, one added later) keeps the file.
+FINAL_REJECTIONS = frozenset(
+    {
+        "unsupported_format",
+        "unsupported_sop_class",
+        "no_pixel_data",
+        "unsupported_dicom",
+        "too_large",
+        "file_too_large",
+        "too_many_frames",
+        "too_small",
+    }
+)
 
 
 def safe_name(name: str, limit: int = 80) -> str:
     """A file name reduced to letters, digits, dot, dash and underscore."""
     cleaned = _UNSAFE.sub("_", name).strip("._") or "file"
     return cleaned[:limit]
+
+
+def may_dispose(reason: str | None) -> bool:
+    """Whether an input that ended with ``reason`` (None: done) may leave the inbox."""
+    return reason is None or reason in FINAL_REJECTIONS
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -41,52 +86,134 @@ def _inside(path: Path, root: Path) -> bool:
 
 def dispose_of(
     input_id: int,
-    paths: Sequence[Path],
     *,
+    reason: str | None,
     inbox: Path,
     archive: Path,
     after: AfterAction,
     db: Database,
-) -> None:
-    """Keeps, archives or deletes the input's files that lie in the inbox."""
+) -> int:
+    """Archives or deletes the input's inbox files that are still the ones registered;
+    returns how many. Call only after this worker's own commit of the input took."""
     if after is AfterAction.KEEP:
-        return
-    handled = 0
-    for path in paths:
-        if not _inside(path, inbox) or path.is_symlink() or not path.is_file():
+        return 0
+    if not may_dispose(reason):
+        log.info("input_file_kept", input_id=input_id, why="may_be_incomplete", reason=reason)
+        return 0
+    with db.read_session() as session:
+        seen = seen_files(session, input_id)
+    handled = changed = 0
+    for path_text in dict.fromkeys(s.path for s in seen):
+        path = Path(path_text)
+        if not _inside(path, inbox):
             continue
+        identities = [s for s in seen if s.path == path_text]
         try:
-            if after is AfterAction.DELETE:
-                path.unlink()
-            else:
-                _archive(path, input_id, archive)
-            handled += 1
+            outcome = _dispose_file(path, identities, input_id, after, archive)
         except OSError as exc:
             log.warning(
                 "disposal_failed", input_id=input_id, action=after.value, error=exc.strerror
             )
+            continue
+        handled += outcome == "disposed"
+        changed += outcome == "changed"
+    if changed:  # a new file at the same place: it is registered and processed on its own
+        log.info("input_file_kept", input_id=input_id, why="file_changed", files=changed)
     if handled:
         disposition = "deleted" if after is AfterAction.DELETE else "archived"
         with db.session() as session:
-            session.execute(
-                update(Input).where(Input.id == input_id).values(disposition=disposition)
-            )
+            record_disposition(session, input_id, disposition)
+        log.info("input_disposed", input_id=input_id, action=disposition, files=handled)
+    return handled
 
 
-def _archive(path: Path, input_id: int, archive: Path) -> None:
+def _is_registered(info: os.stat_result, identities: Sequence[SeenFile]) -> bool:
+    return stat.S_ISREG(info.st_mode) and any(
+        s.is_still(info.st_size, info.st_mtime_ns, info.st_ino) for s in identities
+    )
+
+
+def _dispose_file(
+    path: Path, identities: Sequence[SeenFile], input_id: int, after: AfterAction, archive: Path
+) -> str:
+    """Returns "disposed", "changed" (not the file registered) or "gone"."""
+    try:
+        before = path.lstat()
+    except FileNotFoundError:
+        return "gone"
+    if not _is_registered(before, identities):
+        return "changed"
+    held = path.with_name(owned_name(HELD_PREFIX, path.name))
+    try:
+        path.rename(held)  # atomic: from here on, what is checked is what is removed
+    except FileNotFoundError:
+        return "gone"
+    moved = held.lstat()
+    if moved.st_ino != before.st_ino or not _is_registered(moved, identities):
+        _put_back(held, path)  # replaced between the look and the move
+        return "changed"
+    try:
+        if after is AfterAction.DELETE:
+            held.unlink()
+        else:
+            _archive(held, path.name, input_id, archive)
+    except OSError:
+        _put_back(held, path)  # e.g. the archive is full: the file stays in the inbox
+        raise
+    fsync_dir(path.parent)
+    return "disposed"
+
+
+def _put_back(held: Path, path: Path) -> Path:
+    """Returns a file moved aside to ``path`` (or beside it, never over another file)."""
+    for attempt in range(1000):
+        target = path if attempt == 0 else path.with_name(f"{path.stem}.{attempt}{path.suffix}")
+        try:
+            os.link(held, target)
+        except FileExistsError:
+            continue
+        held.unlink()
+        return target
+    raise FileExistsError(f"no free name to put {held.name} back")
+
+
+def restore_held_files(inbox: Path) -> int:
+    """Puts back files that a process killed mid-disposal left moved aside; returns how
+    many. Files of a disposal still running elsewhere are left alone."""
+    restored = 0
+    if not inbox.is_dir():
+        return 0
+    for held in inbox.rglob(HELD_PREFIX + "*"):
+        parsed = parse_owned_name(held.name, HELD_PREFIX)
+        if parsed is None or not held.is_file() or held.is_symlink():
+            continue
+        owner, original = parsed
+        if owner_state(owner) is not OwnerState.DEAD:
+            continue
+        with contextlib.suppress(OSError):
+            _put_back(held, held.with_name(original))
+            fsync_dir(held.parent)
+            restored += 1
+    if restored:
+        log.warning("inbox_files_restored", files=restored)
+    return restored
+
+
+def _archive(held: Path, name: str, input_id: int, archive: Path) -> None:
     archive.mkdir(parents=True, exist_ok=True, mode=0o750)
-    base = f"{input_id:08d}-{safe_name(path.name)}"
+    base = f"{input_id:08d}-{safe_name(name)}"
     for attempt in range(1000):
         target = archive / (base if attempt == 0 else f"{base}.{attempt}")
         try:
             # link + unlink never overwrites an existing file (rename would).
-            os.link(path, target)
+            os.link(held, target)
         except FileExistsError:
             continue
         except OSError:
             # another filesystem: copy is not atomic, so refuse to overwrite via O_EXCL
-            _copy_exclusive(path, target)
-        path.unlink()
+            _copy_exclusive(held, target)
+        fsync_dir(archive)  # the archived copy is durable before the inbox copy goes
+        held.unlink()
         return
     raise FileExistsError(f"no free archive name for input {input_id}")
 

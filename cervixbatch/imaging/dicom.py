@@ -10,6 +10,7 @@ still YBR is converted here.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,6 +36,8 @@ from cervixbatch.imaging.sniff import check_declared
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from cervixbatch.imaging.sop import SopClassFilter
+
 __all__ = ["read_dicom"]
 
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
@@ -43,21 +46,30 @@ _YBR_TO_CONVERT = frozenset({"YBR_FULL", "YBR_FULL_422"})
 _SUPPORTED_PHOTOMETRIC = _GREY | _YBR_TO_CONVERT | {"RGB", "PALETTE COLOR", "YBR_ICT", "YBR_RCT"}
 
 
-def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], DicomInfo]:
-    """Decode every frame of the DICOM dataset in ``fp`` (opened in binary mode).
+def read_dicom(
+    data: bytes, limits: ReadLimits, sop_filter: SopClassFilter | None = None
+) -> tuple[tuple[Frame, ...], DicomInfo, Dataset]:
+    """Decode every frame of the DICOM file whose bytes are ``data``.
 
-    The header is read first without the pixel data, and its declared size checked
-    against ``limits``; only then is the pixel data read and decoded, frame by frame.
+    The header is read first without the pixel data: its SOP class is checked against
+    ``sop_filter`` (None accepts every class) and its declared size against ``limits``;
+    only then is the pixel data read and decoded, frame by frame. The header is returned
+    too: the DICOM outputs are built from it, so they describe exactly these bytes.
 
     Raises:
-        InputRejected: ``NO_PIXEL_DATA``, ``UNSUPPORTED_DICOM``, ``TOO_LARGE``,
-            ``TOO_MANY_FRAMES``, ``TOO_SMALL``, ``TRUNCATED`` or ``CORRUPT``.
+        InputRejected: ``UNSUPPORTED_SOP_CLASS``, ``NO_PIXEL_DATA``, ``UNSUPPORTED_DICOM``,
+            ``TOO_LARGE``, ``TOO_MANY_FRAMES``, ``TOO_SMALL``, ``TRUNCATED`` or ``CORRUPT``.
 
     """
+    fp = io.BytesIO(data)  # shares the bytes: no copy
     header = _read(fp, stop_before_pixels=True)
     # pydicom stops *before* the pixel data tag: anything left means the tag is there.
-    pixel_tag_seen = fp.tell() < fp.seek(0, 2)
+    pixel_tag_seen = fp.tell() < len(data)
     syntax = _transfer_syntax(header)
+    if sop_filter is not None:
+        sop_filter.check(
+            _sop_class(header), _text(header, "Modality"), _text(header, "Manufacturer")
+        )
     rows, columns, frames = _declared_size(header)
     check_declared(columns, rows, frames, limits)
     photometric = _text(header, "PhotometricInterpretation") or ""
@@ -92,7 +104,7 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
         raise InputRejected(RejectReason.NO_PIXEL_DATA, "the DICOM object holds no image")
 
     if syntax.is_encapsulated:
-        _check_codestreams(ds, frames, rows * columns * int(samples))
+        _check_codestreams(ds, syntax, frames, rows * columns * int(samples))
     result = tuple(
         Frame(index=i, rgb=rgb, full_size=(rgb.shape[0], rgb.shape[1]))
         for i, rgb in enumerate(_iter_rgb(ds, decoder))
@@ -101,26 +113,93 @@ def read_dicom(fp: BinaryIO, limits: ReadLimits) -> tuple[tuple[Frame, ...], Dic
         raise InputRejected(
             RejectReason.TRUNCATED, "the DICOM file holds fewer frames than declared"
         )
-    return result, _info(ds, syntax, frames)
+    return result, _info(ds, syntax, frames), header
 
 
-def _check_codestreams(ds: Dataset, frames: int, declared: int) -> None:
+def _sop_class(ds: Dataset) -> str | None:
+    """The SOP Class UID of the dataset, else the one its file meta names."""
+    found = _text(ds, "SOPClassUID")
+    meta = getattr(ds, "file_meta", None)
+    if found is None and meta is not None:
+        found = _text(meta, "MediaStorageSOPClassUID")
+    return found
+
+
+def _check_codestreams(ds: Dataset, syntax: pydicom.uid.UID, frames: int, declared: int) -> None:
     """Refuse a compressed frame whose own header (JPEG SOF, JPEG 2000 SIZ) declares more
     samples than the DICOM header: decoders allocate what the codestream says. One flipped
     bit in a 3 kB JPEG 2000 file made OpenJPEG take 12 GB and 60 s, a JPEG frame claiming
-    30000x30000 5 GB (found by benchmarks/fuzz_readers.py)."""
+    30000x30000 5 GB (found by benchmarks/fuzz_readers.py).
+
+    A frame whose header this check cannot read is refused too: a check that gives up is
+    no check, and the decoder would allocate whatever that header declares.
+    """
+    family = _codestream_family(syntax)
+    if family is None:
+        return  # RLE: the decoder sizes its output from the DICOM header alone
+    read_samples = _jpeg_frame_samples if family == "jpeg" else _j2k_samples
     try:
-        sizes = [
-            _jpeg_frame_samples(frame) or _j2k_samples(frame)
-            for frame in generate_frames(ds.PixelData, number_of_frames=frames)
-        ]
-    except Exception:  # noqa: BLE001 - malformed element or encapsulation: the decoder rejects it
-        return
-    if any(size is not None and size > declared for size in sizes):
+        codestreams = list(generate_frames(ds.PixelData, number_of_frames=frames))
+    except MemoryError:
+        raise
+    except Exception as exc:  # pydicom raises several types on a malformed encapsulation
         raise InputRejected(
-            RejectReason.CORRUPT,
-            "a compressed DICOM frame declares a larger image than the DICOM header",
-        )
+            RejectReason.CORRUPT, "the DICOM encapsulated pixel data cannot be parsed"
+        ) from exc
+    for codestream in codestreams:
+        try:
+            size = read_samples(codestream)
+        except (struct.error, IndexError) as exc:
+            size = None
+            cause: Exception | None = exc
+        else:
+            cause = None
+        if size is None:
+            raise InputRejected(
+                RejectReason.CORRUPT,
+                f"a compressed DICOM frame has no {family.upper()} image header that can be "
+                "read to check its size",
+            ) from cause
+        if size > declared:
+            raise InputRejected(
+                RejectReason.CORRUPT,
+                "a compressed DICOM frame declares a larger image than the DICOM header",
+            )
+
+
+_JPEG_SYNTAXES = frozenset(
+    {
+        pydicom.uid.JPEGBaseline8Bit,
+        pydicom.uid.JPEGExtended12Bit,
+        pydicom.uid.JPEGLossless,
+        pydicom.uid.JPEGLosslessSV1,
+        pydicom.uid.JPEGLSLossless,
+        pydicom.uid.JPEGLSNearLossless,
+    }
+)
+_J2K_SYNTAXES = frozenset(
+    {
+        pydicom.uid.JPEG2000Lossless,
+        pydicom.uid.JPEG2000,
+        pydicom.uid.HTJ2KLossless,
+        pydicom.uid.HTJ2KLosslessRPCL,
+        pydicom.uid.HTJ2K,
+    }
+)
+
+
+def _codestream_family(syntax: pydicom.uid.UID) -> str | None:
+    """``"jpeg"`` or ``"j2k"`` for syntaxes whose frames carry their own image size; None
+    for RLE. Any other encapsulated syntax has no decoder here and is refused earlier."""
+    if syntax in _JPEG_SYNTAXES:
+        return "jpeg"
+    if syntax in _J2K_SYNTAXES:
+        return "j2k"
+    if syntax == pydicom.uid.RLELossless:
+        return None
+    raise InputRejected(
+        RejectReason.UNSUPPORTED_DICOM, "the DICOM transfer syntax is not supported"
+    )
 
 
 _JPEG_SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xF7})
@@ -148,14 +227,45 @@ def _jpeg_frame_samples(data: bytes) -> int | None:
     return None
 
 
+_SOC_SIZ = b"\xff\x4f\xff\x51"
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+_JP2_MAX_BOXES = 64  # a JP2 header has a handful; more is a malformed or hostile file
+
+
 def _j2k_samples(data: bytes) -> int | None:
-    """Width x height x components of a JPEG 2000 codestream's SIZ marker, if found."""
-    pos = data.find(b"\xff\x4f\xff\x51", 0, 4096)  # SOC then SIZ (maybe inside a JP2 box)
-    if pos < 0 or pos + 42 > len(data):
+    """Width x height x components of a JPEG 2000 codestream's SIZ marker segment; None
+    when there is no well-formed SIZ where PS3.5 puts it (right after SOC, at the start of
+    the frame, or at the start of the JP2 ``jp2c`` box some writers wrap it in)."""
+    start = _jp2_codestream_start(data) if data.startswith(_JP2_SIGNATURE) else 0
+    if start is None or data[start : start + 4] != _SOC_SIZ:
         return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", data, pos + 8)
-    (components,) = struct.unpack_from(">H", data, pos + 40)
+    (length,) = struct.unpack_from(">H", data, start + 4)
+    if start + 4 + length > len(data) or length < 41:
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", data, start + 8)
+    (components,) = struct.unpack_from(">H", data, start + 40)
+    if components == 0 or length != 38 + 3 * components:
+        return None
     return max(0, xsiz - xosiz) * max(0, ysiz - yosiz) * components
+
+
+def _jp2_codestream_start(data: bytes) -> int | None:
+    """The offset of the contiguous codestream box (``jp2c``) of a JP2 file, if any."""
+    pos = 0
+    for _ in range(_JP2_MAX_BOXES):
+        if pos + 8 > len(data):
+            return None
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if length == 1:  # a 64-bit length follows the type
+            (length,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        if kind == b"jp2c":
+            return pos + header
+        if length < header:  # 0 ("to the end") is only allowed for the last box, jp2c
+            return None
+        pos += length
+    return None
 
 
 def _read(fp: BinaryIO, *, stop_before_pixels: bool) -> Dataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,9 +68,15 @@ class DicomInfo:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DecodedInput:
-    """Every frame of one input file, in order."""
+    """Every frame of one input file, in order.
+
+    For DICOM, ``dicom_header`` is the pydicom dataset (without pixel data) parsed from the
+    same bytes as the frames: the SEG and SC are built from it, never from the file again.
+    It holds patient data: it is never logged.
+    """
 
     kind: InputKind
     format: str  # "jpeg", "png", "tiff", "bmp", "webp" or "dicom"
     frames: tuple[Frame, ...]
     dicom: DicomInfo | None = None
+    dicom_header: Any = dataclasses.field(default=None, repr=False)  # pydicom Dataset

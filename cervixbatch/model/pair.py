@@ -23,6 +23,7 @@ class Stages:
     cervix_version: str
     lesion_version: str
     precision: str
+    runtime: str = "tensorflow"
 
 
 def pipeline_for(config: Config, stages: Stages) -> Pipeline:
@@ -40,30 +41,24 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
 
 
 def load_stages(config: Config) -> Stages:
-    """Loads both models as configured (TensorFlow is imported here, not before)."""
+    """Loads both models on the configured runtime (TensorFlow is imported here, not before)."""
     from cervixbatch.model.framework import require_tensorflow
 
     require_tensorflow()  # missing or broken: one clear error, not an import traceback
-    from cervixbatch.model.stage import Stage, load_stage
+    from cervixbatch.model.device import configure_tensorflow
+    from cervixbatch.model.runtime import LoadOptions, load_predictor
 
-    cervix = load_stage(
-        config.models.cervix,
-        Stage.CERVIX,
-        batch_size=config.batch.size,
-        precision=config.models.precision,
-    )
-    lesion = load_stage(
-        config.models.lesion,
-        Stage.LESION,
-        batch_size=config.batch.size,
-        precision=config.models.precision,
-    )
+    options = LoadOptions.from_config(config)
+    gpus = configure_tensorflow().gpus
+    cervix = load_predictor(config.models.cervix, "cervix", options, gpus=gpus)
+    lesion = load_predictor(config.models.lesion, "lesion", options, gpus=gpus)
     log.info(
         "models_loaded",
         cervix=cervix.version[:12],
         lesion=lesion.version[:12],
         cervix_input=cervix.input_size,
         lesion_input=lesion.input_size,
+        runtime=cervix.runtime.value,
         precision=cervix.precision.value,
         device=cervix.device,
     )
@@ -75,4 +70,5 @@ def load_stages(config: Config) -> Stages:
         cervix_version=cervix.version,
         lesion_version=lesion.version,
         precision=cervix.precision.value,
+        runtime=cervix.runtime.value,
     )

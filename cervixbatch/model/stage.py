@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import Precision
+from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ModelError
 from cervixbatch.model.device import (
     configure_tensorflow,
@@ -70,6 +70,11 @@ class StageModel:
     device: str
     jit_compile: bool = False  # XLA: on GPUs only (see model.device.use_xla)
     _call: Any = dataclasses.field(default=None, repr=False)
+
+    @property
+    def runtime(self) -> Runtime:
+        """TensorFlow runs this stage (``model.openvino_rt`` is the other runtime)."""
+        return Runtime.TENSORFLOW
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """A worker's row in the worker table: registered at start, a heartbeat while it works,
 its stop recorded at the end. Used by the daemon and by ``cervixbatch process``.
 
-The heartbeat is written from the work loop itself (and between the model calls of a
-long batch), not from a thread of its own: a worker whose loop hangs goes stale.
-A heartbeat that cannot be written is logged and skipped; it never stops the work.
+The heartbeat is written from the work loop between batches, and within a batch by the
+runner's heartbeat thread only while the batch progresses (:mod:`cervixbatch.heartbeat`):
+a worker that hangs goes stale. A heartbeat that cannot be written is logged and
+skipped; it never stops the work.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -54,6 +56,7 @@ class WorkerPresence:
         self._disk_free_mb: float | None = None
         self._registered = False
         self._failing = False
+        self._lock = threading.Lock()  # the main loop and the heartbeat thread both beat
 
     @classmethod
     def started(
@@ -91,40 +94,51 @@ class WorkerPresence:
     def finished(self, count: int, *, failed: int = 0) -> None:
         """Counts inputs this worker took to a terminal state (written with the next beat);
         failed ones make ``input_failed`` its latest error."""
-        self._finished += count
-        if failed:
-            self._error = "input_failed"
+        with self._lock:
+            self._finished += count
+            if failed:
+                self._error = "input_failed"
 
     def state(self, *, paused: str | None, disk_free_mb: float | None) -> None:
         """Notes why no inputs are taken (None: they are) and the outbox's free space."""
-        self._paused = paused
         finite = disk_free_mb is not None and disk_free_mb != float("inf")
-        self._disk_free_mb = disk_free_mb if finite else None
+        with self._lock:
+            self._paused = paused
+            self._disk_free_mb = disk_free_mb if finite else None
 
     def beat(self, *, force: bool = False) -> None:
         """Renews the heartbeat, at most every ``BEAT_EVERY_S`` unless ``force``."""
-        now = self._clock()
-        if not self._registered or (not force and now < self._next_beat):
-            return
-        self._next_beat = now + BEAT_EVERY_S
+        with self._lock:
+            now = self._clock()
+            if not self._registered or (not force and now < self._next_beat):
+                return
+            self._next_beat = now + BEAT_EVERY_S
+            paused, disk, finished, error = (
+                self._paused,
+                self._disk_free_mb,
+                self._finished,
+                self._error,
+            )
         try:
             with self.db.session() as session:
                 found = workers.record_beat(
                     session,
                     self.worker_id,
-                    paused=self._paused,
-                    disk_free_mb=self._disk_free_mb,
-                    finished=self._finished,
-                    error=self._error,
+                    paused=paused,
+                    disk_free_mb=disk,
+                    finished=finished,
+                    error=error,
                 )
         except SQLAlchemyError as exc:
             if not self._failing:
                 log.warning("heartbeat_failed", error=type(exc).__name__)
             self._failing = True
             return
-        self._failing = False
-        self._finished = 0
-        self._error = None
+        with self._lock:
+            self._failing = False
+            self._finished -= finished  # what was counted meanwhile goes with the next beat
+            if self._error == error:
+                self._error = None
         if not found:  # removed by hand, or pruned after a long suspend: register anew
             self._registered = False
             self.start()

@@ -2,9 +2,10 @@
 earlier results.
 
 A worker reads a re-queued input from where its bytes were seen, so each one is checked
-first: a file with the same bytes must still be at one of its paths (a size and mtime
-recorded with those bytes count as the same bytes, as at registration; otherwise it is
-hashed), or its archived copy in ``watch.archive``. Inputs whose bytes are gone stay as
+first: a file with the same bytes must still be at one of its paths (the size, mtime and
+inode recorded with those bytes count as the same bytes, as at registration; otherwise it
+is hashed), or its archived copy in ``watch.archive``. The worker checks the bytes again
+as it reads them. Inputs whose bytes are gone stay as
 they are, each with a reason.
 """
 
@@ -137,7 +138,11 @@ def _same_bytes(
     info = _regular_file(path)
     if info is None:
         return _Match.NONE
-    if seen is not None and (info.st_size, info.st_mtime_ns) == (seen.size, seen.mtime_ns):
+    if (
+        seen is not None
+        and (info.st_size, info.st_mtime_ns) == (seen.size, seen.mtime_ns)
+        and seen.inode in {0, info.st_ino}  # a copy over it (cp -p) is another inode: hashed
+    ):
         return _Match.SAME
     if info.st_size != candidate.size_bytes:
         return _Match.OTHER
@@ -145,7 +150,8 @@ def _same_bytes(
         same = hash_file(path) == candidate.sha256
     except OSError:
         return _Match.NONE
-    return store.SeenAt(str(path), info.st_size, info.st_mtime_ns) if same else _Match.OTHER
+    found = store.SeenAt(str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    return found if same else _Match.OTHER
 
 
 def _regular_file(path: Path) -> os.stat_result | None:

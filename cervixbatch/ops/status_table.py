@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cervixbatch.ops.status import StatusReport, WorkerState
-from cervixbatch.report.table import format_duration
+from cervixbatch.report.formatting import format_duration
 
 __all__ = ["render_status_table"]
 

@@ -18,6 +18,11 @@ single-frame image, and the true SOP class and the Referenced Frame Number are p
 into the references afterwards. Sources with a Frame of Reference take the same path, for
 simplicity: the SEG is aligned pixel for pixel through its references, not in space.
 
+The source's header is the dataset parsed from the very bytes the masks were computed
+from: the source file is never read again. A header that cannot carry a SEG and SC (no
+Study Instance UID, a character set that cannot be copied, one highdicom refuses) raises
+:class:`DicomOutputSkipped`: the input's masks and overlay stand, the row says why.
+
 Patient data is copied from file to file by highdicom and pydicom only: it is never read
 into a log field or an exception message.
 """
@@ -34,12 +39,13 @@ import highdicom as hd
 import numpy as np
 import numpy.typing as npt
 import pydicom
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cervixbatch import __version__
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import DicomOutputSkipped, OutputError
 from cervixbatch.outputs.outbox import write_atomic
 
 __all__ = [
@@ -123,7 +129,7 @@ class _Job:
 
 
 def write_dicom_results(
-    source: Path,
+    header: Dataset,
     frame: int,
     *,
     cervix_mask: npt.NDArray[np.uint8],
@@ -133,10 +139,12 @@ def write_dicom_results(
     model_versions: dict[str, str],
     software_version: str = __version__,
 ) -> DicomOutputs:
-    """Write the SEG and the overlay SC of frame ``frame`` (0-based) of ``source``.
+    """Write the SEG and the overlay SC of frame ``frame`` (0-based) of a DICOM source.
 
     Args:
-        source: The DICOM input file; only its header is read.
+        header: The source's dataset (pixel data not needed), parsed from the very bytes
+            the masks were computed from (``DecodedInput.dicom_header``); never re-read
+            from the source's path, which may hold other bytes by now.
         frame: The 0-based frame index within the source.
         cervix_mask: H x W uint8, 0/255 (any non-zero is foreground), at the frame's size.
         lesion_mask: Same, for the lesion.
@@ -146,11 +154,14 @@ def write_dicom_results(
         software_version: cervixbatch's version.
 
     Raises:
-        OutputError: The source cannot be used, highdicom refuses the data, or the files
-            cannot be written. The message never carries patient data.
+        DicomOutputSkipped: The source's header cannot carry a SEG and SC (no Study
+            Instance UID, an encoding or character set that cannot be copied, highdicom
+            refuses it): the input's other outputs stand, this says why these are missing.
+        OutputError: The masks do not fit the source, or the files cannot be written.
+            No message carries patient data.
 
     """
-    header, frames, size = _read_header(source)
+    frames, size = _check_header(header)
     if not 0 <= frame < frames:
         raise OutputError(f"frame {frame} is out of range: the DICOM source has {frames}")
     for name, mask in (("cervix", cervix_mask), ("lesion", lesion_mask)):
@@ -171,8 +182,8 @@ def write_dicom_results(
         sc = _build_sc(job, overlay_rgb)
     except Exception as exc:  # noqa: BLE001 - highdicom raises ValueError, TypeError, …
         # The message of a highdicom error may quote a tag value: only its type is kept.
-        raise OutputError(
-            f"highdicom could not build the DICOM outputs ({type(exc).__name__})"
+        raise DicomOutputSkipped(
+            "not_buildable", f"highdicom could not build the DICOM outputs ({type(exc).__name__})"
         ) from None
 
     outputs = DicomOutputs(
@@ -184,29 +195,45 @@ def write_dicom_results(
         sc_series_uid=str(sc.SeriesInstanceUID),
         study_uid=str(header.StudyInstanceUID),
     )
-    write_atomic(outputs.seg, _encode(seg))
-    write_atomic(outputs.sc, _encode(sc))
+    seg_bytes, sc_bytes = _encode(seg), _encode(sc)
+    write_atomic(outputs.seg, seg_bytes)
+    write_atomic(outputs.sc, sc_bytes)
     return outputs
 
 
-def _read_header(source: Path) -> tuple[Dataset, int, tuple[int, int]]:
-    """The header (identifiers checked), the frame count and the frame size (rows, columns)."""
-    try:
-        header = pydicom.dcmread(source, stop_before_pixels=True, force=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot read the DICOM source: {exc.strerror or type(exc).__name__}"
-        ) from None
-    except Exception:  # noqa: BLE001 - the parser raises many types on bad input
-        raise OutputError("the DICOM source cannot be parsed") from None
+def _check_header(header: Dataset) -> tuple[int, tuple[int, int]]:
+    """The frame count and frame size (rows, columns) of a source that can carry a SEG and
+    an SC: identifiers present, an encoding and character set they can be copied in."""
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if not str(header.get(keyword) or "").strip():
-            raise OutputError(f"the DICOM source has no {keyword}")
+        try:
+            present = bool(str(header.get(keyword) or "").strip())
+        except Exception:  # noqa: BLE001 - values are parsed lazily and may be garbage
+            present = False
+        if not present:
+            raise DicomOutputSkipped("missing_uid", f"the DICOM source has no {keyword}")
+    _check_character_set(header)
     try:
         frames = max(1, int(header.get("NumberOfFrames") or 1))
-        return header, frames, (int(header.Rows), int(header.Columns))
-    except (AttributeError, TypeError, ValueError):
-        raise OutputError("the DICOM source has no valid image size or frame count") from None
+        return frames, (int(header.Rows), int(header.Columns))
+    except Exception:  # noqa: BLE001 - a malformed value raises whatever its VR parser raises
+        raise DicomOutputSkipped(
+            "malformed_header", "the DICOM source has no valid image size or frame count"
+        ) from None
+
+
+def _check_character_set(header: Dataset) -> None:
+    """Patient and study text is copied into the outputs: its character set must be one
+    pydicom can decode and encode again, or names would be written garbled."""
+    try:
+        declared = header.get("SpecificCharacterSet")
+    except Exception:  # noqa: BLE001 - a malformed value
+        declared = "?"
+    values = [] if declared is None else [declared] if isinstance(declared, str) else declared
+    unknown = [str(v) for v in values if str(v).strip() and str(v) not in python_encoding]
+    if unknown:
+        raise DicomOutputSkipped(
+            "character_set", "the DICOM source declares a character set that cannot be copied"
+        )
 
 
 def _equipment(versions: dict[str, str], software: str) -> hd.ContributingEquipment:
@@ -394,6 +421,8 @@ def _encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     try:
         pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    except Exception:  # noqa: BLE001 - pydicom raises many types on an invalid dataset
-        raise OutputError("the DICOM output cannot be encoded") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on an invalid dataset
+        raise DicomOutputSkipped(
+            "not_encodable", f"the DICOM output cannot be encoded ({type(exc).__name__})"
+        ) from None
     return buffer.getvalue()

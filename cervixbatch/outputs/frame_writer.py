@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.config import Config
+from cervixbatch.errors import DicomOutputSkipped
 from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
 from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
@@ -34,11 +36,14 @@ class FrameWriter:
         decoded: DecodedInput,
         index: int,
         result: FrameResult,
-        source: str | None,
         *,
         run: int = 1,
     ) -> FrameOutputs:
-        """Renders and writes the frame's files; raises OutputError when the disk refuses."""
+        """Renders and writes the frame's files; raises OutputError when the disk refuses.
+
+        A DICOM input's SEG and SC are built from the header parsed from the same bytes as
+        the frames; when they cannot be built the frame's outputs say why, and stand.
+        """
         frame: Frame = decoded.frames[index]
         label = (
             f"cervix {result.cervix_fraction:.0%}  lesion {result.lesion_fraction:.0%} of cervix"
@@ -61,9 +66,10 @@ class FrameWriter:
             crop_rgb=result.crop,
             jpeg_quality=self.config.output.jpeg_quality,
         )
-        if decoded.kind is InputKind.DICOM and self.config.dicom.outputs and source:
+        header = decoded.dicom_header
+        if decoded.kind is InputKind.DICOM and self.config.dicom.outputs and header is not None:
             outputs = self._write_dicom(
-                Path(source),
+                header,
                 frame=frame,
                 result=result,
                 overlay=overlay,
@@ -74,7 +80,7 @@ class FrameWriter:
 
     def _write_dicom(
         self,
-        source: Path,
+        header: Any,
         *,
         frame: Frame,
         result: FrameResult,
@@ -85,18 +91,23 @@ class FrameWriter:
         """Results back into the study: a DICOM SEG and the overlay as Secondary Capture."""
         from cervixbatch.outputs.dicom import write_dicom_results
 
-        dicom = write_dicom_results(
-            source,
-            frame.index,
-            cervix_mask=result.cervix_mask,
-            lesion_mask=result.lesion_mask,
-            overlay_rgb=overlay,
-            folder=folder,
-            model_versions={
-                "cervix": self.stages.cervix_version,
-                "lesion": self.stages.lesion_version,
-            },
-        )
+        try:
+            dicom = write_dicom_results(
+                header,
+                frame.index,
+                cervix_mask=result.cervix_mask,
+                lesion_mask=result.lesion_mask,
+                overlay_rgb=overlay,
+                folder=folder,
+                model_versions={
+                    "cervix": self.stages.cervix_version,
+                    "lesion": self.stages.lesion_version,
+                },
+            )
+        except DicomOutputSkipped as exc:
+            return dataclasses.replace(
+                outputs, dicom_skipped=exc.reason, dicom_skipped_detail=exc.detail
+            )
         return dataclasses.replace(
             outputs,
             dicom_seg=dicom.seg,
@@ -131,10 +142,13 @@ class FrameWriter:
             dicom_sc_path=str(outputs.dicom_sc) if outputs.dicom_sc else None,
             dicom_seg_uid=outputs.dicom_seg_uid,
             dicom_sc_uid=outputs.dicom_sc_uid,
+            dicom_skipped=outputs.dicom_skipped,
+            dicom_skipped_detail=outputs.dicom_skipped_detail,
             forward_status="pending" if outputs.dicom_seg and self.config.dicom.forward else None,
             cervix_model=self.stages.cervix_version,
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,
+            runtime=self.stages.runtime,
             stage1_ms=result.timings_ms.get("stage1", 0.0),
             stage2_ms=result.timings_ms.get("stage2", 0.0),
         )

@@ -10,7 +10,9 @@ import contextlib
 import dataclasses
 import errno
 import os
-import uuid
+import stat
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -18,15 +20,26 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import OutputError
+from cervixbatch.owner import OwnerState, ProcessOwner, owned_name, owner_state, parse_owned_name
 
 __all__ = [
     "TEMP_PREFIX",
     "FrameOutputs",
     "Outbox",
+    "TempSweep",
+    "fsync_dir",
+    "sweep_temp_files",
+    "temp_owner",
+    "temp_path",
     "write_atomic",
 ]
 
+# Temp names are hidden (the inbox watcher ignores them) and carry their owner:
+# ".tmp-<host>-<boot>-<pid>-<start>-<random>-<final name>".
 TEMP_PREFIX = ".tmp-"
+# A temp name without an owner (written before owners were named) is removed only once it
+# is this old: no write takes a day, so no live process still writes it.
+UNOWNED_TEMP_MAX_AGE_S = 86_400.0
 # The disk's trouble, not the input's: worth retrying once space or the device is back.
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 FILE_MODE = 0o640
@@ -45,6 +58,8 @@ class FrameOutputs:
     dicom_sc: Path | None = None
     dicom_seg_uid: str | None = None
     dicom_sc_uid: str | None = None
+    dicom_skipped: str | None = None  # why a DICOM input got no SEG/SC (a reason code)
+    dicom_skipped_detail: str | None = None
 
 
 class Outbox:
@@ -103,16 +118,13 @@ class Outbox:
             write_atomic(outputs.crop, _encode(".jpg", _bgr(crop_rgb), jpeg))
         return outputs
 
-    def remove_temp_files(self) -> int:
-        """Deletes temp files a crash left behind; returns how many."""
-        removed = 0
+    def remove_temp_files(self) -> TempSweep:
+        """Deletes the temp files that crashed writers left behind, and only those: files of
+        live processes (another worker on a shared outbox, ``cervixbatch process`` beside a
+        running daemon) and of other hosts stay."""
         if not self.root.is_dir():
-            return 0
-        for path in self.root.rglob(TEMP_PREFIX + "*"):
-            if path.is_file() and not path.is_symlink():
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+            return TempSweep()
+        return sweep_temp_files(self.root.rglob(TEMP_PREFIX + "*"))
 
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()
@@ -121,13 +133,64 @@ class Outbox:
         return resolved
 
 
+@dataclasses.dataclass(slots=True)
+class TempSweep:
+    """What a look at leftover temp files found."""
+
+    removed: int = 0  # their writer is provably dead
+    kept_live: int = 0  # their writer still runs: in flight
+    kept_unknown: int = 0  # another host's, or without an owner and not yet a day old
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden name beside ``path`` that :func:`write_atomic` writes first, naming this
+    process as its owner."""
+    return path.with_name(owned_name(TEMP_PREFIX, path.name))
+
+
+def temp_owner(name: str) -> ProcessOwner | None:
+    """The owner a temp file's name carries; None when it carries none."""
+    parsed = parse_owned_name(name, TEMP_PREFIX)
+    return None if parsed is None else parsed[0]
+
+
+def sweep_temp_files(paths: Iterable[Path]) -> TempSweep:
+    """Removes those of ``paths`` (temp files) whose owner is provably dead; counts all."""
+    sweep = TempSweep()
+    states: dict[ProcessOwner, OwnerState] = {}
+    now = time.time()
+    for path in paths:
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        owner = temp_owner(path.name)
+        if owner is None:
+            dead = now - info.st_mtime > UNOWNED_TEMP_MAX_AGE_S
+            state = OwnerState.DEAD if dead else OwnerState.UNKNOWN
+        else:
+            state = states.get(owner) or states.setdefault(owner, owner_state(owner))
+        if state is OwnerState.DEAD:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            sweep.removed += 1
+        elif state is OwnerState.ALIVE:
+            sweep.kept_live += 1
+        else:
+            sweep.kept_unknown += 1
+    return sweep
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Writes ``data`` to a temp file beside ``path``, fsyncs it, then renames it into place.
 
-    A crash leaves either the old file, the new one, or a ``.tmp-`` file that recovery
-    removes — never a half-written output under the final name.
+    A crash leaves either the old file, the new one, or a temp file that names its owner,
+    which recovery removes once that owner is provably dead — never a half-written output
+    under the final name.
     """
-    temp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    temp = temp_path(path)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
         try:
@@ -139,7 +202,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         temp.replace(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -169,6 +232,9 @@ def _make_dirs(folder: Path, root: Path) -> None:
     for path in reversed(missing):
         try:
             path.mkdir(mode=DIR_MODE, exist_ok=True)
+            # A new folder's entry lives in its parent: without this fsync a crash could
+            # lose the folder, and every output in it, after the row said done.
+            fsync_dir(path.parent)
         except OSError as exc:
             raise OutputError(
                 f"cannot create {path}: {exc.strerror or exc}",
@@ -176,7 +242,8 @@ def _make_dirs(folder: Path, root: Path) -> None:
             ) from exc
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Makes the entries of ``folder`` (files created, renamed or removed in it) durable."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

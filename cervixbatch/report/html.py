@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cervixbatch import __version__
+from cervixbatch.report.formatting import format_duration, format_ms, format_rate
 from cervixbatch.report.query import ReportData, display_path
-from cervixbatch.report.table import format_duration, format_ms, format_rate
 from cervixbatch.report.thumbnails import ThumbnailJob, make_thumbnails
 from cervixbatch.store.schema import Input, Result, Status
 
@@ -145,13 +145,15 @@ def _summary(data: ReportData) -> str:
         rows = "".join(
             f'<tr><td><code title="{_esc(m.cervix)}">{_esc(m.cervix[:12])}</code></td>'
             f'<td><code title="{_esc(m.lesion)}">{_esc(m.lesion[:12])}</code></td>'
-            f'<td>{_esc(m.precision)}</td><td class="num">{m.frames:,}</td>'
+            f"<td>{_esc(m.runtime)} {_esc(m.precision)}</td>"
+            f'<td class="num">{m.frames:,}</td>'
             f"<td>{_esc(_when(m.last_used))}</td></tr>"
             for m in stats.models
         )
         details.append(
             '<div class="panel"><h3>Models in use</h3><table><thead><tr><th>cervix</th>'
-            '<th>lesion</th><th>precision</th><th class="num">frames</th><th>last used</th>'
+            "<th>lesion</th><th>runtime, precision</th>"
+            '<th class="num">frames</th><th>last used</th>'
             f"</tr></thead><tbody>{rows}</tbody></table></div>"
         )
     if details:

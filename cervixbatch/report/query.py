@@ -1,7 +1,7 @@
 """What has been processed: one set of queries, several renderers.
 
-JSON and CSV are rendered here, the terminal table in ``report_table``, the HTML page in
-``report_html``. Reads only, in a read-only transaction, so it never blocks the daemon.
+JSON and CSV are rendered here, the terminal table in :mod:`.table`, the HTML page in
+:mod:`.html`. Reads only, in a read-only transaction, so it never blocks the daemon.
 The summary and the statistics are SQL aggregates over every matching input; only the
 items are limited.
 """
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as dt
 import io
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from cervixbatch.outputs.spreadsheet import SafeCsvWriter
+from cervixbatch.report.filters import ReportFilter
 from cervixbatch.report.stats import (
     DEFAULT_LESION_THRESHOLD,
     ModelUse,
@@ -43,37 +44,6 @@ __all__ = [
     "render_json",
     "result_dict",
 ]
-
-_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportFilter:
-    """Which inputs a report covers. Dates bound ``created_at`` (when first found)."""
-
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    statuses: tuple[Status, ...] = ()
-    reasons: tuple[str, ...] = ()
-    limit: int | None = None
-    all_versions: bool = False  # every run's results, not only each input's latest
-
-    def apply_results(self, query: _Query) -> _Query:
-        """Add this filter's condition on :class:`Result` rows: the latest run only,
-        unless ``all_versions``."""
-        return query if self.all_versions else query.where(latest_run_only())
-
-    def apply(self, query: _Query) -> _Query:
-        """Add the WHERE clauses of this filter to ``query``."""
-        if self.since is not None:
-            query = query.where(Input.created_at >= self.since)
-        if self.until is not None:
-            query = query.where(Input.created_at < self.until)
-        if self.statuses:
-            query = query.where(Input.status.in_(self.statuses))
-        if self.reasons:
-            query = query.where(Input.reason.in_(self.reasons))
-        return query
 
 
 @dataclasses.dataclass(slots=True)
@@ -167,6 +137,7 @@ def result_dict(result: Result) -> dict[str, Any]:
             "crop": result.crop_path,
         },
         "models": {"cervix": result.cervix_model, "lesion": result.lesion_model},
+        "runtime": result.runtime,
         "precision": result.precision,
         "created_at": iso(result.created_at),
         "outputs_purged_at": iso(result.outputs_purged_at),
@@ -179,6 +150,12 @@ def result_dict(result: Result) -> dict[str, Any]:
             "sc_sop_instance_uid": result.dicom_sc_uid,
             "forward_status": result.forward_status,
             "forward_detail": result.forward_detail,
+        }
+    if result.dicom_skipped:
+        # A DICOM input whose SEG/SC could not be built: the masks are the result.
+        out["dicom_skipped"] = {
+            "reason": result.dicom_skipped,
+            "detail": result.dicom_skipped_detail,
         }
     return out
 
@@ -256,6 +233,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "crop",
     "cervix_model",
     "lesion_model",
+    "runtime",
     "precision",
 )
 
@@ -265,9 +243,13 @@ def _text(value: object) -> str:
 
 
 def render_csv(data: ReportData) -> str:
-    """Render one CSV row per frame (one for an input without results): every measure, path."""
+    """Render one CSV row per frame (one for an input without results): every measure, path.
+
+    Text a spreadsheet would run as a formula (a file named ``=HYPERLINK(...)``) is
+    neutralised: see :func:`cervixbatch.outputs.spreadsheet.safe_cell`.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeCsvWriter(csv.writer(buffer, lineterminator="\n"))
     writer.writerow(CSV_COLUMNS)
     for item in data.items:
         base = [
@@ -314,6 +296,7 @@ def render_csv(data: ReportData) -> str:
                     _text(r.crop_path),
                     r.cervix_model,
                     r.lesion_model,
+                    r.runtime,
                     r.precision,
                 ]
             )

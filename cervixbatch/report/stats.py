@@ -18,7 +18,7 @@ from cervixbatch.store.schema import Input, Result, Status
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from cervixbatch.report.query import ReportFilter
+    from cervixbatch.report.filters import ReportFilter
 
 __all__ = ["DEFAULT_LESION_THRESHOLD", "ModelUse", "ReportStats", "compute_stats", "iso"]
 
@@ -39,6 +39,7 @@ class ModelUse:
     precision: str
     frames: int
     last_used: dt.datetime | None
+    runtime: str = "tensorflow"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class ReportStats:
                 {
                     "cervix": m.cervix,
                     "lesion": m.lesion,
+                    "runtime": m.runtime,
                     "precision": m.precision,
                     "frames": m.frames,
                     "last_used": iso(m.last_used),
@@ -165,20 +167,28 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
     last_used = func.max(Result.created_at)
     models = tuple(
         ModelUse(
-            cervix=str(c), lesion=str(les), precision=str(p), frames=int(n), last_used=_aware(u)
+            cervix=str(c),
+            lesion=str(les),
+            precision=str(p),
+            frames=int(n),
+            last_used=_aware(u),
+            runtime=str(r),
         )
-        for c, les, p, n, u in session.execute(
+        for c, les, r, p, n, u in session.execute(
             report_filter.apply_results(
                 report_filter.apply(
                     select(
                         Result.cervix_model,
                         Result.lesion_model,
+                        Result.runtime,
                         Result.precision,
                         func.count(Result.id),
                         last_used,
                     )
                     .join(Input, Result.input_id == Input.id)
-                    .group_by(Result.cervix_model, Result.lesion_model, Result.precision)
+                    .group_by(
+                        Result.cervix_model, Result.lesion_model, Result.runtime, Result.precision
+                    )
                     .order_by(last_used.desc())
                 )
             )

@@ -1,5 +1,8 @@
 """The queue operations: register, claim, renew, complete, reject, fail, recover.
 
+Claims and their leases live in :mod:`cervixbatch.store.leases`; they are named here too,
+so that callers see every transition of the queue in one place.
+
 The database is the durable queue. Every function takes the session (the transaction)
 it works in; callers decide the transaction's extent (one per batch). The same code runs
 on SQLite (one writer at a time, statements atomic) and PostgreSQL (``FOR UPDATE SKIP
@@ -9,16 +12,21 @@ LOCKED``, so several workers never claim the same row).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import os
-import secrets
-import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
+from cervixbatch.store.leases import (
+    ClaimedInput,
+    claim,
+    expired_leases,
+    make_owner,
+    owner_is_dead,
+    recover,
+    renew,
+)
 from cervixbatch.store.schema import Input, Result, Sighting, Status, utcnow
 
 __all__ = [
@@ -40,29 +48,6 @@ __all__ = [
 ]
 
 
-def make_owner() -> str:
-    """A lease owner id unique to this process: host, pid, and a nonce against pid reuse."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process of this host that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return False
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Registration:
     """The outcome of registering one file."""
@@ -70,17 +55,6 @@ class Registration:
     input_id: int
     created: bool  # False: these bytes were known already
     status: Status
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClaimedInput:
-    """An input taken for processing, with every path its bytes were seen at."""
-
-    id: int
-    sha256: str
-    paths: tuple[str, ...]
-    attempts: int
-    created_at: dt.datetime | None = None  # when first found: latency is measured from here
 
 
 def _insert(session: Session) -> Any:
@@ -94,13 +68,21 @@ def _insert(session: Session) -> Any:
     return sqlite.insert
 
 
-def known_sighting(session: Session, path: str, size: int, mtime_ns: int) -> Registration | None:
-    """The input this exact (path, size, mtime) was seen as before, if any: such a file
-    needs no hashing."""
+def known_sighting(
+    session: Session, path: str, size: int, mtime_ns: int, inode: int | None = None
+) -> Registration | None:
+    """The input this exact (path, size, mtime, inode) was seen as before, if any: such a
+    file needs no hashing. A sighting whose inode is not known (0) matches any inode."""
+    same_inode = Sighting.inode.in_([0, inode]) if inode else true()
     found = session.execute(
         select(Input.id, Input.status)
         .join(Sighting, Sighting.input_id == Input.id)
-        .where(Sighting.path == path, Sighting.size_bytes == size, Sighting.mtime_ns == mtime_ns)
+        .where(
+            Sighting.path == path,
+            Sighting.size_bytes == size,
+            Sighting.mtime_ns == mtime_ns,
+            same_inode,
+        )
     ).first()
     if found is None:
         return None
@@ -114,6 +96,7 @@ def register(
     path: str,
     size: int,
     mtime_ns: int,
+    inode: int | None = None,
     status: Status = Status.QUEUED,
     reason: str | None = None,
     detail: str | None = None,
@@ -146,70 +129,17 @@ def register(
         input_id, created, current = int(row[0]), False, Status(row[1])
     session.execute(
         insert(Sighting)
-        .values(input_id=input_id, path=path, size_bytes=size, mtime_ns=mtime_ns, seen_at=now)
-        .on_conflict_do_nothing(index_elements=["path", "size_bytes", "mtime_ns"])
+        .values(
+            input_id=input_id,
+            path=path,
+            size_bytes=size,
+            mtime_ns=mtime_ns,
+            inode=inode or 0,
+            seen_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["path", "size_bytes", "mtime_ns", "inode"])
     )
     return Registration(input_id=input_id, created=created, status=current)
-
-
-def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedInput]:
-    """Takes up to ``limit`` queued inputs (and any whose lease has expired), oldest first."""
-    now = utcnow()
-    takeable = (
-        select(Input.id)
-        .where(
-            or_(
-                Input.status == Status.QUEUED,
-                and_(Input.status == Status.PROCESSING, Input.lease_expires < now),
-            )
-        )
-        .order_by(Input.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        update(Input)
-        .where(Input.id.in_(takeable))
-        .values(
-            status=Status.PROCESSING,
-            lease_owner=owner,
-            lease_expires=now + dt.timedelta(seconds=lease_seconds),
-            attempts=Input.attempts + 1,
-            started_at=now,
-        )
-        .returning(Input.id, Input.sha256, Input.path, Input.attempts, Input.created_at)
-        .execution_options(synchronize_session=False)
-    ).all()
-    if not rows:
-        return []
-    ids = [int(r[0]) for r in rows]
-    seen: dict[int, list[str]] = {i: [] for i in ids}
-    for input_id, path in session.execute(
-        select(Sighting.input_id, Sighting.path)
-        .where(Sighting.input_id.in_(ids))
-        .order_by(Sighting.id.desc())
-    ):
-        if path not in seen[input_id]:
-            seen[input_id].append(path)
-    claimed = []
-    for input_id, sha256, path, attempts, created_at in sorted(rows, key=lambda r: int(r[0])):
-        paths = [path, *[p for p in seen[int(input_id)] if p != path]]
-        claimed.append(ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts), created_at))
-    return claimed
-
-
-def renew(session: Session, *, owner: str, ids: Sequence[int], lease_seconds: float) -> int:
-    """Extends this owner's leases on ``ids``; returns how many it still holds."""
-    if not ids:
-        return 0
-    result = session.execute(
-        update(Input)
-        .where(Input.id.in_(ids), Input.lease_owner == owner, Input.status == Status.PROCESSING)
-        .values(lease_expires=utcnow() + dt.timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _finish(session: Session, input_id: int, owner: str, status: Status, **values: Any) -> bool:
@@ -297,54 +227,6 @@ def release(session: Session, *, input_id: int, owner: str, reason: str, detail:
         reason=reason,
         detail=detail,
         attempts=Input.attempts - 1,
-    )
-
-
-def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
-    """Frees inputs whose owner died on this host or whose lease expired.
-
-    Each such claim already counted as an attempt: an input that kept killing its worker
-    ends ``failed`` instead of looping. Returns (requeued, failed).
-    """
-    now = utcnow()
-    rows = session.execute(
-        select(Input.id, Input.lease_owner, Input.lease_expires, Input.attempts).where(
-            Input.status == Status.PROCESSING
-        )
-    ).all()
-    requeued = failed = 0
-    for input_id, owner, expires, attempts in rows:
-        expired = expires is None or expires < now
-        if not expired and not (owner and owner_is_dead(owner)):
-            continue
-        if attempts >= max_attempts:
-            values: dict[str, Any] = {
-                "status": Status.FAILED,
-                "reason": "worker_died",
-                "detail": f"the worker stopped while processing this input {attempts} times",
-                "finished_at": now,
-            }
-            failed += 1
-        else:
-            values = {"status": Status.QUEUED}
-            requeued += 1
-        session.execute(
-            update(Input)
-            .where(Input.id == input_id, Input.status == Status.PROCESSING)
-            .values(lease_owner=None, lease_expires=None, **values)
-            .execution_options(synchronize_session=False)
-        )
-    return requeued, failed
-
-
-def expired_leases(session: Session) -> int:
-    """How many inputs are held by a worker whose lease ran out: claimable again."""
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(Input)
-            .where(Input.status == Status.PROCESSING, Input.lease_expires < utcnow())
-        ).scalar_one()
     )
 
 

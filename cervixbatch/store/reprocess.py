@@ -59,11 +59,12 @@ class Selection:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SeenAt:
-    """A path an input's bytes were seen at, with the size and mtime they had."""
+    """A path an input's bytes were seen at, with the size, mtime and inode they had."""
 
     path: str
     size: int
     mtime_ns: int
+    inode: int = 0  # 0: not known
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,12 +130,18 @@ def select_candidates(session: Session, selection: Selection) -> list[Candidate]
             )
         }
         seen: dict[int, list[SeenAt]] = {int(i): [] for i in chunk}
-        for input_id, path, size, mtime_ns in session.execute(
-            select(Sighting.input_id, Sighting.path, Sighting.size_bytes, Sighting.mtime_ns)
+        for input_id, path, size, mtime_ns, inode in session.execute(
+            select(
+                Sighting.input_id,
+                Sighting.path,
+                Sighting.size_bytes,
+                Sighting.mtime_ns,
+                Sighting.inode,
+            )
             .where(Sighting.input_id.in_(chunk))
             .order_by(Sighting.id.desc())
         ):
-            seen[int(input_id)].append(SeenAt(str(path), int(size), int(mtime_ns)))
+            seen[int(input_id)].append(SeenAt(str(path), int(size), int(mtime_ns), int(inode or 0)))
         for input_id, sha256, size, status, reason in inputs:
             run, cervix, lesion = models.get(int(input_id), (None, None, None))
             candidates.append(
@@ -161,6 +168,7 @@ def add_sighting(session: Session, input_id: int, seen: SeenAt) -> None:
             Sighting.path == seen.path,
             Sighting.size_bytes == seen.size,
             Sighting.mtime_ns == seen.mtime_ns,
+            Sighting.inode == seen.inode,
         )
     ).first()
     if known is None:
@@ -170,6 +178,7 @@ def add_sighting(session: Session, input_id: int, seen: SeenAt) -> None:
                 path=seen.path,
                 size_bytes=seen.size,
                 mtime_ns=seen.mtime_ns,
+                inode=seen.inode,
                 seen_at=utcnow(),
             )
         )

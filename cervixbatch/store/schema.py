@@ -171,11 +171,16 @@ class Result(Base):
     dicom_sc_path: Mapped[str | None] = mapped_column(Text)
     dicom_seg_uid: Mapped[str | None] = mapped_column(String(64))
     dicom_sc_uid: Mapped[str | None] = mapped_column(String(64))
+    # Why a DICOM input's frame has no SEG/SC although it is done: a reason code
+    # (missing_uid, character_set, not_buildable, ...) and a sentence without tag values.
+    dicom_skipped: Mapped[str | None] = mapped_column(String(64))
+    dicom_skipped_detail: Mapped[str | None] = mapped_column(Text)
     forward_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
     forward_detail: Mapped[str | None] = mapped_column(Text)
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
     lesion_model: Mapped[str] = mapped_column(String(64))
     precision: Mapped[str] = mapped_column(String(16))
+    runtime: Mapped[str] = mapped_column(String(16), server_default="tensorflow")  # or openvino
     stage1_ms: Mapped[float] = mapped_column(Float)
     stage2_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -196,7 +201,8 @@ class Result(Base):
 
 
 class Sighting(Base):
-    """A place and moment an input's bytes were seen: (path, size, mtime) skips rehashing."""
+    """A place and moment an input's bytes were seen: (path, size, mtime, inode) skips
+    rehashing, and is the identity a file must still have to be archived or deleted."""
 
     __tablename__ = "sightings"
 
@@ -205,12 +211,18 @@ class Sighting(Base):
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    # 0: not known (seen before inodes were kept, or on a filesystem without them)
+    inode: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     input: Mapped[Input] = relationship(back_populates="sightings")
 
     __table_args__ = (
-        UniqueConstraint("path", "size_bytes", "mtime_ns", name="uq_sightings_path_size_mtime"),
+        # A file replaced at the same path with the same size and mtime (cp -p) is a new
+        # inode: it is hashed again, never taken for the file seen before.
+        UniqueConstraint(
+            "path", "size_bytes", "mtime_ns", "inode", name="uq_sightings_path_size_mtime_inode"
+        ),
         Index("ix_sightings_input_id", "input_id"),
     )
 

@@ -26,28 +26,41 @@ import platform
 import resource
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from cervixbatch.config import Config, Precision
-from cervixbatch.errors import CervixbatchError
-from cervixbatch.tools.bench_seed_loop import load_plain, rates, seed_loop
+from cervixbatch.config import Config, Precision, Runtime
+from cervixbatch.tools.bench_paths import measure_variant
+from cervixbatch.tools.bench_runtimes import (
+    Variant,
+    agreement_with,
+    parse_variants,
+    quantize_bench_models,
+    variant_config,
+)
+from cervixbatch.tools.bench_seed_loop import load_plain, seed_loop
 
 if TYPE_CHECKING:
-    from cervixbatch.imaging.frames import Frame
-    from cervixbatch.pipeline import FrameResult, Pipeline
-    from cervixbatch.runner import BatchOutcome, Stages
+    from cervixbatch.runner import Stages
 
-__all__ = ["DEFAULT_SIZES", "TINY_SIZES", "BenchOptions", "dumps", "run_bench", "seed_loop"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "TINY_SIZES",
+    "BenchOptions",
+    "bench_steps",
+    "dumps",
+    "run_bench",
+    "seed_loop",
+]
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((4128, 3096), (1600, 1200))
 TINY_SIZES: tuple[tuple[int, int], ...] = ((320, 240),)
 _WARMUP = 2  # photos per path run before timing: traces the graphs, fills caches
+_REFERENCE = Variant(Runtime.TENSORFLOW, Precision.FLOAT32)  # what the agreement is against
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,141 +71,137 @@ class BenchOptions:
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
     tiny: bool = False  # tiny models: a smoke run of every path in seconds
     precision: Precision | None = None  # None: models.precision of the configuration
+    runtimes: tuple[Runtime, ...] = ()  # with precisions: every pair, side by side
+    precisions: tuple[Precision, ...] = ()
     batch_size: int | None = None  # None: batch.size of the configuration
     seed: int = 0
+
+
+def bench_steps(options: BenchOptions) -> int:
+    """How often ``run_bench`` calls ``on_step``: the seed loop and each variant per size."""
+    variants, _ = _variants(options)
+    return len(options.sizes) * (1 + len(variants))
 
 
 def run_bench(
     config: Config, options: BenchOptions, on_step: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Measures the three paths and returns the report (JSON-ready).
-
-    ``on_step(1)`` is called after each measured path of each size (2 per size).
+    """Measures the paths (every variant's, with ``--runtimes``/``--precisions``) and returns
+    the report (JSON-ready). ``on_step(1)`` is called after each measured path of each size.
     """
     step = on_step or (lambda _n: None)
     from cervixbatch.model.device import configure_tensorflow
-    from cervixbatch.runner import load_stages
 
     started = time.perf_counter()
     info = configure_tensorflow()
+    variants, notes = _variants(options)
     with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
         root = Path(tmp)
         cervix_path, lesion_path = _save_models(root / "models", tiny=options.tiny)
         bench_config = _bench_config(config, root, cervix_path, lesion_path, options)
-        stages = load_stages(bench_config)
-        batch = bench_config.batch.size
-        repeats = 2 if options.tiny else 3
-        bounds = [_model_only(stages, batch, repeats=repeats)]
-        seed_models = load_plain(cervix_path), load_plain(lesion_path)
-
+        if any(v is not None and v.precision is Precision.INT8 for v in variants):
+            quantize_bench_models(bench_config, root, tiny=options.tiny, seed=options.seed)
+        photos: dict[str, tuple[list[Path], list[Path]]] = {}
         per_size: dict[str, Any] = {}
-        with _end_to_end_runner(bench_config, stages) as e2e:
-            for size in options.sizes:
-                name = f"{size[0]}x{size[1]}"
-                photos = _photos(root / f"photos-{name}", options.count, size, options.seed)
-                warm = _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
-                seed_loop(warm, *seed_models, root / f"seed-warm-{name}")  # warm-up
-                seed = seed_loop(photos, *seed_models, root / f"seed-{name}")
-                step(1)
-                e2e.run(warm)  # warm-up (the first size also traces the graphs)
-                per_size[name] = {"seed_loop": seed, "end_to_end": e2e.run(photos)}
-                step(1)
-                bounds.append(_model_only(stages, batch, repeats=repeats))
-    # The bound is the best of its runs (before and after each size): a conservative
-    # denominator when something else on the machine slows one of them down.
-    model_only = max(bounds, key=lambda bound: bound["images_per_s"])
-    for entry in per_size.values():
+        seed_models = load_plain(cervix_path), load_plain(lesion_path)
+        for size in options.sizes:
+            name = f"{size[0]}x{size[1]}"
+            photos[name] = (
+                _photos(root / f"photos-{name}", options.count, size, options.seed),
+                _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1),
+            )
+            seed_loop(photos[name][1], *seed_models, root / f"seed-warm-{name}")  # warm-up
+            per_size[name] = {
+                "seed_loop": seed_loop(photos[name][0], *seed_models, root / f"seed-{name}")
+            }
+            step(1)
+        del seed_models
+        rows = _measure_variants(bench_config, root, variants, photos, options, step)
+    first = rows[0]
+    for name, entry in per_size.items():
+        entry["end_to_end"] = first["end_to_end"][name]
         entry["ratios"] = {
             "end_to_end_vs_seed_loop": _ratio(entry["end_to_end"], entry["seed_loop"]),
-            "end_to_end_vs_model_only": _ratio(entry["end_to_end"], model_only),
+            "end_to_end_vs_model_only": _ratio(entry["end_to_end"], first["model_only"]),
         }
-    return {
+    report: dict[str, Any] = {
         "count": options.count,
-        "batch_size": batch,
-        "precision": {"end_to_end": stages.precision, "seed_loop": "float32"},
-        "models": {
-            "tiny": options.tiny,
-            "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
-            "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
-        },
+        "batch_size": bench_config.batch.size,
+        "runtime": first["runtime"],
+        "precision": {"end_to_end": first["precision"], "seed_loop": "float32"},
+        "models": {"tiny": options.tiny, **first["inputs"]},
         "overlay_max_side": bench_config.output.overlay_max_side,
-        "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
+        "model_only": first["model_only"],
         "sizes": per_size,
+    }
+    if variants != [None]:
+        report["variants"] = [{k: v for k, v in row.items() if k != "inputs"} for row in rows]
+        report["notes"] = notes
+    report |= {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": _machine(info.device, cpu_bf16=info.cpu_bf16),
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    return report
 
 
-# -- the real path ---------------------------------------------------------------------------
+def _variants(options: BenchOptions) -> tuple[list[Variant | None], list[str]]:
+    """The variants asked for; ``[None]`` (the configured runtime and precision) without."""
+    if not options.runtimes and not options.precisions:
+        return [None], []
+    chosen, notes = parse_variants(
+        options.runtimes or (Runtime.AUTO,), options.precisions or (Precision.AUTO,)
+    )
+    return list(chosen), notes
 
 
-class _TimedPipeline:
-    """Wraps the runner's pipeline to add up its per-frame step timings."""
+def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
+    config: Config,
+    root: Path,
+    variants: Sequence[Variant | None],
+    photos: dict[str, tuple[list[Path], list[Path]]],
+    options: BenchOptions,
+    step: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Each variant's model-only bound and end to end per size; with variants, also its
+    agreement with TensorFlow float32 on the first size's photos."""
+    from cervixbatch.runner import load_stages, pipeline_for
+    from cervixbatch.tools.quantize import stage_samples
 
-    def __init__(self, inner: Pipeline) -> None:
-        self.inner = inner
-        self.steps: Counter[str] = Counter()
-
-    def run(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        results = self.inner.run(frames)
-        for result in results:
-            self.steps.update(result.timings_ms)
-        return results
-
-
-class _EndToEnd:
-    """One Runner on a fresh database; ``run`` registers photos and drains the queue."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.timed = _TimedPipeline(runner.pipeline)
-        runner.pipeline = self.timed
-
-    def run(self, photos: Sequence[Path]) -> dict[str, Any]:
-        self.timed.steps.clear()
-        batches: list[BatchOutcome] = []
-        started = time.perf_counter()
-        for path in photos:
-            self.runner.register(path)
-        registered = time.perf_counter()
-        total = self.runner.drain(on_batch=batches.append)
-        elapsed = time.perf_counter() - started
-        if total.done != len(photos):
-            raise CervixbatchError(
-                f"bench: {total.done} of {len(photos)} photos done "
-                f"({total.rejected} rejected, {total.failed} failed, {total.retried} retried)"
-            )
-        phases: Counter[str] = Counter()
-        for outcome in batches:
-            phases.update(outcome.timings_ms)
-        pipe = self.timed.steps
-        steps = {
-            "register": (registered - started) * 1000,
-            "claim": phases["claim"],
-            "decode": phases["read"],
-            "resize": pipe["preprocess"] + pipe["preprocess2"],
-            "stage1": pipe["stage1"],
-            "roi": pipe["roi"],
-            "stage2": pipe["stage2"],
-            "postprocess": pipe["postprocess"],
-            "write": phases["write"],
-            "commit": phases["commit"],
+    reference: Stages | None = None
+    samples: Any = None
+    if variants != [None]:
+        reference_config = variant_config(config, _REFERENCE, root)
+        reference = load_stages(reference_config)
+        first_photos = next(iter(photos.values()))[0]
+        samples = stage_samples(
+            pipeline_for(reference_config, reference), first_photos, config.batch.size
+        )
+    rows = []
+    for variant in variants:
+        run_config = config if variant is None else variant_config(config, variant, root)
+        stages = load_stages(run_config)
+        row = measure_variant(
+            run_config, stages, photos, repeats=2 if options.tiny else 3, step=step
+        )
+        if reference is not None:
+            row["variant"] = f"{stages.runtime}/{stages.precision}"
+            row["agreement"] = agreement_with(reference, stages, samples, run_config)
+        rows.append(row)
+        del stages
+    base = rows[0]
+    tf32 = next((r for r in rows if r.get("variant") == _REFERENCE.name), None)
+    for row in rows:
+        row["ratios"] = {
+            "model_only_vs_tensorflow_float32": _ratio(row["model_only"], tf32["model_only"])
+            if tf32
+            else None,
+            "end_to_end_vs_first": {
+                size: _ratio(row["end_to_end"][size], base["end_to_end"][size])
+                for size in row["end_to_end"]
+            },
         }
-        return rates(len(photos), elapsed, Counter(steps))
-
-
-@contextlib.contextmanager
-def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
-    from cervixbatch.runner import Runner
-    from cervixbatch.store.db import open_database
-
-    db = open_database(config.database.url)
-    try:
-        with Runner(config, db, stages) as runner:
-            yield _EndToEnd(runner)
-    finally:
-        db.dispose()
+    return rows
 
 
 def _bench_config(
@@ -215,30 +224,9 @@ def _bench_config(
             cervix=str(cervix),
             lesion=str(lesion),
             precision=options.precision or config.models.precision,
+            cache=root / "model-cache",  # never the user's cache: these models are throwaway
         ),
     )
-
-
-# -- the model-only bound ------------------------------------------------------------------
-
-
-def _model_only(stages: Stages, batch: int, *, repeats: int) -> dict[str, Any]:
-    """Both stages on ready tensors, ``batch`` images per call; traced before timing."""
-    rng = np.random.default_rng(0)
-    totals: dict[str, float] = {}
-    for name, model in (("stage1", stages.cervix), ("stage2", stages.lesion)):
-        height, width = model.input_size
-        x = rng.random((batch, height, width, model.input_channels), dtype=np.float32)
-        model.predict_batch(x)  # traces
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model.predict_batch(x)
-        totals[name] = (time.perf_counter() - start) * 1000 / (repeats * batch)
-    per_image = totals["stage1"] + totals["stage2"]
-    return {
-        "images_per_s": round(1000 / per_image, 3),
-        "steps_ms": {k: round(v, 2) for k, v in totals.items()},
-    }
 
 
 # -- helpers ---------------------------------------------------------------------------------

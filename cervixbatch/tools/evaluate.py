@@ -13,6 +13,7 @@ from typing import Any
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
 from cervixbatch.tools.dataset import LabelledImage, load_mask, pair_images
 from cervixbatch.tools.scores import dice, iou, kaggle_score
@@ -115,7 +116,7 @@ def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
     """One CSV row per image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = SafeCsvWriter(csv.writer(handle))  # image names are file names
         writer.writerow(
             ["image", "cervix_found", "cervix_dice", "cervix_iou", "lesion_dice", "lesion_iou"]
         )

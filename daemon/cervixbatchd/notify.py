@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 import structlog
@@ -28,6 +29,8 @@ class Notifier:
         self.watchdog_interval = _watchdog_interval(env)
         self._socket: socket.socket | None = None
         self._warned = False
+        # The main loop and the runner's heartbeat thread both send.
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -39,18 +42,19 @@ class Notifier:
         if self._address is None:
             return False
         payload = "\n".join(assignments).encode("utf-8", "replace")
-        try:
-            if self._socket is None:
-                self._socket = socket.socket(
-                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-                )
-            self._socket.sendto(payload, self._address)
-        except OSError as exc:
-            # A vanished manager must never stop the service; say so once, not every ping.
-            if not self._warned:
-                log.warning("notify_failed", error=exc.strerror or str(exc))
-                self._warned = True
-            return False
+        with self._lock:
+            try:
+                if self._socket is None:
+                    self._socket = socket.socket(
+                        socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                    )
+                self._socket.sendto(payload, self._address)
+            except OSError as exc:
+                # A vanished manager must never stop the service; say so once, not every ping.
+                if not self._warned:
+                    log.warning("notify_failed", error=exc.strerror or str(exc))
+                    self._warned = True
+                return False
         return True
 
     def ready(self, status: str) -> bool:
@@ -76,9 +80,10 @@ class Notifier:
 
     def close(self) -> None:
         """Close the socket (the next send opens a new one)."""
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
 
 
 def _socket_address(value: str) -> str | bytes | None:

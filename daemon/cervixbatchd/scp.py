@@ -10,10 +10,12 @@ keeps its copy and retries. Names never come from the dataset.
 What is accepted is what the readers can decode: the visible-light and secondary-capture
 image storage classes (see :data:`STORAGE_SOP_CLASSES`) in every transfer syntax for which
 pydicom has a decoder installed. Anything else is refused at association time: its
-presentation context is rejected (abstract or transfer syntax not supported). Calling AE
-titles can be restricted (``allowed_callers``; the association is rejected permanently,
-"calling AE title not recognised"), and so can the number of concurrent associations
-(``max_associations``; rejected transiently, "local limit exceeded"). C-ECHO is answered.
+presentation context is rejected (abstract or transfer syntax not supported). Only the
+calling AE titles in ``allowed_callers`` are admitted (empty: nobody; ``["*"]``: any), and
+only from ``allowed_peers`` when that is set (:mod:`cervixbatchd.scp_access`; rejected
+permanently); so many concurrent associations (``max_associations``; rejected
+transiently, "local limit exceeded"); and so much data per association
+(``max_association_mb``; further instances are answered 0xA700). C-ECHO is answered.
 
 Logs carry the calling AE title, SOP class and SOP instance UID — the dataset itself is
 never decoded here, so no patient attribute can reach a log line.
@@ -21,7 +23,6 @@ never decoded here, so no patient attribute can reach a log line.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import threading
 import time
@@ -39,7 +40,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
-from cervixbatch.outputs.outbox import TEMP_PREFIX, write_atomic
+from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files, write_atomic
+from cervixbatchd.scp_access import AccessPolicy
 
 __all__ = [
     "INBOX_SUBFOLDER",
@@ -117,7 +119,9 @@ class StorageSCP:
             self.address = parse_listen(self._dicom.listen)
         except ValueError as exc:
             raise ConfigError(str(exc), key="dicom.listen") from None
-        self._allowed = {title.strip() for title in self._dicom.allowed_callers}
+        self._access = AccessPolicy.from_config(self._dicom)
+        self._max_association_bytes = int(self._dicom.max_association_mb * 1024 * 1024)
+        self._stored: dict[int, int] = {}  # bytes stored per association (by its id)
         self._ae: AE | None = None
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
@@ -148,15 +152,16 @@ class StorageSCP:
             self._remove_stale_temp_files()
             try:  # pynetdicom checks AE titles: 1 to 16 characters, no backslash
                 ae = AE(ae_title=self._dicom.ae_title)
-                ae.require_calling_aet = sorted(self._allowed)
             except ValueError as exc:
-                raise ConfigError(str(exc), key="dicom.ae_title/allowed_callers") from None
+                raise ConfigError(str(exc), key="dicom.ae_title") from None
             ae.maximum_associations = self._dicom.max_associations
             syntaxes = supported_transfer_syntaxes()
             for sop_class in STORAGE_SOP_CLASSES:
                 ae.add_supported_context(sop_class, syntaxes)
             ae.add_supported_context(VERIFICATION)
             handlers: list[Any] = [
+                (evt.EVT_REQUESTED, self._on_requested),
+                (evt.EVT_CONN_CLOSE, self._on_closed),
                 (evt.EVT_C_STORE, self._on_store),
                 (evt.EVT_C_ECHO, self._on_echo),
                 (evt.EVT_REJECTED, self._on_rejected),
@@ -175,7 +180,8 @@ class StorageSCP:
                 host=self.address[0],
                 port=self.address[1],
                 ae_title=self._dicom.ae_title,
-                allowed_callers=sorted(self._allowed) or "any",
+                **self._access.describe(),
+                max_association_mb=self._dicom.max_association_mb,
                 sop_classes=len(STORAGE_SOP_CLASSES),
                 transfer_syntaxes=len(syntaxes),
             )
@@ -214,22 +220,57 @@ class StorageSCP:
             "sop_class_uid": str(request.AffectedSOPClassUID),
             "sop_instance_uid": str(request.AffectedSOPInstanceUID),
         }
+        reserved = 0
         try:
             data = event.encoded_dataset(include_meta=True)
             if len(data) > self._max_bytes:
                 log.warning("dicom_scp_refused", reason="too_large", size=len(data), **fields)
                 return STATUS_OUT_OF_RESOURCES
+            if not self._reserve(event.assoc, len(data)):
+                log.warning(
+                    "dicom_scp_refused", reason="association_limit", size=len(data), **fields
+                )
+                return STATUS_OUT_OF_RESOURCES
+            reserved = len(data)
             path = self.folder / f"{uuid.uuid4().hex}.dcm"
             write_atomic(path, data)  # temp + fsync + rename + directory fsync
         except (OutputError, OSError) as exc:
+            self._reserve(event.assoc, -reserved)
             # The OS error says it all (disk full, permissions): no traceback needed.
             log.error("dicom_scp_store_failed", error=str(exc), **fields)  # noqa: TRY400
             return STATUS_OUT_OF_RESOURCES
         except Exception as exc:  # the peer must get an answer, not an abort
+            self._reserve(event.assoc, -reserved)
             log.exception("dicom_scp_store_failed", error=type(exc).__name__, **fields)
             return STATUS_OUT_OF_RESOURCES
         log.info("dicom_scp_stored", file=path.name, size=len(data), **fields)
         return STATUS_SUCCESS
+
+    def _reserve(self, assoc: Association, size: int) -> bool:
+        """Counts ``size`` bytes against the association's budget; False when over it."""
+        with self._lock:
+            used = self._stored.get(id(assoc), 0) + size
+            if size > 0 and used > self._max_association_bytes:
+                return False
+            self._stored[id(assoc)] = used
+            return True
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """Rejects an association from a caller or an address that is not allowed."""
+        request = event.assoc.requestor.primitive  # the title is not copied over yet
+        calling = str(request.calling_ae_title or "").strip() if request else ""
+        peer = str(event.assoc.requestor.address)
+        refusal = self._access.refusal(calling, peer)
+        if refusal is None:
+            return
+        # Permanent, by the service user: "calling AE title not recognised" or no reason.
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03 if refusal.startswith("calling") else 0x01)
+        event.assoc.kill()  # as pynetdicom's own rejections do: the reply is sent first
+        log.warning("dicom_scp_rejected", calling_ae=calling, peer=peer, reason=refusal)
+
+    def _on_closed(self, event: evt.Event) -> None:
+        with self._lock:
+            self._stored.pop(id(event.assoc), None)
 
     def _on_echo(self, event: evt.Event) -> int:
         log.info("dicom_scp_echo", calling_ae=_calling_ae(event))
@@ -248,23 +289,16 @@ class StorageSCP:
         )
 
     def _on_rejected(self, event: evt.Event) -> None:
-        calling = _calling_ae(event)
-        reason = (
-            "calling_ae_not_allowed"
-            if self._allowed and calling not in self._allowed
-            else "too_many_associations"
-        )
+        # Callers and addresses are refused in _on_requested; pynetdicom refuses the rest.
         log.warning(
-            "dicom_scp_rejected", calling_ae=calling, peer=event.assoc.requestor.address,
-            reason=reason,
+            "dicom_scp_rejected", calling_ae=_calling_ae(event),
+            peer=event.assoc.requestor.address, reason="too_many_associations",
         )  # fmt: skip
 
     def _remove_stale_temp_files(self) -> None:
-        """A crash mid-write leaves a hidden temp file; the sender got no success for it."""
-        for path in self.folder.glob(TEMP_PREFIX + "*"):
-            if path.is_file() and not path.is_symlink():
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        """A crash mid-write leaves a hidden temp file; the sender got no success for it.
+        Only those of dead writers go: the folder may be another live process's too."""
+        sweep_temp_files(self.folder.glob(TEMP_PREFIX + "*"))
 
 
 def _acceptors(ae: AE) -> list[Association]:

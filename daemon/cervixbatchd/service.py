@@ -25,6 +25,7 @@ from cervixbatch import __version__
 from cervixbatch.config import Config, load_config
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
+from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.logs import configure_logging
 from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.ops.retention import RetentionSweeper
@@ -38,7 +39,7 @@ from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.telemetry import Telemetry
-from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
+from cervixbatchd.watch import InboxWatcher, ObserverFailedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,8 +82,8 @@ class Service:
         self.wakeup = Wakeup()
         self.flags = SignalFlags(self.wakeup)
         self.tracker = SettleTracker(config.watch.settle_seconds, clock=clock)
-        self.filter = InboxFilter(config.paths.inbox, excluded=_excluded_paths(config))
-        self.watcher = InboxWatcher(self.filter, self._on_file, polling=config.watch.polling)
+        self.rule = InputRule(config.paths.inbox, excluded=own_paths(config))
+        self.watcher = InboxWatcher(self.rule, self._on_file, polling=config.watch.polling)
         self._db: Database | None = None
         self._runner: Runner | None = None
         self._known: set[FileIdentity] = set()  # registered by us: rescans skip them
@@ -137,12 +138,14 @@ class Service:
         self._presence = WorkerPresence.started(
             self._db, worker_id=self._runner.owner, kind="daemon", stages=stages, clock=self._clock
         )
-        self._runner.heartbeat = self._in_batch_heartbeat
+        # Inside a batch the heartbeat thread pings the watchdog and renews the worker row,
+        # as long as the batch progresses.
+        self._runner.leases.set_beat(self._in_batch_heartbeat, self.notifier.watchdog_interval)
         self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
-                stages.cervix_version, stages.lesion_version, stages.precision
+                stages.cervix_version, stages.lesion_version, stages.precision, stages.runtime
             )
             self._telemetry.serve(self.config.metrics.listen)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
@@ -229,7 +232,7 @@ class Service:
         started = self._clock()
         seen: set[FileIdentity] = set()
         files = noted = 0
-        for path in self.filter.scan():
+        for path in self.rule.files():
             files += 1
             identity = identify(path)
             if identity is None:
@@ -262,7 +265,8 @@ class Service:
             try:
                 registration = self._runner.register_identity(identity)
             except CervixbatchError as exc:  # one bad file never stops the others
-                log.warning("register_failed", error=type(exc).__name__, detail=str(exc))
+                # The type only: an error's text may name the file (patient names).
+                log.warning("register_failed", error=type(exc).__name__)
                 continue
             if registration is None:
                 continue
@@ -317,7 +321,7 @@ class Service:
         return dict(self._counts)
 
     def _in_batch_heartbeat(self) -> None:
-        """From inside a long batch (between its model calls): WATCHDOG=1 to systemd, and
+        """From inside a batch (the runner's heartbeat thread): WATCHDOG=1 to systemd, and
         the worker table's heartbeat (at most every few seconds)."""
         if self.notifier.watchdog_interval is not None:
             self.notifier.watchdog()
@@ -380,15 +384,3 @@ class Service:
 def _status_line(counts: dict[str, int]) -> str:
     keys = ("queued", "processing", "done", "rejected", "failed")
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)
-
-
-def _excluded_paths(config: Config) -> list[Path]:
-    """List what we write to: should it lie inside the inbox, it must not feed it back."""
-    excluded = [config.paths.outbox, config.watch.archive]
-    prefix = "sqlite:///"
-    if config.database.url.startswith(prefix):
-        database = Path(config.database.url[len(prefix) :])
-        excluded += [
-            database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
-        ]
-    return excluded

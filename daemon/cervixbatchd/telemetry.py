@@ -124,9 +124,13 @@ class Telemetry:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
-    def set_models(self, cervix: str, lesion: str, precision: str) -> None:
-        """Records the versions of the loaded models."""
-        self.models.info({"cervix": cervix, "lesion": lesion, "precision": precision})
+    def set_models(
+        self, cervix: str, lesion: str, precision: str, runtime: str = "tensorflow"
+    ) -> None:
+        """Records the versions of the loaded models and what runs them."""
+        self.models.info(
+            {"cervix": cervix, "lesion": lesion, "precision": precision, "runtime": runtime}
+        )
 
     def observe_batch(self, outcome: Any) -> None:
         """Records one BatchOutcome of the runner."""

@@ -1,7 +1,7 @@
 """operations: result runs (reprocess), retention record, queue age, worker table
 
-Revision ID: 0003_operations
-Revises: 0002
+Revision ID: 0006_operations
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = "0003_operations"
-down_revision = "0002"
+revision = "0006_operations"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

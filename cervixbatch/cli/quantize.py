@@ -1,0 +1,68 @@
+"""`cervixbatch quantize`: the INT8 models of the configured stages, with agreement cards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cervixbatch.cli.common import app_of, setup_logging
+
+__all__ = ["quantize"]
+
+
+@click.command()
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Your own photos (searched recursively). Without it: synthetic photos, with a warning.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Calibration photos (the rest up to --held-out are held out for the agreement).",
+)
+@click.option(
+    "--held-out",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Photos never calibrated on, where float and INT8 masks are compared (at most a "
+    "fifth of the photos).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffles the split.")
+@click.pass_context
+def quantize(ctx: click.Context, images: Path | None, count: int, held_out: int, seed: int) -> None:
+    """Write INT8 models of both stages for the OpenVINO runtime, each with a card: the
+    calibration set, and the agreement with the float model on held-out photos (mean Dice
+    of the masks, the largest disagreement). `models.precision = "int8"` then uses them;
+    the daemon refuses a stage whose agreement is below `models.min_agreement_dice`."""
+    from cervixbatch.errors import ModelError
+    from cervixbatch.model.runtime import OPENVINO_MISSING, openvino_available
+    from cervixbatch.tools.quantize import QuantizeOptions, quantize_models
+
+    config = app_of(ctx).config
+    setup_logging(config)
+    if not openvino_available():
+        raise ModelError(OPENVINO_MISSING)
+    if images is None:
+        click.echo(
+            "cervixbatch: warning: no --images: calibrating and checking on synthetic "
+            "photos. The agreement on your own photos is unknown; run again with "
+            "--images DIR (about 300 of your photos) before clinical use.",
+            err=True,
+        )
+    options = QuantizeOptions(images=images, count=count, held_out=held_out, seed=seed)
+    cards = quantize_models(
+        config, options, on_progress=lambda text: click.echo(f"quantize: {text}", err=True)
+    )
+    minimum = config.models.min_agreement_dice
+    for card in cards:
+        verdict = "ok" if card.passed else f"BELOW {minimum:.4f}: the daemon will refuse it"
+        click.echo(
+            f"{card.stage:7s} mean Dice {card.mean_dice:.4f} on {card.held_out} held-out "
+            f"photos (worst {card.min_dice:.4f}: {card.worst_image}), calibrated on "
+            f"{card.calibration}: {verdict}\n        {card.paths.xml}\n        {card.paths.card}"
+        )

@@ -1,0 +1,220 @@
+"""Leases: who holds a claimed input, until when, and taking claims over from the dead.
+
+A claim is a lease with an owner (host, boot, pid, process start time, a nonce) and an
+expiry computed with the database's clock. The owner's heartbeat renews it while it
+works; a worker that dies stops renewing, and once the lease runs out any worker may take
+its inputs over. Every takeover and every reset is a compare-and-set on the owner and
+expiry that were read, so a claim renewed or taken by someone else meanwhile is never
+undone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
+from cervixbatch.store.clock import db_now, db_now_plus
+from cervixbatch.store.schema import Input, Sighting, Status, utcnow
+
+__all__ = [
+    "ClaimedInput",
+    "claim",
+    "expired_leases",
+    "make_owner",
+    "owner_is_dead",
+    "recover",
+    "renew",
+]
+
+log = structlog.get_logger(__name__)
+
+
+def make_owner() -> str:
+    """A lease owner id unique to this process and runner: the process (host, boot, pid,
+    start time) and a nonce, so that two runners of one process never share claims."""
+    return f"{this_process().token()}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a process of this host that provably no longer runs."""
+    process = ProcessOwner.parse(owner.rpartition(":")[0])
+    if process is not None:
+        return owner_state(process) is OwnerState.DEAD
+    # An owner named before start times were (host:pid:nonce): the pid is all there is.
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedInput:
+    """An input taken for processing, with every path its bytes were seen at."""
+
+    id: int
+    sha256: str
+    paths: tuple[str, ...]
+    attempts: int
+    created_at: dt.datetime | None = None  # when first found: latency is measured from here
+
+
+def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedInput]:
+    """Takes up to ``limit`` queued inputs (and any whose lease has expired), oldest first.
+
+    Expiry is judged by the database's clock. A takeover is a compare-and-set: the row is
+    taken only if its owner and expiry are still the ones read, so a claim renewed or taken
+    by someone else in between is left alone.
+    """
+    expired = and_(Input.status == Status.PROCESSING, Input.lease_expires < db_now())
+    candidates = session.execute(
+        select(Input.id, Input.status, Input.lease_owner, Input.lease_expires)
+        .where(or_(Input.status == Status.QUEUED, expired))
+        .order_by(Input.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not candidates:
+        return []
+    taking = update(Input).values(
+        status=Status.PROCESSING,
+        lease_owner=owner,
+        lease_expires=db_now_plus(lease_seconds),
+        attempts=Input.attempts + 1,
+        started_at=utcnow(),
+    )
+    returning = (Input.id, Input.sha256, Input.path, Input.attempts, Input.created_at)
+    queued = [int(c[0]) for c in candidates if Status(c[1]) is Status.QUEUED]
+    rows: list[tuple[Any, ...]] = []
+    if queued:
+        rows.extend(
+            tuple(row)
+            for row in session.execute(
+                taking.where(Input.id.in_(queued), Input.status == Status.QUEUED)
+                .returning(*returning)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    for input_id, status, previous, expires in candidates:
+        if Status(status) is not Status.PROCESSING:
+            continue
+        taken = session.execute(
+            taking.where(Input.id == input_id, _same_claim(previous, expires))
+            .returning(*returning)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if taken:
+            log.warning("lease_taken_over", input_id=int(input_id), previous_owner=previous)
+        rows.extend(tuple(row) for row in taken)
+    return _with_paths(session, rows)
+
+
+def _same_claim(owner: str | None, expires: dt.datetime | None) -> ColumnElement[bool]:
+    """The row is still the processing claim that was read: same owner, same expiry."""
+    return and_(
+        Input.status == Status.PROCESSING,
+        Input.lease_owner.is_(None) if owner is None else Input.lease_owner == owner,
+        Input.lease_expires.is_(None) if expires is None else Input.lease_expires == expires,
+    )
+
+
+def _with_paths(session: Session, rows: Sequence[tuple[Any, ...]]) -> list[ClaimedInput]:
+    """The claimed rows, each with every path its bytes were seen at (newest first)."""
+    if not rows:
+        return []
+    ids = [int(r[0]) for r in rows]
+    seen: dict[int, list[str]] = {i: [] for i in ids}
+    for input_id, path in session.execute(
+        select(Sighting.input_id, Sighting.path)
+        .where(Sighting.input_id.in_(ids))
+        .order_by(Sighting.id.desc())
+    ):
+        if path not in seen[input_id]:
+            seen[input_id].append(path)
+    claimed = []
+    for input_id, sha256, path, attempts, created_at in sorted(rows, key=lambda r: int(r[0])):
+        paths = [path, *[p for p in seen[int(input_id)] if p != path]]
+        claimed.append(ClaimedInput(int(input_id), sha256, tuple(paths), int(attempts), created_at))
+    return claimed
+
+
+def renew(session: Session, *, owner: str, ids: Sequence[int], lease_seconds: float) -> int:
+    """Extends this owner's leases on ``ids`` (database clock); returns how many it still
+    holds."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Input)
+        .where(Input.id.in_(ids), Input.lease_owner == owner, Input.status == Status.PROCESSING)
+        .values(lease_expires=db_now_plus(lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
+    """Frees inputs whose owner died on this host or whose lease expired (database clock).
+
+    Each such claim already counted as an attempt: an input that kept killing its worker
+    ends ``failed`` instead of looping. Every reset is a compare-and-set on the owner and
+    expiry read, so a claim made or renewed meanwhile is never undone. Returns (requeued,
+    failed).
+    """
+    expired = or_(Input.lease_expires.is_(None), Input.lease_expires < db_now())
+    rows = session.execute(
+        select(Input.id, Input.lease_owner, Input.lease_expires, Input.attempts, expired).where(
+            Input.status == Status.PROCESSING
+        )
+    ).all()
+    requeued = failed = 0
+    for input_id, owner, expires, attempts, is_expired in rows:
+        if not is_expired and not (owner and owner_is_dead(owner)):
+            continue
+        gave_up = attempts >= max_attempts
+        values: dict[str, Any] = (
+            {
+                "status": Status.FAILED,
+                "reason": "worker_died",
+                "detail": f"the worker stopped while processing this input {attempts} times",
+                "finished_at": utcnow(),
+            }
+            if gave_up
+            else {"status": Status.QUEUED}
+        )
+        result = session.execute(
+            update(Input)
+            .where(Input.id == input_id, _same_claim(owner, expires))
+            .values(lease_owner=None, lease_expires=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            failed += gave_up
+            requeued += not gave_up
+    return requeued, failed
+
+
+def expired_leases(session: Session) -> int:
+    """How many inputs are held by a worker whose lease ran out: claimable again."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Input)
+            .where(Input.status == Status.PROCESSING, Input.lease_expires < db_now())
+        ).scalar_one()
+    )

@@ -1,0 +1,150 @@
+"""The two measured paths of one bench variant: END TO END through the real ``Runner`` (a
+real database, read → both stages → write → commit) and the MODEL-ONLY bound (both stages
+on ready tensors at the batch size). ``tools.bench`` runs them per variant and size."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cervixbatch.config import Config
+from cervixbatch.errors import CervixbatchError
+from cervixbatch.tools.bench_seed_loop import rates
+
+if TYPE_CHECKING:
+    from cervixbatch.imaging.frames import Frame
+    from cervixbatch.pipeline import FrameResult, Pipeline
+    from cervixbatch.runner import BatchOutcome, Stages
+
+__all__ = ["measure_variant"]
+
+
+def measure_variant(
+    config: Config,
+    stages: Stages,
+    photos: dict[str, tuple[list[Path], list[Path]]],
+    *,
+    repeats: int,
+    step: Callable[[int], None],
+) -> dict[str, Any]:
+    """One variant: the model-only bound (best of its runs before and after each size: a
+    conservative denominator when something else slows one down) and end to end."""
+    batch = config.batch.size
+    bounds = [_model_only(stages, batch, repeats=repeats)]
+    end_to_end: dict[str, Any] = {}
+    with _end_to_end_runner(config, stages) as e2e:
+        for name, (measured, warm) in photos.items():
+            e2e.run(warm)  # warm-up (the first size also fills the caches)
+            end_to_end[name] = e2e.run(measured)
+            step(1)
+            bounds.append(_model_only(stages, batch, repeats=repeats))
+    model_only = max(bounds, key=lambda bound: bound["images_per_s"])
+    return {
+        "runtime": stages.runtime,
+        "precision": stages.precision,
+        "inputs": {
+            "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
+            "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
+        },
+        "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
+        "end_to_end": end_to_end,
+    }
+
+
+# -- the real path ---------------------------------------------------------------------------
+
+
+class _TimedPipeline:
+    """Wraps the runner's pipeline to add up its per-frame step timings."""
+
+    def __init__(self, inner: Pipeline) -> None:
+        self.inner = inner
+        self.steps: Counter[str] = Counter()
+
+    def run(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        results = self.inner.run(frames)
+        for result in results:
+            self.steps.update(result.timings_ms)
+        return results
+
+
+class _EndToEnd:
+    """One Runner on a fresh database; ``run`` registers photos and drains the queue."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.timed = _TimedPipeline(runner.pipeline)
+        runner.pipeline = self.timed
+
+    def run(self, photos: Sequence[Path]) -> dict[str, Any]:
+        self.timed.steps.clear()
+        batches: list[BatchOutcome] = []
+        started = time.perf_counter()
+        for path in photos:
+            self.runner.register(path)
+        registered = time.perf_counter()
+        total = self.runner.drain(on_batch=batches.append)
+        elapsed = time.perf_counter() - started
+        if total.done != len(photos):
+            raise CervixbatchError(
+                f"bench: {total.done} of {len(photos)} photos done "
+                f"({total.rejected} rejected, {total.failed} failed, {total.retried} retried)"
+            )
+        phases: Counter[str] = Counter()
+        for outcome in batches:
+            phases.update(outcome.timings_ms)
+        pipe = self.timed.steps
+        steps = {
+            "register": (registered - started) * 1000,
+            "claim": phases["claim"],
+            "decode": phases["read"],
+            "resize": pipe["preprocess"] + pipe["preprocess2"],
+            "stage1": pipe["stage1"],
+            "roi": pipe["roi"],
+            "stage2": pipe["stage2"],
+            "postprocess": pipe["postprocess"],
+            "write": phases["write"],
+            "commit": phases["commit"],
+        }
+        return rates(len(photos), elapsed, Counter(steps))
+
+
+@contextlib.contextmanager
+def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
+    from cervixbatch.runner import Runner
+    from cervixbatch.store.db import open_database
+
+    db = open_database(config.database.url)
+    try:
+        with Runner(config, db, stages) as runner:
+            yield _EndToEnd(runner)
+    finally:
+        db.dispose()
+
+
+# -- the model-only bound ------------------------------------------------------------------
+
+
+def _model_only(stages: Stages, batch: int, *, repeats: int) -> dict[str, Any]:
+    """Both stages on ready tensors, ``batch`` images per call; traced before timing."""
+    rng = np.random.default_rng(0)
+    totals: dict[str, float] = {}
+    for name, model in (("stage1", stages.cervix), ("stage2", stages.lesion)):
+        height, width = model.input_size
+        x = rng.random((batch, height, width, model.input_channels), dtype=np.float32)
+        model.predict_batch(x)  # traces
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.predict_batch(x)
+        totals[name] = (time.perf_counter() - start) * 1000 / (repeats * batch)
+    per_image = totals["stage1"] + totals["stage2"]
+    return {
+        "images_per_s": round(1000 / per_image, 3),
+        "steps_ms": {k: round(v, 2) for k, v in totals.items()},
+    }

@@ -1,0 +1,374 @@
+"""``cervixbatch quantize``: INT8 models for the OpenVINO runtime, with their agreement card.
+
+Post-training quantization with NNCF: the float OpenVINO model of each stage runs over
+calibration photos (the user's own, or synthetic ones with a warning) to set the INT8
+ranges. Then float and INT8 masks are compared on held-out photos, never used for
+calibration: per stage the mean Dice between the two masks and the largest disagreement.
+The card records that, the calibration set and the float model's sha256;
+``model.int8.check_int8_card`` reads it at every start.
+
+Both stages see what inference gives them: stage 1 the whole photo, stage 2 the crop
+that the float stage 1 found, made by the pipeline's own functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import random
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from cervixbatch import __version__
+from cervixbatch.config import Config, Precision
+from cervixbatch.errors import CervixbatchError, InputRejected
+from cervixbatch.imaging.frames import Frame, ReadLimits
+from cervixbatch.imaging.reader import read_input
+from cervixbatch.intake.rules import InputRule
+from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
+from cervixbatch.model.runtime import cache_folder
+from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
+from cervixbatch.tools.scores import dice
+
+__all__ = [
+    "QuantizeOptions",
+    "StageCard",
+    "StageSamples",
+    "agreement",
+    "quantize_models",
+    "stage_samples",
+]
+
+log = structlog.get_logger(__name__)
+
+Floats = npt.NDArray[np.float32]
+_SYNTH_SIZE = (800, 600)  # the stages see 128-512 px inputs; synth takes ~1 s a photo
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuantizeOptions:
+    """What to calibrate on and how many photos to hold out for the agreement."""
+
+    images: Path | None = None  # None: synthetic photos (a warning says so)
+    count: int = 300  # calibration photos (NNCF's advice: about 300)
+    held_out: int = 50  # photos for the agreement, never calibrated on
+    seed: int = 0  # shuffles the photos before the split; seeds synthetic photos
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageCard:
+    """What quantizing one stage gave."""
+
+    stage: str
+    paths: Int8Paths
+    mean_dice: float
+    min_dice: float
+    worst_image: str
+    held_out: int
+    calibration: int
+    passed: bool  # mean_dice >= models.min_agreement_dice: the daemon will use it
+
+
+@dataclasses.dataclass(slots=True)
+class StageSamples:
+    """Model inputs of a set of photos, per stage, with the name of each sample's photo."""
+
+    cervix: list[Floats] = dataclasses.field(default_factory=list)
+    cervix_names: list[str] = dataclasses.field(default_factory=list)
+    lesion: list[Floats] = dataclasses.field(default_factory=list)
+    lesion_names: list[str] = dataclasses.field(default_factory=list)
+    skipped: int = 0
+
+    def of(self, stage: str) -> tuple[list[Floats], list[str]]:
+        """The inputs of one stage and the photo each came from."""
+        if stage == "cervix":
+            return self.cervix, self.cervix_names
+        return self.lesion, self.lesion_names
+
+
+def quantize_models(
+    config: Config,
+    options: QuantizeOptions,
+    *,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[StageCard]:
+    """Quantizes both configured stages and writes each INT8 model with its card."""
+    from cervixbatch.model.openvino_rt import OpenVinoStage, compile_stage, float_ir, model_files
+    from cervixbatch.model.stage import Stage, file_sha256
+
+    say = on_progress or (lambda _text: None)
+    cache = cache_folder(config)
+    with _photo_set(options) as (photos, description):
+        calibration, held_out = _split(photos, options)
+        say(f"{len(calibration)} calibration photos, {len(held_out)} held out")
+        refs = {"cervix": config.models.cervix, "lesion": config.models.lesion}
+        float_models: dict[str, Any] = {}
+        float_stages: dict[str, OpenVinoStage] = {}
+        versions: dict[str, str] = {}
+        for name, ref in refs.items():
+            stage = Stage(name)
+            versions[name] = file_sha256(*model_files(ref, stage))
+            float_models[name] = float_ir(ref, stage, versions[name], cache)
+            float_stages[name] = OpenVinoStage(
+                compile_stage(float_models[name], config.batch.size, Precision.FLOAT32),
+                stage=stage,
+                version=versions[name],
+                source=ref,
+                batch_size=config.batch.size,
+                precision=Precision.FLOAT32,
+            )
+        pipeline = Pipeline(float_stages["cervix"], float_stages["lesion"], _settings(config))
+        say("reading photos")
+        calib = stage_samples(pipeline, calibration, config.batch.size)
+        check = stage_samples(pipeline, held_out, config.batch.size)
+        description["skipped"] = calib.skipped + check.skipped
+        description["fingerprint"] = _fingerprint(calibration)
+        cards = []
+        for name, ref in refs.items():
+            inputs, _ = calib.of(name)
+            if not inputs:
+                raise CervixbatchError(
+                    f"no calibration input for the {name} stage: stage 1 found no cervix in "
+                    "any calibration photo"
+                )
+            say(f"quantizing the {name} stage on {len(inputs)} inputs")
+            quantized = _quantize(float_models[name], inputs)
+            int8 = OpenVinoStage(
+                compile_stage(quantized, config.batch.size, Precision.INT8),
+                stage=Stage(name),
+                version=versions[name],
+                source=ref,
+                batch_size=config.batch.size,
+                precision=Precision.INT8,
+            )
+            held_inputs, held_names = check.of(name)
+            scores = agreement(float_stages[name], int8, held_inputs, _threshold(config, name))
+            card = _card(
+                name,
+                float_model={"source": ref, "sha256": versions[name]},
+                calibration={**description, "inputs": len(inputs)},
+                scores=scores,
+                names=held_names,
+                threshold=_threshold(config, name),
+            )
+            paths = int8_paths(ref, name, cache)
+            _write_int8(quantized, card, paths)
+            cards.append(_summary(name, paths, card, config.models.min_agreement_dice))
+            log.info(
+                "int8_model_written",
+                stage=name,
+                mean_dice=card["agreement"]["mean_dice"],
+                held_out=card["agreement"]["held_out"],
+            )
+    return cards
+
+
+def agreement(
+    reference: Any, candidate: Any, inputs: Sequence[Floats], threshold: float
+) -> list[float]:
+    """Dice between the masks of two models of one stage, one value per input."""
+    if not inputs:
+        return []
+    batch = np.stack(inputs)
+    ref = reference.predict_batch(batch) > threshold
+    out = candidate.predict_batch(batch) > threshold
+    return [dice(a, b) for a, b in zip(ref, out, strict=True)]
+
+
+# -- photos ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _photo_set(options: QuantizeOptions) -> Iterator[tuple[list[Path], dict[str, Any]]]:
+    """The user's photos, or synthetic ones in a temporary folder (removed afterwards)."""
+    if options.images is not None:
+        photos = sorted(InputRule(options.images).files())
+        if len(photos) < 2:
+            raise CervixbatchError(
+                f"{options.images} holds {len(photos)} files: at least 2 photos are needed "
+                f"(one to calibrate, one to check), about {options.count} recommended"
+            )
+        yield photos, {"source": "folder", "folder": str(options.images)}
+        return
+    from cervixbatch.tools.synth import write_dataset
+
+    log.warning(
+        "calibrating_on_synthetic_photos",
+        detail="no --images given: the agreement is measured on synthetic photos, not yours",
+    )
+    with tempfile.TemporaryDirectory(prefix="cervixbatch-quantize-") as tmp:
+        total = options.count + options.held_out
+        stems = write_dataset(Path(tmp), total, seed=options.seed, size=_SYNTH_SIZE)
+        photos = [Path(tmp) / "images" / f"{stem}.jpg" for stem in stems]
+        yield photos, {"source": "synthetic", "synth_seed": options.seed, "size": _SYNTH_SIZE}
+
+
+def _split(photos: Sequence[Path], options: QuantizeOptions) -> tuple[list[Path], list[Path]]:
+    """Held-out photos first (a fifth at most, at least one), the rest for calibration;
+    shuffled with the seed so that a folder sorted by date is not split by date."""
+    order = list(photos)
+    random.Random(options.seed).shuffle(order)  # noqa: S311 - a reproducible split, no secret
+    held = min(options.held_out, max(1, len(order) // 5))
+    return order[held : held + options.count], order[:held]
+
+
+def stage_samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -> StageSamples:
+    """Each photo's stage-1 input and, where the float stage 1 finds a cervix, the
+    stage-2 input of its crop. Unreadable files are skipped and counted."""
+    samples = StageSamples()
+    side = 2 * max(*pipeline.cervix.input_size, *pipeline.lesion.input_size)
+    for start in range(0, len(photos), batch_size):
+        frames: list[Frame] = []
+        names: list[str] = []
+        for path in photos[start : start + batch_size]:
+            try:
+                decoded = read_input(path, ReadLimits(), min_working_side=side)
+            except InputRejected as exc:
+                log.warning("calibration_photo_skipped", reason=exc.reason.value)
+                samples.skipped += 1
+                continue
+            frames.append(decoded.frames[0])
+            names.append(path.name)
+        size1, channels1 = pipeline.cervix.input_size, pipeline.cervix.input_channels
+        size2, channels2 = pipeline.lesion.input_size, pipeline.lesion.input_channels
+        for frame, name, result in zip(frames, names, pipeline.run(frames), strict=True):
+            samples.cervix.append(cervix_input(frame.rgb, size1, channels1))
+            samples.cervix_names.append(name)
+            if result.crop is not None:
+                samples.lesion.append(lesion_input(result.crop, size2, channels2))
+                samples.lesion_names.append(name)
+    return samples
+
+
+def _fingerprint(photos: Sequence[Path]) -> str:
+    """sha256 over the calibration photos' own sha256s, in name order: the same set of
+    bytes gives the same fingerprint wherever it lies."""
+    digest = hashlib.sha256()
+    for path in sorted(photos, key=lambda p: p.name):
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _settings(config: Config) -> PipelineSettings:
+    return PipelineSettings(
+        cervix_threshold=config.models.cervix_threshold,
+        lesion_threshold=config.models.lesion_threshold,
+        margin=config.models.margin,
+        min_cervix_fraction=config.models.min_cervix_fraction,
+    )
+
+
+# -- quantization and the card ----------------------------------------------------------------
+
+
+def _quantize(model: Any, inputs: Sequence[Floats]) -> Any:
+    """NNCF post-training quantization of an OpenVINO model on ``inputs``."""
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)
+    dataset = nncf.Dataset(list(inputs), lambda x: x[None])
+    # NNCF draws progress bars on stdout, which is the commands' output (bench's JSON)
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, dataset, subset_size=len(inputs))
+
+
+def _threshold(config: Config, stage: str) -> float:
+    if stage == "cervix":
+        return config.models.cervix_threshold
+    return config.models.lesion_threshold
+
+
+def _card(
+    stage: str,
+    *,
+    float_model: dict[str, str],
+    calibration: dict[str, Any],
+    scores: Sequence[float],
+    names: Sequence[str],
+    threshold: float,
+) -> dict[str, Any]:
+    import nncf
+    import openvino as ov
+
+    worst = int(np.argmin(scores)) if scores else None
+    return {
+        "format": CARD_FORMAT,
+        "stage": stage,
+        "float_model": float_model,
+        "calibration": calibration,
+        "agreement": {
+            "held_out": len(scores),
+            "threshold": threshold,
+            "mean_dice": round(statistics.fmean(scores), 5) if scores else 0.0,
+            "min_dice": round(min(scores), 5) if scores else 0.0,
+            "largest_disagreement": {"image": names[worst], "dice": round(scores[worst], 5)}
+            if worst is not None
+            else None,
+            "measured": "float32 vs INT8 masks on held-out photos (OpenVINO, this CPU)",
+        },
+        "versions": {
+            "cervixbatch": __version__,
+            "openvino": ov.get_version(),
+            "nncf": nncf.__version__,
+        },
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _write_int8(model: Any, card: dict[str, Any], paths: Int8Paths) -> None:
+    """IR and card into place: each file written to a temporary name and renamed, the card
+    last. A reader between the renames sees files that do not match the card: refused."""
+    import openvino as ov
+
+    from cervixbatch.model.stage import file_sha256
+
+    folder = paths.xml.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=folder) as tmp:
+        staged = Path(tmp) / "model.xml"
+        ov.save_model(model, staged, compress_to_fp16=False)
+        staged_bin = staged.with_suffix(".bin")
+        card["int8_model"] = {
+            "xml": paths.xml.name,
+            "bin": paths.bin.name,
+            "xml_sha256": file_sha256(staged),
+            "bin_sha256": file_sha256(staged_bin),
+        }
+        staged_card = Path(tmp) / "card.json"
+        staged_card.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        # OpenVINO finds the weights by the XML's own name: NAME.xml reads NAME.bin
+        moves = ((staged_bin, paths.bin), (staged, paths.xml), (staged_card, paths.card))
+        for source, target in moves:
+            with source.open("rb") as handle:
+                os.fsync(handle.fileno())
+            source.replace(target)
+
+
+def _summary(stage: str, paths: Int8Paths, card: dict[str, Any], minimum: float) -> StageCard:
+    agreement_ = card["agreement"]
+    worst = agreement_["largest_disagreement"] or {"image": "", "dice": 0.0}
+    return StageCard(
+        stage=stage,
+        paths=paths,
+        mean_dice=agreement_["mean_dice"],
+        min_dice=agreement_["min_dice"],
+        worst_image=worst["image"],
+        held_out=agreement_["held_out"],
+        calibration=card["calibration"]["inputs"],
+        passed=agreement_["mean_dice"] >= minimum,
+    )

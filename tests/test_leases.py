@@ -1,0 +1,141 @@
+"""Leases live as long as their worker: the database's clock, compare-and-set takeovers
+and resets, and the heartbeat that renews a batch's claims while it works."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+from test_store import _register, db  # noqa: F401 - the db fixture, on SQLite and PostgreSQL
+
+from cervixbatch.heartbeat import LeaseKeeper
+from cervixbatch.store import leases, queue, schema
+from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.schema import Input, Status, utcnow
+
+
+def _skew_worker_clock(monkeypatch: pytest.MonkeyPatch, offset: dt.timedelta) -> None:
+    """This process's idea of "now" runs ``offset`` away from the database server's."""
+
+    def skewed() -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + offset
+
+    for module in (queue, leases, schema):
+        monkeypatch.setattr(module, "utcnow", skewed, raising=False)
+
+
+def _holder(db: Database, input_id: int) -> tuple[Status, str | None]:
+    with db.read_session() as session:
+        status, owner = session.execute(
+            select(Input.status, Input.lease_owner).where(Input.id == input_id)
+        ).one()
+    return Status(status), owner
+
+
+def test_lease_expiry_is_judged_by_the_database_clock(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs an hour fast neither takes over, recovers nor counts as
+    expired a claim with 60 s left; one whose clock runs an hour slow still makes a claim
+    that lasts its 60 s for everyone else."""
+    first = _register(db, "a").input_id
+    second = _register(db, "b").input_id
+    with db.session() as session:
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+    _skew_worker_clock(monkeypatch, dt.timedelta(hours=1))
+    with db.session() as session:
+        assert [c.id for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60)] == [
+            second
+        ]
+    with db.session() as session:
+        assert queue.claim(session, owner="w3", limit=5, lease_seconds=60) == []
+        assert queue.recover(session, max_attempts=3) == (0, 0)
+        assert queue.expired_leases(session) == 0
+    assert _holder(db, first) == (Status.PROCESSING, "w1")
+    _skew_worker_clock(monkeypatch, dt.timedelta(hours=-1))
+    with db.session() as session:  # w2's claim, made while its clock was fast, holds too
+        assert queue.claim(session, owner="w4", limit=5, lease_seconds=60) == []
+    assert _holder(db, second) == (Status.PROCESSING, "w2")
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Database]:
+    """A migrated PostgreSQL database: the race below needs row-level concurrency."""
+    database = open_database(postgres_url)
+    yield database
+    database.dispose()
+
+
+def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> None:
+    """recover resets a lapsed claim only if it is still the claim it read: when another
+    worker takes the input over between recover's read and its write, the takeover
+    stands (PostgreSQL, where the two run truly at once)."""
+    input_id = _register(pg, "c").input_id
+    with pg.session() as session:
+        queue.claim(session, owner="gone", limit=1, lease_seconds=60)
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=5)))
+    other = open_database(pg.engine.url.render_as_string(hide_password=False), migrate=False)
+    taken: list[int] = []
+
+    def take_over_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not taken and statement.lstrip().upper().startswith("UPDATE INPUTS"):
+            with other.session() as session:
+                taken.extend(
+                    c.id for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+                )
+
+    event.listen(pg.engine, "before_cursor_execute", take_over_first)
+    try:
+        with pg.session() as session:
+            assert queue.recover(session, max_attempts=3) == (0, 0)
+    finally:
+        event.remove(pg.engine, "before_cursor_execute", take_over_first)
+        other.dispose()
+    assert taken == [input_id]
+    assert _holder(pg, input_id) == (Status.PROCESSING, "w2")
+
+
+def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Database) -> None:
+    """With a 1 s lease, claims held by the heartbeat survive 3 s of work (and the watchdog
+    hears a ping each beat); once released they lapse and another worker takes them."""
+    input_id = _register(db, "d").input_id
+    with db.session() as session:
+        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0)
+    pings: list[float] = []
+    with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=60) as keeper:
+        keeper.set_beat(lambda: pings.append(time.monotonic()), 0.5)
+        keeper.hold([input_id])
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            keeper.progress()
+            with db.session() as session:
+                assert queue.claim(session, owner="w2", limit=1, lease_seconds=1.0) == []
+            time.sleep(0.2)
+        keeper.release([input_id])
+        assert len(pings) >= 5
+        time.sleep(1.5)
+        with db.session() as session:
+            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=1.0)
+    assert taken.id == input_id and taken.attempts == 2
+
+
+def test_a_stalled_batch_stops_renewing_and_pinging(db: Database) -> None:
+    """A batch with no progress for stall_seconds counts as hung: its leases lapse for the
+    others to take over and the watchdog hears nothing more, so systemd restarts it."""
+    input_id = _register(db, "e").input_id
+    with db.session() as session:
+        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0)
+    pings: list[float] = []
+    with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=0.5) as keeper:
+        keeper.set_beat(lambda: pings.append(time.monotonic()), 0.2)
+        keeper.hold([input_id])
+        time.sleep(2.5)  # no progress reported at all
+        with db.session() as session:
+            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+        last_ping = max(pings, default=0.0)
+    assert taken.id == input_id
+    assert time.monotonic() - last_ping > 1.5
