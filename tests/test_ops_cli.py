@@ -453,3 +453,18 @@ def test_migration_keeps_existing_results_as_their_first_run(tmp_path: Path) -> 
     command.downgrade(alembic, "0005")
     with sqlite3.connect(tmp_path / "old.db") as connection:
         assert connection.execute("SELECT COUNT(*) FROM results").fetchone() == (1,)
+
+
+def test_a_rerun_that_fails_leaves_the_earlier_results_and_files(processed: Path) -> None:
+    """A re-queued input whose file changed before a worker read it ends rejected for the
+    new run; the first run's row and every one of its files stay."""
+    before = _outbox_files(processed)
+    first = {i["id"]: i["results"] for i in _json(processed, "report")["items"]}
+    assert _json(processed, "reprocess", "--id", "1")["requeued"] == [1]
+    photo = processed.parent / "inbox" / "photo_000.png"
+    write_photo(photo, draw_photo(300, 200, seed=42))  # other bytes at the same path
+    _run(processed, "process", str(processed.parent / "inbox"))
+    report = {i["id"]: i for i in _json(processed, "report", "--all-versions")["items"]}
+    assert report[1]["status"] == "rejected"
+    assert report[1]["results"] == first[1]
+    assert before <= _outbox_files(processed)
