@@ -23,6 +23,8 @@ from cervixbatch.errors import ConfigError
 __all__ = [
     "AfterAction",
     "BatchConfig",
+    "CervixRegion",
+    "ChannelOrder",
     "Config",
     "DatabaseConfig",
     "DicomConfig",
@@ -35,6 +37,7 @@ __all__ = [
     "PathsConfig",
     "Precision",
     "ReportConfig",
+    "Resize",
     "RetentionConfig",
     "Runtime",
     "WatchConfig",
@@ -80,6 +83,33 @@ class Runtime(enum.StrEnum):
     AUTO = "auto"
     TENSORFLOW = "tensorflow"
     OPENVINO = "openvino"
+
+
+class Resize(enum.StrEnum):
+    """How a photo or crop is shrunk to a model's input size (OpenCV interpolations)."""
+
+    AREA = "area"  # ours: area averaging, no aliasing
+    LINEAR = "linear"  # seed 001's training data (cv2.resize's default)
+    CUBIC = "cubic"  # seed 001's predict input and seed 000's crops (resize_image.py)
+
+
+class ChannelOrder(enum.StrEnum):
+    """The channel order a colour model is fed."""
+
+    RGB = "rgb"
+    BGR = "bgr"  # seed 001's predict script (cv2.imread), though it trained on RGB
+
+
+class CervixRegion(enum.StrEnum):
+    """How the binarised stage-1 mask becomes the cervix region and its crop box."""
+
+    LARGEST = "largest"  # ours: 3×3 opening, largest component, holes filled, box + margin
+    # seed 001: morphology_clean (opening, closing with disk(5)), largest contour, and
+    # find_bbox/transform_bbox's arithmetic (margin on the model grid, floors)
+    SEED = "seed"
+
+
+OTSU = "otsu"
 
 
 class LogFormat(enum.StrEnum):
@@ -143,10 +173,16 @@ class ModelsConfig:
     # converted OpenVINO models (and INT8 ones of builtin:demo); unset: "model-cache"
     # beside a SQLite database, in memory only for other databases
     cache: Path | None = None
-    cervix_threshold: float = 0.5
+    cervix_threshold: float | str = 0.5  # or "otsu": seed 001's to_binary_mask
     lesion_threshold: float = 0.5
     margin: float = 0.15  # the cervix box grows by this share of its size on every side
     min_cervix_fraction: float = 0.002  # smaller components are noise, not a cervix
+    cervix_resize: Resize = Resize.AREA
+    lesion_resize: Resize = Resize.AREA
+    cervix_channel_order: ChannelOrder = ChannelOrder.RGB
+    cervix_region: CervixRegion = CervixRegion.LARGEST
+    cervix_input_size: int = 0  # weights-only files: 0 is the seed's 128
+    lesion_input_size: int = 0  # weights-only files: 0 is the seed's 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -379,6 +415,10 @@ def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: C901, P
         if not isinstance(raw, str):
             raise wrong("a string")
         return raw
+    if hint == float | str:  # a number or a named method (models.cervix_threshold)
+        if isinstance(raw, str):
+            return raw
+        return _coerce(raw, float, key, source)
     if hint is Path:
         if not isinstance(raw, str) or not raw:
             raise wrong("a path (a non-empty string)")
@@ -419,6 +459,8 @@ _POSITIVE = {
     "dicom.max_association_mb": 0.001,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
+    "models.cervix_input_size": 0,
+    "models.lesion_input_size": 0,
     "retention.outputs_days": 0,
     "retention.rows_days": 0,
 }
@@ -432,26 +474,52 @@ _UNIT_INTERVAL = {
 }
 
 
+def _check_threshold_name(value: str, key: str, source: str) -> None:
+    if value != OTSU:
+        raise ConfigError(
+            f'expected a number between 0 and 1 or "{OTSU}", got {value!r}', file=source, key=key
+        )
+
+
+def _check_model_sizes(section: Any, source: str) -> None:
+    for key in ("cervix_input_size", "lesion_input_size"):
+        if getattr(section, key) % 16:
+            raise ConfigError(
+                "must be 0 (the seed's size) or a multiple of 16 (the UNet's four poolings)",
+                file=source,
+                key=f"models.{key}",
+            )
+
+
+def _check_peers(peers: tuple[str, ...], source: str) -> None:
+    for peer in peers:
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{peer!r} is not an IP address or network (e.g. 10.1.2.0/24)",
+                file=source,
+                key="dicom.allowed_peers",
+            ) from None
+
+
 def _check_ranges(section: Any, name: str, source: str) -> None:
     for field in dataclasses.fields(section):
         key = f"{name}.{field.name}"
         value = getattr(section, field.name)
         if key in _POSITIVE and value < _POSITIVE[key]:
             raise ConfigError(f"must be at least {_POSITIVE[key]}", file=source, key=key)
+        if isinstance(value, str) and key == "models.cervix_threshold":
+            _check_threshold_name(value, key, source)
+            continue
         if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
             raise ConfigError("must lie between 0 and 1", file=source, key=key)
     if name == "output" and not 1 <= section.jpeg_quality <= 100:
         raise ConfigError("must lie between 1 and 100", file=source, key="output.jpeg_quality")
+    if name == "models":
+        _check_model_sizes(section, source)
     if name == "dicom":
-        for peer in section.allowed_peers:
-            try:
-                ipaddress.ip_network(peer, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"{peer!r} is not an IP address or network (e.g. 10.1.2.0/24)",
-                    file=source,
-                    key="dicom.allowed_peers",
-                ) from None
+        _check_peers(section.allowed_peers, source)
     if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             "must be one of debug, info, warning, error", file=source, key="logging.level"

@@ -16,8 +16,16 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from cervixbatch.config import CervixRegion, ChannelOrder, ModelsConfig, Resize
 from cervixbatch.imaging.frames import Frame
-from cervixbatch.roi import Box, clean_largest_component, mask_box
+from cervixbatch.roi import (
+    Box,
+    binarise,
+    clean_largest_component,
+    mask_box,
+    seed_box,
+    seed_morphology,
+)
 
 __all__ = [
     "FrameResult",
@@ -51,10 +59,28 @@ class Predictor(Protocol):
 class PipelineSettings:
     """Thresholds and geometry of the two stages."""
 
-    cervix_threshold: float = 0.5
+    cervix_threshold: float | str = 0.5  # or "otsu" (seed 001's to_binary_mask)
     lesion_threshold: float = 0.5
     margin: float = 0.15
     min_cervix_fraction: float = 0.002
+    cervix_resize: Resize = Resize.AREA
+    lesion_resize: Resize = Resize.AREA
+    cervix_channel_order: ChannelOrder = ChannelOrder.RGB
+    cervix_region: CervixRegion = CervixRegion.LARGEST
+
+    @classmethod
+    def from_config(cls, models: ModelsConfig) -> PipelineSettings:
+        """The settings ``[models]`` gives: the one place they are read for a pipeline."""
+        return cls(
+            cervix_threshold=models.cervix_threshold,
+            lesion_threshold=models.lesion_threshold,
+            margin=models.margin,
+            min_cervix_fraction=models.min_cervix_fraction,
+            cervix_resize=models.cervix_resize,
+            lesion_resize=models.lesion_resize,
+            cervix_channel_order=models.cervix_channel_order,
+            cervix_region=models.cervix_region,
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -71,14 +97,19 @@ class FrameResult:
     timings_ms: dict[str, float]
 
 
-def downscale(image: Image, size: tuple[int, int]) -> Image:
+_INTERPOLATION = {Resize.LINEAR: cv2.INTER_LINEAR, Resize.CUBIC: cv2.INTER_CUBIC}
+
+
+def downscale(image: Image, size: tuple[int, int], method: Resize = Resize.AREA) -> Image:
     """Resizes to (width, height) with area averaging, in two steps when shrinking a lot.
 
     A single INTER_AREA pass from 4128×3096 to 128×128 takes ~10× longer than a cheap
     linear pass to 4× the target followed by INTER_AREA, for the same result at the
-    target size.
+    target size. ``method`` linear or cubic is one plain ``cv2.resize``, as the seeds did.
     """
     width, height = size
+    if method is not Resize.AREA:
+        return cv2.resize(image, (width, height), interpolation=_INTERPOLATION[method])
     src_h, src_w = image.shape[:2]
     if src_w <= width or src_h <= height:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -93,9 +124,18 @@ def _to_channels(image: Image, channels: int) -> Image:
     return image
 
 
-def cervix_input(rgb: Image, size: tuple[int, int], channels: int) -> Floats:
+def cervix_input(
+    rgb: Image,
+    size: tuple[int, int],
+    channels: int,
+    *,
+    resize: Resize = Resize.AREA,
+    order: ChannelOrder = ChannelOrder.RGB,
+) -> Floats:
     """Stage-1 input: the whole photo at the model's size, scaled to 0..1."""
-    small = _to_channels(downscale(rgb, (size[1], size[0])), channels)
+    small = _to_channels(downscale(rgb, (size[1], size[0]), resize), channels)
+    if order is ChannelOrder.BGR and channels == 3:
+        small = small[..., ::-1]
     return small.astype(np.float32) * (1.0 / 255.0)
 
 
@@ -108,9 +148,11 @@ def crop_region(cervix_mask: Mask, margin: float) -> Box | None:
     return box.grown(margin, width, height)
 
 
-def lesion_input(crop: Image, size: tuple[int, int], channels: int) -> Floats:
+def lesion_input(
+    crop: Image, size: tuple[int, int], channels: int, *, resize: Resize = Resize.AREA
+) -> Floats:
     """Stage-2 input: the cervix crop, grayscale for the seed's model, at the model's size."""
-    resized = downscale(_to_channels(crop, 3), (size[1], size[0]))
+    resized = downscale(_to_channels(crop, 3), (size[1], size[0]), resize)
     return _to_channels(resized, channels).astype(np.float32) * (1.0 / 255.0)
 
 
@@ -129,7 +171,19 @@ class Pipeline:
         count = len(frames)
         clock = time.perf_counter()
         size1, channels1 = self.cervix.input_size, self.cervix.input_channels
-        batch1 = np.stack([cervix_input(f.rgb, size1, channels1) for f in frames])
+        settings = self.settings
+        batch1 = np.stack(
+            [
+                cervix_input(
+                    f.rgb,
+                    size1,
+                    channels1,
+                    resize=settings.cervix_resize,
+                    order=settings.cervix_channel_order,
+                )
+                for f in frames
+            ]
+        )
         t_pre1 = time.perf_counter()
         probs1 = self.cervix.predict_batch(batch1)
         t_stage1 = time.perf_counter()
@@ -148,7 +202,12 @@ class Pipeline:
         probs2: Floats = np.empty((0, *size2), dtype=np.float32)
         batch2: Floats | None = None
         if found:
-            batch2 = np.stack([lesion_input(crops[i], size2, channels2) for i in found])  # type: ignore[arg-type]
+            batch2 = np.stack(
+                [
+                    lesion_input(crops[i], size2, channels2, resize=settings.lesion_resize)  # type: ignore[arg-type]
+                    for i in found
+                ]
+            )
         t_pre2 = time.perf_counter()
         if batch2 is not None:
             probs2 = self.lesion.predict_batch(batch2)
@@ -174,15 +233,17 @@ class Pipeline:
 
     def _cervix_region(self, frame: Frame, prob: Floats) -> tuple[Mask, Box | None]:
         """The cleaned stage-1 component (model grid) and the grown box in working pixels."""
-        component = clean_largest_component(
-            (prob > self.settings.cervix_threshold).astype(np.uint8)
-        )
+        binary = binarise(prob, self.settings.cervix_threshold)
+        seed = self.settings.cervix_region is CervixRegion.SEED
+        component = seed_morphology(binary) if seed else clean_largest_component(binary)
         area = np.count_nonzero(component) / component.size
         if area < self.settings.min_cervix_fraction:
             return np.zeros_like(component), None
+        height, width = frame.rgb.shape[:2]
+        if seed:
+            return component, seed_box(component, self.settings.margin, width, height)
         box = mask_box(component)
         assert box is not None
-        height, width = frame.rgb.shape[:2]
         grid_h, grid_w = component.shape
         working = box.scaled(width / grid_w, height / grid_h, width, height)
         return component, working.grown(self.settings.margin, width, height)

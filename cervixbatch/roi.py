@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Box", "clean_largest_component", "mask_box"]
+from cervixbatch.config import OTSU
+
+__all__ = [
+    "Box",
+    "binarise",
+    "clean_largest_component",
+    "mask_box",
+    "otsu_binary",
+    "seed_box",
+    "seed_morphology",
+]
 
 Mask = npt.NDArray[np.uint8]
 
@@ -74,6 +85,72 @@ def clean_largest_component(binary: Mask) -> Mask:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     component = np.where(labels == largest, 255, 0).astype(np.uint8)
     return _fill_holes(component)
+
+
+def binarise(scores: npt.NDArray[np.float32], threshold: float | str) -> Mask:
+    """0/1 mask of one score map: above a probability, or ``"otsu"`` (seed 001's way)."""
+    if threshold == OTSU:
+        return (otsu_binary(scores) > 0).astype(np.uint8)
+    return (scores > float(threshold)).astype(np.uint8)
+
+
+def otsu_binary(scores: npt.NDArray[np.float32]) -> Mask:
+    """Seed 001's ``to_binary_mask`` after its channel step: min–max normalise the score map
+    to 0..255 (8-bit), then Otsu's threshold. Returns 0/255; all zero for a flat map."""
+    if float(scores.max()) <= float(scores.min()):
+        return np.zeros(scores.shape, dtype=np.uint8)
+    gray = cv2.normalize(
+        np.ascontiguousarray(scores, dtype=np.float32),
+        None,
+        alpha=0,
+        beta=255,
+        norm_type=cv2.NORM_MINMAX,
+        dtype=cv2.CV_8UC1,
+    )
+    _, binary = cv2.threshold(gray, 128, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return binary
+
+
+def _disk(radius: int) -> Mask:
+    """skimage.morphology.disk(radius), which seed 001 used, without scikit-image."""
+    grid = np.arange(-radius, radius + 1)
+    return (grid[:, None] ** 2 + grid[None, :] ** 2 <= radius**2).astype(np.uint8)
+
+
+_SEED_DISK = _disk(5)
+
+
+def seed_morphology(binary: Mask) -> Mask:
+    """Seed 001's ``morphology_clean`` (opening, then closing, with disk(5)), keeping the
+    largest 8-connected component, whose box the seed crops; holes stay. Returns 0/255."""
+    mask = np.where(binary > 0, 255, 0).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _SEED_DISK)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _SEED_DISK)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return np.where(labels == largest, 255, 0).astype(np.uint8)
+
+
+def seed_box(component: Mask, margin: float, width: int, height: int) -> Box | None:
+    """Seed 001's ``find_bbox`` and ``transform_bbox``: the margin is added on the model's
+    grid (truncated to whole cells), then the box is scaled to ``width`` × ``height`` with
+    floors. Ours (``Box.scaled`` then ``Box.grown``) rounds differently by a few pixels."""
+    box = mask_box(component)
+    if box is None:
+        return None
+    grid_h, grid_w = component.shape
+    x, y, w, h = float(box.x0), float(box.y0), float(box.width), float(box.height)
+    wm, hm = w * margin, h * margin
+    x, y = max(0.0, x - wm), max(0.0, y - hm)
+    right, bottom = min(x + w + 2 * wm, float(grid_w)), min(y + h + 2 * hm, float(grid_h))
+    xi, yi, wi, hi = int(x), int(y), int(right - x), int(bottom - y)
+    sx, sy = width / grid_w, height / grid_h
+    x0, y0 = max(0, math.floor(xi * sx)), max(0, math.floor(yi * sy))
+    x1 = min(width, x0 + max(1, math.floor(wi * sx)))
+    y1 = min(height, y0 + max(1, math.floor(hi * sy)))
+    return Box(x0, y0, x1, y1)
 
 
 def mask_box(mask: Mask) -> Box | None:

@@ -73,6 +73,10 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
         ("[batch]\nsize = 0\n", "batch.size", "at least"),
         ("[models]\nmargin = 2.0\n", "models.margin", "between 0 and 1"),
         ('[dicom]\nallowed_callers = "A"\n', "dicom.allowed_callers", "list of strings"),
+        ('[models]\ncervix_threshold = "median"\n', "models.cervix_threshold", '"otsu"'),
+        ("[models]\ncervix_threshold = 1.5\n", "models.cervix_threshold", "between 0 and 1"),
+        ('[models]\ncervix_region = "blob"\n', "models.cervix_region", "one of"),
+        ("[models]\nlesion_input_size = 100\n", "models.lesion_input_size", "multiple of 16"),
         ('[dicom]\naccept_classes = ["CTImage"]\n', "dicom.accept_classes", "'CTImage'"),
         ("[dicom]\naccept_classes = []\n", "dicom.accept_classes", "at least one"),
         ('[dicom]\nallowed_peers = ["clinic-pc"]\n', "dicom.allowed_peers", "not an IP"),
@@ -87,6 +91,24 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: 
     assert info.value.key == key
     assert fragment in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_seed_settings_are_read(tmp_path: Path) -> None:
+    """The seed-faithful [models] keys take their named values ("otsu" a threshold too)."""
+    from cervixbatch.config import CervixRegion, ChannelOrder, Resize
+
+    path = tmp_path / "seed.toml"
+    path.write_text(
+        '[models]\ncervix_threshold = "otsu"\ncervix_region = "seed"\n'
+        'cervix_channel_order = "bgr"\ncervix_resize = "cubic"\nlesion_resize = "linear"\n'
+        "lesion_input_size = 256\n"
+    )
+    models = load_config(path).models
+    assert models.cervix_threshold == "otsu"
+    assert models.cervix_region is CervixRegion.SEED
+    assert models.cervix_channel_order is ChannelOrder.BGR
+    assert (models.cervix_resize, models.lesion_resize) == (Resize.CUBIC, Resize.LINEAR)
+    assert (models.cervix_input_size, models.lesion_input_size) == (0, 256)
 
 
 def test_wrong_key_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -70,8 +70,10 @@ def test_train_both_stages_then_process_and_evaluate(
     ]
     # The BatchNorm stage learns with a gentler rate and more, smaller steps: its moving
     # statistics need steps to settle before validation (inference mode) reflects training.
+    # Stage 1 at 0.01 collapsed to one constant mask (Dice 0.537 = every pixel cervix) and
+    # the collapse guard stopped it; at 0.003 in smaller steps it learns.
     schedule = {
-        "cervix": ["--epochs", "6", "--batch-size", "4", "--learning-rate", "0.01"],
+        "cervix": ["--epochs", "6", "--batch-size", "2", "--learning-rate", "0.003"],
         "lesion": ["--epochs", "8", "--batch-size", "2", "--learning-rate", "0.001"],
     }
     for stage, masks in (("cervix", "cervix"), ("lesion", "lesion")):

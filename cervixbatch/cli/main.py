@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cervixbatch import __version__
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.db import db
-from cervixbatch.cli.models import bench, evaluate, train
+from cervixbatch.cli.models import bench, evaluate, model_info, train
 from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
@@ -140,7 +140,7 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
 
 
-for command in (report, train, evaluate, bench, quantize, db, status, reprocess, purge):
+for command in (report, train, evaluate, model_info, bench, quantize, db, status, reprocess, purge):
     main.add_command(command)
 
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cervixbatch.cli.common import app_of, setup_logging
 from cervixbatch.config import Precision, Runtime
 
-__all__ = ["bench", "evaluate", "train"]
+if TYPE_CHECKING:
+    from cervixbatch.tools.annotations import Labels, Problem
+
+__all__ = ["bench", "evaluate", "model_info", "train"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -31,6 +37,55 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
 # -- train / evaluate ------------------------------------------------------------------
 
 
+def annotation_options(command: F) -> F:
+    """--annotations and the label names that map categories to the two stages."""
+    command = click.option(
+        "--lesion-label",
+        "lesion_labels",
+        multiple=True,
+        default=("lesion",),
+        show_default=True,
+        help="COCO category / LabelMe label meaning lesion (repeatable).",
+    )(command)
+    command = click.option(
+        "--cervix-label",
+        "cervix_labels",
+        multiple=True,
+        default=("cervix",),
+        show_default=True,
+        help="COCO category / LabelMe label meaning cervix (repeatable).",
+    )(command)
+    return click.option(
+        "--annotations",
+        type=click.Path(path_type=Path, exists=True),
+        multiple=True,
+        help="Seed 001 box JSON, COCO JSON or LabelMe JSON: a file or a folder of them "
+        "(repeatable); seed and COCO image paths are relative to --images.",
+    )(command)
+
+
+def _labels(cervix: tuple[str, ...], lesion: tuple[str, ...]) -> Labels:
+    from cervixbatch.tools.annotations import Labels
+
+    overlap = {c.casefold() for c in cervix} & {name.casefold() for name in lesion}
+    if overlap:
+        raise click.BadParameter(
+            f"{', '.join(sorted(overlap))} cannot mean both cervix and lesion",
+            param_hint="--cervix-label / --lesion-label",
+        )
+    return Labels(cervix=cervix, lesion=lesion)
+
+
+def _echo_problems(problems: Sequence[Problem]) -> None:
+    """Lists skipped annotation entries on stderr (each names its file and entry)."""
+    for problem in problems:
+        click.echo(f"cervixbatch: skipped {problem}", err=True)
+    if problems:
+        click.echo(
+            f"cervixbatch: {len(problems)} annotation problem(s); the rest was used", err=True
+        )
+
+
 @click.command()
 @click.option(
     "--stage", type=click.Choice(["cervix", "lesion"]), required=True, help="Which stage to train."
@@ -44,7 +99,6 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
 @click.option(
     "--masks",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
     help="Masks of the stage's target, one PNG per image stem.",
 )
 @click.option(
@@ -52,6 +106,7 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Cervix masks (the lesion stage crops with them, as inference does).",
 )
+@annotation_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -75,9 +130,28 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
 @click.option(
     "--learning-rate",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
+    help="Adam's initial learning rate, halved when validation stalls (default: the seeds' "
+    "1e-4 cervix, 1e-3 lesion; a tenth of that with --init).",
+)
+@click.option(
+    "--init",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Fine-tune from this model (.keras, Keras 2 .h5 full model or weights only).",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=1.0,
     show_default=True,
-    help="Adam's initial learning rate (halved when validation stalls).",
+    help="Raise the learning rate linearly over this many epochs (0: no warm-up).",
+)
+@click.option(
+    "--collapse-epochs",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Stop, saving nothing, when predictions stay constant or validation Dice stays at "
+    "its first value this many epochs (0: never).",
 )
 @click.option(
     "--validation-split",
@@ -122,12 +196,18 @@ def train(
     ctx: click.Context,
     stage: str,
     images: Path,
-    masks: Path,
+    masks: Path | None,
     cervix_masks: Path | None,
+    annotations: tuple[Path, ...],
+    cervix_labels: tuple[str, ...],
+    lesion_labels: tuple[str, ...],
     out: Path,
     epochs: int,
     batch_size: int,
-    learning_rate: float,
+    learning_rate: float | None,
+    init: Path | None,
+    warmup_epochs: float,
+    collapse_epochs: int,
     validation_split: float,
     seed: int,
     input_size: int | None,
@@ -137,7 +217,12 @@ def train(
     patience: int,
     resume: bool,
 ) -> None:
-    """Train one stage on labelled images; the best epoch on validation is kept."""
+    """Train one stage on labelled images; the best epoch on validation is kept.
+
+    Labels come from mask folders (--masks, --cervix-masks) or annotation files
+    (--annotations: seed 001's box JSON, COCO or LabelMe); bad entries are listed and
+    skipped. A run that collapses to a constant mask stops and saves nothing.
+    """
     from cervixbatch.model.framework import require_tensorflow
 
     require_tensorflow()
@@ -153,6 +238,11 @@ def train(
             masks=masks,
             out=out,
             cervix_masks=cervix_masks,
+            annotations=annotations,
+            labels=_labels(cervix_labels, lesion_labels),
+            init=init,
+            warmup_epochs=warmup_epochs,
+            collapse_epochs=collapse_epochs,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -167,6 +257,7 @@ def train(
             patience=patience,
         )
     )
+    _echo_problems(result.problems)
     click.echo(
         f"{result.model_path}: {result.epochs_run} epochs, validation Dice "
         f"{result.validation['val_dice']:.3f}, IoU {result.validation['val_iou']:.3f} "
@@ -185,15 +276,14 @@ def train(
 @click.option(
     "--cervix-masks",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Ground-truth cervix masks.",
+    help="Ground-truth cervix masks (or --annotations).",
 )
 @click.option(
     "--lesion-masks",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Ground-truth lesion masks.",
+    help="Ground-truth lesion masks (or --annotations).",
 )
+@annotation_options
 @click.option("--cervix-model", help="Override models.cervix (builtin:demo or a .keras file).")
 @click.option("--lesion-model", help="Override models.lesion.")
 @click.option(
@@ -223,8 +313,11 @@ def train(
 def evaluate(
     ctx: click.Context,
     images: Path,
-    cervix_masks: Path,
-    lesion_masks: Path,
+    cervix_masks: Path | None,
+    lesion_masks: Path | None,
+    annotations: tuple[Path, ...],
+    cervix_labels: tuple[str, ...],
+    lesion_labels: tuple[str, ...],
     cervix_model: str | None,
     lesion_model: str | None,
     runtime: str | None,
@@ -232,7 +325,11 @@ def evaluate(
     fmt: str,
     per_image: Path | None,
 ) -> None:
-    """Run both stages end to end and print Dice and IoU per stage."""
+    """Run both stages end to end and print Dice and IoU per stage.
+
+    Truth from mask folders or annotation files (seed 001 box JSON, COCO, LabelMe); where
+    the cervix truth is a box, the box IoU of the predicted cervix region is given too.
+    """
     import json
 
     from cervixbatch.cli.progress import progress_bar
@@ -252,6 +349,7 @@ def evaluate(
         ),
     )
     setup_logging(config)
+    labels = _labels(cervix_labels, lesion_labels)
     stages = load_stages(config)
     total = sum(1 for p in images.iterdir() if p.is_file())
     with progress_bar("evaluate", total=total) as advance:
@@ -260,9 +358,12 @@ def evaluate(
             images,
             cervix_masks,
             lesion_masks,
+            annotations=annotations,
+            labels=labels,
             batch_size=config.batch.size,
             on_progress=advance,
         )
+    _echo_problems(result.problems)
     if per_image is not None:
         write_per_image(per_image, result.scores)
     if fmt == "json":
@@ -272,6 +373,50 @@ def evaluate(
     click.echo(f"{result.images} images ({stages.runtime}, {stages.precision})")
     for stage, values in result.stages.items():
         click.echo(f"{stage:7s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+@click.command("model-info")
+@click.option(
+    "--stage", type=click.Choice(["cervix", "lesion"]), required=True, help="The file's stage."
+)
+@click.option(
+    "--input-size",
+    type=click.IntRange(min=16),
+    help="Weights-only files: the square size to build at (default: the seed's).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A line for people or JSON for scripts.",
+)
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def model_info(stage: str, input_size: int | None, fmt: str, model: Path) -> None:
+    """Load a model file as the daemon would and say what it is (format, architecture,
+    input, version), or why it cannot be loaded: check a file before configuring it."""
+    import json
+
+    from cervixbatch.model.device import configure_tensorflow
+    from cervixbatch.model.loading import load_model_file
+
+    configure_tensorflow()
+    loaded = load_model_file(model, stage, input_size=input_size)
+    info = {
+        "file": str(model),
+        "stage": stage,
+        "format": loaded.format,
+        "architecture": loaded.architecture,
+        "input_shape": list(loaded.model.input_shape[1:]),
+        "output_channels": int(loaded.model.output_shape[-1]),
+        "parameters": int(loaded.model.count_params()),
+        "version": loaded.version,
+    }
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{model.name}: {loaded.description}; version {loaded.version[:12]}")
 
 
 # -- bench -----------------------------------------------------------------------------

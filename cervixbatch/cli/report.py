@@ -125,6 +125,11 @@ def report(
                 inbox=config.paths.inbox,
                 lesion_threshold=config.report.lesion_positive_threshold,
             )
+            if fmt in {"table", "html"} and data.stats.models:
+                from cervixbatch.model.loading import configured_descriptions
+
+                refs = {"cervix": config.models.cervix, "lesion": config.models.lesion}
+                data.model_names.update(configured_descriptions(refs))
             if fmt == "json":
                 text = render_json(data)
             elif fmt == "csv":

@@ -28,7 +28,14 @@ from cervixbatch.errors import ModelError
 from cervixbatch.model.device import CPU_BF16_AUTO
 from cervixbatch.model.int8 import check_int8_card, int8_paths
 from cervixbatch.model.runtime import LoadOptions
-from cervixbatch.model.stage import DEMO_DIR, Stage, file_sha256, load_stage
+from cervixbatch.model.stage import (
+    DEMO_DIR,
+    OutputReduction,
+    Stage,
+    file_sha256,
+    load_stage,
+    reduce_output,
+)
 
 __all__ = [
     "OpenVinoStage",
@@ -143,7 +150,14 @@ def load_openvino_stage(ref: str, stage: Stage, options: LoadOptions) -> OpenVin
         check_int8_card(paths, stage=stage, version=version, minimum=options.min_agreement_dice)
         model = _core().read_model(paths.xml)
     else:
-        model = float_ir(ref, stage, version, options.cache)
+        model = float_ir(
+            ref,
+            stage,
+            version,
+            options.cache,
+            input_size=options.input_size(stage.value),
+            reduction=options.reduction(stage.value),
+        )
     compiled = compile_stage(model, options.batch_size, precision)
     loaded = OpenVinoStage(
         compiled,
@@ -173,9 +187,23 @@ def _resolve_precision(requested: Precision) -> Precision:
     return Precision.MIXED_BFLOAT16 if native_bf16 and CPU_BF16_AUTO else Precision.FLOAT32
 
 
-def float_ir(ref: str, stage: Stage, version: str, cache: Path | None) -> Any:
-    """The float OpenVINO model of one stage: from the cache, or converted (and cached)."""
-    entry = cache / f"{stage}-{version}" if cache is not None else None
+def float_ir(
+    ref: str,
+    stage: Stage,
+    version: str,
+    cache: Path | None,
+    *,
+    input_size: int | None = None,
+    reduction: OutputReduction = OutputReduction.MEAN,
+) -> Any:
+    """The float OpenVINO model of one stage: from the cache, or converted (and cached).
+
+    A weights-only file's build size and a seed-faithful output reduction change the
+    model, so they are part of the cache entry's name."""
+    variant = (f"-{input_size}" if input_size else "") + (
+        f"-{reduction}" if reduction is not OutputReduction.MEAN else ""
+    )
+    entry = cache / f"{stage}-{version}{variant}" if cache is not None else None
     if entry is not None and (entry / _IR_NAME).is_file():
         try:
             model = _core().read_model(entry / _IR_NAME)
@@ -184,25 +212,26 @@ def float_ir(ref: str, stage: Stage, version: str, cache: Path | None) -> Any:
         else:
             log.info("ir_cache_hit", stage=str(stage), version=version[:12])
             return model
-    keras_stage = load_stage(ref, stage, batch_size=1, precision=Precision.FLOAT32)
-    model = convert_keras(keras_stage.model)
+    keras_stage = load_stage(
+        ref, stage, batch_size=1, precision=Precision.FLOAT32, input_size=input_size
+    )
+    model = convert_keras(keras_stage.model, reduction)
     if entry is not None:
         save_ir(model, entry, meta={"stage": str(stage), "version": version, "source": ref})
         log.info("ir_cache_written", stage=str(stage), version=version[:12])
     return model
 
 
-def convert_keras(keras_model: Any) -> Any:
+def convert_keras(keras_model: Any, reduction: OutputReduction = OutputReduction.MEAN) -> Any:
     """The OpenVINO model of a Keras stage model: input N x H x W x C (N free), output
-    N x H x W, the mean of the sigmoid channels, as ``StageModel`` computes it."""
+    N x H x W, the channels reduced as ``StageModel`` reduces them (``reduce_output``)."""
     import openvino as ov
     import tensorflow as tf
 
     shape = tuple(int(d) for d in keras_model.input_shape[1:])
 
     def forward(x: Any) -> Any:
-        y = tf.cast(keras_model(x, training=False), tf.float32)
-        return tf.reduce_mean(y, axis=-1)
+        return reduce_output(keras_model(x, training=False), reduction)
 
     spec = tf.TensorSpec((None, *shape), tf.float32)
     function = tf.function(forward, input_signature=[spec])

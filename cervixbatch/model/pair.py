@@ -23,6 +23,8 @@ class Stages:
     cervix_version: str
     lesion_version: str
     precision: str
+    cervix_description: str = ""  # format and architecture, e.g. "keras2-h5-weights: ..."
+    lesion_description: str = ""
     runtime: str = "tensorflow"
 
 
@@ -31,12 +33,7 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
     return Pipeline(
         stages.cervix,
         stages.lesion,
-        PipelineSettings(
-            cervix_threshold=config.models.cervix_threshold,
-            lesion_threshold=config.models.lesion_threshold,
-            margin=config.models.margin,
-            min_cervix_fraction=config.models.min_cervix_fraction,
-        ),
+        PipelineSettings.from_config(config.models),
     )
 
 
@@ -61,6 +58,8 @@ def load_stages(config: Config) -> Stages:
         runtime=cervix.runtime.value,
         precision=cervix.precision.value,
         device=cervix.device,
+        cervix_model=_description(cervix, config.models.cervix, "cervix"),
+        lesion_model=_description(lesion, config.models.lesion, "lesion"),
     )
     cervix.warm_up()
     lesion.warm_up()
@@ -70,5 +69,20 @@ def load_stages(config: Config) -> Stages:
         cervix_version=cervix.version,
         lesion_version=lesion.version,
         precision=cervix.precision.value,
+        cervix_description=_description(cervix, config.models.cervix, "cervix"),
+        lesion_description=_description(lesion, config.models.lesion, "lesion"),
         runtime=cervix.runtime.value,
     )
+
+
+def _description(loaded: object, ref: str, stage: str) -> str:
+    """``format: architecture`` of a loaded stage: TensorFlow's says it; for another
+    runtime (converted, maybe from a cache) it is read from the file."""
+    from pathlib import Path
+
+    from cervixbatch.model.loading import describe_file
+
+    fmt, architecture = getattr(loaded, "format", ""), getattr(loaded, "architecture", "")
+    if fmt:
+        return f"{fmt}: {architecture}"
+    return "builtin: demo" if ref.startswith("builtin:") else describe_file(Path(ref), stage)

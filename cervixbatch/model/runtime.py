@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import Config, Precision, Runtime
+from cervixbatch.config import OTSU, Config, Precision, Runtime
 from cervixbatch.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from cervixbatch.model.stage import OutputReduction
 
 __all__ = [
     "LoadOptions",
@@ -69,6 +72,9 @@ class LoadOptions:
     batch_size: int
     cache: Path | None  # converted models; None: convert in memory at every start
     min_agreement_dice: float = 0.98
+    cervix_input_size: int = 0  # weights-only files: the size to build at (0: the seed's)
+    lesion_input_size: int = 0
+    cervix_seed_gray: bool = False  # cervix_threshold "otsu": seed 001's channel step
 
     @classmethod
     def from_config(cls, config: Config) -> LoadOptions:
@@ -79,7 +85,23 @@ class LoadOptions:
             batch_size=config.batch.size,
             cache=cache_folder(config),
             min_agreement_dice=config.models.min_agreement_dice,
+            cervix_input_size=config.models.cervix_input_size,
+            lesion_input_size=config.models.lesion_input_size,
+            cervix_seed_gray=config.models.cervix_threshold == OTSU,
         )
+
+    def input_size(self, stage: str) -> int | None:
+        """The size a weights-only file of ``stage`` is built at; None: the seed's."""
+        size = self.cervix_input_size if stage == "cervix" else self.lesion_input_size
+        return size or None
+
+    def reduction(self, stage: str) -> OutputReduction:
+        """How ``stage``'s output channels become one score per pixel."""
+        from cervixbatch.model.stage import OutputReduction
+
+        if stage == "cervix" and self.cervix_seed_gray:
+            return OutputReduction.SEED_GRAY
+        return OutputReduction.MEAN
 
 
 def openvino_available() -> bool:
@@ -134,4 +156,11 @@ def load_predictor(ref: str, stage: str, options: LoadOptions, *, gpus: int) -> 
         from cervixbatch.model.openvino_rt import load_openvino_stage
 
         return load_openvino_stage(ref, Stage(stage), options)
-    return load_stage(ref, Stage(stage), batch_size=options.batch_size, precision=options.precision)
+    return load_stage(
+        ref,
+        Stage(stage),
+        batch_size=options.batch_size,
+        precision=options.precision,
+        input_size=options.input_size(stage),
+        reduction=options.reduction(stage),
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,21 @@ from cervixbatch.model.device import (
     resolve_precision,
     use_xla,
 )
+from cervixbatch.model.loading import LoadedModel, file_sha256, load_model_file
 
 __all__ = [
     "DEMO_DIR",
+    "OutputReduction",
     "Stage",
     "StageModel",
     "activation_bytes",
     "file_sha256",
     "load_stage",
+    "reduce_output",
     "with_precision",
 ]
 
 DEMO_DIR = Path(__file__).parent / "demo"
-_CHUNK = 1 << 20
 
 
 class Stage(enum.StrEnum):
@@ -47,14 +48,32 @@ class Stage(enum.StrEnum):
     LESION = "lesion"
 
 
-def file_sha256(*paths: Path) -> str:
-    """The hex sha256 of the concatenated bytes of ``paths`` (a model's version)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+class OutputReduction(enum.StrEnum):
+    """How a model's output channels become one score per pixel."""
+
+    MEAN = "mean"  # the probabilities averaged over channels
+    # seed 001's to_binary_mask up to its Otsu step: each channel 255 where its probability
+    # (x 255) exceeds 1e-5, then cv2's BGR→gray weights; ``roi.otsu_binary`` finishes it
+    SEED_GRAY = "seed_gray"
+
+
+_SEED_SENSITIVITY = 1e-5  # seed 001's ``t``, on the 0..255 scale
+_GRAY_WEIGHTS = {1: (1.0,), 3: (0.114, 0.587, 0.299)}  # cv2.COLOR_BGR2GRAY, channel 0 = "B"
+
+
+def reduce_output(y: Any, reduction: OutputReduction) -> Any:
+    """One score per pixel (N x H x W) from a model's sigmoid output (N x H x W x C), in
+    TensorFlow ops: both runtimes build their compiled call from this."""
+    import tensorflow as tf
+
+    y = tf.cast(y, tf.float32)
+    if reduction is OutputReduction.SEED_GRAY:
+        channels = int(y.shape[-1])
+        weights = _GRAY_WEIGHTS.get(channels, (1.0 / channels,) * channels)
+        bits = tf.cast(y * 255.0 > _SEED_SENSITIVITY, tf.float32) * 255.0
+        return tf.tensordot(bits, tf.constant(weights, tf.float32), axes=[[3], [0]])
+    # several sigmoid channels (the seed's 3-channel head) are averaged into one mask
+    return tf.reduce_mean(y, axis=-1)
 
 
 @dataclasses.dataclass(slots=True)
@@ -69,6 +88,9 @@ class StageModel:
     precision: Precision
     device: str
     jit_compile: bool = False  # XLA: on GPUs only (see model.device.use_xla)
+    format: str = "keras"  # what the file was: see model.loading.LoadedModel
+    architecture: str = ""
+    reduction: OutputReduction = OutputReduction.MEAN
     _call: Any = dataclasses.field(default=None, repr=False)
 
     @property
@@ -92,12 +114,10 @@ class StageModel:
 
         height, width = self.input_size
         spec = tf.TensorSpec((self.batch_size, height, width, self.input_channels), tf.float32)
-        model = self.model
+        model, reduction = self.model, self.reduction
 
         def forward(x: Any) -> Any:
-            y = tf.cast(model(x, training=False), tf.float32)
-            # several sigmoid channels (the seed's 3-channel head) are averaged into one mask
-            return tf.reduce_mean(y, axis=-1)
+            return reduce_output(model(x, training=False), reduction)
 
         with tf.device(self.device):
             self._call = tf.function(
@@ -132,8 +152,17 @@ class StageModel:
         return out
 
 
-def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision) -> StageModel:
-    """Loads ``builtin:demo`` or a ``.keras`` file for one stage and checks its shape.
+def load_stage(
+    ref: str,
+    stage: Stage,
+    *,
+    batch_size: int,
+    precision: Precision,
+    input_size: int | None = None,
+    reduction: OutputReduction = OutputReduction.MEAN,
+) -> StageModel:
+    """Loads ``builtin:demo`` or a model file (see ``model.loading``) for one stage and
+    checks its shape. ``input_size`` sets the size of a weights-only file's network.
 
     On a GPU the compiled call's batch may be smaller than ``batch_size`` (what fits in
     its memory); ``predict_batch`` still takes any number of images.
@@ -141,9 +170,10 @@ def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision)
     info = configure_tensorflow()
     chosen = resolve_precision(precision, info)
     if ref.startswith("builtin:"):
-        model, version = _load_builtin(ref.removeprefix("builtin:"), stage)
+        loaded = _load_builtin(ref.removeprefix("builtin:"), stage)
     else:
-        model, version = _load_keras_file(Path(ref), stage)
+        loaded = load_model_file(Path(ref), stage.value, input_size=input_size)
+    model, version = loaded.model, loaded.version
     _check_shape(model, ref, stage)
     if chosen is not Precision.FLOAT32:
         model = with_precision(model, chosen)
@@ -156,6 +186,9 @@ def load_stage(ref: str, stage: Stage, *, batch_size: int, precision: Precision)
         precision=chosen,
         device=info.device,
         jit_compile=use_xla(info),
+        format=loaded.format,
+        architecture=loaded.architecture,
+        reduction=reduction,
     )
 
 
@@ -204,21 +237,7 @@ def _output_entries(entries: Any) -> list[list[Any]]:
     return list(entries)
 
 
-def _load_keras_file(path: Path, stage: Stage) -> tuple[Any, str]:
-    import keras
-
-    import cervixbatch.model.losses  # noqa: F401  (registers the custom objects)
-
-    if not path.is_file():
-        raise ModelError(f"{stage} model {path} does not exist")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        raise ModelError(f"{stage} model {path} cannot be loaded: {exc}") from exc
-    return model, file_sha256(path)
-
-
-def _load_builtin(name: str, stage: Stage) -> tuple[Any, str]:
+def _load_builtin(name: str, stage: Stage) -> LoadedModel:
     """Shipped models: architecture JSON plus float16 weights (half the size), cast back."""
     import keras
 
@@ -235,7 +254,10 @@ def _load_builtin(name: str, stage: Stage) -> tuple[Any, str]:
     model = keras.Model.from_config(json.loads(arch.read_text(encoding="utf-8")))
     with np.load(weights) as packed:
         model.set_weights([packed[f"w{i}"].astype(np.float32) for i in range(len(packed.files))])
-    return model, file_sha256(arch, weights)
+    shape = "x".join(str(d) for d in model.input_shape[1:])
+    return LoadedModel(
+        model, file_sha256(arch, weights), "builtin", f"{model.name} ({shape}, demo)"
+    )
 
 
 def pack_builtin(model: Any, folder: Path, stage: Stage) -> str:

@@ -56,6 +56,7 @@ def build_lesion_unet(
     depth: int = 4,
     dropout: float = 0.5,
     batchnorm: bool = True,
+    output_channels: int = 1,
 ) -> Any:
     """Builds the stage-2 UNet (uncompiled). Defaults are the seed's sizes."""
     import keras
@@ -77,7 +78,9 @@ def build_lesion_unet(
         x = layers.concatenate([x, skips[level]], axis=-1)
         x = layers.Dropout(dropout)(x)
         x = _conv2d_block(x, n_filters * 2**level, batchnorm=batchnorm)
-    outputs = layers.Conv2D(1, (1, 1), activation="sigmoid", dtype="float32", name="mask")(x)
+    outputs = layers.Conv2D(
+        output_channels, (1, 1), activation="sigmoid", dtype="float32", name="mask"
+    )(x)
     return keras.Model(inputs=inputs, outputs=outputs, name="lesion_unet")
 
 

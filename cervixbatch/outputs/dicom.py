@@ -39,13 +39,13 @@ import highdicom as hd
 import numpy as np
 import numpy.typing as npt
 import pydicom
-from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cervixbatch import __version__
 from cervixbatch.errors import DicomOutputSkipped, OutputError
+from cervixbatch.outputs.dicom_source import check_source, source_view
 from cervixbatch.outputs.outbox import write_atomic
 
 __all__ = [
@@ -76,21 +76,6 @@ LESION_TYPE = Code("52988006", "SCT", "Lesion")
 AI_FAMILY = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162
 PROCESSING = Code("109104", "DCM", "Processing Equipment")
 SOURCE_PURPOSE = Code("121322", "DCM", "Source image for image processing operation")
-
-# Type 2 attributes highdicom reads by attribute access: present-but-empty if missing.
-_TYPE2_DEFAULTS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-    "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
-)  # fmt: skip
-_SEX = frozenset({"M", "F", "O"})
-SC_SURROGATE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
-# Frame and spatial attributes left out of the copy highdicom sees (see _source_view).
-_SPATIAL = (
-    "NumberOfFrames", "FrameIncrementPointer", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence", "FrameOfReferenceUID", "PositionReferenceIndicator",
-    "ImagePositionPatient", "ImageOrientationPatient", "ImageOrientationSlide",
-    "TotalPixelMatrixOriginSequence", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,7 +146,7 @@ def write_dicom_results(
             No message carries patient data.
 
     """
-    frames, size = _check_header(header)
+    frames, size = check_source(header)
     if not 0 <= frame < frames:
         raise OutputError(f"frame {frame} is out of range: the DICOM source has {frames}")
     for name, mask in (("cervix", cervix_mask), ("lesion", lesion_mask)):
@@ -201,41 +186,6 @@ def write_dicom_results(
     return outputs
 
 
-def _check_header(header: Dataset) -> tuple[int, tuple[int, int]]:
-    """The frame count and frame size (rows, columns) of a source that can carry a SEG and
-    an SC: identifiers present, an encoding and character set they can be copied in."""
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        try:
-            present = bool(str(header.get(keyword) or "").strip())
-        except Exception:  # noqa: BLE001 - values are parsed lazily and may be garbage
-            present = False
-        if not present:
-            raise DicomOutputSkipped("missing_uid", f"the DICOM source has no {keyword}")
-    _check_character_set(header)
-    try:
-        frames = max(1, int(header.get("NumberOfFrames") or 1))
-        return frames, (int(header.Rows), int(header.Columns))
-    except Exception:  # noqa: BLE001 - a malformed value raises whatever its VR parser raises
-        raise DicomOutputSkipped(
-            "malformed_header", "the DICOM source has no valid image size or frame count"
-        ) from None
-
-
-def _check_character_set(header: Dataset) -> None:
-    """Patient and study text is copied into the outputs: its character set must be one
-    pydicom can decode and encode again, or names would be written garbled."""
-    try:
-        declared = header.get("SpecificCharacterSet")
-    except Exception:  # noqa: BLE001 - a malformed value
-        declared = "?"
-    values = [] if declared is None else [declared] if isinstance(declared, str) else declared
-    unknown = [str(v) for v in values if str(v).strip() and str(v) not in python_encoding]
-    if unknown:
-        raise DicomOutputSkipped(
-            "character_set", "the DICOM source declares a character set that cannot be copied"
-        )
-
-
 def _equipment(versions: dict[str, str], software: str) -> hd.ContributingEquipment:
     return hd.ContributingEquipment(
         manufacturer=MANUFACTURER,
@@ -248,30 +198,6 @@ def _equipment(versions: dict[str, str], software: str) -> hd.ContributingEquipm
         ],
         contribution_description="Automatic segmentation of cervix and acetowhite lesion",
     )
-
-
-def _source_view(header: Dataset) -> Dataset:
-    """A copy of the header that highdicom takes as one plain single-frame image.
-
-    highdicom accepts a single source frame only without a Frame of Reference, and reads
-    functional groups from any multi-frame IOD. So the copy claims the single-frame
-    Secondary Capture class and drops frame and spatial attributes; the true SOP class
-    and the frame number are put back into the references afterwards
-    (:func:`_restore_references`). A photo's pixel spacing is not copied: the SEG lies
-    pixel for pixel over its source frame.
-    """
-    view = copy.deepcopy(header)
-    view.SOPClassUID = SC_SURROGATE
-    for keyword in _SPATIAL:
-        if keyword in view:
-            delattr(view, keyword)
-    for keyword in _TYPE2_DEFAULTS:
-        if keyword not in view:
-            setattr(view, keyword, None)
-    # highdicom validates the sex against M/F/O; an odd value is left empty, not fatal.
-    if str(view.PatientSex or "").strip().upper() not in _SEX:
-        view.PatientSex = None
-    return view
 
 
 def _build_seg(
@@ -310,7 +236,7 @@ def _build_seg(
     # (frames=1, rows, columns, segments=2): the "stacked segments" layout.
     stacked = np.stack([cervix_mask != 0, lesion_mask != 0], axis=-1)[np.newaxis].astype(np.uint8)
     seg = hd.seg.Segmentation(
-        source_images=[_source_view(job.header)],
+        source_images=[source_view(job.header)],
         pixel_array=stacked,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
@@ -366,7 +292,7 @@ def _restore_references(seg: Dataset, sop_class_uid: str, frame_number: int | No
 def _build_sc(job: _Job, overlay_rgb: npt.NDArray[np.uint8]) -> hd.sc.SCImage:
     """The overlay as an RGB Secondary Capture in the source's study, referencing it."""
     header = job.header
-    view = _source_view(header)
+    view = source_view(header)
     orientation = _patient_orientation(view)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=view,

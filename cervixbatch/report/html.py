@@ -89,6 +89,12 @@ def _tile(label: str, value: str, note: str = "", cls: str = "") -> str:
     )
 
 
+def _model_name(names: dict[str, str], version: str) -> str:
+    """The configured model's format and architecture under its sha256, when known."""
+    name = names.get(version)
+    return f"<br><small>{_esc(name)}</small>" if name else ""
+
+
 def _summary(data: ReportData) -> str:
     summary, stats = data.summary, data.stats
     tiles = [_tile("inputs", f"{summary['total']:,}", cls="total")]
@@ -143,8 +149,10 @@ def _summary(data: ReportData) -> str:
         )
     if stats.models:
         rows = "".join(
-            f'<tr><td><code title="{_esc(m.cervix)}">{_esc(m.cervix[:12])}</code></td>'
-            f'<td><code title="{_esc(m.lesion)}">{_esc(m.lesion[:12])}</code></td>'
+            f'<tr><td><code title="{_esc(m.cervix)}">{_esc(m.cervix[:12])}</code>'
+            f"{_model_name(data.model_names, m.cervix)}</td>"
+            f'<td><code title="{_esc(m.lesion)}">{_esc(m.lesion[:12])}</code>'
+            f"{_model_name(data.model_names, m.lesion)}</td>"
             f"<td>{_esc(m.runtime)} {_esc(m.precision)}</td>"
             f'<td class="num">{m.frames:,}</td>'
             f"<td>{_esc(_when(m.last_used))}</td></tr>"

@@ -56,6 +56,8 @@ class ReportData:
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     stats: ReportStats = dataclasses.field(default_factory=ReportStats)
     report_filter: ReportFilter = dataclasses.field(default_factory=ReportFilter)
+    # sha256 → "format: architecture" of the models configured now (report.models_named)
+    model_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def collect(

@@ -88,6 +88,12 @@ def _summary_lines(data: ReportData) -> list[str]:
             f"{escape(model.runtime)} {escape(model.precision)}"
             f"  {model.frames} frames, last {_when(model.last_used)}"
         )
+        for stage, version in (("cervix", model.cervix), ("lesion", model.lesion)):
+            if version in data.model_names:
+                lines.append(
+                    _LABEL.format("")
+                    + f"  {stage} {version[:12]} = {escape(data.model_names[version])}"
+                )
     return lines
 
 

@@ -21,12 +21,24 @@ from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.pipeline import cervix_input, crop_region, downscale, lesion_input
+from cervixbatch.tools.annotations import (
+    CERVIX,
+    LESION,
+    Labels,
+    Problem,
+    Shape,
+    check_against_image,
+    read_annotations,
+    render,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "Augmenter",
     "LabelledImage",
+    "ShapeTruth",
     "fingerprint",
+    "labelled_images",
     "load_mask",
     "pair_images",
     "prepare_cervix_sample",
@@ -38,17 +50,29 @@ Floats = npt.NDArray[np.float32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ShapeTruth:
+    """A mask drawn from annotation shapes (boxes, polygons) at the image's full size."""
+
+    shapes: tuple[Shape, ...]
+    target: str  # cervix | lesion
+    source: Path  # the annotation file, for the data fingerprint and messages
+
+
+MaskSource = Path | ShapeTruth
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LabelledImage:
-    """One image with its masks (single-channel 8-bit PNGs of the same stem)."""
+    """One image with its truth: mask PNGs of the same stem, or annotation shapes."""
 
     stem: str
     image: Path
-    mask: Path | None  # the target of the stage being trained / the lesion mask
-    cervix_mask: Path | None = None
+    mask: MaskSource | None  # the target of the stage being trained / the lesion mask
+    cervix_mask: MaskSource | None = None
 
 
 def pair_images(
-    images: Path, masks: Path | None, cervix_masks: Path | None = None
+    images: Path, masks: Path | None, cervix_masks: Path | None = None, *, allow_empty: bool = False
 ) -> list[LabelledImage]:
     """Every image in ``images`` with a mask of the same stem in each mask folder given."""
     if not images.is_dir():
@@ -64,7 +88,7 @@ def pair_images(
         ):
             continue
         pairs.append(LabelledImage(image.stem, image, mask, cervix))
-    if not pairs:
+    if not pairs and not allow_empty:
         raise CervixbatchError(
             f"no image in {images} has a mask of the same stem (a single-channel PNG) in "
             f"{', '.join(str(p) for p in (masks, cervix_masks) if p)}"
@@ -72,34 +96,118 @@ def pair_images(
     return pairs
 
 
+def labelled_images(
+    images: Path,
+    masks: Path | None,
+    cervix_masks: Path | None,
+    annotations: Sequence[Path],
+    labels: Labels,
+    *,
+    target: str,
+    need_cervix: bool,
+    require_target: bool = True,
+) -> tuple[list[LabelledImage], list[Problem]]:
+    """Images with their truth from mask folders and annotation files, and what was skipped.
+
+    ``target`` is the stage's truth (cervix or lesion); with ``need_cervix`` (the lesion
+    stage, evaluation) an image also needs cervix truth. Mask folders win over
+    annotations for the same image. An image needs shapes of the target, except that the
+    lesion truth may be empty (a photo without lesion) when the cervix is annotated and
+    its file annotates lesions at all; an image from a file without any lesion shape has
+    no lesion truth (``mask`` None), kept only without ``require_target`` (evaluation).
+    """
+    pairs: list[LabelledImage] = []
+    if masks is not None or cervix_masks is not None:
+        pairs = pair_images(images, masks, cervix_masks, allow_empty=bool(annotations))
+    problems: list[Problem] = []
+    if not annotations:
+        return pairs, problems
+    taken = {pair.image.resolve() for pair in pairs}
+    found, problems = read_annotations(annotations, images, labels)
+    root = images.resolve()
+    annotates_target = {item.source for item in found if item.has(target)}
+    for item in found:
+        if item.image.resolve() in taken:
+            continue
+        has_cervix, has_target = item.has(CERVIX), item.has(target)
+        if not (has_target or (target == LESION and has_cervix)):
+            continue
+        if need_cervix and not has_cervix:
+            continue
+        known = item.source in annotates_target
+        if require_target and not known:
+            continue
+        reason = check_against_image(item)
+        if reason is not None:
+            problems.append(Problem(item.source, item.entry, reason))
+            continue
+        taken.add(item.image.resolve())
+        image = item.image.resolve()
+        stem = str(image.relative_to(root)) if image.is_relative_to(root) else image.name
+        pairs.append(
+            LabelledImage(
+                stem,
+                item.image,
+                ShapeTruth(item.shapes, target, item.source) if known else None,
+                ShapeTruth(item.shapes, CERVIX, item.source) if need_cervix else None,
+            )
+        )
+    if not pairs:
+        listed = "; ".join(str(p) for p in problems[:5]) or "no annotation names an image"
+        raise CervixbatchError(f"no usable labelled image in {images} ({listed})")
+    return pairs, problems
+
+
+def _source_bytes(source: MaskSource) -> tuple[str, bytes]:
+    if isinstance(source, Path):
+        return source.name, source.read_bytes()
+    points = repr(
+        [(s.target, s.kind, s.points) for s in source.shapes if s.target == source.target]
+    )
+    return source.source.name, points.encode()
+
+
 def fingerprint(pairs: Sequence[LabelledImage]) -> str:
     """A sha256 over every file's name and bytes: which data a model was trained on."""
     digest = hashlib.sha256()
     for pair in pairs:
-        for path in (pair.image, pair.mask, pair.cervix_mask):
-            if path is None:
+        for source in (pair.image, pair.mask, pair.cervix_mask):
+            if source is None:
                 continue
-            digest.update(path.name.encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            name, data = _source_bytes(source)
+            digest.update(name.encode())
+            digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 
-def load_mask(path: Path, size_hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """A 0/255 mask PNG at the given (height, width) (the image's working resolution)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def load_mask(
+    source: MaskSource, size_hw: tuple[int, int], full_hw: tuple[int, int] | None = None
+) -> npt.NDArray[np.uint8]:
+    """A 0/255 mask at the given (height, width) (the image's working resolution).
+
+    A PNG is read and resized; annotation shapes are drawn at the image's full size
+    ``full_hw`` (polygons filled at full resolution), then resized the same way.
+    """
+    mask: npt.NDArray[np.uint8] | None
+    if isinstance(source, ShapeTruth):
+        mask = render(source.shapes, source.target, full_hw or size_hw)
+    else:
+        mask = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
     if mask is None:
-        raise CervixbatchError(f"mask {path} is not a readable single-channel image")
+        raise CervixbatchError(f"mask {source} is not a readable single-channel image")
     if mask.shape != size_hw:
         mask = cv2.resize(mask, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
     return np.where(mask >= 128, 255, 0).astype(np.uint8)
 
 
-def _first_frame(path: Path, min_side: int) -> npt.NDArray[np.uint8]:
+def _first_frame(path: Path, min_side: int) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
+    """The working-resolution RGB and the full (height, width) of an image's first frame."""
     try:
         decoded = read_input(path, ReadLimits(), min_working_side=min_side)
     except InputRejected as exc:
         raise CervixbatchError(f"training image {path.name}: {exc}") from exc
-    return decoded.frames[0].rgb
+    frame = decoded.frames[0]
+    return frame.rgb, frame.full_size
 
 
 def _mask_input(mask: npt.NDArray[np.uint8], size: tuple[int, int]) -> Floats:
@@ -112,8 +220,8 @@ def prepare_cervix_sample(
 ) -> tuple[Floats, Floats]:
     """Stage-1 (image, mask) at the model's size, before augmentation."""
     assert pair.mask is not None
-    rgb = _first_frame(pair.image, 4 * max(size))
-    mask = load_mask(pair.mask, rgb.shape[:2])
+    rgb, full = _first_frame(pair.image, 4 * max(size))
+    mask = load_mask(pair.mask, rgb.shape[:2], full)
     return cervix_input(rgb, size, channels), _mask_input(mask, size)
 
 
@@ -123,9 +231,9 @@ def prepare_lesion_sample(
     """Stage-2 (crop, lesion mask) cut with the true cervix mask's grown box."""
     assert pair.mask is not None
     assert pair.cervix_mask is not None
-    rgb = _first_frame(pair.image, 3 * max(size))
-    cervix = load_mask(pair.cervix_mask, rgb.shape[:2])
-    lesion = load_mask(pair.mask, rgb.shape[:2])
+    rgb, full = _first_frame(pair.image, 3 * max(size))
+    cervix = load_mask(pair.cervix_mask, rgb.shape[:2], full)
+    lesion = load_mask(pair.mask, rgb.shape[:2], full)
     box = crop_region(cervix, margin)
     if box is None:  # no cervix in this photo: stage 2 never sees it
         box_rgb, box_lesion = rgb, np.zeros(rgb.shape[:2], dtype=np.uint8)

@@ -15,8 +15,10 @@ from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
-from cervixbatch.tools.dataset import LabelledImage, load_mask, pair_images
-from cervixbatch.tools.scores import dice, iou, kaggle_score
+from cervixbatch.roi import mask_box
+from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem, single_box
+from cervixbatch.tools.dataset import LabelledImage, ShapeTruth, labelled_images, load_mask
+from cervixbatch.tools.scores import box_iou, dice, iou, kaggle_score
 
 __all__ = ["Evaluation", "ImageScore", "evaluate", "summarise"]
 
@@ -28,9 +30,10 @@ class ImageScore:
     stem: str
     cervix_dice: float
     cervix_iou: float
-    lesion_dice: float
-    lesion_iou: float
+    lesion_dice: float | None  # None: no lesion truth for this image
+    lesion_iou: float | None
     cervix_found: bool
+    cervix_box_iou: float | None = None  # when the cervix truth is one box (seed 001's)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,10 +43,14 @@ class Evaluation:
     images: int
     stages: dict[str, dict[str, float]]
     scores: list[ImageScore]
+    problems: tuple[Problem, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"images": self.images, "stages": self.stages}
+        out: dict[str, Any] = {"images": self.images, "stages": self.stages}
+        if self.problems:
+            out["skipped"] = [str(p) for p in self.problems]
+        return out
 
 
 def summarise(dices: Sequence[float], ious: Sequence[float]) -> dict[str, float]:
@@ -62,15 +69,33 @@ def summarise(dices: Sequence[float], ious: Sequence[float]) -> dict[str, float]
 def evaluate(
     pipeline: Pipeline,
     images: Path,
-    cervix_masks: Path,
-    lesion_masks: Path,
+    cervix_masks: Path | None,
+    lesion_masks: Path | None,
     *,
+    annotations: Sequence[Path] = (),
+    labels: Labels | None = None,
     batch_size: int = 8,
     min_working_side: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
-    """Runs ``pipeline`` over every labelled image and scores both stages."""
-    pairs = pair_images(images, lesion_masks, cervix_masks)
+    """Runs ``pipeline`` over every labelled image and scores both stages.
+
+    Truth comes from mask folders or annotation files; the lesion stage is scored on
+    images with lesion truth only. Where the cervix truth is one box, the box IoU of the
+    predicted cervix region's box is given too.
+    """
+    if cervix_masks is None and not annotations:
+        raise CervixbatchError("give --cervix-masks and --lesion-masks, or --annotations")
+    pairs, problems = labelled_images(
+        images,
+        lesion_masks,
+        cervix_masks,
+        annotations,
+        labels or Labels(),
+        target=LESION,
+        need_cervix=True,
+        require_target=False,
+    )
     scores: list[ImageScore] = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
@@ -80,11 +105,20 @@ def evaluate(
             scores.append(_score(pair, result))
         if on_progress is not None:
             on_progress(len(chunk))
-    stages = {
-        "cervix": summarise([s.cervix_dice for s in scores], [s.cervix_iou for s in scores]),
-        "lesion": summarise([s.lesion_dice for s in scores], [s.lesion_iou for s in scores]),
-    }
-    return Evaluation(images=len(scores), stages=stages, scores=scores)
+    cervix = summarise([s.cervix_dice for s in scores], [s.cervix_iou for s in scores])
+    boxes = [s.cervix_box_iou for s in scores if s.cervix_box_iou is not None]
+    if boxes:
+        cervix["mean_box_iou"] = round(statistics.fmean(boxes), 4)
+        cervix["box_iou_ge_0_5"] = round(sum(1 for v in boxes if v >= 0.5) / len(boxes), 4)
+        cervix["box_images"] = len(boxes)
+    stages = {"cervix": cervix}
+    lesion = [s for s in scores if s.lesion_dice is not None and s.lesion_iou is not None]
+    if lesion:
+        stages["lesion"] = summarise(
+            [s.lesion_dice for s in lesion],  # type: ignore[misc]
+            [s.lesion_iou for s in lesion],  # type: ignore[misc]
+        )
+    return Evaluation(len(scores), stages, scores, tuple(problems))
 
 
 def _frame(pair: LabelledImage, min_working_side: int | None) -> Any:
@@ -95,21 +129,36 @@ def _frame(pair: LabelledImage, min_working_side: int | None) -> Any:
 
 
 def _score(pair: LabelledImage, result: Any) -> ImageScore:
-    assert pair.mask is not None
     assert pair.cervix_mask is not None
-    size = result.cervix_mask.shape
-    true_cervix = load_mask(pair.cervix_mask, size) > 0
-    true_lesion = load_mask(pair.mask, size) > 0
+    size = result.cervix_mask.shape  # the image's full size
+    true_cervix = load_mask(pair.cervix_mask, size, size) > 0
     pred_cervix = result.cervix_mask > 0
-    pred_lesion = result.lesion_mask > 0
+    lesion_dice = lesion_iou = None
+    if pair.mask is not None:
+        true_lesion = load_mask(pair.mask, size, size) > 0
+        pred_lesion = result.lesion_mask > 0
+        lesion_dice, lesion_iou = dice(true_lesion, pred_lesion), iou(true_lesion, pred_lesion)
     return ImageScore(
         stem=pair.stem,
         cervix_dice=dice(true_cervix, pred_cervix),
         cervix_iou=iou(true_cervix, pred_cervix),
-        lesion_dice=dice(true_lesion, pred_lesion),
-        lesion_iou=iou(true_lesion, pred_lesion),
+        lesion_dice=lesion_dice,
+        lesion_iou=lesion_iou,
         cervix_found=bool(result.cervix_found),
+        cervix_box_iou=_box_iou(pair, result.cervix_mask),
     )
+
+
+def _box_iou(pair: LabelledImage, predicted: Any) -> float | None:
+    """IoU of the truth box and the predicted cervix's bounding box (0 when none found)."""
+    truth = pair.cervix_mask
+    if not isinstance(truth, ShapeTruth):
+        return None
+    box = single_box(truth.shapes, CERVIX)
+    if box is None:
+        return None
+    found = mask_box(predicted)
+    return box_iou(box, found.as_tuple() if found else None)
 
 
 def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
@@ -118,16 +167,30 @@ def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = SafeCsvWriter(csv.writer(handle))  # image names are file names
         writer.writerow(
-            ["image", "cervix_found", "cervix_dice", "cervix_iou", "lesion_dice", "lesion_iou"]
+            [
+                "image",
+                "cervix_found",
+                "cervix_dice",
+                "cervix_iou",
+                "lesion_dice",
+                "lesion_iou",
+                "cervix_box_iou",
+            ]
         )
         for s in scores:
             writer.writerow(
                 [
                     s.stem,
                     int(s.cervix_found),
-                    f"{s.cervix_dice:.4f}",
-                    f"{s.cervix_iou:.4f}",
-                    f"{s.lesion_dice:.4f}",
-                    f"{s.lesion_iou:.4f}",
+                    *(
+                        "" if v is None else f"{v:.4f}"
+                        for v in (
+                            s.cervix_dice,
+                            s.cervix_iou,
+                            s.lesion_dice,
+                            s.lesion_iou,
+                            s.cervix_box_iou,
+                        )
+                    ),
                 ]
             )

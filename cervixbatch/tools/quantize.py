@@ -42,6 +42,7 @@ from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
+from cervixbatch.roi import binarise
 from cervixbatch.tools.scores import dice
 
 __all__ = [
@@ -178,15 +179,18 @@ def quantize_models(
 
 
 def agreement(
-    reference: Any, candidate: Any, inputs: Sequence[Floats], threshold: float
+    reference: Any, candidate: Any, inputs: Sequence[Floats], threshold: float | str
 ) -> list[float]:
-    """Dice between the masks of two models of one stage, one value per input."""
+    """Dice between the masks of two models of one stage, one value per input, each
+    binarised as the pipeline does (a probability, or "otsu")."""
     if not inputs:
         return []
     batch = np.stack(inputs)
-    ref = reference.predict_batch(batch) > threshold
-    out = candidate.predict_batch(batch) > threshold
-    return [dice(a, b) for a, b in zip(ref, out, strict=True)]
+    ref = reference.predict_batch(batch)
+    out = candidate.predict_batch(batch)
+    return [
+        dice(binarise(a, threshold), binarise(b, threshold)) for a, b in zip(ref, out, strict=True)
+    ]
 
 
 # -- photos ----------------------------------------------------------------------------------
@@ -265,12 +269,7 @@ def _fingerprint(photos: Sequence[Path]) -> str:
 
 
 def _settings(config: Config) -> PipelineSettings:
-    return PipelineSettings(
-        cervix_threshold=config.models.cervix_threshold,
-        lesion_threshold=config.models.lesion_threshold,
-        margin=config.models.margin,
-        min_cervix_fraction=config.models.min_cervix_fraction,
-    )
+    return PipelineSettings.from_config(config.models)
 
 
 # -- quantization and the card ----------------------------------------------------------------
@@ -287,7 +286,7 @@ def _quantize(model: Any, inputs: Sequence[Floats]) -> Any:
         return nncf.quantize(model, dataset, subset_size=len(inputs))
 
 
-def _threshold(config: Config, stage: str) -> float:
+def _threshold(config: Config, stage: str) -> float | str:
     if stage == "cervix":
         return config.models.cervix_threshold
     return config.models.lesion_threshold
@@ -300,7 +299,7 @@ def _card(
     calibration: dict[str, Any],
     scores: Sequence[float],
     names: Sequence[str],
-    threshold: float,
+    threshold: float | str,
 ) -> dict[str, Any]:
     import nncf
     import openvino as ov

@@ -1,17 +1,17 @@
-"""``cervixbatch train``: one stage, from folders of images and masks to a ``.keras`` file
-with its model card beside it.
+"""``cervixbatch train``: one stage, from images with masks or annotations to a ``.keras``
+file with its model card beside it.
 
 Samples stream from disk through ``tf.data`` (prepared once, cached to a file, augmented
-every epoch); nothing holds the whole set in memory.
+every epoch); nothing holds the whole set in memory. The defaults are a recipe that
+learns on a new labelled set: the seeds' learning rates, a warm-up, augmentation, and a
+guard that stops (and saves nothing) when the model collapses to a constant mask.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -22,27 +22,44 @@ from typing import Any
 import numpy as np
 import structlog
 
-from cervixbatch import __version__
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage import Stage
+from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem
 from cervixbatch.tools.dataset import (
     Augmenter,
     LabelledImage,
-    fingerprint,
-    pair_images,
+    labelled_images,
     prepare_cervix_sample,
     prepare_lesion_sample,
 )
+from cervixbatch.tools.model_card import build_card, card_path
 from cervixbatch.tools.scores import dice, iou
+from cervixbatch.tools.train_callbacks import (
+    PRECISE_BN_BATCHES,
+    CollapseGuard,
+    epoch_log_callback,
+    precise_batchnorm_callback,
+    recalibrate_batchnorm,
+    refuse_collapsed,
+    warmup_callback,
+)
 
-__all__ = ["TrainOptions", "TrainResult", "card_path", "train_stage"]
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "TrainOptions",
+    "TrainResult",
+    "default_learning_rate",
+    "train_stage",
+]
 
 log = structlog.get_logger(__name__)
 
-INTENDED_USE = (
-    "Trained on the data named here. A model trained on synthetic images (cervixbatch synth) "
-    "is for trying the software, not for clinical use."
-)
+# The seeds' own rates: seed 001 trained stage 1 with Adam at 1e-4 (at 1e-3 its un-normalised
+# UNet collapses to a constant mask under Dice loss); seed 000 trained stage 2 with Adam's
+# default, 1e-3 (BatchNorm keeps it stable). Fine-tuning (--init) starts at a tenth.
+DEFAULT_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 1e-3}
+FINE_TUNE_FACTOR = 0.1
+LESION_DROPOUT = 0.05  # what seed 000 trained get_unet with (0.5 is its builder's default)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,22 +68,27 @@ class TrainOptions:
 
     stage: Stage
     images: Path
-    masks: Path
     out: Path
+    masks: Path | None = None  # PNG masks of the stage's target, one per image stem
     cervix_masks: Path | None = None
+    annotations: tuple[Path, ...] = ()  # seed box / COCO / LabelMe JSON files or folders
+    labels: Labels = dataclasses.field(default_factory=Labels)
     epochs: int = 30
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # None: the stage's seed rate (see default_learning_rate)
     validation_split: float = 0.2
     seed: int = 0
     resume: bool = False
     input_size: int | None = None  # None: 128 (cervix) or 512 (lesion), as in the seeds
     filters: int | None = None  # None: 32 (cervix) or 16 (lesion)
     dice_term: bool = False  # lesion: add a Dice term to binary cross-entropy
-    dropout: float | None = None  # lesion: None keeps the architecture's default (0.5)
+    dropout: float | None = None  # lesion: None is seed 000's training value, 0.05
     margin: float = 0.15
     patience: int = 8
     max_images: int | None = None
+    init: Path | None = None  # fine-tune from this model file (any format model.loading takes)
+    warmup_epochs: float = 1.0  # linear learning-rate warm-up over this many epochs
+    collapse_epochs: int = 3  # stop when the model collapses for this many epochs; 0: never
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,11 +100,13 @@ class TrainResult:
     epochs_run: int
     history: dict[str, list[float]]
     validation: dict[str, float]
+    problems: tuple[Problem, ...] = ()  # annotation entries skipped
 
 
-def card_path(model_path: Path) -> Path:
-    """The model card's path: ``cervix.keras`` → ``cervix.card.json``."""
-    return model_path.with_name(model_path.stem + ".card.json")
+def default_learning_rate(stage: Stage, *, fine_tune: bool) -> float:
+    """The seed's rate for ``stage``; a tenth of it when fine-tuning a loaded model."""
+    rate = DEFAULT_LEARNING_RATES[stage]
+    return rate * FINE_TUNE_FACTOR if fine_tune else rate
 
 
 def _split(
@@ -104,6 +128,7 @@ def _dataset(
     cache_file: Path,
     augment: Augmenter | None,
     seed: int,
+    head: int = 1,
 ) -> Any:
     import tensorflow as tf
 
@@ -129,70 +154,9 @@ def _dataset(
             return ax, ay
 
         ds = ds.map(augmented, num_parallel_calls=1)  # one Augmenter rng: reproducible
+    if head > 1:
+        ds = ds.map(lambda x, y: (x, tf.repeat(y, head, axis=-1)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-class _EpochLog:
-    """One structured log event per epoch (when Keras's own progress bar is off)."""
-
-    def __init__(self, stage: Stage) -> None:
-        import keras
-
-        stage_name = stage.value
-
-        class Callback(keras.callbacks.Callback):  # type: ignore[misc]
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                values = {k: round(float(v), 5) for k, v in (logs or {}).items()}
-                log.info("epoch_done", stage=stage_name, epoch=epoch + 1, **values)
-
-        self.callback = Callback()
-
-
-PRECISE_BN_BATCHES = 12
-
-
-def recalibrate_batchnorm(model: Any, batches: Any) -> int:
-    """Sets every BatchNorm layer's moving statistics to the exact mean over ``batches``.
-
-    During training the moving averages trail weights that change fast (momentum 0.99),
-    so inference-mode masks lag far behind training-mode ones; measured on the lesion
-    stage: Dice 0.27 in inference mode against 0.61 in training mode, 0.62 after this
-    recalibration ("precise BN"). Dropout is off meanwhile, as it is at inference.
-    Returns the number of batches used.
-    """
-    import keras
-
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not norms:
-        return 0
-    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    momenta = [layer.momentum for layer in norms]
-    rates = [layer.rate for layer in drops]
-    used = 0
-    try:
-        for layer in drops:
-            layer.rate = 0.0
-        for x, _ in batches:
-            for layer in norms:
-                layer.momentum = used / (used + 1)  # a running mean over the batches seen
-            model(x, training=True)
-            used += 1
-    finally:
-        for layer, momentum in zip(norms, momenta, strict=True):
-            layer.momentum = momentum
-        for layer, rate in zip(drops, rates, strict=True):
-            layer.rate = rate
-    return used
-
-
-def _precise_batchnorm_callback(model: Any, batches: Any) -> Any:
-    import keras
-
-    class PreciseBatchNorm(keras.callbacks.Callback):  # type: ignore[misc]
-        def on_test_begin(self, logs: dict[str, float] | None = None) -> None:  # noqa: ARG002
-            recalibrate_batchnorm(model, batches)
-
-    return PreciseBatchNorm()
 
 
 def _build(options: TrainOptions) -> Any:
@@ -200,11 +164,34 @@ def _build(options: TrainOptions) -> Any:
 
     if options.stage is Stage.CERVIX:
         return build_cervix_unet(options.input_size or 128, base_filters=options.filters or 32)
-    if options.dropout is None:
-        return build_lesion_unet(options.input_size or 512, n_filters=options.filters or 16)
     return build_lesion_unet(
-        options.input_size or 512, n_filters=options.filters or 16, dropout=options.dropout
+        options.input_size or 512,
+        n_filters=options.filters or 16,
+        dropout=LESION_DROPOUT if options.dropout is None else options.dropout,
     )
+
+
+def _initial_model(options: TrainOptions) -> tuple[Any, dict[str, Any] | None]:
+    """A fresh seed UNet, or the --init model (its format and architecture for the card)."""
+    if options.init is None:
+        return _build(options), None
+    from cervixbatch.model.loading import load_model_file
+
+    loaded = load_model_file(options.init, options.stage.value, input_size=options.input_size)
+    init = {
+        "file": str(options.init),
+        "sha256": loaded.version,
+        "format": loaded.format,
+        "architecture": loaded.architecture,
+    }
+    log.info("fine_tuning", stage=options.stage.value, init=loaded.description)
+    return loaded.model, init
+
+
+def _learning_rate(options: TrainOptions) -> float:
+    if options.learning_rate is not None:
+        return options.learning_rate
+    return default_learning_rate(options.stage, fine_tune=options.init is not None)
 
 
 def _compile(model: Any, options: TrainOptions) -> None:
@@ -217,117 +204,157 @@ def _compile(model: Any, options: TrainOptions) -> None:
     else:
         loss = bce_dice_loss if options.dice_term else "binary_crossentropy"
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(options)),
         loss=loss,
         metrics=[dice_coef, iou_coef],
     )
 
 
-def train_stage(options: TrainOptions) -> TrainResult:  # noqa: PLR0915 - one linear recipe
-    """Trains one stage; the best epoch on validation is what ends up in ``options.out``."""
-    from cervixbatch.model.device import configure_tensorflow
-
-    if options.out.suffix != ".keras":
-        raise CervixbatchError(f"--out must name a .keras file, not {options.out.name}")
-    if options.stage is Stage.LESION and options.cervix_masks is None:
+def _labelled(options: TrainOptions) -> tuple[list[LabelledImage], list[Problem]]:
+    lesion = options.stage is Stage.LESION
+    if options.masks is None and not options.annotations:
+        raise CervixbatchError("give --masks (a folder of PNG masks) or --annotations")
+    if lesion and options.cervix_masks is None and not options.annotations:
         raise CervixbatchError("the lesion stage needs --cervix-masks to crop as inference does")
-    pairs = pair_images(
+    pairs, problems = labelled_images(
         options.images,
         options.masks,
-        options.cervix_masks if options.stage is Stage.LESION else None,
+        options.cervix_masks if lesion else None,
+        options.annotations,
+        options.labels,
+        target=LESION if lesion else CERVIX,
+        need_cervix=lesion,
     )
+    for problem in problems:
+        log.warning(
+            "annotation_skipped",
+            file=problem.source.name,
+            entry=problem.entry,
+            reason=problem.reason,
+        )
     if options.max_images:
         pairs = pairs[: options.max_images]
-    configure_tensorflow()
-    import keras
-    import tensorflow as tf
+    return pairs, problems
 
-    keras.utils.set_random_seed(options.seed)
-    checkpoint = options.out.with_name(options.out.stem + ".checkpoint.keras")
+
+def _starting_model(options: TrainOptions, checkpoint: Path) -> tuple[Any, dict[str, Any] | None]:
+    """The model to train, compiled: resumed, fine-tuned from --init, or new."""
+    import keras
+
     if options.resume and (checkpoint.exists() or options.out.exists()):
         from cervixbatch.model import losses  # noqa: F401  (custom objects)
 
         model = keras.models.load_model(checkpoint if checkpoint.exists() else options.out)
         if model.optimizer is None:  # saved without its training state
             _compile(model, options)
-    else:
-        model = _build(options)
-        _compile(model, options)
+        return model, None
+    model, init = _initial_model(options)
+    _compile(model, options)
+    return model, init
+
+
+def _preparer(options: TrainOptions, model: Any) -> Callable[[LabelledImage], tuple[Any, Any]]:
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
     channels = int(model.input_shape[3])
     if options.stage is Stage.CERVIX:
+        return lambda pair: prepare_cervix_sample(pair, size, channels)
+    return lambda pair: prepare_lesion_sample(pair, size, channels, options.margin)
 
-        def prepare(pair: LabelledImage) -> tuple[Any, Any]:
-            return prepare_cervix_sample(pair, size, channels)
-    else:
 
-        def prepare(pair: LabelledImage) -> tuple[Any, Any]:
-            return prepare_lesion_sample(pair, size, channels, options.margin)
+def _callbacks(
+    options: TrainOptions, model: Any, *, rate: float, steps: int, calibration: Any, guard: Any
+) -> list[Any]:
+    import keras
 
-    shapes = ((*size, channels), (*size, 1))
+    checkpoint = options.out.with_name(options.out.stem + ".checkpoint.keras")
+    callbacks = []
+    if options.warmup_epochs > 0:
+        callbacks.append(warmup_callback(rate, max(1, round(options.warmup_epochs * steps))))
+    callbacks += [
+        # before validation: the checkpoint and the guard see the recalibrated statistics
+        precise_batchnorm_callback(model, calibration),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, options.patience // 3)
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=options.patience, restore_best_weights=True
+        ),
+        guard.callback(),  # a collapsed run's checkpoint is removed by refuse_collapsed
+    ]
+    if not sys.stderr.isatty():
+        callbacks.append(epoch_log_callback(options.stage.value))
+    return callbacks
+
+
+def train_stage(options: TrainOptions) -> TrainResult:
+    """Trains one stage; the best epoch on validation is what ends up in ``options.out``."""
+    from cervixbatch.model.device import configure_tensorflow
+
+    if options.out.suffix != ".keras":
+        raise CervixbatchError(f"--out must name a .keras file, not {options.out.name}")
+    if options.init is not None and options.resume:
+        raise CervixbatchError("--init and --resume exclude each other: pick one starting point")
+    pairs, problems = _labelled(options)
+    configure_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    checkpoint = options.out.with_name(options.out.stem + ".checkpoint.keras")
+    model, init = _starting_model(options, checkpoint)
+    size = (int(model.input_shape[1]), int(model.input_shape[2]))
+    shapes = ((*size, int(model.input_shape[3])), (*size, 1))
+    head = int(model.output_shape[-1])  # seed 001's head has 3 channels: one target each
+    rate = float(model.optimizer.learning_rate.numpy())
+    prepare = _preparer(options, model)
     train_pairs, val_pairs = _split(pairs, options.validation_split, options.seed)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="cervixbatch-train-"))
     try:
-        train_ds = _dataset(
-            train_pairs,
-            prepare,
-            shapes,
-            batch_size=options.batch_size,
-            cache_file=workdir / "train",
-            augment=Augmenter(options.seed),
-            seed=options.seed,
-        )
-        val_ds = _dataset(
-            val_pairs,
-            prepare,
-            shapes,
-            batch_size=options.batch_size,
-            cache_file=workdir / "val",
-            augment=None,
-            seed=options.seed,
-        )
-        calibration_ds = _dataset(
-            train_pairs[: PRECISE_BN_BATCHES * options.batch_size],
-            prepare,
-            shapes,
-            batch_size=options.batch_size,
-            cache_file=workdir / "calibration",
-            augment=None,
-            seed=options.seed,
-        )
-        on_terminal = sys.stderr.isatty()
-        callbacks = [
-            # first, so that validation and the checkpoint see the recalibrated statistics
-            _precise_batchnorm_callback(model, calibration_ds),
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(2, options.patience // 3)
-            ),
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=options.patience, restore_best_weights=True
-            ),
-        ]
-        if not on_terminal:
-            callbacks.append(_EpochLog(options.stage).callback)
+
+        def dataset(subset: Sequence[LabelledImage], name: str, *, augment: bool, head: int) -> Any:
+            return _dataset(
+                subset,
+                prepare,
+                shapes,
+                batch_size=options.batch_size,
+                cache_file=workdir / name,
+                augment=Augmenter(options.seed) if augment else None,
+                seed=options.seed,
+                head=head,
+            )
+
+        train_ds = dataset(train_pairs, "train", augment=True, head=head)
+        val_ds = dataset(val_pairs, "val", augment=False, head=head)
+        calibration = train_pairs[: PRECISE_BN_BATCHES * options.batch_size]
+        calibration_ds = dataset(calibration, "calibration", augment=False, head=1)
+        guard = CollapseGuard(val_ds, window=options.collapse_epochs)
+        steps = -(-len(train_pairs) // options.batch_size)
         log.info(
             "training_started",
             stage=options.stage.value,
             images=len(pairs),
             train=len(train_pairs),
             validation=len(val_pairs),
+            skipped=len(problems),
             input=list(shapes[0]),
             params=int(model.count_params()),
+            learning_rate=rate,
         )
         history = model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=options.epochs,
-            callbacks=callbacks,
-            verbose=1 if on_terminal else 0,
+            callbacks=_callbacks(
+                options, model, rate=rate, steps=steps, calibration=calibration_ds, guard=guard
+            ),
+            verbose=1 if sys.stderr.isatty() else 0,
             shuffle=False,
         )  # the dataset shuffles itself
         recalibrate_batchnorm(model, calibration_ds)  # the restored best weights, too
+        refuse_collapsed(
+            guard, model, stage=options.stage.value, out=options.out, learning_rate=rate
+        )
         validation = _validate(model, val_ds)
         tmp_out = options.out.with_name(f".tmp-{os.getpid()}-{options.out.name}")
         model.save(tmp_out)
@@ -336,11 +363,12 @@ def train_stage(options: TrainOptions) -> TrainResult:  # noqa: PLR0915 - one li
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    card = _card(options, pairs, model, hist, validation, tf.__version__, keras.__version__)
+    card = build_card(options, pairs, model, hist, validation, rate, init)
     card_file = card_path(options.out)
     card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     log.info("training_done", stage=options.stage.value, out=str(options.out), **validation)
-    return TrainResult(options.out, card_file, len(hist.get("loss", [])), hist, validation)
+    epochs = len(hist.get("loss", []))
+    return TrainResult(options.out, card_file, epochs, hist, validation, tuple(problems))
 
 
 def _validate(model: Any, val_ds: Any) -> dict[str, float]:
@@ -356,53 +384,4 @@ def _validate(model: Any, val_ds: Any) -> dict[str, float]:
         "val_dice": float(np.mean(dices)) if dices else 0.0,
         "val_iou": float(np.mean(ious)) if ious else 0.0,
         "val_images": float(len(dices)),
-    }
-
-
-def _card(  # noqa: PLR0917
-    options: TrainOptions,
-    pairs: Sequence[LabelledImage],
-    model: Any,
-    history: dict[str, list[float]],
-    validation: dict[str, float],
-    tf_version: str,
-    keras_version: str,
-) -> dict[str, Any]:
-    from cervixbatch.model.stage import file_sha256
-
-    return {
-        "model": options.out.name,
-        "sha256": file_sha256(options.out),
-        "stage": options.stage.value,
-        "architecture": model.name,
-        "input_shape": list(model.input_shape[1:]),
-        "parameters": int(model.count_params()),
-        "data": {
-            "images": str(options.images),
-            "masks": str(options.masks),
-            "cervix_masks": str(options.cervix_masks) if options.cervix_masks else None,
-            "fingerprint": fingerprint(pairs),
-            "image_count": len(pairs),
-        },
-        "training": {
-            "epochs_requested": options.epochs,
-            "epochs_run": len(history.get("loss", [])),
-            "batch_size": options.batch_size,
-            "learning_rate": options.learning_rate,
-            "validation_split": options.validation_split,
-            "seed": options.seed,
-            "loss": "dice"
-            if options.stage is Stage.CERVIX
-            else ("bce+dice" if options.dice_term else "bce"),
-            "history": history,
-        },
-        "validation": validation,
-        "versions": {
-            "cervixbatch": __version__,
-            "tensorflow": tf_version,
-            "keras": keras_version,
-            "python": platform.python_version(),
-        },
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "intended_use": INTENDED_USE,
     }

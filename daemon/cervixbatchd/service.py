@@ -145,7 +145,12 @@ class Service:
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
-                stages.cervix_version, stages.lesion_version, stages.precision, stages.runtime
+                stages.cervix_version,
+                stages.lesion_version,
+                stages.precision,
+                stages.runtime,
+                cervix_model=stages.cervix_description,
+                lesion_model=stages.lesion_description,
             )
             self._telemetry.serve(self.config.metrics.listen)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue

@@ -125,11 +125,26 @@ class Telemetry:
         self._thread: threading.Thread | None = None
 
     def set_models(
-        self, cervix: str, lesion: str, precision: str, runtime: str = "tensorflow"
+        self,
+        cervix: str,
+        lesion: str,
+        precision: str,
+        runtime: str = "tensorflow",
+        *,
+        cervix_model: str = "",
+        lesion_model: str = "",
     ) -> None:
-        """Records the versions of the loaded models and what runs them."""
+        """Records the versions of the loaded models, what runs them, and what each file
+        was (format and architecture, e.g. "keras2-h5-weights: seed lesion UNet (...)")."""
         self.models.info(
-            {"cervix": cervix, "lesion": lesion, "precision": precision, "runtime": runtime}
+            {
+                "cervix": cervix,
+                "lesion": lesion,
+                "precision": precision,
+                "runtime": runtime,
+                "cervix_model": cervix_model,
+                "lesion_model": lesion_model,
+            }
         )
 
     def observe_batch(self, outcome: Any) -> None:
