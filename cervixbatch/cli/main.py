@@ -16,10 +16,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
+from cervixbatch.cli.db import db
 from cervixbatch.cli.models import bench, evaluate, model_info, train
+from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
 from cervixbatch.errors import CervixbatchError, ConfigError
+from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
 
 __all__ = ["main"]
 
@@ -37,6 +40,11 @@ class CervixbatchGroup(click.Group):
             sys.exit(EXIT_CONFIG)
         except CervixbatchError as exc:
             click.echo(f"cervixbatch: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except ImportError as exc:  # TensorFlow missing or broken, wherever it was first needed
+            if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+                raise
+            click.echo(f"cervixbatch: error: {framework_error(exc)}", err=True)
             sys.exit(EXIT_FAILED)
         except SQLAlchemyError as exc:  # locked past the busy timeout, or unreachable
             reason = getattr(exc, "orig", None) or exc
@@ -132,32 +140,8 @@ def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
     click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
 
 
-for command in (report, train, evaluate, model_info, bench, quantize):
+for command in (report, train, evaluate, model_info, bench, quantize, db, status, reprocess, purge):
     main.add_command(command)
-
-
-# -- db --------------------------------------------------------------------------------
-
-
-@main.group()
-def db() -> None:
-    """Database maintenance."""
-
-
-@db.command("upgrade")
-@click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
-    """Run the Alembic migrations to head (also done at every start)."""
-    from cervixbatch.store.db import open_database
-
-    config = app_of(ctx).config
-    setup_logging(config)
-    database = open_database(config.database.url, migrate=False)
-    try:
-        revision = database.upgrade()
-    finally:
-        database.dispose()
-    click.echo(f"database at revision {revision}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -223,6 +223,9 @@ def train(
     (--annotations: seed 001's box JSON, COCO or LabelMe); bad entries are listed and
     skipped. A run that collapses to a constant mask stops and saves nothing.
     """
+    from cervixbatch.model.framework import require_tensorflow
+
+    require_tensorflow()
     from cervixbatch.model.stage import Stage
     from cervixbatch.tools.train import TrainOptions, train_stage
 
