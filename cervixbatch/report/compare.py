@@ -26,9 +26,9 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.scores import dice
 from cervixbatch.store.runs import ModelPair, model_pairs, results_of_pairs
 from cervixbatch.store.schema import Result
-from cervixbatch.tools.scores import dice
 
 __all__ = [
     "Comparison",

@@ -24,6 +24,7 @@ import structlog
 
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage import Stage
+from cervixbatch.scores import dice, iou
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem
 from cervixbatch.tools.dataset import (
     Augmenter,
@@ -33,7 +34,6 @@ from cervixbatch.tools.dataset import (
     prepare_lesion_sample,
 )
 from cervixbatch.tools.model_card import build_card, card_path
-from cervixbatch.tools.scores import dice, iou
 from cervixbatch.tools.train_callbacks import (
     PRECISE_BN_BATCHES,
     CollapseGuard,
