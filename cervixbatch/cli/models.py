@@ -102,6 +102,14 @@ __all__ = ["bench", "evaluate", "train"]
     help="Epochs without validation improvement before stopping.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint or --out.")
+@click.option(
+    "--augment",
+    type=click.Choice(["seed", "colposcopy"]),
+    default="seed",
+    show_default=True,
+    help="seed: flips, rotation, shift, zoom, shear and mild colour jitter; colposcopy: also "
+    "scale from close-up to full view, colour casts, grey renderings, blur, noise, JPEG.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -121,6 +129,7 @@ def train(
     dropout: float | None,
     patience: int,
     resume: bool,
+    augment: str,
 ) -> None:
     """Train one stage on labelled images; the best epoch on validation is kept."""
     from cervixbatch.model.stage import Stage
@@ -147,6 +156,7 @@ def train(
             dropout=dropout,
             margin=config.models.margin,
             patience=patience,
+            augment=augment,
         )
     )
     click.echo(

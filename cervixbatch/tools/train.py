@@ -67,6 +67,7 @@ class TrainOptions:
     margin: float = 0.15
     patience: int = 8
     max_images: int | None = None
+    augment: str = "seed"  # "seed": the seed's geometric set; "colposcopy": tools.augment
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,6 +196,17 @@ def _precise_batchnorm_callback(model: Any, batches: Any) -> Any:
     return PreciseBatchNorm()
 
 
+def _augmenter(options: TrainOptions) -> Augmenter:
+    if options.augment == "colposcopy":
+        from cervixbatch.tools.augment import ColposcopyAugmenter
+
+        # stage 2 sees crops of the cervix: scale varies less there than whole photos do
+        if options.stage is Stage.LESION:
+            return ColposcopyAugmenter(options.seed, zoom_out=0.85, zoom_in=1.2)
+        return ColposcopyAugmenter(options.seed)
+    return Augmenter(options.seed)
+
+
 def _build(options: TrainOptions) -> Any:
     from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
 
@@ -275,7 +287,7 @@ def train_stage(options: TrainOptions) -> TrainResult:  # noqa: PLR0915 - one li
             shapes,
             batch_size=options.batch_size,
             cache_file=workdir / "train",
-            augment=Augmenter(options.seed),
+            augment=_augmenter(options),
             seed=options.seed,
         )
         val_ds = _dataset(
@@ -394,6 +406,7 @@ def _card(  # noqa: PLR0917
             "loss": "dice"
             if options.stage is Stage.CERVIX
             else ("bce+dice" if options.dice_term else "bce"),
+            "augment": options.augment,
             "history": history,
         },
         "validation": validation,
