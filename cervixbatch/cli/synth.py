@@ -51,7 +51,7 @@ _FEATURES_HELP = (
     metavar="FEATURES",
     help="v2 settings every photo shows, comma-separated (for evaluation sets).",
 )
-def synth(  # noqa: PLR0913
+def synth(
     count: int,
     out: Path,
     seed: int,
@@ -70,7 +70,9 @@ def synth(  # noqa: PLR0913
         raise click.BadParameter(str(exc), param_hint="--size") from None
     if generator == "v1":
         if hold_out or only:
-            raise click.UsageError("--hold-out and --only choose synth-v2 settings: use --generator v2")
+            raise click.UsageError(
+                "--hold-out and --only choose synth-v2 settings: use --generator v2"
+            )
         from cervixbatch.tools.synth import write_dataset as write_v1
 
         with progress_bar("synth", total=count) as advance:

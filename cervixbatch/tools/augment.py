@@ -54,24 +54,34 @@ class ColposcopyAugmenter(Augmenter):
         matrix[:, 2] += (1.0 - scale) * np.array([width / 2, height / 2])
         border = cv2.BORDER_CONSTANT if scale < 1.0 else cv2.BORDER_REFLECT_101
         image = cv2.warpAffine(
-            np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR,
-            borderMode=border, borderValue=0.0,
+            np.ascontiguousarray(image),
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=border,
+            borderValue=0.0,
         )
         mask = cv2.warpAffine(
-            np.ascontiguousarray(mask), matrix, (width, height), flags=cv2.INTER_NEAREST,
-            borderMode=border, borderValue=0.0,
+            np.ascontiguousarray(mask),
+            matrix,
+            (width, height),
+            flags=cv2.INTER_NEAREST,
+            borderMode=border,
+            borderValue=0.0,
         )
         image = image.reshape(height, width, -1)
         mask = mask.reshape(height, width, 1)
         return self._photometric(image.astype(np.float32)), (mask > 0.5).astype(np.float32)
 
-    def _photometric(self, image: Floats) -> Floats:  # noqa: C901 - one short recipe
+    def _photometric(self, image: Floats) -> Floats:
         rng = self.rng
         channels = image.shape[-1]
         if channels == 3:
             t = rng.normal(0.0, 0.45)  # < 0 magenta/violet, > 0 orange
-            cast = (1 + 0.06 * -t, 1 - 0.14 * -t, 1 + 0.16 * -t) if t < 0 else (
-                1 + 0.1 * t, 1 + 0.02 * t, 1 - 0.3 * t
+            cast = (
+                (1 + 0.06 * -t, 1 - 0.14 * -t, 1 + 0.16 * -t)
+                if t < 0
+                else (1 + 0.1 * t, 1 + 0.02 * t, 1 - 0.3 * t)
             )
             image = image * np.asarray(cast, np.float32) * np.exp(rng.normal(0, 0.04, 3))
             if rng.random() < self.grey_chance:  # grey or tinted, as filters render it
@@ -99,5 +109,8 @@ def _jpeg(image: Floats, quality: int) -> Floats:
     ok, buf = cv2.imencode(".jpg", as_bytes, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         return image
-    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).reshape(image.shape)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        return image
+    decoded = decoded.reshape(image.shape)
     return (decoded.astype(np.float32) * np.float32(1.0 / 255.0)).astype(np.float32)

@@ -33,7 +33,7 @@ REAL_CLOSE_UPS: dict[str, tuple[float, float, float]] = {
 class PhotoStats:
     """One photo's mean CIELAB (L* 0..100, a* and b* signed) and glare share (0..1)."""
 
-    L: float  # noqa: N815 - the CIE name
+    L: float
     a: float
     b: float
     glare: float

@@ -78,7 +78,7 @@ def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
     return f32((raw.astype(np.float32) - 127.5) * np.float32(sigma * math.sqrt(3) / 127.5))
 
 
-def develop(  # noqa: PLR0913, PLR0917
+def develop(  # noqa: PLR0917
     rng: np.random.Generator,
     img: F32,
     grid: Grid,

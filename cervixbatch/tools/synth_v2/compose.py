@@ -48,7 +48,9 @@ def make_sample(
     img, spots = paint_walls(r[1], grid, layout)
     cervix = paint_cervix(r[2], img, grid, layout)
     spots = np.maximum(spots * (1.0 - cervix.alpha), cervix.spots)
-    spots = np.maximum(spots, paint_tz(r[3], img, grid, layout, cervix, ectropion=plan.has(Feature.ECTROPION)))
+    spots = np.maximum(
+        spots, paint_tz(r[3], img, grid, layout, cervix, ectropion=plan.has(Feature.ECTROPION))
+    )
     if plan.has(Feature.NABOTHIAN_CYSTS):
         spots = np.maximum(spots, paint_nabothian_cysts(r[4], img, grid, layout, cervix))
     os_alpha = paint_os(r[6], img, grid, layout, cervix)

@@ -20,7 +20,7 @@ __all__ = ["MANIFEST", "write_dataset"]
 MANIFEST = "synth.json"
 
 
-def write_dataset(  # noqa: PLR0913
+def write_dataset(
     out: Path,
     count: int,
     *,

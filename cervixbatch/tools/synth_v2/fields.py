@@ -123,7 +123,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[
     grid = rng.standard_normal((rows + 3, cols + 3), dtype=np.float32)
     height, width = shape
     full_w, full_h = width * (cols + 3) // cols, height * (rows + 3) // rows
-    step = max(1, min(8, min(width // (4 * cols), height // (4 * rows))))
+    step = max(1, min(8, width // (4 * cols), height // (4 * rows)))
     big = cv2.resize(grid, (-(-full_w // step), -(-full_h // step)), interpolation=cv2.INTER_CUBIC)
     if step > 1:
         big = cv2.resize(big, (big.shape[1] * step, big.shape[0] * step))

@@ -60,7 +60,7 @@ def lesion_field(rng: np.random.Generator, grid: Grid, layout: Layout) -> F32:
     return f32(field * tz.a)  # zone radii → working pixels
 
 
-def paint_lesion(
+def paint_lesion(  # noqa: PLR0917
     rng: np.random.Generator, img: F32, grid: Grid, field: F32, cervix: Cervix, os_alpha: F32
 ) -> None:
     """Whiten the lesion softly; surface texture and a raised rim for sharp borders."""

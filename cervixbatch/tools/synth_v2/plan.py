@@ -145,9 +145,7 @@ class Plan:
         return next((f for f in _SPECULUMS if f in self.features), None)
 
 
-def draw_plan(
-    rng: np.random.Generator, size: tuple[int, int] | None, selection: Selection
-) -> Plan:
+def draw_plan(rng: np.random.Generator, size: tuple[int, int] | None, selection: Selection) -> Plan:
     """Draw the features of one photo (and its size, unless ``size`` is given)."""
     u = rng.random(3 + len(_CHANCE))  # always the same count: overrides shift nothing
     on = {f: selection.decide(f, bool(u[3 + i] < p)) for i, (f, p) in enumerate(_CHANCE.items())}

@@ -99,7 +99,7 @@ def paint_speculum(
     return occluded, spots
 
 
-def _metal_blade(  # noqa: PLR0913, PLR0917
+def _metal_blade(  # noqa: PLR0917
     rng: np.random.Generator, img: F32, grid: Grid, alpha: F32, inner: F32, spots: F32
 ) -> None:
     """Brushed steel: grey bands along the blade, a bright rim, a pink reflection."""

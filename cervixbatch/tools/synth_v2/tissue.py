@@ -110,7 +110,7 @@ def paint_tz(
     u, v = layout.tz.local(grid.x, grid.y)
     r = np.sqrt(u * u + v * v)
     r += 0.15 * smooth_noise(rng, shape, (9, 7))
-    zone = smoothstep(1.0 - r, -0.05, rng.uniform(0.1, 0.35))
+    zone = smoothstep(f32(1.0 - r), -0.05, rng.uniform(0.1, 0.35))
     change = zone * (rng.uniform(0.1, 0.3))
     change *= cervix.alpha
     paler = planar(rng.uniform((0.86, 0.58, 0.58), (0.94, 0.68, 0.66)))

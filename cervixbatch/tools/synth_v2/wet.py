@@ -70,7 +70,9 @@ def paint_mucus(rng: np.random.Generator, img: F32, grid: Grid, layout: Layout) 
         step = layout.cervix.a * rng.uniform(0.03, 0.08)
         points = _wander(rng, start, rng.uniform(0, 2 * math.pi), step, int(rng.integers(5, 18)))
         thickness = max(1, round(rng.uniform(4.0, 20.0) * px))
-        cv2.polylines(canvas, [points], False, 1.0, thickness, cv2.LINE_AA)
+        cv2.polylines(
+            canvas, [points], isClosed=False, color=1.0, thickness=thickness, lineType=cv2.LINE_AA
+        )
     canvas = f32(cv2.GaussianBlur(canvas, (0, 0), 3.0 * px + 0.3))
     cloudy = rng.random() < 0.35
     strength = rng.uniform(0.25, 0.5) if cloudy else rng.uniform(0.06, 0.18)
@@ -91,9 +93,7 @@ def paint_glare_cluster(
         cx, cy = _near_os(rng, layout) if rng.random() < 0.6 else _on_cervix(rng, layout, 0.85)
         spread = layout.cervix.a * math.exp(rng.uniform(math.log(0.05), math.log(0.3)))
         film_axes = (max(2, round(spread * 1.4)), max(2, round(spread * rng.uniform(0.6, 1.3))))
-        cv2.ellipse(
-            film, (round(cx), round(cy)), film_axes, rng.uniform(0, 180), 0, 360, 1.0, -1
-        )
+        cv2.ellipse(film, (round(cx), round(cy)), film_axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
         count = int(np.exp(rng.uniform(math.log(15), math.log(400))))
         xs = rng.normal(cx, spread * 0.5, count)
         ys = rng.normal(cy, spread * 0.5, count)
@@ -120,7 +120,9 @@ def paint_blood(
         step = layout.cervix.a * rng.uniform(0.04, 0.09)
         points = _wander(rng, (layout.os.cx, layout.os.cy), heading, step, int(rng.integers(4, 14)))
         thickness = max(1, round(rng.uniform(3.0, 16.0) * px))
-        cv2.polylines(canvas, [points], False, 1.0, thickness, cv2.LINE_AA)
+        cv2.polylines(
+            canvas, [points], isClosed=False, color=1.0, thickness=thickness, lineType=cv2.LINE_AA
+        )
     if not streak or rng.random() < 0.4:
         cx, cy = _near_os(rng, layout) if rng.random() < 0.6 else _on_cervix(rng, layout, 0.9)
         size = layout.cervix.a * rng.uniform(0.04, 0.18)
