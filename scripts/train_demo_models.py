@@ -1,6 +1,6 @@
 """Reproduces the shipped demo models (``builtin:demo``) from synthetic data (synth v2).
 
-    python scripts/train_demo_models.py [--work DIR] [--train-count 1200] [--steps ...]
+    python scripts/train_demo_models.py [--work DIR] [--train-count 800] [--steps ...]
 
 Steps (``--steps``, comma-separated, in this order):
   synth     training set: synth v2, seed 1, 800x600, with green-filter images and plastic
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "cervixbatch-demo-v2"
     )
-    parser.add_argument("--train-count", type=int, default=1200)
+    parser.add_argument("--train-count", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps", default="synth,init,train,pack,evaluate")
     args = parser.parse_args()

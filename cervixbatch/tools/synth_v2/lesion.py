@@ -40,15 +40,18 @@ def lesion_field(rng: np.random.Generator, grid: Grid, layout: Layout) -> F32:
     ragged = rng.uniform(0.04, 0.16) * smooth_noise(rng, shape, (10, 8))
     ragged += rng.uniform(0.0, 0.05) * smooth_noise(rng, shape, (30, 22))
     field = np.full(shape, -10.0, np.float32)
-    if rng.random() < 0.9:
+    main = rng.random() < 0.9
+    if main:
         mid, half = rng.uniform(-math.pi, math.pi), rng.uniform(0.3, 1.2) * math.pi
         r_in = rng.uniform(0.0, 0.5)
         r_out = r_in + math.exp(rng.uniform(math.log(0.3), math.log(1.6)))
+        r_out = max(r_out, 1.5 * layout.os.a / tz.a + 0.15)  # never hidden in the os
         off = np.abs(np.remainder(phi - mid + math.pi, 2 * math.pi) - math.pi)
         angular = (half - off) * np.maximum(r, 0.2) if half < math.pi else np.full_like(r, 9.0)
         radial = np.minimum(r - r_in, r_out - r)
         field = f32(np.minimum(angular, radial) + ragged)
-    for _ in range(int(rng.choice(4, p=[0.45, 0.3, 0.15, 0.1]))):
+    satellites = int(rng.choice(4, p=[0.45, 0.3, 0.15, 0.1]))
+    for _ in range(satellites if main else max(1, satellites)):
         t = rng.uniform(-math.pi, math.pi)
         rad = rng.uniform(0.6, 1.3)
         sx, sy = tz.point(rad * math.cos(t), rad * math.sin(t))
