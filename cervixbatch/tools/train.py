@@ -260,7 +260,7 @@ def train_stage(options: TrainOptions) -> TrainResult:  # noqa: PLR0915 - one li
         from cervixbatch.model import losses  # noqa: F401  (custom objects)
 
         model = keras.models.load_model(checkpoint if checkpoint.exists() else options.out)
-        if model.optimizer is None:  # saved without its training state
+        if getattr(model, "optimizer", None) is None:  # saved without its training state
             _compile(model, options)
     else:
         model = _build(options)
