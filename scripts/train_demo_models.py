@@ -9,10 +9,14 @@ Steps (``--steps``, comma-separated, in this order):
             git (commit ``V1_COMMIT``), also kept as the baseline the new ones must beat
   train     both stages in parallel processes, ``--augment colposcopy``, resumable: a
             stopped run continues from its checkpoint when started again
-  pack      the trained .keras files → cervixbatch/model/demo/ (JSON + float16 weights)
-  evaluate  synth v2 with unseen seeds: the default mix, green filter only, plastic
-            speculum only; 50 lesion-free photos with glare clusters (mean lesion
-            fraction); the old models on the same sets; the figures go into the cards
+  evaluate  the new and the old (v1) models on synth v2 with unseen seeds: the default
+            mix, green filter only, plastic speculum only; 50 lesion-free photos with
+            glare clusters (mean lesion fraction) → figures.json
+  pack      only when the new models beat the old ones on the unseen-seed set (both
+            stages' mean Dice; ``--force`` overrides): the .keras files →
+            cervixbatch/model/demo/ (JSON + float16 weights), cards with the figures
+  check     builtin:demo (the packed float16 form) on the unseen-seed set again: the
+            figures must match the float32 ones within 0.005
 
 Trained on synthetic images: for trying the software, not for clinical use.
 """
@@ -77,7 +81,8 @@ def main() -> None:
     )
     parser.add_argument("--train-count", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--steps", default="synth,init,train,pack,evaluate")
+    parser.add_argument("--steps", default="synth,init,train,evaluate,pack,check")
+    parser.add_argument("--force", action="store_true", help="pack even if not better")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
     work: Path = args.work
@@ -102,11 +107,16 @@ def main() -> None:
         init_from_v1(v1, models)
     if "train" in steps:
         train(work, train_dir, models, args.epochs)
-    if "pack" in steps:
-        pack(models, args.train_count)
     if "evaluate" in steps:
-        figures = evaluate_all(work, v1)
+        evaluate_all(work, models, v1)
+    if "pack" in steps:
+        figures = json.loads((work / "figures.json").read_text())
+        if not (better(figures) or args.force):
+            raise SystemExit("the new models are not better than the old ones: not packed")
+        pack(models, args.train_count)
         write_cards(figures)
+    if "check" in steps:
+        check_packed(work)
 
 
 def init_from_v1(v1: Path, models: Path) -> None:
@@ -207,7 +217,9 @@ def pack(models: Path, train_count: int) -> None:
 
 
 def _config(folder: Path, cervix: str, lesion: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """A fresh config, database and outbox for one evaluation run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     path = folder / "config.toml"
     path.write_text(
         f'[paths]\ninbox = "inbox"\noutbox = "outbox"\n'
@@ -217,11 +229,45 @@ def _config(folder: Path, cervix: str, lesion: str) -> Path:
     return path
 
 
-def evaluate_all(work: Path, v1: Path) -> dict[str, Any]:
-    """Every evaluation set, for the new (shipped) and the old (v1) models."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
+
+
+def _evaluate(config: Path, folder: Path) -> dict[str, Any]:
+    out = run(
+        cli(
+            "--config",
+            str(config),
+            "evaluate",
+            "--images",
+            str(folder / "images"),
+            "--cervix-masks",
+            str(folder / "cervix"),
+            "--lesion-masks",
+            str(folder / "lesion"),
+            "--format",
+            "json",
+        ),
+        capture_output=True,
+        env=_env(),
+    ).stdout
+    return dict(json.loads(out)["stages"])
+
+
+def better(figures: dict[str, Any]) -> bool:
+    """Whether the new models beat the old ones on the unseen-seed set, in both stages."""
+    unseen = figures["unseen_seed"]
+    return all(
+        unseen["new"][stage]["mean_dice"] > unseen["v1"][stage]["mean_dice"]
+        for stage in ("cervix", "lesion")
+    )
+
+
+def evaluate_all(work: Path, trained: Path, v1: Path) -> dict[str, Any]:
+    """Every evaluation set, for the new (trained, float32) and the old (v1) models."""
+    env = _env()
     models = {
-        "new": ("builtin:demo", "builtin:demo"),
+        "new": (str(trained / "cervix.keras"), str(trained / "lesion.keras")),
         "v1": (str(v1 / "cervix.keras"), str(v1 / "lesion.keras")),
     }
     figures: dict[str, Any] = {}
@@ -239,24 +285,7 @@ def evaluate_all(work: Path, v1: Path) -> dict[str, Any]:
             if name == "glare_clusters_no_lesion":
                 figures[name][which] = lesion_fractions(config, folder, env)
                 continue
-            out = run(
-                cli(
-                    "--config",
-                    str(config),
-                    "evaluate",
-                    "--images",
-                    str(folder / "images"),
-                    "--cervix-masks",
-                    str(folder / "cervix"),
-                    "--lesion-masks",
-                    str(folder / "lesion"),
-                    "--format",
-                    "json",
-                ),
-                capture_output=True,
-                env=env,
-            ).stdout
-            figures[name][which] = json.loads(out)["stages"]
+            figures[name][which] = _evaluate(config, folder)
         print(json.dumps({name: figures[name]}, indent=1), flush=True)
     (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
@@ -279,6 +308,22 @@ def lesion_fractions(config: Path, folder: Path, env: dict[str, str]) -> dict[st
         "max_lesion_fraction": round(max(fractions, default=0.0), 5),
         "photos_with_any_lesion": sum(1 for f in fractions if f > 0),
     }
+
+
+def check_packed(work: Path) -> None:
+    """The shipped (float16) models give the float32 figures on the unseen-seed set."""
+    figures = json.loads((work / "figures.json").read_text())
+    config = _config(work / "runs" / "unseen_seed-shipped", "builtin:demo", "builtin:demo")
+    shipped = _evaluate(config, work / "eval" / "unseen_seed")
+    for stage in ("cervix", "lesion"):
+        trained = figures["unseen_seed"]["new"][stage]["mean_dice"]
+        if abs(shipped[stage]["mean_dice"] - trained) > 0.005:
+            raise SystemExit(f"{stage}: shipped {shipped[stage]} but trained {trained}")
+        card_file = DEMO / f"{stage}.card.json"
+        card = json.loads(card_file.read_text())
+        card["evaluation"]["shipped_float16_unseen_seed"] = shipped
+        card_file.write_text(json.dumps(card, indent=2) + "\n")
+    print("shipped models match the trained ones:", json.dumps(shipped))
 
 
 def write_cards(figures: dict[str, Any]) -> None:
