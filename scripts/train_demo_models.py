@@ -24,6 +24,7 @@ Trained on synthetic images: for trying the software, not for clinical use.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -109,6 +110,8 @@ def main() -> None:
         train(work, train_dir, models, args.epochs)
     if "evaluate" in steps:
         evaluate_all(work, models, v1)
+    if "evaluate-v1" in steps:  # the baseline alone, e.g. while the new models train
+        evaluate_all(work, models, v1, only=("v1",))
     if "pack" in steps:
         figures = json.loads((work / "figures.json").read_text())
         if not (better(figures) or args.force):
@@ -229,6 +232,13 @@ def _config(folder: Path, cervix: str, lesion: str) -> Path:
     return path
 
 
+def file_sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
 
@@ -263,13 +273,20 @@ def better(figures: dict[str, Any]) -> bool:
     )
 
 
-def evaluate_all(work: Path, trained: Path, v1: Path) -> dict[str, Any]:
-    """Every evaluation set, for the new (trained, float32) and the old (v1) models."""
+def evaluate_all(
+    work: Path, trained: Path, v1: Path, only: tuple[str, ...] = ("new", "v1")
+) -> dict[str, Any]:
+    """Every evaluation set, for the new (trained, float32) and the old (v1) models.
+
+    A figure already computed for the same model files and set is reused, so a stopped
+    evaluation continues where it was.
+    """
     env = _env()
     models = {
         "new": (str(trained / "cervix.keras"), str(trained / "lesion.keras")),
         "v1": (str(v1 / "cervix.keras"), str(v1 / "lesion.keras")),
     }
+    models = {which: files for which, files in models.items() if which in only}
     figures: dict[str, Any] = {}
     for name, seed, count, options in EVAL_SETS:
         folder = work / "eval" / name
@@ -281,13 +298,20 @@ def evaluate_all(work: Path, trained: Path, v1: Path) -> dict[str, Any]:
         ).replace("  ", " ")
         figures[name] = {"command": command.strip(), "images": count}
         for which, (cervix, lesion) in models.items():
+            done = work / "runs" / f"{name}-{which}.json"
+            key = file_sha256(Path(cervix), Path(lesion), *sorted((folder / "images").iterdir()))
+            if done.exists() and json.loads(done.read_text())["key"] == key:
+                figures[name][which] = json.loads(done.read_text())["figures"]
+                continue
             config = _config(work / "runs" / f"{name}-{which}", cervix, lesion)
             if name == "glare_clusters_no_lesion":
                 figures[name][which] = lesion_fractions(config, folder, env)
-                continue
-            figures[name][which] = _evaluate(config, folder)
+            else:
+                figures[name][which] = _evaluate(config, folder)
+            done.write_text(json.dumps({"key": key, "figures": figures[name][which]}) + "\n")
         print(json.dumps({name: figures[name]}, indent=1), flush=True)
-    (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    if len(models) == 2:  # new and v1: the figures the cards take
+        (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
 
