@@ -21,6 +21,7 @@ from cervixbatch.cli.models import bench, evaluate, model_info, train
 from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
+from cervixbatch.cli.synth import synth
 from cervixbatch.errors import CervixbatchError, ConfigError
 from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
 
@@ -111,36 +112,19 @@ def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     sys.exit(EXIT_FAILED if totals.failed or totals.queued else 0)
 
 
-# -- synth -----------------------------------------------------------------------------
-
-
-@main.command()
-@click.option("--count", type=click.IntRange(min=1), required=True, help="How many photos.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Folder to write images/, cervix/ and lesion/ into.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same set.")
-@click.option(
-    "--size", "size_text", help="Fixed size WxH (default: varied, 1600x1200 to 4128x3096)."
-)
-def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
-    """Make synthetic colposcopy-like photos with ground-truth masks."""
-    from cervixbatch.cli.progress import progress_bar
-    from cervixbatch.tools.synth import parse_size, write_dataset
-
-    try:
-        size = parse_size(size_text) if size_text else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--size") from None
-    with progress_bar("synth", total=count) as advance:
-        stems = write_dataset(out, count, seed=seed, size=size, on_progress=lambda _i: advance(1))
-    click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
-
-
-for command in (report, train, evaluate, model_info, bench, quantize, db, status, reprocess, purge):
+for command in (
+    report,
+    synth,
+    train,
+    evaluate,
+    model_info,
+    bench,
+    quantize,
+    db,
+    status,
+    reprocess,
+    purge,
+):
     main.add_command(command)
 
 
