@@ -84,7 +84,9 @@ class _DeferredLog:
 
 
 def _worker_count(configured: int) -> int:
-    return configured or max(1, os.cpu_count() or 1)
+    # The cores this process may run on (taskset, cpusets), not the host's: a container
+    # given 4 of 64 cores must not start 64 decoders.
+    return configured or max(1, len(os.sched_getaffinity(0)))
 
 
 class Runner:
