@@ -19,6 +19,7 @@ from typing import Any, Self
 from cervixbatch.errors import ConfigError
 
 __all__ = [
+    "HIDDEN_KEYS",
     "AfterAction",
     "BatchConfig",
     "Config",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 ENV_VAR = "CERVIXBATCH_CONFIG"
+# Keys for tests and benchmarks: valid in any file, not listed in the shipped one.
+HIDDEN_KEYS = frozenset({"models.simulate_device_ms"})
 DEFAULT_FILE = "config.toml"
 
 
@@ -103,6 +106,7 @@ class BatchConfig:
     lease_seconds: float = 300.0
     read_workers: int = 0  # 0: one per core
     write_workers: int = 0
+    pipeline: bool = True  # read, segment and write overlapped across batches
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +120,9 @@ class ModelsConfig:
     lesion_threshold: float = 0.5
     margin: float = 0.15  # the cervix box grows by this share of its size on every side
     min_cervix_fraction: float = 0.002  # smaller components are noise, not a cervix
+    # Hidden (HIDDEN_KEYS): > 0 replaces both models by a simulated accelerator that waits
+    # this long per image and returns fixed masks (model/simulated.py).
+    simulate_device_ms: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -351,6 +358,7 @@ _POSITIVE = {
     "batch.lease_seconds": 5.0,
     "batch.read_workers": 0,
     "batch.write_workers": 0,
+    "models.simulate_device_ms": 0.0,
     "output.overlay_max_side": 0,
     "limits.max_file_mb": 0.001,
     "limits.max_pixels": 1,

@@ -41,6 +41,11 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
 
 def load_stages(config: Config) -> Stages:
     """Loads both models as configured (TensorFlow is imported here, not before)."""
+    if config.models.simulate_device_ms > 0:
+        from cervixbatch.model.simulated import simulated_stages
+
+        log.warning("simulated_device", ms_per_image=config.models.simulate_device_ms)
+        return simulated_stages(config.models.simulate_device_ms)
     from cervixbatch.model.stage import Stage, load_stage
 
     cervix = load_stage(

@@ -43,7 +43,19 @@ if TYPE_CHECKING:
     from cervixbatch.pipeline import FrameResult, Pipeline
     from cervixbatch.runner import BatchOutcome, Stages
 
-__all__ = ["DEFAULT_SIZES", "TINY_SIZES", "BenchOptions", "dumps", "run_bench", "seed_loop"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "TINY_SIZES",
+    "BenchOptions",
+    "EndToEnd",
+    "bench_photos",
+    "dumps",
+    "end_to_end_runner",
+    "machine_info",
+    "make_bench_config",
+    "run_bench",
+    "seed_loop",
+]
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((4128, 3096), (1600, 1200))
 TINY_SIZES: tuple[tuple[int, int], ...] = ((320, 240),)
@@ -65,9 +77,9 @@ class BenchOptions:
 def run_bench(
     config: Config, options: BenchOptions, on_step: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Measures the three paths and returns the report (JSON-ready).
+    """Measures the paths and returns the report (JSON-ready).
 
-    ``on_step(1)`` is called after each measured path of each size (2 per size).
+    ``on_step(1)`` is called after each measured path of each size (3 per size).
     """
     step = on_step or (lambda _n: None)
     from cervixbatch.model.device import configure_tensorflow
@@ -78,7 +90,13 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
         root = Path(tmp)
         cervix_path, lesion_path = _save_models(root / "models", tiny=options.tiny)
-        bench_config = _bench_config(config, root, cervix_path, lesion_path, options)
+        models = str(cervix_path), str(lesion_path)
+        pipelined = config.batch.pipeline
+        other = "sequential" if pipelined else "pipelined"
+        bench_config = make_bench_config(config, root / "e2e", options, models, pipeline=pipelined)
+        other_config = make_bench_config(
+            config, root / other, options, models, pipeline=not pipelined
+        )
         stages = load_stages(bench_config)
         batch = bench_config.batch.size
         repeats = 2 if options.tiny else 3
@@ -86,25 +104,36 @@ def run_bench(
         seed_models = load_plain(cervix_path), load_plain(lesion_path)
 
         per_size: dict[str, Any] = {}
-        with _end_to_end_runner(bench_config, stages) as e2e:
+        with (
+            end_to_end_runner(bench_config, stages) as e2e,
+            end_to_end_runner(other_config, stages) as e2e_other,
+        ):
             for size in options.sizes:
                 name = f"{size[0]}x{size[1]}"
-                photos = _photos(root / f"photos-{name}", options.count, size, options.seed)
-                warm = _photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
+                photos = bench_photos(root / f"photos-{name}", options.count, size, options.seed)
+                warm = bench_photos(root / f"warm-{name}", _WARMUP, size, options.seed + 1)
                 seed_loop(warm, *seed_models, root / f"seed-warm-{name}")  # warm-up
                 seed = seed_loop(photos, *seed_models, root / f"seed-{name}")
                 step(1)
                 e2e.run(warm)  # warm-up (the first size also traces the graphs)
                 per_size[name] = {"seed_loop": seed, "end_to_end": e2e.run(photos)}
                 step(1)
+                e2e_other.run(warm)  # the other schedule, on its own database and outbox
+                per_size[name][f"end_to_end_{other}"] = e2e_other.run(photos)
+                step(1)
                 bounds.append(_model_only(stages, batch, repeats=repeats))
     # The bound is the best of its runs (before and after each size): a conservative
     # denominator when something else on the machine slows one of them down.
     model_only = max(bounds, key=lambda bound: bound["images_per_s"])
     for entry in per_size.values():
+        runs = {
+            entry["end_to_end"]["mode"]: entry["end_to_end"],
+            other: entry[f"end_to_end_{other}"],
+        }
         entry["ratios"] = {
             "end_to_end_vs_seed_loop": _ratio(entry["end_to_end"], entry["seed_loop"]),
             "end_to_end_vs_model_only": _ratio(entry["end_to_end"], model_only),
+            "pipelined_vs_sequential": _ratio(runs["pipelined"], runs["sequential"]),
         }
     return {
         "count": options.count,
@@ -119,7 +148,7 @@ def run_bench(
         "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
         "sizes": per_size,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "machine": _machine(info.device, cpu_bf16=info.cpu_bf16),
+        "machine": machine_info(info.device, cpu_bf16=info.cpu_bf16),
         "wall_s": round(time.perf_counter() - started, 1),
     }
 
@@ -141,23 +170,29 @@ class _TimedPipeline:
         return results
 
 
-class _EndToEnd:
+class EndToEnd:
     """One Runner on a fresh database; ``run`` registers photos and drains the queue."""
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
-        self.timed = _TimedPipeline(runner.pipeline)
-        runner.pipeline = self.timed
+        self.pipelined = bool(runner.config.batch.pipeline)
+        self.timed: _TimedPipeline | None = None
+        if not self.pipelined:  # the pipelined stages call the steps, not ``run``
+            self.timed = _TimedPipeline(runner.pipeline)
+            runner.pipeline = self.timed
 
     def run(self, photos: Sequence[Path]) -> dict[str, Any]:
-        self.timed.steps.clear()
+        """Registers and processes ``photos``; images/s, ms per step, CPU ms per image."""
+        if self.timed is not None:
+            self.timed.steps.clear()
         batches: list[BatchOutcome] = []
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for path in photos:
             self.runner.register(path)
-        registered = time.perf_counter()
+        registered, cpu_registered = time.perf_counter(), time.process_time()
         total = self.runner.drain(on_batch=batches.append)
         elapsed = time.perf_counter() - started
+        processing_s = time.perf_counter() - registered
         if total.done != len(photos):
             raise CervixbatchError(
                 f"bench: {total.done} of {len(photos)} photos done "
@@ -166,40 +201,60 @@ class _EndToEnd:
         phases: Counter[str] = Counter()
         for outcome in batches:
             phases.update(outcome.timings_ms)
-        pipe = self.timed.steps
+        pipe = self.timed.steps if self.timed is not None else phases
         steps = {
             "register": (registered - started) * 1000,
             "claim": phases["claim"],
             "decode": phases["read"],
             "resize": pipe["preprocess"] + pipe["preprocess2"],
             "stage1": pipe["stage1"],
-            "roi": pipe["roi"],
+            "roi": pipe["roi"] + pipe["locate"],
             "stage2": pipe["stage2"],
             "postprocess": pipe["postprocess"],
             "write": phases["write"],
             "commit": phases["commit"],
         }
-        return rates(len(photos), elapsed, Counter(steps))
+        if not self.pipelined:
+            steps["segment"] = phases["segment"]
+        report = rates(len(photos), elapsed, Counter(steps))
+        report["mode"] = "pipelined" if self.pipelined else "sequential"
+        report["processing_images_per_s"] = round(len(photos) / processing_s, 3)
+        if self.timed is not None:  # where the segment phase's time went, per image
+            report["pipeline_steps_ms"] = {
+                k: round(v / len(photos), 2) for k, v in sorted(self.timed.steps.items())
+            }
+        report["cpu_ms_per_image"] = {  # all threads of the process: CPU time, not wall
+            "register": round((cpu_registered - cpu) * 1000 / len(photos), 2),
+            "processing": round((time.process_time() - cpu_registered) * 1000 / len(photos), 2),
+        }
+        return report
 
 
 @contextlib.contextmanager
-def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
+def end_to_end_runner(config: Config, stages: Stages) -> Iterator[EndToEnd]:
+    """A Runner on ``config``'s database (created, migrated), disposed of afterwards."""
     from cervixbatch.runner import Runner
     from cervixbatch.store.db import open_database
 
     db = open_database(config.database.url)
     try:
         with Runner(config, db, stages) as runner:
-            yield _EndToEnd(runner)
+            yield EndToEnd(runner)
     finally:
         db.dispose()
 
 
-def _bench_config(
-    config: Config, root: Path, cervix: Path, lesion: Path, options: BenchOptions
+def make_bench_config(
+    config: Config,
+    root: Path,
+    options: BenchOptions,
+    models: tuple[str, str],
+    *,
+    pipeline: bool,
+    simulate_device_ms: float = 0.0,
 ) -> Config:
-    """The user's settings (batch, output, thresholds, limits) with temp paths and the
-    bench models; inputs are kept where they are."""
+    """The user's settings (batch, output, thresholds, limits) with paths under ``root``,
+    the bench models and the schedule; inputs are kept where they are."""
     from cervixbatch.config import AfterAction, DatabaseConfig, PathsConfig
 
     return dataclasses.replace(
@@ -208,13 +263,17 @@ def _bench_config(
         database=DatabaseConfig(url=f"sqlite:///{root / 'state' / 'bench.db'}"),
         watch=dataclasses.replace(config.watch, after=AfterAction.KEEP, archive=root / "archive"),
         batch=dataclasses.replace(
-            config.batch, size=options.batch_size or config.batch.size, max_attempts=1
+            config.batch,
+            size=options.batch_size or config.batch.size,
+            max_attempts=1,
+            pipeline=pipeline,
         ),
         models=dataclasses.replace(
             config.models,
-            cervix=str(cervix),
-            lesion=str(lesion),
+            cervix=models[0],
+            lesion=models[1],
             precision=options.precision or config.models.precision,
+            simulate_device_ms=simulate_device_ms,
         ),
     )
 
@@ -266,7 +325,7 @@ def _save_models(folder: Path, *, tiny: bool) -> tuple[Path, Path]:
     return paths
 
 
-def _photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
+def bench_photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
     """``count`` distinct synthetic JPEGs of ``size`` (distinct bytes: no deduplication)."""
     from cervixbatch.tools.synth import write_dataset
 
@@ -278,7 +337,8 @@ def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
     return round(a["images_per_s"] / b["images_per_s"], 3)
 
 
-def _machine(device: str, *, cpu_bf16: bool) -> dict[str, Any]:
+def machine_info(device: str, *, cpu_bf16: bool) -> dict[str, Any]:
+    """The CPU, its cores, the device and the library versions a figure depends on."""
     import tensorflow as tf
 
     model = platform.processor()
