@@ -33,6 +33,7 @@ def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_tiny_reports_every_path(no_config: Path) -> None:
+    """bench --tiny writes a JSON report with figures for every measured path."""
     out = no_config / "reports" / "bench.json"
     result = CliRunner().invoke(
         main, ["bench", "--tiny", "--count", "3", "--batch-size", "2", "--output", str(out)]
@@ -64,6 +65,7 @@ def test_bench_tiny_reports_every_path(no_config: Path) -> None:
 
 
 def test_bench_rejects_a_bad_size(no_config: Path) -> None:
+    """A malformed --sizes value exits 2 naming the option."""
     result = CliRunner().invoke(main, ["bench", "--tiny", "--sizes", "320by240"])
     assert result.exit_code == 2
     assert "--sizes" in result.output

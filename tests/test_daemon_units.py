@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cervixbatch.config import BatchConfig, Config, LoggingConfig, WatchConfig
+from cervixbatch.intake.rules import InputRule
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
-from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
+from cervixbatchd.watch import InboxWatcher, ObserverFailedError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,7 +113,7 @@ def test_inbox_filter_ignores_hidden_temp_symlinked_and_excluded_paths(tmp_path:
     elsewhere.mkdir()
     (elsewhere / "x.jpg").write_bytes(b"x")
     (inbox / "linked").symlink_to(elsewhere)
-    inbox_filter = InboxFilter(inbox, excluded=[inbox / "out", tmp_path])
+    inbox_filter = InputRule(inbox, excluded=[inbox / "out", tmp_path])
     assert inbox_filter.accepts(inbox / "sub" / "a.jpg")
     assert not inbox_filter.accepts(inbox / ".hidden.jpg")
     assert not inbox_filter.accepts(inbox / ".sync" / "a.jpg")
@@ -121,7 +122,7 @@ def test_inbox_filter_ignores_hidden_temp_symlinked_and_excluded_paths(tmp_path:
     assert not inbox_filter.accepts(inbox / "out" / "1" / "overlay.jpg")
     assert not inbox_filter.accepts(tmp_path / "other.jpg")
     (inbox / "sub" / "a.jpg").write_bytes(b"a")
-    assert list(inbox_filter.scan()) == [inbox / "sub" / "a.jpg"]
+    assert list(inbox_filter.files()) == [inbox / "sub" / "a.jpg"]
 
 
 # -- sd_notify ---------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_a_dead_observer_is_restarted_and_hears_again(tmp_path: Path) -> None:
             raise RuntimeError("handler bug")
         heard.append(path)
 
-    watcher = InboxWatcher(InboxFilter(inbox), on_file)
+    watcher = InboxWatcher(InputRule(inbox), on_file)
     watcher.start()
     try:
         assert watcher.running
@@ -263,7 +264,7 @@ def test_an_observer_that_keeps_dying_makes_the_service_fail(tmp_path: Path) -> 
     def on_file(_path: Path, _closed: bool) -> None:
         raise RuntimeError("handler bug")
 
-    watcher = InboxWatcher(InboxFilter(inbox), on_file, max_restarts=1)
+    watcher = InboxWatcher(InputRule(inbox), on_file, max_restarts=1)
     watcher.start()
     try:
         (inbox / "a.jpg").write_bytes(b"1")
@@ -280,7 +281,7 @@ def test_an_observer_that_keeps_dying_makes_the_service_fail(tmp_path: Path) -> 
 def test_a_removed_inbox_is_recreated_by_the_restart(tmp_path: Path) -> None:
     """When the watched inbox itself is deleted, the watch ends and supervise() restores it."""
     inbox = tmp_path / "inbox"
-    watcher = InboxWatcher(InboxFilter(inbox), lambda _p, _c: None)
+    watcher = InboxWatcher(InputRule(inbox), lambda _p, _c: None)
     watcher.start()
     try:
         inbox.rmdir()

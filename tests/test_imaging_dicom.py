@@ -64,6 +64,7 @@ def read(name: str, limits: ReadLimits = LIMITS):
     ],
 )
 def test_secondary_capture_colours(name: str, syntax: str, tol: int) -> None:
+    """Secondary Capture files in every encoding decode to the same RGB colour bands."""
     decoded = read(name)
     assert decoded.kind is InputKind.DICOM
     assert decoded.format == "dicom"
@@ -81,6 +82,7 @@ def test_secondary_capture_colours(name: str, syntax: str, tol: int) -> None:
 
 
 def test_ybr_jpeg_matches_lossless_reference() -> None:
+    """A YBR JPEG DICOM decodes to colours close to the lossless reference."""
     reference = read("SC_rgb_rle.dcm").frames[0].rgb.astype(int)
     ybr = read("SC_rgb_dcmtk_+eb+cy+n1.dcm").frames[0].rgb.astype(int)
     # Lossy chroma smears band edges; on average the colours agree closely.
@@ -88,6 +90,7 @@ def test_ybr_jpeg_matches_lossless_reference() -> None:
 
 
 def test_dicom_info_identifiers() -> None:
+    """The study, series and instance UIDs are carried through from the DICOM file."""
     source = pydicom.dcmread(bundled("SC_rgb_rle.dcm"))
     info = read("SC_rgb_rle.dcm").dicom
     assert info is not None
@@ -97,6 +100,7 @@ def test_dicom_info_identifiers() -> None:
 
 
 def test_multi_frame_rle() -> None:
+    """Every frame of a multi-frame RLE file is decoded, in order."""
     decoded = read("SC_rgb_rle_2frame.dcm")
     assert [f.index for f in decoded.frames] == [0, 1]
     assert decoded.dicom is not None
@@ -107,6 +111,7 @@ def test_multi_frame_rle() -> None:
 
 
 def test_multi_frame_ybr_jpeg_ultrasound() -> None:
+    """A 30-frame YBR JPEG ultrasound file decodes to 30 RGB frames."""
     decoded = read("examples_ybr_color.dcm")  # US multi-frame, JPEG baseline YBR_FULL_422
     assert len(decoded.frames) == 30
     assert [f.index for f in decoded.frames] == list(range(30))
@@ -117,6 +122,7 @@ def test_multi_frame_ybr_jpeg_ultrasound() -> None:
 
 
 def test_grey_ct_uses_full_range() -> None:
+    """A greyscale CT without a window is stretched to the full 0-255 range."""
     rgb = read("CT_small.dcm").frames[0].rgb  # signed 16-bit, no window
     assert rgb.shape == (128, 128, 3)
     assert (rgb[..., 0] == rgb[..., 1]).all()
@@ -126,6 +132,7 @@ def test_grey_ct_uses_full_range() -> None:
 
 
 def test_grey_mr_window_is_applied() -> None:
+    """An MR image's window centre and width are applied as DICOM defines them."""
     ds = pydicom.dcmread(bundled("MR_small_RLE.dcm"))
     centre, width = float(ds.WindowCenter), float(ds.WindowWidth)
     stored = ds.pixel_array.astype(float)
@@ -135,6 +142,7 @@ def test_grey_mr_window_is_applied() -> None:
 
 
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:
+    """MONOCHROME1 comes out as the inverse of the same pixels as MONOCHROME2."""
     mono2 = read_input(dicom_file(tmp_path, "CT_small.dcm", "m2.dcm"), LIMITS).frames[0].rgb
     path = dicom_file(tmp_path, "CT_small.dcm", "m1.dcm", PhotometricInterpretation="MONOCHROME1")
     mono1 = read_input(path, LIMITS).frames[0].rgb
@@ -142,6 +150,7 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
 
 
 def test_palette_colour() -> None:
+    """Palette colour images are looked up into real RGB."""
     rgb = read("examples_palette.dcm").frames[0].rgb
     assert rgb.shape == (350, 800, 3)
     assert rgb.flags.c_contiguous
@@ -160,18 +169,21 @@ def test_palette_colour() -> None:
     ],
 )
 def test_other_encodings(name: str, shape: tuple[int, int, int]) -> None:
+    """Deflated, big-endian, JPEG-LS and JPEG 2000 files decode to the expected shape."""
     (frame,) = read(name).frames
     assert frame.rgb.shape == shape
     assert frame.rgb.dtype == np.uint8
 
 
 def test_same_image_across_encodings() -> None:
+    """The same image in three transfer syntaxes decodes to identical pixels."""
     plain = read("MR_small_bigendian.dcm").frames[0].rgb
     assert (read("MR_small_RLE.dcm").frames[0].rgb == plain).all()
     assert (read("MR_small_jpeg_ls_lossless.dcm").frames[0].rgb == plain).all()
 
 
 def test_file_without_preamble_or_meta(tmp_path: Path) -> None:
+    """A bare DICOM data set without preamble or file meta is still read."""
     path = dicom_file(tmp_path, "CT_small.dcm", "bare", bare=True)
     assert path.read_bytes()[128:132] != b"DICM"
     decoded = read_input(path, LIMITS)
@@ -182,11 +194,13 @@ def test_file_without_preamble_or_meta(tmp_path: Path) -> None:
 
 
 def test_dicom_named_like_a_photo(tmp_path: Path) -> None:
+    """The format comes from the content: a DICOM file named .jpg is read as DICOM."""
     path = write(tmp_path, "photo.jpg", bundled("SC_rgb_rle.dcm").read_bytes())
     assert read_input(path, LIMITS).format == "dicom"
 
 
 def test_dicom_preamble_holding_a_tiff_header_is_dicom() -> None:
     # CT_small.dcm's preamble starts with "II*\0" (a DICOM/TIFF dual file).
+    """A DICOM preamble that looks like TIFF does not fool the sniffer."""
     assert bundled("CT_small.dcm").read_bytes()[:4] == b"II*\x00"
     assert read("CT_small.dcm").format == "dicom"

@@ -53,6 +53,7 @@ def assert_quadrants(rgb: np.ndarray, tol: int = 12) -> None:
     ],
 )
 def test_formats_decode_to_rgb(tmp_path: Path, ext: str, fmt: str, tol: int) -> None:
+    """Every supported photo format decodes to one contiguous RGB uint8 frame."""
     path = write(tmp_path, "photo" + ext, encode(quadrants_bgr(), ext))
     decoded = read_input(path, LIMITS)
     assert decoded.kind is InputKind.PHOTO
@@ -68,6 +69,7 @@ def test_formats_decode_to_rgb(tmp_path: Path, ext: str, fmt: str, tol: int) -> 
 
 
 def test_lossless_webp(tmp_path: Path) -> None:
+    """Lossless WebP keeps the exact colours."""
     data = encode(quadrants_bgr(), ".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])
     assert data[12:16] == b"VP8L"
     frame = read_input(write(tmp_path, "a.webp", data), LIMITS).frames[0]
@@ -76,11 +78,13 @@ def test_lossless_webp(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["photo.jpg", "photo.dcm", "photo", "photo.txt"])
 def test_format_comes_from_content_not_name(tmp_path: Path, name: str) -> None:
+    """A PNG under any name or extension is read as PNG."""
     path = write(tmp_path, name, encode(quadrants_bgr(), ".png"))
     assert read_input(path, LIMITS).format == "png"
 
 
 def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    """16-bit PNG values are scaled to 8 bits, not clipped."""
     img = np.zeros((32, 32), np.uint16)
     img[:, :8] = 65535
     img[:, 8:16] = 32768
@@ -95,6 +99,7 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 
 
 def test_16_bit_colour_tiff(tmp_path: Path) -> None:
+    """16-bit colour TIFF comes out as the right 8-bit RGB."""
     img = quadrants_bgr().astype(np.uint16) * 257
     rgb = read_input(write(tmp_path, "a.tif", encode(img, ".tif")), LIMITS).frames[0].rgb
     assert_frame_ok(rgb)
@@ -102,6 +107,7 @@ def test_16_bit_colour_tiff(tmp_path: Path) -> None:
 
 
 def test_grey_png_becomes_rgb(tmp_path: Path) -> None:
+    """A greyscale PNG becomes three equal RGB channels."""
     grey = np.tile(np.arange(64, dtype=np.uint8) * 4, (32, 1))
     rgb = read_input(write(tmp_path, "g.png", encode(grey, ".png")), LIMITS).frames[0].rgb
     assert_frame_ok(rgb)
@@ -112,6 +118,7 @@ def test_grey_png_becomes_rgb(tmp_path: Path) -> None:
 
 
 def test_rgba_png_drops_alpha(tmp_path: Path) -> None:
+    """Alpha is dropped without compositing the colours onto black."""
     bgra = np.zeros((32, 32, 4), np.uint8)
     bgra[..., :3] = quadrants_bgr(32, 32)
     bgra[..., 3] = 0  # fully transparent: the colour is kept, not composited to black
@@ -122,6 +129,7 @@ def test_rgba_png_drops_alpha(tmp_path: Path) -> None:
 
 
 def test_cmyk_jpeg_comes_out_rgb(tmp_path: Path) -> None:
+    """A CMYK JPEG comes out as RGB with the right colour."""
     image = Image.new("CMYK", (40, 30), (0, 255, 255, 0))  # pure red in CMYK
     out = io.BytesIO()
     image.save(out, "JPEG", quality=95)
@@ -143,6 +151,7 @@ def _oriented_jpeg(height: int, width: int, orientation: int) -> bytes:
 
 def test_exif_orientation_6_is_applied(tmp_path: Path) -> None:
     # Orientation 6: rotate 90 degrees clockwise to display; the left half goes on top.
+    """EXIF orientation 6 rotates the photo and its full size."""
     path = write(tmp_path, "o.jpg", _oriented_jpeg(40, 80, 6))
     frame = read_input(path, LIMITS).frames[0]
     assert frame.rgb.shape == (80, 40, 3)
@@ -152,11 +161,13 @@ def test_exif_orientation_6_is_applied(tmp_path: Path) -> None:
 
 
 def test_exif_orientation_1_is_left_alone(tmp_path: Path) -> None:
+    """EXIF orientation 1 leaves the photo as stored."""
     frame = read_input(write(tmp_path, "o.jpg", _oriented_jpeg(40, 80, 1)), LIMITS).frames[0]
     assert frame.rgb.shape == (40, 80, 3)
 
 
 def test_exif_orientation_with_reduced_decode(tmp_path: Path) -> None:
+    """EXIF orientation is applied together with reduced JPEG decoding."""
     path = write(tmp_path, "o.jpg", _oriented_jpeg(400, 800, 6))
     frame = read_input(path, LIMITS, min_working_side=100).frames[0]
     assert frame.full_size == (800, 400)
@@ -179,6 +190,7 @@ def test_exif_orientation_with_reduced_decode(tmp_path: Path) -> None:
 def test_reduced_jpeg_decode(
     tmp_path: Path, min_side: int | None, expected: tuple[int, int]
 ) -> None:
+    """Large JPEGs decode at the smallest libjpeg scale that keeps the working side."""
     path = write(tmp_path, "big.jpg", encode(quadrants_bgr(600, 800), ".jpg"))
     frame = read_input(path, LIMITS, min_working_side=min_side).frames[0]
     assert frame.rgb.shape[:2] == expected
@@ -188,6 +200,7 @@ def test_reduced_jpeg_decode(
 
 
 def test_reduced_decode_rounds_odd_sizes_up(tmp_path: Path) -> None:
+    """Reduced decoding of odd sizes rounds up as libjpeg does."""
     path = write(tmp_path, "odd.jpg", encode(quadrants_bgr(101, 203), ".jpg"))
     frame = read_input(path, LIMITS, min_working_side=25).frames[0]
     assert frame.rgb.shape[:2] == (13, 26)  # libjpeg: ceil(101/8), ceil(203/8)
@@ -195,6 +208,7 @@ def test_reduced_decode_rounds_odd_sizes_up(tmp_path: Path) -> None:
 
 
 def test_png_is_not_reduced(tmp_path: Path) -> None:
+    """PNGs, which have no reduced decode, are read at full size."""
     path = write(tmp_path, "big.png", encode(quadrants_bgr(600, 800), ".png"))
     frame = read_input(path, LIMITS, min_working_side=100).frames[0]
     assert frame.rgb.shape[:2] == (600, 800)

@@ -57,6 +57,22 @@ def test_synth_then_process_then_report(synth_set: Path, make_config: Callable[.
     assert ids == sorted(ids, reverse=True)  # newest first
 
 
+def test_process_never_takes_its_own_outputs(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """`process` on a folder that holds the outbox (run twice) takes the photos in it and
+    none of the masks and overlays it wrote there itself."""
+    drop = tmp_path / "drop"
+    write_photo(drop / "a.jpg", draw_photo(seed=1))
+    config = make_config(paths__outbox=str(drop / "outbox"))
+    for _ in range(2):
+        code, _, err = _run(config, "process", str(drop))
+        assert code == 0, err
+    assert list((drop / "outbox").rglob("*.png"))  # the outputs are there, inside the drop
+    _, out, _ = _run(config, "report", "--format", "json")
+    assert json.loads(out)["summary"]["total"] == 1
+
+
 def test_duplicate_bytes_are_one_item_with_two_sightings(
     tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:

@@ -26,13 +26,12 @@ from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.intake import ignored as ignored_module
-from cervixbatch.intake.discovery import MAX_DEPTH, depth_exceeded, walk_files
 from cervixbatch.intake.ignored import IgnoreReason, display_text, list_ignored
+from cervixbatch.intake.rules import MAX_DEPTH, InputRule, depth_exceeded
 from cervixbatch.outputs.outbox import Outbox
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
-from cervixbatchd.watch import InboxFilter
 
 UNIT = REPO / "systemd" / "cervixbatch.service"
 INSTALLED_BINARY = "/opt/cervixbatch/.venv/bin/cervixbatch"
@@ -94,7 +93,7 @@ def test_listing_names_every_entry_the_scan_skips_and_why(messy_inbox: Path) -> 
 def test_every_entry_is_either_walked_or_listed_as_ignored(messy_inbox: Path) -> None:
     """Each non-folder entry under the inbox is an input of the scan or lies at or under an
     ignored entry, never both and never neither: nothing is skipped silently."""
-    walked = {p.relative_to(messy_inbox) for p in walk_files(messy_inbox)}
+    walked = {p.relative_to(messy_inbox) for p in InputRule(messy_inbox).files()}
     ignored = {e.path for e in list_ignored(messy_inbox, excluded=[messy_inbox / "outbox"])}
     entries = {
         Path(folder, name).relative_to(messy_inbox)
@@ -107,6 +106,24 @@ def test_every_entry_is_either_walked_or_listed_as_ignored(messy_inbox: Path) ->
     assert Path("deep", *[f"d{i}" for i in range(MAX_DEPTH - 1)], "ok.jpg") in walked
 
 
+def test_events_and_the_walk_apply_one_rule(messy_inbox: Path) -> None:
+    """For every regular file in a messy inbox, the daemon's event check accepts it exactly
+    when the walk (scan, rescans, `process`) yields it: one rule, not two that drift."""
+    (messy_inbox / "outbox" / "00000001" / "overlay.jpg").write_bytes(b"o")
+    rule = InputRule(messy_inbox, excluded=[messy_inbox / "outbox"])
+    walked = set(rule.files())
+    regular = {
+        Path(folder, name)
+        for folder, _dirs, files in os.walk(messy_inbox)
+        for name in files
+        if Path(folder, name).is_file() and not Path(folder, name).is_symlink()
+    }
+    assert len(regular) >= 7
+    for path in regular:
+        assert rule.accepts(path) == (path in walked), path
+    assert messy_inbox / "outbox" / "00000001" / "overlay.jpg" not in walked
+
+
 def test_the_watcher_stops_where_the_scan_stops(tmp_path: Path) -> None:
     """The daemon's event filter refuses a file deeper than the scan goes (an inotify event
     for it must not register what a rescan would not)."""
@@ -115,11 +132,11 @@ def test_the_watcher_stops_where_the_scan_stops(tmp_path: Path) -> None:
     far = _nested(inbox / "x", MAX_DEPTH) / "far.jpg"
     edge.write_bytes(b"e")
     far.write_bytes(b"f")
-    inbox_filter = InboxFilter(inbox)
+    inbox_filter = InputRule(inbox)
     assert inbox_filter.accepts(edge)
     assert not inbox_filter.accepts(far)
     assert depth_exceeded(far.relative_to(inbox)) and not depth_exceeded(edge.relative_to(inbox))
-    assert list(inbox_filter.scan()) == [edge]
+    assert list(inbox_filter.files()) == [edge]
 
 
 def test_very_deep_nesting_is_listed_without_recursion(tmp_path: Path) -> None:
@@ -128,7 +145,7 @@ def test_very_deep_nesting_is_listed_without_recursion(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     bottom = _nested(inbox, 400)
     (bottom / "bottom.jpg").write_bytes(b"x")
-    assert list(walk_files(inbox)) == []
+    assert list(InputRule(inbox).files()) == []
     (entry,) = list_ignored(inbox)
     assert entry.reason is IgnoreReason.TOO_DEEP
     assert entry.path.name == "bottom.jpg"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
-from cervixbatch.intake.discovery import walk_files
+from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
@@ -41,8 +41,9 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
         with Runner(config, db, stages) as runner:
             runner.recover()
             ids: set[int] = set()
+            excluded = own_paths(config)
             for root in paths:
-                for file in walk_files(root.resolve()):
+                for file in InputRule(root.resolve(), excluded=excluded).files():
                     registration = runner.register(file)
                     if registration is None:
                         continue  # vanished or unreadable before it could be hashed

@@ -1,29 +1,20 @@
 """What the inbox holds that is not an input, and why: ``cervixbatch report --ignored``.
 
 Every regular file in the inbox becomes an input (done, rejected or failed) except what
-the documentation says is ignored: hidden names, copy tools' temp names, symlinks (never
-followed), things that are not regular files (FIFOs, sockets, devices), files nested
-deeper than the scan goes, the service's own folders placed inside the inbox, and
-folders that cannot be listed. This module lists exactly those, so that nothing in the
-inbox is skipped silently. It reads directory entries only, never a file's bytes, and
-never follows a symlink.
+:mod:`cervixbatch.intake.rules` says is not one. This module lists exactly those entries,
+from the same walk, so that nothing in the inbox is skipped silently. It reads directory
+entries only, never a file's bytes, and never follows a symlink.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import os
-import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from cervixbatch.intake.discovery import MAX_DEPTH, ignored_name_reason
-
-if TYPE_CHECKING:
-    from cervixbatch.config import Config
+from cervixbatch.intake.rules import MAX_DEPTH, IgnoreReason, InputRule, own_paths
 
 __all__ = [
     "IgnoreReason",
@@ -34,18 +25,6 @@ __all__ = [
     "render_ignored_json",
     "render_ignored_table",
 ]
-
-
-class IgnoreReason(enum.StrEnum):
-    """Why an entry of the inbox is not an input (stable, machine-readable codes)."""
-
-    HIDDEN = "hidden"
-    TEMP_NAME = "temp_name"
-    SYMLINK = "symlink"
-    NOT_A_REGULAR_FILE = "not_a_regular_file"
-    TOO_DEEP = "too_deep"
-    OWN_FOLDER = "own_folder"
-    UNLISTABLE_FOLDER = "unlistable_folder"
 
 
 _DETAILS = {
@@ -100,16 +79,6 @@ def display_text(path: Path | str, *, control: bool = True) -> str:
     )
 
 
-def own_paths(config: Config) -> list[Path]:
-    """What the service writes: should any of it lie inside the inbox, it is not an input."""
-    paths = [config.paths.outbox, config.watch.archive]
-    prefix = "sqlite:///"
-    if config.database.url.startswith(prefix):
-        database = Path(config.database.url[len(prefix) :])
-        paths += [database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")]
-    return paths
-
-
 def list_ignored(
     inbox: Path,
     *,
@@ -123,58 +92,15 @@ def list_ignored(
     Below ``max_depth`` folders every file is listed as too deep; ``limit`` bounds the
     listing (an inbox can be as large as a hostile sender makes it).
     """
-    real_inbox = Path(os.path.realpath(inbox))
-    real_excluded = {Path(os.path.realpath(p)) for p in excluded}
+    rule = InputRule(inbox, excluded=excluded, max_depth=max_depth)
     found: list[IgnoredEntry] = []
-    for entry in _walk(inbox, real_inbox, real_excluded, max_depth):
-        found.append(entry)
+    for entry in rule.walk():
+        if entry.reason is None:
+            continue
+        found.append(IgnoredEntry(Path(entry.relative), entry.reason, is_dir=entry.is_dir))
         if limit is not None and len(found) >= limit:
             break
     return sorted(found, key=lambda e: os.fsencode(e.path))
-
-
-def _walk(
-    inbox: Path, real_inbox: Path, excluded: set[Path], max_depth: int
-) -> Iterator[IgnoredEntry]:
-    """Depth-first without recursion: nesting depth cannot exhaust Python's stack."""
-    stack: list[tuple[Path, int]] = [(Path(), 0)]  # (folder relative to the inbox, depth)
-    while stack:
-        relative, depth = stack.pop()
-        too_deep = depth > max_depth
-        try:
-            with os.scandir(inbox / relative) as listing:
-                entries = sorted(listing, key=lambda e: e.name, reverse=True)
-        except OSError:
-            if relative.parts:  # the inbox itself missing is not an entry of it
-                yield IgnoredEntry(relative, IgnoreReason.UNLISTABLE_FOLDER, is_dir=True)
-            continue
-        for entry in entries:
-            path = relative / entry.name
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except OSError:
-                continue  # gone since it was listed
-            is_dir = stat.S_ISDIR(mode)
-            reason = _reason(entry.name, mode, real_inbox / path, excluded)
-            if reason is not None:
-                yield IgnoredEntry(path, reason, is_dir=is_dir)
-            elif is_dir:
-                stack.append((path, depth + 1))
-            elif too_deep:
-                yield IgnoredEntry(path, IgnoreReason.TOO_DEEP)
-
-
-def _reason(name: str, mode: int, real: Path, excluded: set[Path]) -> IgnoreReason | None:
-    by_name = ignored_name_reason(name)
-    if by_name is not None:
-        return IgnoreReason(by_name)
-    if stat.S_ISLNK(mode):
-        return IgnoreReason.SYMLINK
-    if real in excluded:
-        return IgnoreReason.OWN_FOLDER
-    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        return IgnoreReason.NOT_A_REGULAR_FILE
-    return None
 
 
 def render_ignored_json(inbox: Path, entries: Sequence[IgnoredEntry]) -> str:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cervixbatch import __version__
+from cervixbatch.report.formatting import format_duration, format_ms, format_rate
 from cervixbatch.report.query import ReportData, display_path
-from cervixbatch.report.table import format_duration, format_ms, format_rate
 from cervixbatch.report.thumbnails import ThumbnailJob, make_thumbnails
 from cervixbatch.store.schema import Input, Result, Status
 

@@ -1,7 +1,7 @@
 """What has been processed: one set of queries, several renderers.
 
-JSON and CSV are rendered here, the terminal table in ``report_table``, the HTML page in
-``report_html``. Reads only, in a read-only transaction, so it never blocks the daemon.
+JSON and CSV are rendered here, the terminal table in :mod:`.table`, the HTML page in
+:mod:`.html`. Reads only, in a read-only transaction, so it never blocks the daemon.
 The summary and the statistics are SQL aggregates over every matching input; only the
 items are limited.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as dt
 import io
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from cervixbatch.report.filters import ReportFilter
 from cervixbatch.report.stats import (
     DEFAULT_LESION_THRESHOLD,
     ModelUse,
@@ -42,31 +42,6 @@ __all__ = [
     "render_json",
     "result_dict",
 ]
-
-_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportFilter:
-    """Which inputs a report covers. Dates bound ``created_at`` (when first found)."""
-
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    statuses: tuple[Status, ...] = ()
-    reasons: tuple[str, ...] = ()
-    limit: int | None = None
-
-    def apply(self, query: _Query) -> _Query:
-        """Add the WHERE clauses of this filter to ``query``."""
-        if self.since is not None:
-            query = query.where(Input.created_at >= self.since)
-        if self.until is not None:
-            query = query.where(Input.created_at < self.until)
-        if self.statuses:
-            query = query.where(Input.status.in_(self.statuses))
-        if self.reasons:
-            query = query.where(Input.reason.in_(self.reasons))
-        return query
 
 
 @dataclasses.dataclass(slots=True)

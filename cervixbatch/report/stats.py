@@ -18,7 +18,7 @@ from cervixbatch.store.schema import Input, Result, Status
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from cervixbatch.report.query import ReportFilter
+    from cervixbatch.report.filters import ReportFilter
 
 __all__ = ["DEFAULT_LESION_THRESHOLD", "ModelUse", "ReportStats", "compute_stats", "iso"]
 

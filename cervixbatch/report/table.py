@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cervixbatch.report.query import ReportData, ReportStats, display_path
+from cervixbatch.report.formatting import format_duration, format_ms, format_rate
+from cervixbatch.report.query import ReportData, display_path
 from cervixbatch.store.schema import Status
 
 if TYPE_CHECKING:
     import datetime as dt
 
-__all__ = ["format_duration", "format_ms", "format_rate", "render_table"]
+__all__ = ["render_table"]
 
 _STATUS_STYLE = {
     "done": "green",
@@ -30,36 +31,6 @@ _STATUS_STYLE = {
     "processing": "blue",
 }
 _LABEL = "[bold]{:<12}[/]"
-
-
-def format_ms(ms: float) -> str:
-    """Format milliseconds as ``840 ms``, ``12.3 s`` or ``4.1 min``."""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return f"{ms / 60_000:.1f} min"
-
-
-def format_duration(seconds: float) -> str:
-    """Format a span in the unit that reads best: ``45 s``, ``12 min``, ``3.5 h``, ``9 days``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def format_rate(stats: ReportStats) -> str | None:
-    """Format the inputs finished per hour, or per day over spans longer than two days."""
-    per_hour = stats.per_hour
-    if per_hour is None:
-        return None
-    if stats.span_seconds >= 2 * 86400:
-        return f"{per_hour * 24:,.0f} inputs/day"
-    return f"{per_hour:,.1f} inputs/hour" if per_hour < 10 else f"{per_hour:,.0f} inputs/hour"
 
 
 def _when(value: dt.datetime | None) -> str:

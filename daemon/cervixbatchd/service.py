@@ -25,6 +25,7 @@ from cervixbatch import __version__
 from cervixbatch.config import Config, load_config
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
+from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.logs import configure_logging
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
@@ -36,7 +37,7 @@ from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.telemetry import Telemetry
-from cervixbatchd.watch import InboxFilter, InboxWatcher, ObserverFailedError
+from cervixbatchd.watch import InboxWatcher, ObserverFailedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,8 +80,8 @@ class Service:
         self.wakeup = Wakeup()
         self.flags = SignalFlags(self.wakeup)
         self.tracker = SettleTracker(config.watch.settle_seconds, clock=clock)
-        self.filter = InboxFilter(config.paths.inbox, excluded=_excluded_paths(config))
-        self.watcher = InboxWatcher(self.filter, self._on_file, polling=config.watch.polling)
+        self.rule = InputRule(config.paths.inbox, excluded=own_paths(config))
+        self.watcher = InboxWatcher(self.rule, self._on_file, polling=config.watch.polling)
         self._db: Database | None = None
         self._runner: Runner | None = None
         self._known: set[FileIdentity] = set()  # registered by us: rescans skip them
@@ -230,7 +231,7 @@ class Service:
         started = self._clock()
         seen: set[FileIdentity] = set()
         files = noted = 0
-        for path in self.filter.scan():
+        for path in self.rule.files():
             files += 1
             identity = identify(path)
             if identity is None:
@@ -371,15 +372,3 @@ class Service:
 def _status_line(counts: dict[str, int]) -> str:
     keys = ("queued", "processing", "done", "rejected", "failed")
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)
-
-
-def _excluded_paths(config: Config) -> list[Path]:
-    """List what we write to: should it lie inside the inbox, it must not feed it back."""
-    excluded = [config.paths.outbox, config.watch.archive]
-    prefix = "sqlite:///"
-    if config.database.url.startswith(prefix):
-        database = Path(config.database.url[len(prefix) :])
-        excluded += [
-            database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")
-        ]
-    return excluded

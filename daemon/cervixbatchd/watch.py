@@ -3,8 +3,9 @@
 inotify (the default) or polling (``watch.polling``, for network shares, where inotify
 sees nothing). Both only report what happens while they run, and inotify drops events
 silently when its queue overflows, so the service also scans the inbox at start and
-every ``watch.rescan_seconds``. Every path goes through :class:`InboxFilter` and then to
-a callback (the settle tracker); nothing here reads a file or touches the database.
+every ``watch.rescan_seconds``. Every path goes through the input rule
+(:class:`~cervixbatch.intake.rules.InputRule`) and then to a callback (the settle
+tracker); nothing here reads a file or touches the database.
 
 The observer runs in watchdog's threads. If one dies (an exception in the handler, the
 inbox removed, an inotify limit), :meth:`InboxWatcher.supervise` notices it from the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,12 +39,12 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from cervixbatch.intake.discovery import depth_exceeded, is_ignored_name, walk_files
+from cervixbatch.intake.rules import InputRule
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
-__all__ = ["InboxFilter", "InboxWatcher", "ObserverFailedError", "OnFile"]
+__all__ = ["InboxWatcher", "ObserverFailedError", "OnFile"]
 
 log = structlog.get_logger("cervixbatchd")
 
@@ -57,52 +58,11 @@ class ObserverFailedError(RuntimeError):
     """The observer cannot be kept running: the service must exit non-zero."""
 
 
-class InboxFilter:
-    """Which paths under the inbox are candidate inputs."""
-
-    def __init__(self, inbox: Path, *, excluded: Sequence[Path] = ()) -> None:
-        self.inbox = inbox
-        self._real_inbox = Path(os.path.realpath(inbox))
-        # Outbox, archive or database placed inside the inbox must not feed it back. Only
-        # paths strictly inside the inbox count: a parent of it excludes nothing.
-        real = (Path(os.path.realpath(p)) for p in excluded)
-        self._excluded = tuple(p for p in real if self._real_inbox in p.parents)
-
-    def accepts(self, path: Path) -> bool:
-        """Tell whether ``path`` is a candidate input.
-
-        It must lie inside the inbox, have no hidden or temp name anywhere along it, lie
-        no deeper than the scan goes, not be reached through a symlinked folder and not
-        lie under an excluded path.
-        """
-        try:
-            relative = path.relative_to(self.inbox)
-        except ValueError:
-            return False
-        if not relative.parts or any(is_ignored_name(part) for part in relative.parts):
-            return False
-        if depth_exceeded(relative):  # as deep as the scan goes, not deeper: "too deep"
-            return False
-        # realpath of the parent equals its lexical path only if no folder on the way is
-        # a symlink: a link to /etc inside the inbox is never followed out of it.
-        parent = Path(os.path.realpath(path.parent))
-        if parent != self._real_inbox / relative.parent:
-            return False
-        real = parent / path.name
-        return not any(real == ex or ex in real.parents for ex in self._excluded)
-
-    def scan(self) -> Iterator[Path]:
-        """Yield every accepted regular file under the inbox (symlinks never followed)."""
-        for path in walk_files(self.inbox):
-            if self.accepts(path):
-                yield path
-
-
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into ``on_file`` calls; runs in the observer's thread."""
 
-    def __init__(self, inbox_filter: InboxFilter, on_file: OnFile) -> None:
-        self._filter = inbox_filter
+    def __init__(self, rule: InputRule, on_file: OnFile) -> None:
+        self._rule = rule
         self._on_file = on_file
         self.error: BaseException | None = None
 
@@ -116,17 +76,16 @@ class _Handler(FileSystemEventHandler):
 
     def _file(self, raw: bytes | str, *, closed: bool = False) -> None:
         path = Path(os.fsdecode(raw))
-        if self._filter.accepts(path):
+        if self._rule.accepts(path):
             self._on_file(path, closed)
 
     def _folder(self, raw: bytes | str) -> None:
         # A folder created or moved in may already hold files that raised no event of
         # their own (inotify adds the new watch only after it sees the folder).
         path = Path(os.fsdecode(raw))
-        if path == self._filter.inbox or self._filter.accepts(path):
-            for file in walk_files(path):
-                if self._filter.accepts(file):
-                    self._on_file(file, False)  # noqa: FBT003 - a plain callback
+        if path == self._rule.root or self._rule.accepts(path):
+            for file in self._rule.files(under=path):
+                self._on_file(file, False)  # noqa: FBT003 - a plain callback
 
     def on_created(self, event: DirCreatedEvent | FileCreatedEvent) -> None:
         if event.is_directory:
@@ -159,7 +118,7 @@ class InboxWatcher:
 
     def __init__(
         self,
-        inbox_filter: InboxFilter,
+        rule: InputRule,
         on_file: OnFile,
         *,
         polling: bool = False,
@@ -167,7 +126,7 @@ class InboxWatcher:
         restart_window_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.filter = inbox_filter
+        self.rule = rule
         self._on_file = on_file
         self.polling = polling
         self._max_restarts = max_restarts
@@ -187,15 +146,15 @@ class InboxWatcher:
 
     def start(self) -> None:
         """Start an observer; an OSError (no inbox, inotify limits) is ObserverFailedError."""
-        self.filter.inbox.mkdir(parents=True, exist_ok=True)
-        handler = _Handler(self.filter, self._on_file)
+        self.rule.root.mkdir(parents=True, exist_ok=True)
+        handler = _Handler(self.rule, self._on_file)
         observer: BaseObserver = (
             PollingObserver(timeout=POLL_INTERVAL_S) if self.polling else Observer()
         )
         # Named so that `ps -T`, tracebacks and the tests' leak guard can tell them apart.
         observer.name = "cervixbatch-observer"
         try:
-            observer.schedule(handler, str(self.filter.inbox), recursive=True)
+            observer.schedule(handler, str(self.rule.root), recursive=True)
             for emitter in observer.emitters:
                 emitter.name = "cervixbatch-observer-emitter"
             observer.start()
