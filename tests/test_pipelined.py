@@ -293,6 +293,8 @@ def test_bench_simulated_device_compares_both_schedules_with_the_bound(
         bound = entry["bound"]
         assert bound["device_ms"] == float(ms)
         assert bound["images_per_s"] <= 1000 / float(ms) + 1e-6
+        assert bound["images_per_s"] <= bound["phases_images_per_s"]
+        assert bound["images_per_s"] <= bound["shared_cores_images_per_s"]
         assert set(entry["ratios"]) == {
             "pipelined_vs_sequential",
             "pipelined_vs_bound",

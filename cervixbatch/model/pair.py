@@ -44,7 +44,7 @@ def load_stages(config: Config) -> Stages:
     if config.models.simulate_device_ms > 0:
         from cervixbatch.model.simulated import simulated_stages
 
-        log.warning("simulated_device", ms_per_image=config.models.simulate_device_ms)
+        log.info("simulated_device", ms_per_image=config.models.simulate_device_ms)
         return simulated_stages(config.models.simulate_device_ms)
     from cervixbatch.model.stage import Stage, load_stage
 
