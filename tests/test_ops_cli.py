@@ -468,3 +468,19 @@ def test_a_rerun_that_fails_leaves_the_earlier_results_and_files(processed: Path
     assert report[1]["status"] == "rejected"
     assert report[1]["results"] == first[1]
     assert before <= _outbox_files(processed)
+
+
+@pytest.mark.parametrize("which", ["builtin:demo", "file"])
+def test_the_configured_version_is_the_one_loading_records(
+    analytic_models: dict[str, Path], which: str
+) -> None:
+    """`reprocess --other-models` hashes the configured models without loading them: the
+    same version that loading the model records on every result."""
+    from cervixbatch.config import Precision
+    from cervixbatch.model.stage import Stage, load_stage
+    from cervixbatch.model.versions import configured_version
+
+    for stage in (Stage.CERVIX, Stage.LESION):
+        ref = "builtin:demo" if which == "builtin:demo" else str(analytic_models[stage.value])
+        loaded = load_stage(ref, stage, batch_size=1, precision=Precision.FLOAT32)
+        assert configured_version(ref, stage) == loaded.version

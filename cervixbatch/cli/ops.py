@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cervixbatch.cli.common import EXIT_FAILED, app_of, format_option, parse_date, setup_logging
+from cervixbatch.config import Config
 
 __all__ = ["purge", "reprocess", "status"]
 
@@ -164,7 +165,7 @@ def _reprocess_line(row: dict[str, Any]) -> str:
     )
 
 
-def _configured_versions(config: Any) -> tuple[str, str]:
+def _configured_versions(config: Config) -> tuple[str, str]:
     from cervixbatch.model.stage import Stage
     from cervixbatch.model.versions import configured_version
 

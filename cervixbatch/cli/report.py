@@ -162,13 +162,13 @@ def _report_comparison(
     output: Path | None,
 ) -> None:
     """`report --compare-models A B`: two pairs of model versions on the same inputs."""
-    from cervixbatch.report.compare import (
+    from cervixbatch.store.db import open_database
+    from cervixbatch.tools.compare import (
         compare_models,
         render_compare_csv,
         render_compare_json,
         render_compare_table,
     )
-    from cervixbatch.store.db import open_database
 
     render = {
         "table": render_compare_table,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cervixbatch.errors import ModelError
-from cervixbatch.model.stage import DEMO_DIR, Stage, file_sha256
+from cervixbatch.model.loading import file_sha256
+from cervixbatch.model.stage import DEMO_DIR, Stage
 
 __all__ = ["configured_version"]
 

@@ -1,4 +1,5 @@
-"""``report --compare-models A B``: two model versions on the same inputs, side by side.
+"""``report --compare-models A B``: two model versions on the same inputs, side by side,
+the way ``evaluate`` compares a model with the truth.
 
 For every input with results under both pairs of models (each pair's latest run of that
 input), per frame: the lesion fraction under each, and the Dice between their lesion
