@@ -2,27 +2,31 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# CPU TensorFlow by default; `make run EXTRAS=gpu` on a machine with an NVIDIA GPU.
-EXTRAS ?= cpu
+# TensorFlow comes with the project; `make run EXTRAS=gpu` adds the CUDA libraries for an
+# NVIDIA GPU (`EXTRAS=gpu,postgres` for several).
+EXTRAS ?=
+SPEC    = .$(if $(EXTRAS),[$(EXTRAS)])
+STAMP   = $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
+comma  := ,
 
-.PHONY: run test lint typecheck clean venv
+.PHONY: run test lint typecheck clean venv wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e "$(SPEC)"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test,postgres]"
+	$(BIN)/python -m pip install --quiet -e ".[test,postgres]"
 	touch $@
 
-venv: $(VENV)/.installed-$(EXTRAS)
+venv: $(STAMP)
 
 ## make run: install, then start the daemon in the foreground on ./config.toml
-run: $(VENV)/.installed-$(EXTRAS)
+run: $(STAMP)
 	mkdir -p var/inbox var/outbox
 	@echo "cervixbatch: drop photos or DICOM files into $(CURDIR)/var/inbox/"
 	@echo "cervixbatch: results appear in $(CURDIR)/var/outbox/ (see: $(BIN)/cervixbatch report)"
@@ -40,6 +44,11 @@ lint: $(VENV)/.installed-test
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
+
+## make wheel-check: build the wheel, install it with no extras into a fresh venv, and
+## process a synthetic photo with it (CI runs it after `make test`)
+wheel-check: $(VENV)/.installed-test
+	PYTHON=$(BIN)/python .ci/wheel_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

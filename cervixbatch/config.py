@@ -38,6 +38,7 @@ __all__ = [
     "Precision",
     "ReportConfig",
     "Resize",
+    "RetentionConfig",
     "Runtime",
     "WatchConfig",
     "load_config",
@@ -239,6 +240,17 @@ class ReportConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long outputs and rows are kept. 0: forever."""
+
+    outputs_days: int = 0  # output files of results older than this are removed
+    # outputs_days also removes the outputs of an input's latest results (by default only
+    # those of earlier runs, which `reprocess` superseded)
+    include_latest: bool = False
+    rows_days: int = 0  # inputs finished longer ago, whose files left the inbox, are forgotten
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """Log level and format."""
 
@@ -257,6 +269,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "dicom": DicomConfig,
     "metrics": MetricsConfig,
     "report": ReportConfig,
+    "retention": RetentionConfig,
     "logging": LoggingConfig,
 }
 
@@ -275,6 +288,7 @@ class Config:
     dicom: DicomConfig = DicomConfig()
     metrics: MetricsConfig = MetricsConfig()
     report: ReportConfig = ReportConfig()
+    retention: RetentionConfig = RetentionConfig()
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = None  # the file it came from, None for built-in defaults
 
@@ -447,6 +461,8 @@ _POSITIVE = {
     "dicom.forward_backoff_seconds": 0.0,
     "models.cervix_input_size": 0,
     "models.lesion_input_size": 0,
+    "retention.outputs_days": 0,
+    "retention.rows_days": 0,
 }
 _UNIT_INTERVAL = {
     "models.cervix_threshold",

@@ -30,6 +30,7 @@ from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
+from cervixbatch.store.runs import next_runs
 from cervixbatch.store.schema import Status, utcnow
 
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
@@ -59,6 +60,7 @@ class _Work:
     """One claimed input on its way through the batch."""
 
     claimed: queue.ClaimedInput
+    run: int = 1  # which run of the input this is (2 and up: reprocessed)
     path: str | None = None
     decoded: DecodedInput | None = None
     rejection: InputRejected | None = None
@@ -275,15 +277,17 @@ class Runner:
                 limit=self.config.batch.size,
                 lease_seconds=self.config.batch.lease_seconds,
             )
+            runs = next_runs(session, [c.id for c in claimed])
         if not claimed:
             return None
-        work = [_Work(claimed=c, started=clock) for c in claimed]
+        work = [_Work(claimed=c, run=runs[c.id], started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
         ids = [c.id for c in claimed]
         self.leases.hold(ids)  # renewed through read, segmentation and write alike
         try:
             t0 = time.perf_counter()
-            list(self._readers.map(self._read, work))
+            for _ in self._readers.map(self._read, work):
+                self.leases.progress()  # one more input read
             t1 = time.perf_counter()
             self._segment(work)
             t2 = time.perf_counter()
@@ -331,16 +335,13 @@ class Runner:
     def _read(self, item: _Work) -> None:
         """The registered bytes, read once, verified and decoded: nothing reads the path
         again. Paths that now hold other bytes are kept for registration after commit."""
-        try:
-            read = read_registered(
-                item.claimed.paths,
-                item.claimed.sha256,
-                self.limits,
-                min_working_side=self._min_working_side,
-                sop_filter=self.sop_filter,
-            )
-        finally:
-            self.leases.progress()
+        read = read_registered(
+            item.claimed.paths,
+            item.claimed.sha256,
+            self.limits,
+            min_working_side=self._min_working_side,
+            sop_filter=self.sop_filter,
+        )
         item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
         item.changed = read.changed
         if read.failure is not None:
@@ -386,12 +387,14 @@ class Runner:
             if item.decoded and item.failure is None:
                 # An earlier attempt's files this one did not write (a crop.jpg where no
                 # cervix is found now, a SEG now skipped) must not outlive it.
-                remove_stale_outputs(self.outbox, item.claimed.id, item.outputs)
+                remove_stale_outputs(self.outbox, item.claimed.id, item.outputs, item.run)
 
     def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:
         assert item.decoded is not None
         try:
-            return self._writer.write(item.claimed.id, item.decoded, index, item.results[index])
+            return self._writer.write(
+                item.claimed.id, item.decoded, index, item.results[index], run=item.run
+            )
         except OutputError as exc:
             return exc
         finally:
@@ -469,7 +472,7 @@ class Runner:
                     )
                 else:
                     rows = [
-                        self._writer.result_row(index, result, outputs)
+                        self._writer.result_row(index, result, outputs, item.run)
                         for index, (result, outputs) in enumerate(
                             zip(item.results, item.outputs, strict=True)
                         )
@@ -518,7 +521,7 @@ class Runner:
         wrote before it failed would otherwise lie in the outbox with no row naming them."""
         for item in work:
             if item.ended in (Status.FAILED, Status.REJECTED):
-                remove_outputs(self.outbox, item.claimed.id)
+                remove_outputs(self.outbox, item.claimed.id, item.run)
 
     def _register_changed(self, work: Iterable[_Work]) -> None:
         """New bytes found at an input's path are an input of their own (a sighting of the

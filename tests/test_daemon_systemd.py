@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import require_executable
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "cervixbatch.service"
 TMPFILES = REPO / "systemd" / "cervixbatch.tmpfiles.conf"
-INSTALLED_BINARY = "/opt/cervixbatch/.venv/bin/cervixbatch"
+INSTALLED_BINARY = "/opt/cervixbatch/.venv/bin/cervixbatchd"
 
 
 def _settings(text: str) -> dict[str, list[str]]:
@@ -29,7 +31,9 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     analyze = require_executable("systemd-analyze", install="apt-get install systemd")
     # verify insists that ExecStart's binary exists: check a copy that points at this
     # checkout's console script instead of the /opt path of an installed system.
-    binary = Path(sys.executable).parent / "cervixbatch"
+    binary = Path(sys.executable).parent / Path(INSTALLED_BINARY).name
+    if not binary.is_file() and os.environ.get("CI") != "true":
+        pytest.skip(f"{binary.name} is not installed here (pip install -e . installs it)")
     assert binary.is_file(), "the project is not installed in this environment"
     text = UNIT.read_text(encoding="utf-8")
     assert INSTALLED_BINARY in text
@@ -54,9 +58,7 @@ def test_unit_is_a_hardened_notify_service() -> None:
     assert settings["NotifyAccess"] == ["main"]
     assert settings["User"] == ["cervixbatch"]
     assert settings["Restart"] == ["on-failure"]
-    assert settings["ExecStart"] == [
-        f"{INSTALLED_BINARY} --config /etc/cervixbatch/config.toml run"
-    ]
+    assert settings["ExecStart"] == [f"{INSTALLED_BINARY} --config /etc/cervixbatch/config.toml"]
     assert int(settings["TimeoutStartSec"][0]) >= 300
     assert int(settings["WatchdogSec"][0]) >= 60
     assert settings["ProtectSystem"] == ["strict"]

@@ -26,7 +26,7 @@ from cervixbatch.model.runtime import LoadOptions, openvino_available, resolve_r
 from cervixbatch.model.stage import Stage, file_sha256, load_stage
 from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
 from cervixbatch.pipeline import cervix_input, lesion_input
-from cervixbatch.tools.scores import dice
+from cervixbatch.scores import dice
 
 pytestmark = pytest.mark.skipif(
     not openvino_available() and os.environ.get("CI") != "true",

@@ -132,6 +132,9 @@ def test_a_live_workers_temp_file_survives_another_processes_recovery(tmp_path: 
     finally:
         writer.kill()
         writer.wait(timeout=30)
+        for pipe in (writer.stdin, writer.stdout):
+            if pipe is not None:
+                pipe.close()
     sweep = Outbox(tmp_path).remove_temp_files()
     assert (sweep.removed, sweep.kept_live, sweep.kept_unknown) == (1, 0, 1)
     assert not live.exists() and foreign.is_file()

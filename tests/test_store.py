@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -278,26 +279,49 @@ def test_concurrent_claims_never_take_an_input_twice(db: Database) -> None:
     assert sorted(taken) == list(range(1, 41))
 
 
-def test_concurrent_migrations_are_safe(db: Database) -> None:
-    """Several processes upgrading at once all end at head (PostgreSQL: advisory lock)."""
-    import threading
+MIGRATE_AT_THE_SIGNAL = """
+import sys, time
+from pathlib import Path
+from cervixbatch.store.db import open_database
+ready, go, url = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+database = open_database(url)
+print(database.upgrade())
+database.dispose()
+"""
 
-    url = db.engine.url.render_as_string(hide_password=False)
-    revisions: list[str | None] = []
-    errors: list[BaseException] = []
 
-    def upgrade() -> None:
-        try:
-            other = open_database(url, migrate=False)
-            revisions.append(other.upgrade())
-            other.dispose()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upgrade, name=f"cervixbatch-mig-{i}") for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
-    assert len(set(revisions)) == 1 and revisions[0] is not None
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_starting_at_once_on_an_empty_database_all_migrate_it(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Four worker processes opening a database that is not migrated yet, at the same
+    moment, all end at head without an error: one migrates, the others wait for it
+    (PostgreSQL: an advisory lock; SQLite: its write lock)."""
+    url = (
+        f"sqlite:///{tmp_path}/fresh.db"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE_AT_THE_SIGNAL, str(flag), str(go), url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for flag in ready
+    ]
+    deadline = time.monotonic() + 120
+    while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # all four imported and waiting: they open the database together
+    results = [worker.communicate(timeout=120) for worker in workers]
+    for worker, (_out, err) in zip(workers, results, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    revisions = {out.strip().splitlines()[-1] for out, _ in results}  # after the logs
+    assert len(revisions) == 1 and revisions != {"None"}

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from cervixbatch.config import Config, load_config
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "AppContext", "app_of", "setup_logging"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "AppContext",
+    "app_of",
+    "format_option",
+    "parse_date",
+    "setup_logging",
+]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(slots=True)
@@ -45,4 +58,27 @@ def setup_logging(config: Config, *, to_stderr: bool = True) -> None:
     # One-shot commands keep stdout for their output (a JSON report, say).
     configure_logging(
         config.logging.level, config.logging.format, sys.stderr if to_stderr else sys.stdout
+    )
+
+
+def parse_date(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO date or time from the command line, as aware UTC (naive means UTC)."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time", param_hint=name) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    """The shared ``--format`` option: the first choice is the default."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
     )

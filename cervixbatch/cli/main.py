@@ -16,10 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
+from cervixbatch.cli.db import db
 from cervixbatch.cli.models import bench, evaluate, model_info, train
+from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
+from cervixbatch.cli.synth import synth
 from cervixbatch.errors import CervixbatchError, ConfigError
+from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
 
 __all__ = ["main"]
 
@@ -37,6 +41,11 @@ class CervixbatchGroup(click.Group):
             sys.exit(EXIT_CONFIG)
         except CervixbatchError as exc:
             click.echo(f"cervixbatch: error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except ImportError as exc:  # TensorFlow missing or broken, wherever it was first needed
+            if (exc.name or "").split(".")[0] not in FRAMEWORK_MODULES:
+                raise
+            click.echo(f"cervixbatch: error: {framework_error(exc)}", err=True)
             sys.exit(EXIT_FAILED)
         except SQLAlchemyError as exc:  # locked past the busy timeout, or unreachable
             reason = getattr(exc, "orig", None) or exc
@@ -103,61 +112,20 @@ def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     sys.exit(EXIT_FAILED if totals.failed or totals.queued else 0)
 
 
-# -- synth -----------------------------------------------------------------------------
-
-
-@main.command()
-@click.option("--count", type=click.IntRange(min=1), required=True, help="How many photos.")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Folder to write images/, cervix/ and lesion/ into.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same set.")
-@click.option(
-    "--size", "size_text", help="Fixed size WxH (default: varied, 1600x1200 to 4128x3096)."
-)
-def synth(count: int, out: Path, seed: int, size_text: str | None) -> None:
-    """Make synthetic colposcopy-like photos with ground-truth masks."""
-    from cervixbatch.cli.progress import progress_bar
-    from cervixbatch.tools.synth import parse_size, write_dataset
-
-    try:
-        size = parse_size(size_text) if size_text else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--size") from None
-    with progress_bar("synth", total=count) as advance:
-        stems = write_dataset(out, count, seed=seed, size=size, on_progress=lambda _i: advance(1))
-    click.echo(f"wrote {len(stems)} photos with masks to {out}", err=True)
-
-
-for command in (report, train, evaluate, model_info, bench, quantize):
+for command in (
+    report,
+    synth,
+    train,
+    evaluate,
+    model_info,
+    bench,
+    quantize,
+    db,
+    status,
+    reprocess,
+    purge,
+):
     main.add_command(command)
-
-
-# -- db --------------------------------------------------------------------------------
-
-
-@main.group()
-def db() -> None:
-    """Database maintenance."""
-
-
-@db.command("upgrade")
-@click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
-    """Run the Alembic migrations to head (also done at every start)."""
-    from cervixbatch.store.db import open_database
-
-    config = app_of(ctx).config
-    setup_logging(config)
-    database = open_database(config.database.url, migrate=False)
-    try:
-        revision = database.upgrade()
-    finally:
-        database.dispose()
-    click.echo(f"database at revision {revision}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -191,6 +191,14 @@ def _echo_problems(problems: Sequence[Problem]) -> None:
     help="Epochs without validation improvement before stopping.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint or --out.")
+@click.option(
+    "--augment",
+    type=click.Choice(["seed", "colposcopy"]),
+    default="seed",
+    show_default=True,
+    help="seed: flips, rotation, shift, zoom, shear and mild colour jitter; colposcopy: also "
+    "scale from close-up to full view, colour casts, grey renderings, blur, noise, JPEG.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -216,6 +224,7 @@ def train(
     dropout: float | None,
     patience: int,
     resume: bool,
+    augment: str,
 ) -> None:
     """Train one stage on labelled images; the best epoch on validation is kept.
 
@@ -223,6 +232,9 @@ def train(
     (--annotations: seed 001's box JSON, COCO or LabelMe); bad entries are listed and
     skipped. A run that collapses to a constant mask stops and saves nothing.
     """
+    from cervixbatch.model.framework import require_tensorflow
+
+    require_tensorflow()
     from cervixbatch.model.stage import Stage
     from cervixbatch.tools.train import TrainOptions, train_stage
 
@@ -252,6 +264,7 @@ def train(
             dropout=dropout,
             margin=config.models.margin,
             patience=patience,
+            augment=augment,
         )
     )
     _echo_problems(result.problems)

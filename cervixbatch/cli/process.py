@@ -9,7 +9,8 @@ from pathlib import Path
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
 from cervixbatch.intake.rules import InputRule, own_paths
-from cervixbatch.runner import Runner, load_stages
+from cervixbatch.ops.presence import WorkerPresence
+from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
 
@@ -36,9 +37,15 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
     """
     db = open_database(config.database.url)
     totals = ProcessTotals()
+    presence: WorkerPresence | None = None
+    stop_reason, error = "error", None
     try:
         stages = load_stages(config)
         with Runner(config, db, stages) as runner:
+            presence = WorkerPresence.started(
+                db, worker_id=runner.owner, kind="process", stages=stages
+            )
+            runner.leases.set_beat(presence.beat)  # from the heartbeat thread, within batches
             runner.recover()
             ids: set[int] = set()
             excluded = own_paths(config)
@@ -52,15 +59,25 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     ids.add(registration.input_id)
             queued = _count_queued(runner)
             with progress_bar("process", total=queued) as advance:
-                runner.drain(
-                    on_batch=lambda outcome: advance(
-                        outcome.done + outcome.rejected + outcome.failed
-                    )
-                )
+
+                def on_batch(outcome: BatchOutcome) -> None:
+                    finished = outcome.done + outcome.rejected + outcome.failed
+                    advance(finished)
+                    assert presence is not None
+                    presence.finished(finished, failed=outcome.failed)
+                    presence.beat()
+
+                runner.drain(on_batch=on_batch)
             _tally(runner, ids, totals)
             if totals.queued:
                 totals.paused = runner.paused
+            stop_reason = "finished"
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
     finally:
+        if presence is not None:
+            presence.stop(stop_reason, error=error)
         db.dispose()
     return totals
 

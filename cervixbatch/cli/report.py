@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from cervixbatch.cli.common import app_of, setup_logging
+from cervixbatch.cli.common import app_of, parse_date, setup_logging
 from cervixbatch.config import Config
+
+if TYPE_CHECKING:
+    from cervixbatch.report.query import ReportFilter
 
 __all__ = ["report"]
 
 
 # -- report ----------------------------------------------------------------------------
-
-
-def _parse_date(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO date or time", param_hint=name) from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
 @click.command()
@@ -60,6 +53,19 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
 )
 @click.option("--show-patient", is_flag=True, help="HTML: show patient names (off by default).")
 @click.option(
+    "--all-versions",
+    is_flag=True,
+    help="Every run's results (one per `reprocess`), not only each input's latest.",
+)
+@click.option(
+    "--compare-models",
+    nargs=2,
+    metavar="A B",
+    help="Per input with results under both, the lesion fraction under each pair of models "
+    "and the Dice between their masks. A pair is CERVIX:LESION version prefixes, or one "
+    "prefix of either (table, json or csv).",
+)
+@click.option(
     "--ignored",
     is_flag=True,
     help="List what the inbox holds that is not an input (hidden, temp name, symlink, not "
@@ -76,6 +82,8 @@ def report(
     limit: int | None,
     output: Path | None,
     show_patient: bool,
+    all_versions: bool,
+    compare_models: tuple[str, str] | None,
     ignored: bool,
 ) -> None:
     """Show what has been processed: a summary (counts, reasons, lesion-positive share,
@@ -93,17 +101,21 @@ def report(
     if ignored:
         _report_ignored(config, fmt, limit, output)
         return
-    if limit is None:
+    if limit is None and not compare_models:
         # a terminal shows the latest, a page a contact sheet of the latest; the summary
         # and the statistics still cover every matching input
         limit = {"table": 20, "html": 1000}.get(fmt)
     report_filter = ReportFilter(
-        since=_parse_date(since, "--since"),
-        until=_parse_date(until, "--until"),
+        since=parse_date(since, "--since"),
+        until=parse_date(until, "--until"),
         statuses=tuple(Status(s) for s in statuses),
         reasons=reasons,
         limit=limit,
+        all_versions=all_versions,
     )
+    if compare_models:
+        _report_comparison(config, report_filter, compare_models, fmt, output)
+        return
     db = open_database(config.database.url)
     try:
         with db.read_session() as session:
@@ -140,6 +152,40 @@ def report(
     finally:
         db.dispose()
     _emit(text, output)
+
+
+def _report_comparison(
+    config: Config,
+    report_filter: ReportFilter,
+    specs: tuple[str, str],
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """`report --compare-models A B`: two pairs of model versions on the same inputs."""
+    from cervixbatch.report.compare import (
+        compare_models,
+        render_compare_csv,
+        render_compare_json,
+        render_compare_table,
+    )
+    from cervixbatch.store.db import open_database
+
+    render = {
+        "table": render_compare_table,
+        "json": render_compare_json,
+        "csv": render_compare_csv,
+    }.get(fmt)
+    if render is None:
+        raise click.UsageError("--compare-models prints --format table, json or csv")
+    db = open_database(config.database.url)
+    try:
+        with db.read_session() as session:
+            comparison = compare_models(
+                session, *specs, restrict=report_filter.apply, limit=report_filter.limit
+            )
+    finally:
+        db.dispose()
+    _emit(render(comparison), output)
 
 
 def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:

@@ -39,6 +39,9 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
 
 def load_stages(config: Config) -> Stages:
     """Loads both models on the configured runtime (TensorFlow is imported here, not before)."""
+    from cervixbatch.model.framework import require_tensorflow
+
+    require_tensorflow()  # missing or broken: one clear error, not an import traceback
     from cervixbatch.model.device import configure_tensorflow
     from cervixbatch.model.runtime import LoadOptions, load_predictor
 

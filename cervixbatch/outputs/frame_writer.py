@@ -36,6 +36,8 @@ class FrameWriter:
         decoded: DecodedInput,
         index: int,
         result: FrameResult,
+        *,
+        run: int = 1,
     ) -> FrameOutputs:
         """Renders and writes the frame's files; raises OutputError when the disk refuses.
 
@@ -55,7 +57,7 @@ class FrameWriter:
             max_side=self.config.output.overlay_max_side,
             label=label,
         )
-        folder = self.outbox.frame_dir(input_id, index, len(decoded.frames))
+        folder = self.outbox.frame_dir(input_id, index, len(decoded.frames), run=run)
         outputs = self.outbox.write_frame(
             folder,
             cervix_mask=result.cervix_mask,
@@ -114,11 +116,14 @@ class FrameWriter:
             dicom_sc_uid=dicom.sc_sop_instance_uid,
         )
 
-    def result_row(self, frame: int, result: FrameResult, outputs: FrameOutputs) -> Result:
+    def result_row(
+        self, frame: int, result: FrameResult, outputs: FrameOutputs, run: int = 1
+    ) -> Result:
         """The database row of one frame (its input id is set when the batch commits)."""
         height, width = result.cervix_mask.shape
         box = result.box.as_tuple() if result.box else (None, None, None, None)
         return Result(
+            run=run,
             frame=frame,
             width=width,
             height=height,

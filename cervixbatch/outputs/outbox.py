@@ -63,7 +63,8 @@ class FrameOutputs:
 
 
 class Outbox:
-    """The output folder tree: ``<outbox>/<input id>/`` or ``…/<input id>/frame_NNNN/``."""
+    """The output folder tree: ``<outbox>/<input id>/`` or ``…/<input id>/frame_NNNN/``;
+    later runs of an input (``reprocess``) in ``…/<input id>/run_NNNN/``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -72,9 +73,17 @@ class Outbox:
         """The folder of one input, named by its database id."""
         return self._inside(self.root / f"{int(input_id):08d}")
 
-    def frame_dir(self, input_id: int, frame: int, frame_count: int) -> Path:
-        """Single-frame inputs write into the input folder; multi-frame ones one folder each."""
+    def run_dir(self, input_id: int, run: int = 1) -> Path:
+        """The folder of one run: the input folder for the first, ``run_NNNN/`` inside it
+        for each reprocessing, so that earlier results keep their files."""
         base = self.input_dir(input_id)
+        if run <= 1:
+            return base
+        return self._inside(base / f"run_{int(run):04d}")
+
+    def frame_dir(self, input_id: int, frame: int, frame_count: int, run: int = 1) -> Path:
+        """Single-frame inputs write into the run's folder; multi-frame ones one folder each."""
+        base = self.run_dir(input_id, run)
         if frame_count <= 1:
             return base
         return self._inside(base / f"frame_{int(frame):04d}")

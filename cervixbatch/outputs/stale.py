@@ -26,14 +26,18 @@ log = structlog.get_logger(__name__)
 _FRAME_PREFIX = "frame_"
 
 
-def remove_outputs(outbox: Outbox, input_id: int) -> int:
-    """Removes every output file of one input (and its emptied folders); returns how many."""
-    return _sweep(outbox.input_dir(input_id), keep=frozenset(), input_id=input_id)
+def remove_outputs(outbox: Outbox, input_id: int, run: int = 1) -> int:
+    """Removes every output file of one run of an input (and its emptied folders); returns
+    how many. Other runs' files (``reprocess``) are never touched."""
+    return _sweep(outbox.run_dir(input_id, run), keep=frozenset(), input_id=input_id)
 
 
-def remove_stale_outputs(outbox: Outbox, input_id: int, written: Iterable[FrameOutputs]) -> int:
-    """Removes the input's files that are not among ``written`` (this attempt's outputs);
-    returns how many."""
+def remove_stale_outputs(
+    outbox: Outbox, input_id: int, written: Iterable[FrameOutputs], run: int = 1
+) -> int:
+    """Removes the files of this run of the input that are not among ``written`` (this
+    attempt's outputs); returns how many. A ``run_NNNN`` folder (another run) is never
+    entered: only ``frame_NNNN`` folders are."""
     keep = frozenset(
         str(path)
         for outputs in written
@@ -47,7 +51,7 @@ def remove_stale_outputs(outbox: Outbox, input_id: int, written: Iterable[FrameO
         )
         if path is not None
     )
-    return _sweep(outbox.input_dir(input_id), keep=keep, input_id=input_id)
+    return _sweep(outbox.run_dir(input_id, run), keep=keep, input_id=input_id)
 
 
 def _sweep(folder: Path, *, keep: frozenset[str], input_id: int) -> int:

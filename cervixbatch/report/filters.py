@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select
 
+from cervixbatch.store.runs import latest_run_only
 from cervixbatch.store.schema import Input, Status
 
 __all__ = ["ReportFilter"]
@@ -24,6 +25,12 @@ class ReportFilter:
     statuses: tuple[Status, ...] = ()
     reasons: tuple[str, ...] = ()
     limit: int | None = None
+    all_versions: bool = False  # every run's results, not only each input's latest
+
+    def apply_results(self, query: _Query) -> _Query:
+        """Add this filter's condition on :class:`Result` rows: the latest run only,
+        unless ``all_versions``."""
+        return query if self.all_versions else query.where(latest_run_only())
 
     def apply(self, query: _Query) -> _Query:
         """Add the WHERE clauses of this filter to ``query``."""

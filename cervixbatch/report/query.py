@@ -27,6 +27,7 @@ from cervixbatch.report.stats import (
     compute_stats,
     iso,
 )
+from cervixbatch.store.runs import any_rerun, latest_run_only
 from cervixbatch.store.schema import Input, Result, Status
 
 __all__ = [
@@ -67,6 +68,11 @@ def collect(
     lesion_threshold: float = DEFAULT_LESION_THRESHOLD,
 ) -> ReportData:
     """Run the report's queries: counts by status and reason, the statistics, the items."""
+    shown = report_filter
+    if not report_filter.all_versions and not any_rerun(session):
+        # nothing was ever reprocessed: every result is its input's latest, and the
+        # latest-run condition (a correlated subquery per row) can be left out
+        shown = dataclasses.replace(report_filter, all_versions=True)
     summary = {"total": 0, **{status.value: 0 for status in Status}}
     counts = report_filter.apply(select(Input.status, func.count()).group_by(Input.status))
     for status, count in session.execute(counts):
@@ -83,13 +89,14 @@ def collect(
     reasons: dict[str, int] = {}
     for _status, reason, count in reason_rows:
         reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
-    stats = compute_stats(session, report_filter, lesion_threshold)
+    stats = compute_stats(session, shown, lesion_threshold)
     stats = dataclasses.replace(
         stats, reasons=tuple((Status(s).value, str(r), int(c)) for s, r, c in reason_rows)
     )
+    results = Input.results if shown.all_versions else Input.results.and_(latest_run_only())
     items_query = report_filter.apply(
         select(Input)
-        .options(selectinload(Input.results), selectinload(Input.sightings))
+        .options(selectinload(results), selectinload(Input.sightings))
         .order_by(Input.created_at.desc(), Input.id.desc())
     )
     if report_filter.limit is not None:
@@ -119,6 +126,7 @@ def result_dict(result: Result) -> dict[str, Any]:
     """Return one frame's result as the contract's JSON."""
     out: dict[str, Any] = {
         "frame": result.frame,
+        "run": result.run,
         "cervix_found": result.cervix_found,
         "cervix_fraction": round(result.cervix_fraction, 6),
         "lesion_fraction": round(result.lesion_fraction, 6),
@@ -133,6 +141,8 @@ def result_dict(result: Result) -> dict[str, Any]:
         "models": {"cervix": result.cervix_model, "lesion": result.lesion_model},
         "runtime": result.runtime,
         "precision": result.precision,
+        "created_at": iso(result.created_at),
+        "outputs_purged_at": iso(result.outputs_purged_at),
     }
     if result.dicom_seg_path or result.dicom_sc_path:
         out["outputs"]["dicom_seg"] = result.dicom_seg_path
@@ -206,6 +216,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "study_uid",
     "series_uid",
     "sop_instance_uid",
+    "run",
     "frame",
     "width",
     "height",
@@ -268,6 +279,7 @@ def render_csv(data: ReportData) -> str:
             writer.writerow(
                 [
                     *base,
+                    r.run,
                     r.frame,
                     r.width,
                     r.height,

@@ -119,14 +119,16 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
     with_cervix = Result.cervix_found.is_(True)
     positive = with_cervix & (Result.lesion_fraction > threshold)
     frames, found, lesion_positive = session.execute(
-        report_filter.apply(
-            select(
-                func.count(Result.id),
-                func.coalesce(func.sum(case((with_cervix, 1), else_=0)), 0),
-                func.coalesce(func.sum(case((positive, 1), else_=0)), 0),
+        report_filter.apply_results(
+            report_filter.apply(
+                select(
+                    func.count(Result.id),
+                    func.coalesce(func.sum(case((with_cervix, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((positive, 1), else_=0)), 0),
+                )
+                .select_from(Result)
+                .join(Input, Result.input_id == Input.id)
             )
-            .select_from(Result)
-            .join(Input, Result.input_id == Input.id)
         )
     ).one()
 
@@ -173,20 +175,22 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
             runtime=str(r),
         )
         for c, les, r, p, n, u in session.execute(
-            report_filter.apply(
-                select(
-                    Result.cervix_model,
-                    Result.lesion_model,
-                    Result.runtime,
-                    Result.precision,
-                    func.count(Result.id),
-                    last_used,
+            report_filter.apply_results(
+                report_filter.apply(
+                    select(
+                        Result.cervix_model,
+                        Result.lesion_model,
+                        Result.runtime,
+                        Result.precision,
+                        func.count(Result.id),
+                        last_used,
+                    )
+                    .join(Input, Result.input_id == Input.id)
+                    .group_by(
+                        Result.cervix_model, Result.lesion_model, Result.runtime, Result.precision
+                    )
+                    .order_by(last_used.desc())
                 )
-                .join(Input, Result.input_id == Input.id)
-                .group_by(
-                    Result.cervix_model, Result.lesion_model, Result.runtime, Result.precision
-                )
-                .order_by(last_used.desc())
             )
         )
     )

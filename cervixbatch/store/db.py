@@ -86,6 +86,26 @@ class Database:
             raise StoreError(f"cannot migrate the database: {exc.orig}") from exc
         return revision
 
+    def revision(self) -> str | None:
+        """The migration revision the database is at; None when it was never migrated."""
+        from alembic.runtime.migration import MigrationContext
+
+        read_only = self.engine.execution_options(cervixbatch_read_only=True)
+        with read_only.connect() as connection:
+            revision: str | None = MigrationContext.configure(connection).get_current_revision()
+        return revision
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest revision among this installation's migrations."""
+        from alembic.config import Config as AlembicConfig
+        from alembic.script import ScriptDirectory
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(migrations_dir()))
+        head: str | None = ScriptDirectory.from_config(config).get_current_head()
+        return head
+
     def dispose(self) -> None:
         """Closes every pooled connection."""
         self.engine.dispose()

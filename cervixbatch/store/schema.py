@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Input", "Result", "Sighting", "Status", "UTCDateTime", "utcnow"]
+__all__ = ["Base", "Input", "Result", "Sighting", "Status", "UTCDateTime", "Worker", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -119,13 +119,17 @@ class Input(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when it last entered the queue (found, or `reprocess`): the queue's age counts from here
+    queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     processing_ms: Mapped[float | None] = mapped_column(Float)
     disposition: Mapped[str | None] = mapped_column(String(16))  # kept | archived | deleted
 
     results: Mapped[list[Result]] = relationship(
-        back_populates="input", order_by="Result.frame", cascade="all, delete-orphan"
+        back_populates="input",
+        order_by="(Result.run, Result.frame)",
+        cascade="all, delete-orphan",
     )
     sightings: Mapped[list[Sighting]] = relationship(
         back_populates="input", order_by="Sighting.id", cascade="all, delete-orphan"
@@ -146,6 +150,9 @@ class Result(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     input_id: Mapped[int] = mapped_column(ForeignKey("inputs.id", ondelete="CASCADE"))
+    # 1 for the first processing of an input, 2 for its first `reprocess`, …: earlier runs
+    # keep their rows and their files
+    run: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     frame: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
@@ -177,13 +184,19 @@ class Result(Base):
     stage1_ms: Mapped[float] = mapped_column(Float)
     stage2_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when retention (or `purge`) removed the files above; the paths stay as a record
+    outputs_purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     input: Mapped[Input] = relationship(back_populates="results")
 
     __table_args__ = (
-        UniqueConstraint("input_id", "frame"),
+        UniqueConstraint("input_id", "run", "frame", name="uq_results_input_run_frame"),
         # the report's "models in use" groups by these
         Index("ix_results_models", "cervix_model", "lesion_model", "precision"),
+        # retention: the oldest results whose files are still there
+        Index("ix_results_purge", "outputs_purged_at", "created_at"),
+        # "was anything ever reprocessed?": reports skip the latest-run filter if not
+        Index("ix_results_run", "run"),
     )
 
 
@@ -212,3 +225,32 @@ class Sighting(Base):
         ),
         Index("ix_sightings_input_id", "input_id"),
     )
+
+
+class Worker(Base):
+    """A running (or stopped, or vanished) worker: the daemon or a `process` run.
+
+    Its id is the lease owner it claims inputs as, so what it holds is a join away.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # daemon | process
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))  # cervixbatch's
+    cervix_model: Mapped[str | None] = mapped_column(String(64))
+    lesion_model: Mapped[str | None] = mapped_column(String(64))
+    precision: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    paused: Mapped[str | None] = mapped_column(Text)  # why it takes no new inputs, if so
+    disk_free_mb: Mapped[float | None] = mapped_column(Float)
+    inputs_finished: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)  # a reason code or error type
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_workers_heartbeat_at", "heartbeat_at"),)

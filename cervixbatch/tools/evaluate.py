@@ -16,9 +16,9 @@ from cervixbatch.imaging.reader import read_input
 from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
 from cervixbatch.roi import mask_box
+from cervixbatch.scores import box_iou, dice, iou, kaggle_score
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem, single_box
 from cervixbatch.tools.dataset import LabelledImage, ShapeTruth, labelled_images, load_mask
-from cervixbatch.tools.scores import box_iou, dice, iou, kaggle_score
 
 __all__ = ["Evaluation", "ImageScore", "evaluate", "summarise"]
 

@@ -67,6 +67,7 @@ def build_card(  # noqa: PLR0917
             "learning_rate": learning_rate,
             "warmup_epochs": options.warmup_epochs,
             "collapse_check_epochs": options.collapse_epochs,
+            "augment": options.augment,
             "validation_split": options.validation_split,
             "seed": options.seed,
             "loss": loss,

@@ -43,7 +43,7 @@ from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
 from cervixbatch.roi import binarise
-from cervixbatch.tools.scores import dice
+from cervixbatch.scores import dice
 
 __all__ = [
     "QuantizeOptions",

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["DEFAULT_SIZES", "SynthSample", "make_sample", "parse_size", "write_dataset"]
+__all__ = [
+    "DEFAULT_SIZES",
+    "SynthSample",
+    "make_sample",
+    "parse_size",
+    "sample_folders",
+    "write_dataset",
+    "write_sample",
+]
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -46,6 +54,7 @@ class SynthSample:
     rgb: npt.NDArray[np.uint8]
     cervix_mask: npt.NDArray[np.uint8]
     lesion_mask: npt.NDArray[np.uint8]  # always a subset of cervix_mask
+    features: frozenset[str] = frozenset()  # synth-v2's settings shown (see synth_v2.plan)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -360,6 +369,24 @@ def _encode(ext: str, image: U8, params: list[int] | None = None) -> bytes:
     return bytes(buf.tobytes())
 
 
+def sample_folders(out: Path) -> dict[str, Path]:
+    """The dataset's three folders (created): images/, cervix/ and lesion/."""
+    folders = {name: out / name for name in ("images", "cervix", "lesion")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def write_sample(folders: dict[str, Path], stem: str, sample: SynthSample) -> None:
+    """The photo as JPEG quality 92 and both masks as single-channel PNGs, atomically."""
+    bgr = np.asarray(cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR), np.uint8)
+    _write_atomic(
+        folders["images"] / f"{stem}.jpg", _encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    )
+    _write_atomic(folders["cervix"] / f"{stem}.png", _encode(".png", sample.cervix_mask))
+    _write_atomic(folders["lesion"] / f"{stem}.png", _encode(".png", sample.lesion_mask))
+
+
 def write_dataset(
     out: Path,
     count: int,
@@ -376,20 +403,13 @@ def write_dataset(
     on ``count``. Masks are single-channel 8-bit PNGs (0/255), photos JPEG quality 92; every
     file is written atomically. ``on_progress`` gets the number of samples done so far.
     """
-    folders = {name: out / name for name in ("images", "cervix", "lesion")}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
+    folders = sample_folders(out)
     stems: list[str] = []
     for i in range(count):
         index = start + i
         sample = make_sample(np.random.default_rng([seed, index]), size)
         stem = f"synth_{index:05d}"
-        bgr = np.asarray(cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR), np.uint8)
-        _write_atomic(
-            folders["images"] / f"{stem}.jpg", _encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        )
-        _write_atomic(folders["cervix"] / f"{stem}.png", _encode(".png", sample.cervix_mask))
-        _write_atomic(folders["lesion"] / f"{stem}.png", _encode(".png", sample.lesion_mask))
+        write_sample(folders, stem, sample)
         stems.append(stem)
         if on_progress is not None:
             on_progress(i + 1)

@@ -24,6 +24,7 @@ import structlog
 
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage import Stage
+from cervixbatch.scores import dice, iou
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem
 from cervixbatch.tools.dataset import (
     Augmenter,
@@ -33,7 +34,6 @@ from cervixbatch.tools.dataset import (
     prepare_lesion_sample,
 )
 from cervixbatch.tools.model_card import build_card, card_path
-from cervixbatch.tools.scores import dice, iou
 from cervixbatch.tools.train_callbacks import (
     PRECISE_BN_BATCHES,
     CollapseGuard,
@@ -89,6 +89,7 @@ class TrainOptions:
     init: Path | None = None  # fine-tune from this model file (any format model.loading takes)
     warmup_epochs: float = 1.0  # linear learning-rate warm-up over this many epochs
     collapse_epochs: int = 3  # stop when the model collapses for this many epochs; 0: never
+    augment: str = "seed"  # "seed": the seed's geometric set; "colposcopy": tools.augment
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +158,17 @@ def _dataset(
     if head > 1:
         ds = ds.map(lambda x, y: (x, tf.repeat(y, head, axis=-1)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(options: TrainOptions) -> Augmenter:
+    if options.augment == "colposcopy":
+        from cervixbatch.tools.augment import ColposcopyAugmenter
+
+        # stage 2 sees crops of the cervix: scale varies less there than whole photos do
+        if options.stage is Stage.LESION:
+            return ColposcopyAugmenter(options.seed, zoom_out=0.85, zoom_in=1.2)
+        return ColposcopyAugmenter(options.seed)
+    return Augmenter(options.seed)
 
 
 def _build(options: TrainOptions) -> Any:
@@ -245,7 +257,7 @@ def _starting_model(options: TrainOptions, checkpoint: Path) -> tuple[Any, dict[
         from cervixbatch.model import losses  # noqa: F401  (custom objects)
 
         model = keras.models.load_model(checkpoint if checkpoint.exists() else options.out)
-        if model.optimizer is None:  # saved without its training state
+        if getattr(model, "optimizer", None) is None:  # saved without its training state
             _compile(model, options)
         return model, None
     model, init = _initial_model(options)
@@ -319,7 +331,7 @@ def train_stage(options: TrainOptions) -> TrainResult:
                 shapes,
                 batch_size=options.batch_size,
                 cache_file=workdir / name,
-                augment=Augmenter(options.seed) if augment else None,
+                augment=_augmenter(options) if augment else None,
                 seed=options.seed,
                 head=head,
             )

@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 
 from cervixbatch.errors import CervixbatchError
-from cervixbatch.tools.scores import dice
+from cervixbatch.scores import dice
 
 __all__ = [
     "CONSTANT_SPREAD",

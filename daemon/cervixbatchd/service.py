@@ -27,6 +27,8 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
 from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.logs import configure_logging
+from cervixbatch.ops.presence import WorkerPresence
+from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.queue import expired_leases, status_counts
@@ -91,6 +93,9 @@ class Service:
         self._next_rescan = self._next_status = self._next_watchdog = 0.0
         self._telemetry: Telemetry | None = None
         self._scp: StorageSCP | None = None
+        self._presence: WorkerPresence | None = None
+        self._fatal: str | None = None  # the error type that ended the service, if any
+        self._retention: RetentionSweeper | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -110,9 +115,11 @@ class Service:
         except CervixbatchError as exc:
             log.error("fatal_error", error=type(exc).__name__, detail=str(exc))  # noqa: TRY400
             status = EXIT_FAILED
+            self._fatal = type(exc).__name__
         except Exception as exc:  # logged once, with its traceback; systemd decides what next
             log.exception("fatal_error", error=type(exc).__name__)
             status = EXIT_FAILED
+            self._fatal = type(exc).__name__
         finally:
             self._teardown(status)
         return status
@@ -128,9 +135,13 @@ class Service:
         self._db = open_database(self.config.database.url)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
-        if self.notifier.watchdog_interval is not None:
-            # Inside a batch the heartbeat thread pings, as long as the batch progresses.
-            self._runner.leases.set_beat(self._watchdog_ping, self.notifier.watchdog_interval)
+        self._presence = WorkerPresence.started(
+            self._db, worker_id=self._runner.owner, kind="daemon", stages=stages, clock=self._clock
+        )
+        # Inside a batch the heartbeat thread pings the watchdog and renews the worker row,
+        # as long as the batch progresses.
+        self._runner.leases.set_beat(self._in_batch_heartbeat, self.notifier.watchdog_interval)
+        self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if self.config.metrics.listen:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
@@ -177,6 +188,9 @@ class Service:
             if self._batch_due(now):
                 self._run_batch()
                 continue  # check the flags between two batches, never within one
+            if self._retention is not None and self._retention.due(now):
+                self._retention.step()  # small steps, only while no batch is due
+                continue
             self.wakeup.wait(self._sleep_time(now, interval))
 
     def _teardown(self, status: int) -> None:
@@ -189,6 +203,8 @@ class Service:
                 log.warning("counts_unavailable", error=type(exc).__name__)
         self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
         log.info("stopping", reason=reason, **counts)
+        if self._presence is not None:
+            self._presence.stop(reason, error=self._fatal)
         if self._scp is not None:
             self._scp.stop()  # no new instances; associations in progress finish first
         self.watcher.stop()
@@ -244,6 +260,8 @@ class Service:
         """Register every settled file (hashed unless its (path, size, mtime) is known)."""
         assert self._runner is not None
         for identity in self.tracker.take_settled():
+            if self._presence is not None:
+                self._presence.beat()  # hashing a full inbox at start can take minutes
             if identity in self._known:
                 continue
             if identify(identity.path) != identity:  # changed since it settled: once more
@@ -280,6 +298,9 @@ class Service:
         outcome = self._runner.process_batch()
         if outcome is not None and self._telemetry is not None:
             self._telemetry.observe_batch(outcome)
+        if outcome is not None and self._presence is not None:
+            finished = outcome.done + outcome.rejected + outcome.failed
+            self._presence.finished(finished, failed=outcome.failed)
         if outcome is None:
             self._queued = 0
         else:
@@ -304,9 +325,13 @@ class Service:
             self._pending_since = self._clock()  # queued by a restart or another worker
         return dict(self._counts)
 
-    def _watchdog_ping(self) -> None:
-        """WATCHDOG=1 from inside a long batch (the runner's heartbeat thread)."""
-        self.notifier.watchdog()
+    def _in_batch_heartbeat(self) -> None:
+        """From inside a batch (the runner's heartbeat thread): WATCHDOG=1 to systemd, and
+        the worker table's heartbeat (at most every few seconds)."""
+        if self.notifier.watchdog_interval is not None:
+            self.notifier.watchdog()
+        if self._presence is not None:
+            self._presence.beat()
 
     def _heartbeat(self, now: float, interval: float | None) -> None:
         if interval is not None and now >= self._next_watchdog:
@@ -320,6 +345,9 @@ class Service:
                 self._telemetry.disk_low.set(1 if self._runner.watermark.low else 0)
             line = _status_line(counts)
             self.notifier.status(f"paused: {paused}; {line}" if paused else line)
+            if self._presence is not None:
+                self._presence.state(paused=paused, disk_free_mb=self._runner.watermark.free)
+                self._presence.beat(force=True)
             self._next_status = now + STATUS_EVERY_S
 
     def _sleep_time(self, now: float, interval: float | None) -> float:

@@ -1,0 +1,47 @@
+"""The queue at a glance, for ``cervixbatch status``: its oldest entry and latest failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from cervixbatch.store.schema import Input, Status, UTCDateTime
+
+__all__ = ["LastFailure", "last_failure", "oldest_queued"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LastFailure:
+    """The input that failed most recently: which, why (a reason code), and when."""
+
+    input_id: int
+    reason: str | None
+    at: dt.datetime | None
+
+
+def oldest_queued(session: Session) -> dt.datetime | None:
+    """When the input that has waited longest entered the queue; None when it is empty."""
+    entered = func.coalesce(Input.queued_at, Input.created_at)
+    # typed, so that SQLite's text comes back as an aware datetime like PostgreSQL's
+    earliest = type_coerce(func.min(entered), UTCDateTime())
+    value = session.execute(
+        select(earliest).where(Input.status == Status.QUEUED)
+    ).scalar_one_or_none()
+    assert value is None or isinstance(value, dt.datetime)
+    return value
+
+
+def last_failure(session: Session) -> LastFailure | None:
+    """The latest input to end ``failed``, if any."""
+    row = session.execute(
+        select(Input.id, Input.reason, Input.finished_at)
+        .where(Input.status == Status.FAILED)
+        .order_by(Input.finished_at.desc().nulls_last(), Input.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return LastFailure(input_id=int(row[0]), reason=row[1], at=row[2])
