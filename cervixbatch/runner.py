@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
@@ -32,6 +32,9 @@ from cervixbatch.store import queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.runs import next_runs
 from cervixbatch.store.schema import Status, utcnow
+
+if TYPE_CHECKING:
+    from cervixbatch.pipelined import Overlap
 
 __all__ = ["BatchOutcome", "Runner", "Stages", "load_stages", "pipeline_for"]
 
@@ -95,7 +98,9 @@ class _DeferredLog:
 
 
 def _worker_count(configured: int) -> int:
-    return configured or max(1, os.cpu_count() or 1)
+    # The cores this process may run on (taskset, cpusets), not the host's: a container
+    # given 4 of 64 cores must not start 64 decoders.
+    return configured or max(1, len(os.sched_getaffinity(0)))
 
 
 class Runner:
@@ -137,9 +142,25 @@ class Runner:
         )
         self._writer = FrameWriter(config, self.outbox, stages)
         self._forwarder = Forwarder(config, db) if config.dicom.forward else None
+        self._overlap: Overlap | None = None
+        if config.batch.pipeline:  # batches overlap (cervixbatch/pipelined.py)
+            from cervixbatch.pipelined import Overlap
+
+            self._overlap = Overlap(self, _worker_count(config.batch.read_workers))
+
+    @property
+    def in_flight(self) -> int:
+        """Batches claimed and not yet handed back by :meth:`process_batch`."""
+        return self._overlap.in_flight if self._overlap is not None else 0
+
+    def finish(self) -> list[BatchOutcome]:
+        """Lets every batch in flight finish (a drain); returns their outcomes."""
+        return self._overlap.finish() if self._overlap is not None else []
 
     def close(self) -> None:
-        """Stops the thread pools (after the work in them) and the heartbeat."""
+        """Finishes the batches in flight, then stops the thread pools and the heartbeat."""
+        if self._overlap is not None:
+            self._overlap.close()
         self._readers.shutdown(wait=True)
         self._writers.shutdown(wait=True)
         self.leases.close()
@@ -266,7 +287,12 @@ class Runner:
 
     def process_batch(self) -> BatchOutcome | None:
         """Claims up to ``batch.size`` inputs and takes them to a terminal state (or back to
-        the queue for a retry). None when nothing was queued or work is paused."""
+        the queue for a retry). None when nothing was queued or work is paused.
+
+        Pipelined, it claims until several batches are in flight and returns the outcome
+        of the oldest once it has committed; None when nothing is in flight."""
+        if self._overlap is not None:
+            return self._overlap.process_batch()
         if self.paused is not None:
             return None
         clock = time.perf_counter()

@@ -460,6 +460,13 @@ def model_info(stage: str, input_size: int | None, fmt: str, model: Path) -> Non
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override batch.size.")
 @click.option(
+    "--simulate-device",
+    "simulate_text",
+    metavar="MS[,MS...]",
+    help="Replace both models by a stand-in accelerator taking MS milliseconds per image "
+    "(no CPU); compares the sequential and pipelined schedules against their bound.",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the JSON report to this file.",
@@ -474,6 +481,7 @@ def bench(
     runtimes_text: str | None,
     precisions_text: str | None,
     batch_size: int | None,
+    simulate_text: str | None,
     output: Path | None,
 ) -> None:
     """Images/second end to end against the seed-style loop and the model-only bound,
@@ -503,8 +511,9 @@ def bench(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--sizes") from None
+    device_ms = _device_times(simulate_text) if simulate_text else ()
     options = BenchOptions(
-        count=count or (4 if tiny else 16),
+        count=count or (4 if tiny else 48 if device_ms else 16),
         sizes=sizes or DEFAULT_SIZES,
         tiny=tiny,
         precision=Precision(precision) if precision else None,
@@ -514,8 +523,22 @@ def bench(
     )
     from cervixbatch.cli.progress import progress_bar
 
-    with progress_bar("bench", total=bench_steps(options)) as advance:
-        report = run_bench(config, options, on_step=advance)
+    if device_ms:
+        from cervixbatch.tools.bench_device import run_device_bench
+        from cervixbatch.tools.bench_schedule import BenchOptions as ScheduleOptions
+
+        schedule = ScheduleOptions(
+            count=options.count,
+            sizes=options.sizes,
+            tiny=tiny,
+            precision=options.precision,
+            batch_size=batch_size,
+        )
+        with progress_bar("bench", total=2 * len(options.sizes) * len(device_ms)) as advance:
+            report = run_device_bench(config, schedule, device_ms, on_step=advance)
+    else:
+        with progress_bar("bench", total=bench_steps(options)) as advance:
+            report = run_bench(config, options, on_step=advance)
     text = dumps(report)
     click.echo(text)
     if "variants" in report:
@@ -527,3 +550,17 @@ def bench(
 
         output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output.resolve(), (text + "\n").encode("utf-8"))
+
+
+def _device_times(text: str) -> tuple[float, ...]:
+    """``--simulate-device 5,20,50``: positive milliseconds per image."""
+    try:
+        times = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        times = ()
+    if not times or any(not 0 < ms < 10_000 for ms in times):
+        raise click.BadParameter(
+            f"expected milliseconds per image, e.g. 5 or 5,20,50, not {text!r}",
+            param_hint="--simulate-device",
+        )
+    return times

@@ -39,6 +39,11 @@ def pipeline_for(config: Config, stages: Stages) -> Pipeline:
 
 def load_stages(config: Config) -> Stages:
     """Loads both models on the configured runtime (TensorFlow is imported here, not before)."""
+    if config.models.simulate_device_ms > 0:
+        from cervixbatch.model.simulated import simulated_stages
+
+        log.info("simulated_device", ms_per_image=config.models.simulate_device_ms)
+        return simulated_stages(config.models.simulate_device_ms)
     from cervixbatch.model.framework import require_tensorflow
 
     require_tensorflow()  # missing or broken: one clear error, not an import traceback

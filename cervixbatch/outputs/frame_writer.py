@@ -15,7 +15,7 @@ from cervixbatch.errors import DicomOutputSkipped
 from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
 from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
-from cervixbatch.outputs.overlay import render_overlay
+from cervixbatch.outputs.overlay import overlay_size, render_overlay
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store.schema import Result
 
@@ -50,12 +50,9 @@ class FrameWriter:
             if result.cervix_found
             else "no cervix found"
         )
+        max_side = self.config.output.overlay_max_side
         overlay = render_overlay(
-            frame.rgb,
-            result.cervix_mask,
-            result.lesion_mask,
-            max_side=self.config.output.overlay_max_side,
-            label=label,
+            frame.rgb, *_masks_for_overlay(frame, result, max_side), max_side=max_side, label=label
         )
         folder = self.outbox.frame_dir(input_id, index, len(decoded.frames), run=run)
         outputs = self.outbox.write_frame(
@@ -152,3 +149,16 @@ class FrameWriter:
             stage1_ms=result.timings_ms.get("stage1", 0.0),
             stage2_ms=result.timings_ms.get("stage2", 0.0),
         )
+
+
+def _masks_for_overlay(
+    frame: Frame, result: FrameResult, max_side: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """The masks at the overlay's size: drawn there from the model grids when the overlay
+    is smaller than the photo (~2 ms instead of ~20 ms for shrinking two 12.8 MP masks)."""
+    height, width = frame.rgb.shape[:2]
+    size = overlay_size(height, width, max_side)
+    full_h, full_w = result.cervix_mask.shape
+    if result.source is None or size == (full_w, full_h):
+        return result.cervix_mask, result.lesion_mask
+    return result.source.draw(size)

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import OutputError
+from cervixbatch.outputs.png import encode_mask_png
 from cervixbatch.owner import OwnerState, ProcessOwner, owned_name, owner_state, parse_owned_name
 
 __all__ = [
@@ -102,17 +103,14 @@ class Outbox:
         folder = self._inside(folder)
         _make_dirs(folder, self.root)
         jpeg = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-        # Binary masks need no PNG row filter: without one a 12.8 MP mask encodes in ~15 ms
-        # instead of ~74 ms, and comes out smaller (long runs of 0 and 255).
-        png = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
         outputs = FrameOutputs(
             cervix_mask=folder / "cervix_mask.png",
             lesion_mask=folder / "lesion_mask.png",
             overlay=folder / "overlay.jpg",
             crop=folder / "crop.jpg" if crop_rgb is not None else None,
         )
-        write_atomic(outputs.cervix_mask, _encode(".png", cervix_mask, png))
-        write_atomic(outputs.lesion_mask, _encode(".png", lesion_mask, png))
+        write_atomic(outputs.cervix_mask, encode_mask_png(cervix_mask))
+        write_atomic(outputs.lesion_mask, encode_mask_png(lesion_mask))
         write_atomic(outputs.overlay, _encode(".jpg", _bgr(overlay_rgb), jpeg))
         if crop_rgb is not None and outputs.crop is not None:
             write_atomic(outputs.crop, _encode(".jpg", _bgr(crop_rgb), jpeg))

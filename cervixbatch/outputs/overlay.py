@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CERVIX_COLOUR", "LESION_COLOUR", "render_overlay"]
+__all__ = ["CERVIX_COLOUR", "LESION_COLOUR", "overlay_size", "render_overlay"]
 
 Image = npt.NDArray[np.uint8]
 
@@ -25,14 +25,14 @@ def render_overlay(
     """Draws the outlines on a copy of ``rgb`` (any resolution; masks may be larger).
 
     ``max_side`` > 0 caps the overlay's longer side; 0 keeps the photo's resolution.
+    Masks already at :func:`overlay_size` are drawn as they are; others are resized.
     """
     height, width = rgb.shape[:2]
-    scale = 1.0
-    if max_side and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
-    canvas = rgb if (out_w, out_h) == (width, height) else _shrink(rgb, (out_w, out_h), scale)
-    canvas = np.ascontiguousarray(canvas).copy()
+    out_w, out_h = overlay_size(height, width, max_side)
+    if (out_w, out_h) == (width, height):
+        canvas = rgb.copy()
+    else:
+        canvas = _shrink(rgb, (out_w, out_h), _scale(height, width, max_side))
     thickness = max(2, round(max(out_w, out_h) / 350))
     for mask, colour, weight in (
         (cervix_mask, CERVIX_COLOUR, thickness),
@@ -46,6 +46,18 @@ def render_overlay(
     if label:
         _draw_label(canvas, label)
     return canvas
+
+
+def overlay_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(width, height) of the overlay of an image of that size."""
+    scale = _scale(height, width, max_side)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _scale(height: int, width: int, max_side: int) -> float:
+    if max_side and max(height, width) > max_side:
+        return max_side / max(height, width)
+    return 1.0
 
 
 def _shrink(image: Image, size: tuple[int, int], scale: float) -> Image:

@@ -196,6 +196,7 @@ class Service:
     def _teardown(self, status: int) -> None:
         reason = self.flags.stop or ("finished" if status == EXIT_OK else "error")
         counts: dict[str, int] = {}
+        self._finish_in_flight()
         if self._runner is not None:
             try:
                 counts = self._refresh_counts()
@@ -218,6 +219,21 @@ class Service:
         self.wakeup.close()
         self.notifier.close()
         log.info("stopped", exit_status=status)
+
+    def _finish_in_flight(self) -> None:
+        """The drain: batches already claimed (the pipelined runner holds several) are
+        processed and committed before the service stops taking work for good."""
+        if self._runner is None or not self._runner.in_flight:
+            return
+        log.info("finishing_in_flight", batches=self._runner.in_flight)
+        try:
+            outcomes = self._runner.finish()
+        except Exception as exc:  # noqa: BLE001 - recovery requeues them; teardown goes on
+            log.warning("finish_failed", error=type(exc).__name__, detail=str(exc))
+            return
+        for outcome in outcomes:
+            if self._telemetry is not None:
+                self._telemetry.observe_batch(outcome)
 
     def _drain(self) -> None:
         """Burst mode: process everything queued, then return."""
@@ -284,9 +300,11 @@ class Service:
     # -- batches -------------------------------------------------------------------------
 
     def _batch_due(self, now: float) -> bool:
+        assert self._runner is not None
+        if self._runner.in_flight:
+            return True  # hand back what finished, keep the pipeline fed
         if self._queued <= 0:
             return False
-        assert self._runner is not None
         if self._runner.paused is not None:
             return False  # disk trouble: the heartbeat reports it, the queue waits
         if self._queued >= self.config.batch.size or self._pending_since is None:

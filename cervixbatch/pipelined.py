@@ -1,0 +1,413 @@
+"""The Runner's pipelined schedule: reading, segmenting and writing overlap across
+consecutive batches, so the accelerator is fed while the CPU decodes the batches after
+its own and encodes the ones before.
+
+    claim (the caller's thread) → read (pool: decode, stage-1 input)
+      → segment (one thread owns both model calls; ROI and crops in a pool meanwhile)
+      → write (pool: full-size masks, overlay, files) → commit (one thread)
+
+At most :data:`DEPTH` batches are in flight (claimed and not yet handed back), so memory
+is bounded whatever the queue holds and claiming waits for room. Each stage takes batches
+in claim order, so batches commit in claim order. The sequential schedule's guarantees
+hold: a batch's outputs are on disk before its transaction says done (write precedes
+commit); the leases of everything in flight are renewed while it is in flight; a crash
+leaves claims ``processing`` for recovery; :meth:`Overlap.finish` (SIGTERM, close) lets
+what is in flight finish. A failed commit (the database's trouble) stops the pipeline:
+the error reaches the caller, later batches stay claimed for recovery, as before.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import queue as queues
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from cervixbatch.errors import OutputError
+from cervixbatch.imaging.frames import Frame
+from cervixbatch.outputs.outbox import FrameOutputs
+from cervixbatch.pipeline import FrameResult, Located
+from cervixbatch.runner import BatchOutcome, _Work
+from cervixbatch.store import queue
+
+if TYPE_CHECKING:
+    from cervixbatch.runner import Runner
+
+__all__ = ["DEPTH", "Overlap"]
+
+log = structlog.get_logger("cervixbatch.runner")
+
+# Batches in flight: one reading, one in the model calls and one whose crops are being
+# cut beside them, one writing; the fifth is being committed or waits for the caller.
+DEPTH = 5
+_POLL_S = 0.5  # how often a waiting caller looks for a stage failure
+_STOP = object()  # sent down the stages by close()
+_STEPS = ("preprocess", "stage1", "locate", "stage2", "postprocess")  # per frame, in timings
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(slots=True)
+class _FrameJob:
+    """One frame of a claimed input on its way through the stages."""
+
+    item: _Work
+    index: int  # of the frame in its input
+    frame: Frame
+    stage1_input: Floats | None = None
+    located: Located | None = None
+    lesion_prob: Floats | None = None
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Batch:
+    """One claim's inputs, from claim to commit."""
+
+    work: list[_Work]
+    outcome: BatchOutcome
+    frames: list[_FrameJob] = dataclasses.field(default_factory=list)
+    chunks_left: int = 0
+    phase_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    committed: bool = False
+    finished: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def timed(self, phase: str, since: float) -> None:
+        self.phase_ms[phase] = self.phase_ms.get(phase, 0.0) + (time.perf_counter() - since) * 1000
+
+
+@dataclasses.dataclass(slots=True)
+class _Started:
+    """A chunk whose stage 1 ran; its crops are being cut in the pool."""
+
+    batch: _Batch
+    jobs: list[_FrameJob]
+    located: list[Future[Located]]
+
+
+class Overlap:
+    """Runs a :class:`~cervixbatch.runner.Runner`'s phases as concurrent stages."""
+
+    def __init__(self, runner: Runner, workers: int) -> None:
+        self.runner = runner
+        self._in_flight: collections.deque[_Batch] = collections.deque()
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._reading: queues.SimpleQueue[object] = queues.SimpleQueue()
+        self._segmenting: queues.SimpleQueue[object] = queues.SimpleQueue()
+        self._writing: queues.SimpleQueue[object] = queues.SimpleQueue()
+        self._committing: queues.SimpleQueue[object] = queues.SimpleQueue()
+        self._locators = ThreadPoolExecutor(workers, thread_name_prefix="cervixbatch-locate")
+        stages = (
+            ("read", self._stage_loop, (self._reading, self._read, self._segmenting)),
+            ("segment", self._segment_loop, ()),
+            ("write", self._stage_loop, (self._writing, self._write, self._committing)),
+            ("commit", self._stage_loop, (self._committing, self._commit, None)),
+        )
+        self._threads = [
+            threading.Thread(target=run, args=args, name=f"cervixbatch-{name}", daemon=True)
+            for name, run, args in stages
+        ]
+        for thread in self._threads:
+            thread.start()
+        # The runner's heartbeat: renews every held lease, pings the watchdog, and stops
+        # both when no stage makes progress for batch.stall_seconds.
+        self._leases = runner.leases
+
+    @property
+    def in_flight(self) -> int:
+        """Batches claimed and not yet handed back by :meth:`process_batch`."""
+        return len(self._in_flight)
+
+    # -- the caller's side ---------------------------------------------------------------
+
+    def process_batch(self) -> BatchOutcome | None:
+        """Claims batches until ``DEPTH`` are in flight (unless paused or nothing is
+        queued), then waits for the oldest and returns its outcome; None when nothing is
+        in flight. Raises what made a commit fail."""
+        self._raise_failure()
+        self._top_up()
+        if not self._in_flight:
+            return None
+        return self._next()
+
+    def finish(self) -> list[BatchOutcome]:
+        """Waits for every batch in flight; returns their outcomes (empty after a failure:
+        what was in flight stays claimed for recovery)."""
+        outcomes = []
+        while self._in_flight and self._failure is None:
+            outcomes.append(self._next())
+        return outcomes
+
+    def close(self) -> None:
+        """Finishes what is in flight, then stops the stages and joins their threads."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(BaseException):  # a failure: the caller has been told
+            self.finish()
+        # Every batch has finished (or a failure abandoned them): each stage may stop.
+        for inbox in (self._reading, self._segmenting, self._writing, self._committing):
+            inbox.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+        self._locators.shutdown(wait=True)
+
+    def _top_up(self) -> None:
+        runner = self.runner
+        while len(self._in_flight) < DEPTH and runner.paused is None:
+            clock = time.perf_counter()
+            with runner.db.session() as session:
+                claimed = queue.claim(
+                    session,
+                    owner=runner.owner,
+                    limit=runner.config.batch.size,
+                    lease_seconds=runner.config.batch.lease_seconds,
+                )
+            if not claimed:
+                return
+            batch = _Batch(
+                work=[_Work(claimed=c, started=clock) for c in claimed],
+                outcome=BatchOutcome(inputs=len(claimed)),
+            )
+            batch.timed("claim", clock)
+            self._leases.hold(c.id for c in claimed)
+            self._in_flight.append(batch)
+            self._reading.put(batch)
+
+    def _next(self) -> BatchOutcome:
+        batch = self._in_flight[0]
+        while not batch.finished.wait(_POLL_S):
+            self._raise_failure()
+        if not batch.committed:
+            self._raise_failure()
+        self._in_flight.popleft()
+        return batch.outcome
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stops the pipeline: nothing more is committed, the caller hears of ``exc``, and
+        the leases of what is in flight are left to run out, for recovery."""
+        log.error("pipeline_failed", error=type(exc).__name__, exc_info=exc)
+        if self._failure is None:
+            self._failure = exc
+        self._leases.release(self._leases.held)
+
+    # -- the stages ----------------------------------------------------------------------
+
+    def _stage_loop(
+        self,
+        inbox: queues.SimpleQueue[object],
+        step: Callable[[_Batch], None],
+        outbox: queues.SimpleQueue[object] | None,
+    ) -> None:
+        while (batch := inbox.get()) is not _STOP:
+            assert isinstance(batch, _Batch)
+            if self._failure is None:
+                try:
+                    step(batch)
+                except BaseException as exc:  # noqa: BLE001 - as the sequential runner: fatal
+                    self._fail(exc)
+            if outbox is not None:
+                outbox.put(batch)
+            else:
+                batch.finished.set()
+        if outbox is not None:
+            outbox.put(_STOP)
+
+    def _read(self, batch: _Batch) -> None:
+        clock = time.perf_counter()
+        per_item = list(self.runner._readers.map(self._read_one, batch.work))
+        batch.frames = [job for jobs in per_item for job in jobs]
+        batch.timed("read", clock)
+
+    def _read_one(self, item: _Work) -> list[_FrameJob]:
+        self.runner._read(item)
+        self._leases.progress()
+        if item.decoded is None:
+            return []
+        jobs = []
+        try:
+            for index, frame in enumerate(item.decoded.frames):
+                clock = time.perf_counter()
+                job = _FrameJob(item, index, frame, self.runner.pipeline.stage1_input(frame))
+                job.timings_ms["preprocess"] = (time.perf_counter() - clock) * 1000
+                jobs.append(job)
+        except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
+            item.failure = ("internal_error", f"preprocessing failed: {type(exc).__name__}")
+            return []
+        return jobs
+
+    def _segment_loop(self) -> None:
+        try:
+            self._segment_batches()
+        except BaseException as exc:  # noqa: BLE001 - as the sequential runner: fatal
+            self._fail(exc)
+            while (batch := self._segmenting.get()) is not _STOP:  # let later stages stop
+                self._writing.put(batch)
+            self._writing.put(_STOP)
+
+    def _segment_batches(self) -> None:
+        """Stage 1 of the next chunk runs while the crops of the last one are cut."""
+        waiting: collections.deque[_Batch] = collections.deque()  # not yet passed on
+        chunks: collections.deque[tuple[_Batch, list[_FrameJob]]] = collections.deque()
+        held: _Started | None = None
+        stopping = False
+        while not (stopping and held is None and not chunks):
+            if self._failure is not None:  # abandoned: passed on without model calls
+                chunks.clear()
+                held = None
+                for abandoned in waiting:
+                    abandoned.chunks_left = 0
+            if not chunks and not stopping:
+                taken: object = None
+                with contextlib.suppress(queues.Empty):  # none now: finish the held chunk
+                    taken = self._segmenting.get(block=held is None)
+                if taken is _STOP:
+                    stopping = True
+                elif isinstance(taken, _Batch):
+                    waiting.append(taken)
+                    chunks.extend(self._chunks(taken))
+            started = self._start(*chunks.popleft()) if chunks else None
+            if held is not None:
+                self._complete(held)
+            held = started
+            while waiting and waiting[0].chunks_left == 0:
+                self._writing.put(waiting.popleft())
+        self._writing.put(_STOP)
+
+    def _chunks(self, batch: _Batch) -> list[tuple[_Batch, list[_FrameJob]]]:
+        if self._failure is not None:
+            return []
+        size = self.runner.config.batch.size
+        chunks = [(batch, batch.frames[i : i + size]) for i in range(0, len(batch.frames), size)]
+        batch.chunks_left = len(chunks)
+        return chunks
+
+    def _start(self, batch: _Batch, jobs: list[_FrameJob]) -> _Started | None:
+        clock = time.perf_counter()
+        self._leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
+        pipeline = self.runner.pipeline
+        try:
+            probs = pipeline.cervix.predict_batch(np.stack([job.stage1_input for job in jobs]))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the chunk fails, the service goes on
+            self._chunk_failed(batch, jobs, exc)
+            return None
+        per_frame = (time.perf_counter() - clock) * 1000 / len(jobs)
+        for job in jobs:
+            job.stage1_input = None
+            job.timings_ms["stage1"] = per_frame
+        located = [
+            self._locators.submit(self._locate, job, prob)
+            for job, prob in zip(jobs, probs, strict=True)
+        ]
+        batch.timed("segment", clock)
+        return _Started(batch, jobs, located)
+
+    def _locate(self, job: _FrameJob, prob: Floats) -> Located:
+        clock = time.perf_counter()
+        located = self.runner.pipeline.locate(job.frame, prob)
+        job.timings_ms["locate"] = (time.perf_counter() - clock) * 1000
+        return located
+
+    def _complete(self, started: _Started) -> None:
+        batch, jobs = started.batch, started.jobs
+        try:
+            located = [future.result() for future in started.located]
+            clock = time.perf_counter()
+            probs = self.runner.pipeline.stage2(located)
+        except Exception as exc:  # noqa: BLE001 - the chunk fails, the service goes on
+            self._chunk_failed(batch, jobs, exc)
+            return
+        per_frame = (time.perf_counter() - clock) * 1000 / len(jobs)
+        for job, where, prob in zip(jobs, located, probs, strict=True):
+            job.located, job.lesion_prob = where, prob
+            job.timings_ms["stage2"] = per_frame
+        batch.timed("segment", clock)
+        batch.chunks_left -= 1
+
+    def _chunk_failed(self, batch: _Batch, jobs: Sequence[_FrameJob], exc: Exception) -> None:
+        log.error(
+            "segmentation_failed",
+            inputs=sorted({job.item.claimed.id for job in jobs}),
+            error=type(exc).__name__,
+            detail=str(exc),
+        )
+        for job in jobs:
+            job.item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
+        batch.chunks_left -= 1
+
+    def _write(self, batch: _Batch) -> None:
+        clock = time.perf_counter()
+        jobs = [job for job in batch.frames if job.item.decoded and job.item.failure is None]
+        written = list(self.runner._writers.map(self._write_one, jobs))
+        for job, (result, outputs) in zip(jobs, written, strict=True):
+            item = job.item
+            if result is not None:
+                item.results.append(result)
+            if isinstance(outputs, FrameOutputs):
+                item.outputs.append(outputs)
+            elif item.failure is None:
+                reason = "output_error" if isinstance(outputs, OutputError) else "internal_error"
+                item.failure = (reason, str(outputs))
+                item.transient = isinstance(outputs, OutputError) and outputs.transient
+            for step in _STEPS:  # what each step cost, summed over frames (they overlap)
+                batch.phase_ms[step] = batch.phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)
+        batch.frames = []  # decoded frames and inputs are no longer needed here
+        batch.timed("write", clock)
+
+    def _write_one(self, job: _FrameJob) -> tuple[FrameResult | None, FrameOutputs | Exception]:
+        item = job.item
+        assert item.decoded is not None
+        try:
+            clock = time.perf_counter()
+            result = self.runner.pipeline.finish(job.frame, job.located, job.lesion_prob)  # type: ignore[arg-type]
+            job.timings_ms["postprocess"] = (time.perf_counter() - clock) * 1000
+            result.timings_ms = job.timings_ms
+        except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
+            return None, RuntimeError(f"post-processing failed: {type(exc).__name__}")
+        try:
+            return result, self.runner._writer.write(
+                item.claimed.id, item.decoded, job.index, result
+            )
+        except OutputError as exc:
+            return result, exc
+        finally:
+            self._leases.progress()
+
+    def _commit(self, batch: _Batch) -> None:
+        runner, outcome = self.runner, batch.outcome
+        clock = time.perf_counter()
+        # Released before the commit: a renewal racing it would take its end for a lost lease.
+        self._leases.release(item.claimed.id for item in batch.work)
+        runner._commit(batch.work, outcome)
+        batch.committed = True
+        batch.timed("commit", clock)
+        runner._remove_outputs_of_failures(batch.work)
+        runner._register_changed(batch.work)
+        runner._dispose(batch.work)
+        runner._forward(batch.work)
+        outcome.frames = sum(len(item.results) for item in batch.work)
+        outcome.timings_ms = dict(batch.phase_ms)
+        log.info(
+            "batch_done",
+            inputs=outcome.inputs,
+            frames=outcome.frames,
+            done=outcome.done,
+            rejected=outcome.rejected,
+            failed=outcome.failed,
+            retried=outcome.retried,
+            ms={k: round(v, 1) for k, v in outcome.timings_ms.items()},
+        )
