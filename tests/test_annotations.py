@@ -4,7 +4,6 @@ masks; broken entries named and skipped; training and evaluation from them."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from conftest import draw_photo, tool_missing, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.tools.annotations import (
@@ -93,10 +92,7 @@ def _coco(tmp_path: Path) -> dict:  # type: ignore[type-arg]
     try:
         from pycocotools import mask as coco_mask  # the reference encoder
     except ImportError:
-        reason = "pycocotools is not installed (pip install -e '.[test]'): no reference RLE"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        tool_missing("pycocotools is not installed (pip install -e '.[test]'): no reference RLE")
 
     rle_source = np.zeros((H, W), np.uint8, order="F")
     rle_source[100:140, 150:200] = 1

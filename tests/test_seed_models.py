@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from conftest import draw_photo, tool_missing, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision
@@ -30,12 +30,10 @@ TINY = 128  # the seeds' stage-1 size; narrow (4 filters) so that Keras 2 writes
 
 
 def _require_tf_keras() -> None:
-    if importlib.util.find_spec("tf_keras") is not None:
-        return
-    reason = "tf-keras is not installed (pip install -e '.[test]'): no Keras 2 to write seed files"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if importlib.util.find_spec("tf_keras") is None:
+        tool_missing(
+            "tf-keras is not installed (pip install -e '.[test]'): no Keras 2 to write with"
+        )
 
 
 def _write_with_keras2(folder: Path, spec: dict[str, object]) -> dict[str, int]:

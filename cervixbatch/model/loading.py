@@ -116,10 +116,23 @@ def _keras2_full(path: Path, stage: str, input_size: int | None) -> LoadedModel:
         if "model_config" not in handle.attrs:
             raise ValueError("no model config in the file (it holds weights only)")
         version = _attr_text(handle.attrs.get("keras_version", b"?"))
-    model = keras.models.load_model(path, compile=False, custom_objects=_seed_custom_objects())
+    model = _single_io(
+        keras.models.load_model(path, compile=False, custom_objects=_seed_custom_objects())
+    )
     return LoadedModel(
         model, file_sha256(path), "keras2-h5", f"{_describe(model)}; written by Keras {version}"
     )
+
+
+def _single_io(model: Any) -> Any:
+    """The same layers behind one input and one output tensor. Keras 2 saved a functional
+    model's inputs as a list, so Keras 3 warns at every call with a bare tensor."""
+    import keras
+
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        return model  # _check_shape refuses it with a clear message
+    return keras.Model(inputs=inputs[0], outputs=outputs[0], name=model.name)
 
 
 def _seed_weights(path: Path, stage: str, input_size: int | None) -> LoadedModel:
