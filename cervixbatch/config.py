@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import ipaddress
 import os
-import re
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any, Self
 
+from cervixbatch.config_checks import OTSU, accept_class_uids, check_ranges, coerce
+from cervixbatch.config_types import (
+    AfterAction,
+    CervixRegion,
+    ChannelOrder,
+    LogFormat,
+    Precision,
+    Resize,
+    Runtime,
+)
 from cervixbatch.errors import ConfigError
 
 __all__ = [
     "HIDDEN_KEYS",
+    "OTSU",
     "AfterAction",
     "BatchConfig",
     "CervixRegion",
@@ -60,67 +68,6 @@ DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image
 )
 """The DICOM SOP classes a colposcope writes: ``[dicom] accept_classes`` by default."""
-
-
-class AfterAction(enum.StrEnum):
-    """What happens to an input file once it is done or rejected."""
-
-    KEEP = "keep"
-    ARCHIVE = "archive"
-    DELETE = "delete"
-
-
-class Precision(enum.StrEnum):
-    """Numeric precision of inference. ``auto`` picks per device (see model.device)."""
-
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    MIXED_BFLOAT16 = "mixed_bfloat16"
-    MIXED_FLOAT16 = "mixed_float16"
-    INT8 = "int8"  # OpenVINO only: the model `cervixbatch quantize` wrote, agreement-gated
-
-
-class Runtime(enum.StrEnum):
-    """What runs the models. ``auto``: OpenVINO when installed and inference is on a CPU."""
-
-    AUTO = "auto"
-    TENSORFLOW = "tensorflow"
-    OPENVINO = "openvino"
-
-
-class Resize(enum.StrEnum):
-    """How a photo or crop is shrunk to a model's input size (OpenCV interpolations)."""
-
-    AREA = "area"  # ours: area averaging, no aliasing
-    LINEAR = "linear"  # seed 001's training data (cv2.resize's default)
-    CUBIC = "cubic"  # seed 001's predict input and seed 000's crops (resize_image.py)
-
-
-class ChannelOrder(enum.StrEnum):
-    """The channel order a colour model is fed."""
-
-    RGB = "rgb"
-    BGR = "bgr"  # seed 001's predict script (cv2.imread), though it trained on RGB
-
-
-class CervixRegion(enum.StrEnum):
-    """How the binarised stage-1 mask becomes the cervix region and its crop box."""
-
-    LARGEST = "largest"  # ours: 3×3 opening, largest component, holes filled, box + margin
-    # seed 001: morphology_clean (opening, closing with disk(5)), largest contour, and
-    # find_bbox/transform_bbox's arithmetic (margin on the model grid, floors)
-    SEED = "seed"
-
-
-OTSU = "otsu"
-
-
-class LogFormat(enum.StrEnum):
-    """``auto``: readable lines on a terminal, JSON otherwise (journald keeps the fields)."""
-
-    AUTO = "auto"
-    JSON = "json"
-    CONSOLE = "console"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -384,187 +331,15 @@ def _build_section(section_type: type[Any], name: str, values: dict[str, Any], s
         dotted = f"{name}.{key}"
         if key not in known:
             raise ConfigError("unknown key", file=source, key=dotted)
-        kwargs[key] = _coerce(raw, hints[key], dotted, source)
+        kwargs[key] = coerce(raw, hints[key], dotted, source)
         if dotted == "dicom.accept_classes":
-            kwargs[key] = _accept_classes(kwargs[key], dotted, source)
+            kwargs[key] = accept_class_uids(kwargs[key], dotted, source)
     try:
         section = section_type(**kwargs)
     except TypeError as exc:  # pragma: no cover - every field has a default
         raise ConfigError(str(exc), file=source, key=name) from exc
-    _check_ranges(section, name, source)
+    check_ranges(section, name, source)
     return section
-
-
-def _coerce(raw: Any, hint: Any, key: str, source: str) -> Any:  # noqa: C901, PLR0911, PLR0912
-    """Checks one value against its annotated type, converting where TOML has no such type."""
-
-    def wrong(expected: str) -> ConfigError:
-        return ConfigError(
-            f"expected {expected}, got {type(raw).__name__} {raw!r}", file=source, key=key
-        )
-
-    optional = [a for a in typing.get_args(hint) if a is not type(None)]
-    if isinstance(hint, types.UnionType) and len(optional) == 1:
-        hint = optional[0]  # TOML has no null: a value given is the other type
-    if hint is bool:
-        if not isinstance(raw, bool):
-            raise wrong("true or false")
-        return raw
-    if hint is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise wrong("an integer")
-        return raw
-    if hint is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise wrong("a number")
-        return float(raw)
-    if hint is str:
-        if not isinstance(raw, str):
-            raise wrong("a string")
-        return raw
-    if hint == float | str:  # a number or a named method (models.cervix_threshold)
-        if isinstance(raw, str):
-            return raw
-        return _coerce(raw, float, key, source)
-    if hint is Path:
-        if not isinstance(raw, str) or not raw:
-            raise wrong("a path (a non-empty string)")
-        return Path(raw).expanduser()
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        allowed = ", ".join(repr(m.value) for m in hint)
-        if not isinstance(raw, str):
-            raise wrong(f"one of {allowed}")
-        try:
-            return hint(raw)
-        except ValueError:
-            raise wrong(f"one of {allowed}") from None
-    if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
-        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
-            raise wrong("a list of strings")
-        return tuple(raw)
-    raise ConfigError(f"unsupported type {hint!r}", file=source, key=key)  # pragma: no cover
-
-
-_POSITIVE = {
-    "watch.settle_seconds": 0.0,
-    "watch.rescan_seconds": 1.0,
-    "batch.size": 1,
-    "batch.max_wait_ms": 0,
-    "batch.max_attempts": 1,
-    "batch.lease_seconds": 1.0,
-    "batch.stall_seconds": 1.0,
-    "batch.read_workers": 0,
-    "batch.write_workers": 0,
-    "models.simulate_device_ms": 0.0,
-    "output.overlay_max_side": 0,
-    "limits.max_file_mb": 0.001,
-    "limits.max_pixels": 1,
-    "limits.max_frames": 1,
-    "limits.min_side": 1,
-    "limits.max_total_pixels": 1,
-    "limits.min_free_mb": 0.0,
-    "dicom.max_associations": 1,
-    "dicom.max_association_mb": 0.001,
-    "dicom.forward_retries": 0,
-    "dicom.forward_backoff_seconds": 0.0,
-    "models.cervix_input_size": 0,
-    "models.lesion_input_size": 0,
-    "retention.outputs_days": 0,
-    "retention.rows_days": 0,
-}
-_UNIT_INTERVAL = {
-    "models.cervix_threshold",
-    "models.lesion_threshold",
-    "models.margin",
-    "models.min_cervix_fraction",
-    "models.min_agreement_dice",
-    "report.lesion_positive_threshold",
-}
-
-
-def _check_threshold_name(value: str, key: str, source: str) -> None:
-    if value != OTSU:
-        raise ConfigError(
-            f'expected a number between 0 and 1 or "{OTSU}", got {value!r}', file=source, key=key
-        )
-
-
-def _check_model_sizes(section: Any, source: str) -> None:
-    for key in ("cervix_input_size", "lesion_input_size"):
-        if getattr(section, key) % 16:
-            raise ConfigError(
-                "must be 0 (the seed's size) or a multiple of 16 (the UNet's four poolings)",
-                file=source,
-                key=f"models.{key}",
-            )
-
-
-def _check_peers(peers: tuple[str, ...], source: str) -> None:
-    for peer in peers:
-        try:
-            ipaddress.ip_network(peer, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{peer!r} is not an IP address or network (e.g. 10.1.2.0/24)",
-                file=source,
-                key="dicom.allowed_peers",
-            ) from None
-
-
-def _check_ranges(section: Any, name: str, source: str) -> None:
-    for field in dataclasses.fields(section):
-        key = f"{name}.{field.name}"
-        value = getattr(section, field.name)
-        if key in _POSITIVE and value < _POSITIVE[key]:
-            raise ConfigError(f"must be at least {_POSITIVE[key]}", file=source, key=key)
-        if isinstance(value, str) and key == "models.cervix_threshold":
-            _check_threshold_name(value, key, source)
-            continue
-        if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
-            raise ConfigError("must lie between 0 and 1", file=source, key=key)
-    if name == "output" and not 1 <= section.jpeg_quality <= 100:
-        raise ConfigError("must lie between 1 and 100", file=source, key="output.jpeg_quality")
-    if name == "models":
-        _check_model_sizes(section, source)
-    if name == "dicom":
-        _check_peers(section.allowed_peers, source)
-    if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError(
-            "must be one of debug, info, warning, error", file=source, key="logging.level"
-        )
-
-
-def _accept_classes(names: tuple[str, ...], key: str, source: str) -> tuple[str, ...]:
-    """The UIDs of ``[dicom] accept_classes`` (UIDs, or keywords of DICOM PS3.6 such as
-    ``VLPhotographicImageStorage``), in order, without repeats; an unknown name or an empty
-    list is an error naming the key."""
-    if not names:
-        raise ConfigError(
-            "must name at least one SOP class (DICOM inputs of every other class are rejected)",
-            file=source,
-            key=key,
-        )
-    # pydicom's table of PS3.6 UIDs, imported only when the key is set: a start-up of
-    # `report` does not pay for pydicom.
-    from pydicom._uid_dict import UID_dictionary
-
-    by_keyword = {entry[4]: uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class"}
-    resolved: list[str] = []
-    for name in names:
-        text = name.strip()
-        uid = by_keyword.get(text) or (text if _UID.fullmatch(text) else None)
-        if uid is None:
-            raise ConfigError(
-                f"{name!r} is neither a SOP class UID nor a SOP class keyword",
-                file=source,
-                key=key,
-            )
-        if uid not in resolved:
-            resolved.append(uid)
-    return tuple(resolved)
-
-
-_UID = re.compile(r"[12](\.(0|[1-9][0-9]*))+")  # PS3.5 9.1, root 1 or 2 (ISO, joint)
 
 
 def _absolute(path: Path, base: Path) -> Path:
