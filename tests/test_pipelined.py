@@ -308,3 +308,22 @@ def test_bench_rejects_a_bad_device_time(tmp_path: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(main, ["bench", "--simulate-device", "fast"])
     assert result.exit_code == 2
     assert "--simulate-device" in result.output
+
+
+def test_bench_compare_schedules_runs_the_real_models_under_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench --compare-schedules`` puts the real models end to end under the configured
+    schedule and the other one, on the same photos, with their ratio."""
+    monkeypatch.delenv("CERVIXBATCH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["bench", "--compare-schedules", "--tiny", "--count", "3", "--batch-size", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    size = json.loads(result.stdout)["sizes"]["320x240"]
+    assert size["end_to_end"]["mode"] == "pipelined"  # the default schedule
+    assert size["end_to_end_sequential"]["mode"] == "sequential"
+    for run in (size["end_to_end"], size["end_to_end_sequential"], size["seed_loop"]):
+        assert run["images"] == 3 and run["images_per_s"] > 0
+    assert size["ratios"]["pipelined_vs_sequential"] > 0

@@ -467,6 +467,12 @@ def model_info(stage: str, input_size: int | None, fmt: str, model: Path) -> Non
     "(no CPU); compares the sequential and pipelined schedules against their bound.",
 )
 @click.option(
+    "--compare-schedules",
+    is_flag=True,
+    help="The real models end to end under both schedules (batch.pipeline true and "
+    "false) on the same photos, beside the seed-style loop.",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the JSON report to this file.",
@@ -482,6 +488,7 @@ def bench(
     precisions_text: str | None,
     batch_size: int | None,
     simulate_text: str | None,
+    compare_schedules: bool,
     output: Path | None,
 ) -> None:
     """Images/second end to end against the seed-style loop and the model-only bound,
@@ -522,20 +529,25 @@ def bench(
         batch_size=batch_size,
     )
     from cervixbatch.cli.progress import progress_bar
+    from cervixbatch.tools.bench_schedule import BenchOptions as ScheduleOptions
 
+    schedule = ScheduleOptions(
+        count=options.count,
+        sizes=options.sizes,
+        tiny=tiny,
+        precision=options.precision,
+        batch_size=batch_size,
+    )
     if device_ms:
         from cervixbatch.tools.bench_device import run_device_bench
-        from cervixbatch.tools.bench_schedule import BenchOptions as ScheduleOptions
 
-        schedule = ScheduleOptions(
-            count=options.count,
-            sizes=options.sizes,
-            tiny=tiny,
-            precision=options.precision,
-            batch_size=batch_size,
-        )
         with progress_bar("bench", total=2 * len(options.sizes) * len(device_ms)) as advance:
             report = run_device_bench(config, schedule, device_ms, on_step=advance)
+    elif compare_schedules:
+        from cervixbatch.tools.bench_schedule import run_bench as run_schedule_bench
+
+        with progress_bar("bench", total=3 * len(options.sizes)) as advance:
+            report = run_schedule_bench(config, schedule, on_step=advance)
     else:
         with progress_bar("bench", total=bench_steps(options)) as advance:
             report = run_bench(config, options, on_step=advance)
