@@ -37,7 +37,6 @@ from cervixbatch.imaging.frames import Frame
 from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.pipeline import FrameResult, Located
 from cervixbatch.runner import BatchOutcome, _Work
-from cervixbatch.store import queue
 
 if TYPE_CHECKING:
     from cervixbatch.runner import Runner
@@ -166,21 +165,12 @@ class Overlap:
         runner = self.runner
         while len(self._in_flight) < DEPTH and runner.paused is None:
             clock = time.perf_counter()
-            with runner.db.session() as session:
-                claimed = queue.claim(
-                    session,
-                    owner=runner.owner,
-                    limit=runner.config.batch.size,
-                    lease_seconds=runner.config.batch.lease_seconds,
-                )
-            if not claimed:
+            work = runner.claim_work(clock)
+            if not work:
                 return
-            batch = _Batch(
-                work=[_Work(claimed=c, started=clock) for c in claimed],
-                outcome=BatchOutcome(inputs=len(claimed)),
-            )
+            batch = _Batch(work=work, outcome=BatchOutcome(inputs=len(work)))
             batch.timed("claim", clock)
-            self._leases.hold(c.id for c in claimed)
+            self._leases.hold(item.claimed.id for item in work)
             self._in_flight.append(batch)
             self._reading.put(batch)
 

@@ -285,6 +285,19 @@ class Runner:
             return f"outputs failed with a disk error; trying again in {left:.0f} s"
         return None
 
+    def claim_work(self, clock: float) -> list[_Work]:
+        """Claims up to ``batch.size`` queued inputs, each with the run its results will
+        be (2 and up for a reprocessed input: earlier runs keep their rows and files)."""
+        with self.db.session() as session:
+            claimed = queue.claim(
+                session,
+                owner=self.owner,
+                limit=self.config.batch.size,
+                lease_seconds=self.config.batch.lease_seconds,
+            )
+            runs = next_runs(session, [c.id for c in claimed])
+        return [_Work(claimed=c, run=runs[c.id], started=clock) for c in claimed]
+
     def process_batch(self) -> BatchOutcome | None:
         """Claims up to ``batch.size`` inputs and takes them to a terminal state (or back to
         the queue for a retry). None when nothing was queued or work is paused.
@@ -296,19 +309,11 @@ class Runner:
         if self.paused is not None:
             return None
         clock = time.perf_counter()
-        with self.db.session() as session:
-            claimed = queue.claim(
-                session,
-                owner=self.owner,
-                limit=self.config.batch.size,
-                lease_seconds=self.config.batch.lease_seconds,
-            )
-            runs = next_runs(session, [c.id for c in claimed])
-        if not claimed:
+        work = self.claim_work(clock)
+        if not work:
             return None
-        work = [_Work(claimed=c, run=runs[c.id], started=clock) for c in claimed]
         outcome = BatchOutcome(inputs=len(work))
-        ids = [c.id for c in claimed]
+        ids = [item.claimed.id for item in work]
         self.leases.hold(ids)  # renewed through read, segmentation and write alike
         try:
             t0 = time.perf_counter()
