@@ -370,7 +370,7 @@ class Overlap:
             return None, RuntimeError(f"post-processing failed: {type(exc).__name__}")
         try:
             return result, self.runner._writer.write(
-                item.claimed.id, item.decoded, job.index, result
+                item.claimed.id, item.decoded, job.index, result, run=item.run
             )
         except OutputError as exc:
             return result, exc
