@@ -484,3 +484,22 @@ def test_the_configured_version_is_the_one_loading_records(
         ref = "builtin:demo" if which == "builtin:demo" else str(analytic_models[stage.value])
         loaded = load_stage(ref, stage, batch_size=1, precision=Precision.FLOAT32)
         assert configured_version(ref, stage) == loaded.version
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_both_schedules_write_a_rerun_into_its_own_folder(
+    make_config: Callable[..., Path], pipeline: bool
+) -> None:
+    """Pipelined or one batch at a time, a reprocessed input's second run is written to
+    run_0002/ and recorded as run 2, and the first run's files stay as they were."""
+    config = make_config(batch__pipeline=pipeline)
+    _photos(config.parent / "inbox", 2)
+    assert _run(config, "process", str(config.parent / "inbox"))[0] == 0
+    first = {path: path.read_bytes() for path in _outbox_files(config)}
+    assert _json(config, "reprocess", "--status", "done")["requeued"] == [1, 2]
+    assert _run(config, "process", str(config.parent / "inbox"))[0] == 0
+    assert {path: path.read_bytes() for path in first} == first
+    for item in _json(config, "report")["items"]:
+        (result,) = item["results"]
+        assert result["run"] == 2
+        assert all("/run_0002/" in path for path in result["outputs"].values() if path)

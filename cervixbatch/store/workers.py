@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from cervixbatch.store.schema import Input, Status, UTCDateTime, Worker
+from cervixbatch.store.clock import db_now
+from cervixbatch.store.schema import Input, Status, Worker
 
 __all__ = [
     "WorkerRow",
@@ -55,7 +56,7 @@ class WorkerRow:
 
 def database_now(session: Session) -> dt.datetime:
     """The database server's current time (UTC): one clock for every worker."""
-    now = session.execute(select(func.now(type_=UTCDateTime()))).scalar_one()
+    now = session.execute(select(db_now())).scalar_one()
     assert isinstance(now, dt.datetime)
     return now
 
@@ -71,7 +72,7 @@ def register_worker(
     models: tuple[str, str, str] | None,
 ) -> None:
     """Records a starting worker; ``models`` is (cervix, lesion, precision) once loaded."""
-    now = func.now()
+    now = db_now()
     cervix, lesion, precision = models or (None, None, None)
     session.add(
         Worker(
@@ -102,13 +103,13 @@ def record_beat(
 ) -> bool:
     """Renews the heartbeat and what the worker reports; False when its row is gone."""
     values: dict[str, object] = {
-        "heartbeat_at": func.now(),
+        "heartbeat_at": db_now(),
         "paused": paused,
         "disk_free_mb": disk_free_mb,
         "inputs_finished": Worker.inputs_finished + finished,
     }
     if error is not None:
-        values.update(last_error=error[:500], last_error_at=func.now())
+        values.update(last_error=error[:500], last_error_at=db_now())
     result = session.execute(
         update(Worker)
         .where(Worker.id == worker_id)
@@ -121,13 +122,13 @@ def record_beat(
 def record_stop(session: Session, worker_id: str, *, reason: str, error: str | None) -> None:
     """Marks the worker stopped (a clean end, or an error it could still report)."""
     values: dict[str, object] = {
-        "stopped_at": func.now(),
-        "heartbeat_at": func.now(),
+        "stopped_at": db_now(),
+        "heartbeat_at": db_now(),
         "stop_reason": reason[:64],
         "paused": None,
     }
     if error is not None:
-        values.update(last_error=error[:500], last_error_at=func.now())
+        values.update(last_error=error[:500], last_error_at=db_now())
     session.execute(
         update(Worker)
         .where(Worker.id == worker_id)
