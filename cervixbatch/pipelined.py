@@ -355,6 +355,7 @@ class Overlap:
                 item.transient = isinstance(outputs, OutputError) and outputs.transient
             for step in _STEPS:  # what each step cost, summed over frames (they overlap)
                 batch.phase_ms[step] = batch.phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)
+        self.runner._sweep_stale(batch.work)
         batch.frames = []  # decoded frames and inputs are no longer needed here
         batch.timed("write", clock)
 

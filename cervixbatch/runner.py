@@ -414,10 +414,13 @@ class Runner:
                 item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)
+        self._sweep_stale(work)
+
+    def _sweep_stale(self, work: Iterable[_Work]) -> None:
+        """An earlier attempt's files this one did not write (a crop.jpg where no cervix is
+        found now, a SEG now skipped) must not outlive it; both schedules call this."""
         for item in work:
             if item.decoded and item.failure is None:
-                # An earlier attempt's files this one did not write (a crop.jpg where no
-                # cervix is found now, a SEG now skipped) must not outlive it.
                 remove_stale_outputs(self.outbox, item.claimed.id, item.outputs, item.run)
 
     def _write_frame(self, item: _Work, index: int) -> FrameOutputs | OutputError:

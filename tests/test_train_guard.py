@@ -77,7 +77,7 @@ def test_a_run_built_to_collapse_stops_with_advice_and_saves_nothing(
     and neither the model nor its checkpoint is left behind."""
     synth = tmp_path / "set"
     result = CliRunner().invoke(
-        main, ["synth", "--count", "10", "--out", str(synth), "--seed", "5", "--size", "160x120"]
+        main, ["synth", "--count", "20", "--out", str(synth), "--seed", "5", "--size", "160x120"]
     )
     assert result.exit_code == 0
     for mask in (synth / "cervix").iterdir():

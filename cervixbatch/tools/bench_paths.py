@@ -61,11 +61,15 @@ def measure_variant(
 
 
 class _TimedPipeline:
-    """Wraps the runner's pipeline to add up its per-frame step timings."""
+    """Wraps the runner's pipeline to add up its per-frame step timings (from ``run``, the
+    sequential schedule's call); every other step the pipelined stages call passes through."""
 
     def __init__(self, inner: Pipeline) -> None:
         self.inner = inner
         self.steps: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def run(self, frames: Sequence[Frame]) -> list[FrameResult]:
         results = self.inner.run(frames)

@@ -45,6 +45,8 @@ FLAT_DICE = 1e-3
 # that has not started learning (outputs near 0.5) is not a collapsed one; a collapsed
 # one answers 0 or 1 everywhere (seed 001's UNet at 1e-3: every pixel 1, Dice 0.487).
 SATURATED = 0.05
+# The "same mask for every image" rule needs at least this many validation images.
+MIN_SPREAD_IMAGES = 4
 # A model whose Dice is within this of the best constant mask's has learnt nothing.
 BASELINE_MARGIN = 0.02
 
@@ -171,6 +173,7 @@ class CollapseGuard:
     reason: str | None = None
     epoch: int = 0
     baseline: float | None = None  # the best Dice a constant mask gets on the validation set
+    images: int = 0  # validation images measured
 
     def measure(self, model: Any) -> tuple[float, float, float, float]:
         """(soft Dice, hard Dice at 0.5, prediction spread, doubt) on the validation set,
@@ -184,6 +187,7 @@ class CollapseGuard:
                 soft.append(float((2 * (t * p).sum() + 1) / (t.sum() + p.sum() + 1)))
                 hard.append(dice(t > 0.5, p > 0.5))
         stacked = np.concatenate(probs) if probs else np.full((1, 1, 1), 0.5, np.float32)
+        self.images = len(soft)
         if self.baseline is None:
             self.baseline = _constant_baseline(self.val_batches)
         mean = float(np.mean(soft)) if soft else 0.0
@@ -208,7 +212,8 @@ class CollapseGuard:
         if n < 1 or len(self.dices) < n or not all(d < SATURATED for d in self.doubts[-n:]):
             return None
         span = f"epochs {epoch - n + 1}-{epoch}"
-        if all(s < CONSTANT_SPREAD for s in self.spreads[-n:]):
+        # alike predictions on two or three photos may be alike photos: not evidence
+        if self.images >= MIN_SPREAD_IMAGES and all(s < CONSTANT_SPREAD for s in self.spreads[-n:]):
             return (
                 f"the model predicts the same mask for every validation image ({span}: "
                 f"predictions differ by {spread:.4f} on average across images; validation "
@@ -251,7 +256,8 @@ def refuse_collapsed(
     reason = guard.reason
     if reason is None and guard.window > 0:
         _, hard, spread, doubt = guard.measure(model)
-        if spread < CONSTANT_SPREAD and doubt < SATURATED:
+        alike = guard.images >= MIN_SPREAD_IMAGES and spread < CONSTANT_SPREAD
+        if alike and doubt < SATURATED:
             reason = (
                 f"the final model predicts the same mask for every validation image "
                 f"(validation Dice {hard:.3f})"
