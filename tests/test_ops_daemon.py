@@ -146,7 +146,10 @@ def test_a_backup_taken_while_the_daemon_processes_50_photos_holds_every_committ
 ) -> None:
     """Backups taken over and over while the daemon works through 50 photos each open, pass
     SQLite's integrity check, and hold every row committed before they began."""
-    config = make_config(batch__size=4)
+    # A stand-in accelerator at 300 ms per image keeps the daemon busy for ~15 s whatever the
+    # machine, so several backups fall mid-run (real tiny models on an idle machine finished
+    # the 50 photos before a second backup began).
+    config = make_config(batch__size=4, models__simulate_device_ms=300.0)
     daemon = daemons(config)
     daemon.wait_event("ready")
     photos(tmp_path / "inbox", 50, suffix=".png")  # lossless: 50 distinct inputs
