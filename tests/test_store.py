@@ -41,13 +41,15 @@ def _register(
         )
 
 
-def test_sqlite_is_in_wal_mode_with_a_busy_timeout(db: Database, tmp_path: Path) -> None:
+def test_sqlite_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     """Readers never block the writer (WAL) and a writer waits instead of failing."""
-    if db.dialect != "sqlite":
-        pytest.skip("SQLite settings")
-    with db.session() as session:
-        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    db = open_database(f"sqlite:///{tmp_path}/queue.db")
+    try:
+        with db.session() as session:
+            assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    finally:
+        db.dispose()
     assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o600
 
 
