@@ -15,6 +15,12 @@ import typing
 from pathlib import Path
 from typing import Any, Self
 
+from cervixbatch.config_addresses import (
+    DicomPeer,
+    SocketAddress,
+    parse_dicom_peer,
+    parse_socket_address,
+)
 from cervixbatch.config_checks import OTSU, accept_class_uids, check_ranges, coerce
 from cervixbatch.config_types import (
     AfterAction,
@@ -37,6 +43,7 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "DicomConfig",
+    "DicomPeer",
     "LimitsConfig",
     "LogFormat",
     "LoggingConfig",
@@ -49,6 +56,7 @@ __all__ = [
     "Resize",
     "RetentionConfig",
     "Runtime",
+    "SocketAddress",
     "WatchConfig",
     "load_config",
     "resolve_config_path",
@@ -178,12 +186,27 @@ class DicomConfig:
     forward_retries: int = 3  # further attempts after a failed forward
     forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
 
+    @property
+    def listen_address(self) -> SocketAddress | None:
+        """``listen`` parsed (checked at load); None when no Storage SCP is wanted."""
+        return parse_socket_address(self.listen) if self.listen else None
+
+    @property
+    def forward_peer(self) -> DicomPeer | None:
+        """``forward`` parsed (checked at load); None when nothing is forwarded."""
+        return parse_dicom_peer(self.forward) if self.forward else None
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """The optional Prometheus endpoint."""
 
     listen: str = ""
+
+    @property
+    def listen_address(self) -> SocketAddress | None:
+        """``listen`` parsed (checked at load); None when no endpoint is wanted."""
+        return parse_socket_address(self.listen) if self.listen else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

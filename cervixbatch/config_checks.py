@@ -12,9 +12,11 @@ import ipaddress
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cervixbatch.config_addresses import parse_dicom_peer, parse_socket_address
 from cervixbatch.errors import ConfigError
 
 __all__ = ["OTSU", "accept_class_uids", "check_ranges", "coerce"]
@@ -105,10 +107,24 @@ def check_ranges(section: Any, name: str, source: str) -> None:
         _check_model_sizes(section, source)
     if name == "dicom":
         _check_peers(section.allowed_peers, source)
+        _check_address(section.listen, parse_socket_address, f"{name}.listen", source)
+        _check_address(section.forward, parse_dicom_peer, f"{name}.forward", source)
+    if name == "metrics":
+        _check_address(section.listen, parse_socket_address, f"{name}.listen", source)
     if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             "must be one of debug, info, warning, error", file=source, key="logging.level"
         )
+
+
+def _check_address(text: str, parse: Callable[[str], object], key: str, source: str) -> None:
+    """An address setting parses now, so that a typo stops the start with exit 2."""
+    if not text:
+        return  # empty: the feature is off
+    try:
+        parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=source, key=key) from None
 
 
 def accept_class_uids(names: tuple[str, ...], key: str, source: str) -> tuple[str, ...]:

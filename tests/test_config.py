@@ -124,6 +124,45 @@ def test_wrong_key_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "batch.sizee" in lines[0] and "unknown key" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "why"),
+    [
+        ("metrics", "listen", "9108", "expected host:port"),
+        ("metrics", "listen", ":9108", "expected host:port"),
+        ("metrics", "listen", "0.0.0.0:70000", "out of range"),
+        ("dicom", "listen", "::1:104", "IPv6 address in brackets"),
+        ("dicom", "listen", "[nope]:104", "not an IPv6 address"),
+        ("dicom", "forward", "pacs.example:104", "expected AET@host:port"),
+        ("dicom", "forward", "PACS@pacs.example", "expected host:port"),
+        ("dicom", "forward", "WAY_TOO_LONG_AE_TITLE@pacs:104", "AE title"),
+    ],
+)
+def test_a_bad_address_exits_2_at_load_naming_its_key(
+    tmp_path: Path, section: str, key: str, value: str, why: str
+) -> None:
+    """Listen and forward addresses are parsed when the settings load: a bad one is a
+    configuration error (exit 2) naming the key, not a failure after start-up."""
+    path = tmp_path / "config.toml"
+    path.write_text(f'[{section}]\n{key} = "{value}"\n')
+    result = CliRunner().invoke(main, ["--config", str(path), "report"])
+    assert result.exit_code == 2
+    assert f"{section}.{key}" in result.stderr and why in result.stderr
+
+
+def test_addresses_are_parsed_once_into_host_and_port(tmp_path: Path) -> None:
+    """Good addresses load, and the config hands out their parsed form."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[dicom]\nlisten = "[::]:11112"\nforward = "PACS@pacs.example.org:104"\n'
+        '[metrics]\nlisten = "0.0.0.0:9108"\n'
+    )
+    config = load_config(path)
+    assert config.dicom.listen_address == ("::", 11112)
+    assert config.dicom.forward_peer == ("PACS", "pacs.example.org", 104)
+    assert config.metrics.listen_address == ("0.0.0.0", 9108)
+    assert Config().metrics.listen_address is None and Config().dicom.forward_peer is None
+
+
 def test_invalid_toml_exits_2(tmp_path: Path) -> None:
     """A file that is not TOML at all is a configuration error too (exit 2)."""
     path = tmp_path / "config.toml"

@@ -12,12 +12,13 @@ from click.testing import CliRunner
 from conftest import draw_photo, write_photo
 
 from cervixbatch.cli import main
-from cervixbatch.config import load_config
+from cervixbatch.config import Config, SocketAddress, load_config
+from cervixbatch.config_addresses import parse_socket_address
 from cervixbatch.errors import ConfigError
 from cervixbatch.runner import BatchOutcome
 from cervixbatch.store.db import open_database
 from cervixbatch.store.queue import status_counts
-from cervixbatchd.telemetry import Telemetry, parse_listen
+from cervixbatchd.telemetry import Telemetry
 
 
 def _free_port() -> int:
@@ -55,7 +56,7 @@ def test_scrape_matches_the_database(tmp_path: Path, make_config: Callable[..., 
         )
     )
     port = _free_port()
-    telemetry.serve(f"127.0.0.1:{port}")
+    telemetry.serve(SocketAddress("127.0.0.1", port))
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
@@ -80,8 +81,8 @@ def test_scrape_matches_the_database(tmp_path: Path, make_config: Callable[..., 
 
 
 def test_listen_address_is_validated() -> None:
-    """A listen address must be host:port; a bad one names the key."""
-    assert parse_listen("0.0.0.0:9108", "metrics.listen") == ("0.0.0.0", 9108)
-    assert parse_listen(":9108", "metrics.listen") == ("127.0.0.1", 9108)
-    with pytest.raises(ConfigError, match=r"metrics\.listen"):
-        parse_listen("9108", "metrics.listen")
+    """A listen address must be host:port, the host written out; a bad one names the key."""
+    assert parse_socket_address("0.0.0.0:9108") == ("0.0.0.0", 9108)
+    for bad in (":9108", "9108"):
+        with pytest.raises(ConfigError, match=r"metrics\.listen"):
+            Config.from_mapping({"metrics": {"listen": bad}}, base=Path("/"), source="x")

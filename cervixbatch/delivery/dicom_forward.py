@@ -10,7 +10,6 @@ sends what is still unsent and releases it; a failed attempt is followed by a wa
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,13 +21,12 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-__all__ = ["ForwardResult", "forward", "parse_destination"]
+from cervixbatch.config import DicomPeer
+
+__all__ = ["ForwardResult", "forward"]
 
 log = structlog.get_logger("cervixbatch.delivery.dicom_forward")
 
-_DESTINATION = re.compile(
-    r"^(?P<aet>[^@\\]{1,16})@(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\[\]]+):(?P<port>\d{1,5})$"
-)
 # Success, and the warnings of PS3.4 B.2.3: the peer stored the instance.
 _STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 
@@ -44,20 +42,9 @@ class ForwardResult:
     reason: str | None  # None when ok; else a short sentence without patient data
 
 
-def parse_destination(destination: str) -> tuple[str, str, int]:
-    """``"AET@host:port"`` to (called AE title, host, port); ValueError if malformed."""
-    match = _DESTINATION.match(destination.strip())
-    if match is None or not match["aet"].strip():
-        raise ValueError(f"expected AET@host:port, got {destination!r}")
-    port = int(match["port"])
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is out of range")
-    return match["aet"].strip(), match["host"].strip("[]"), port
-
-
 def forward(
     paths: Sequence[Path],
-    destination: str,
+    destination: DicomPeer,
     calling_ae: str,
     retries: int = 3,
     backoff: float = 2.0,
@@ -65,11 +52,11 @@ def forward(
     timeout: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ForwardResult:
-    """C-STORE every file of ``paths`` to ``destination`` (``"AET@host:port"``).
+    """C-STORE every file of ``paths`` to ``destination``.
 
     Args:
         paths: DICOM files (the SEG and SC written by :mod:`cervixbatch.outputs.dicom`).
-        destination: The peer, as ``"AET@host:port"``.
+        destination: The peer (``[dicom] forward``, parsed when the settings were loaded).
         calling_ae: Our AE title (``[dicom] ae_title``).
         retries: Further attempts after the first one fails.
         backoff: Seconds before the first retry; doubled for each later one.
@@ -77,10 +64,7 @@ def forward(
         sleep: Waits between attempts (tests pass a no-op).
 
     """
-    try:
-        peer = _Peer(*parse_destination(destination), calling_ae=calling_ae, timeout=timeout)
-    except ValueError as exc:
-        return _failed((), paths, 0, f"bad destination: {exc}")
+    peer = _Peer(*destination, calling_ae=calling_ae, timeout=timeout)
     datasets: dict[Path, Dataset] = {}
     for path in paths:
         try:
@@ -100,13 +84,13 @@ def forward(
         sent.extend(stored)
         pending = [p for p in pending if p not in stored]
         if not pending:
-            log.info("dicom_forwarded", destination=destination, files=len(sent), attempts=attempt)
+            log.info("dicom_forwarded", destination=str(peer), files=len(sent), attempts=attempt)
             return ForwardResult(
                 ok=True, sent=tuple(sent), failed=(), attempts=attempts, reason=None
             )
         log.warning(
             "dicom_forward_attempt_failed",
-            destination=destination,
+            destination=str(peer),
             attempt=attempt,
             pending=len(pending),
             reason=reason,

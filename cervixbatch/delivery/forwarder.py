@@ -55,9 +55,12 @@ class Forwarder:
         from cervixbatch.delivery.dicom_forward import forward
 
         dicom = self.config.dicom
+        peer = dicom.forward_peer
+        if peer is None:  # pragma: no cover - a Forwarder exists only when forward is set
+            return
         result = forward(
             paths,
-            dicom.forward,
+            peer,
             dicom.ae_title,
             dicom.forward_retries,
             dicom.forward_backoff_seconds,

@@ -23,7 +23,6 @@ never decoded here, so no patient attribute can reach a log line.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 import uuid
@@ -38,7 +37,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
-from cervixbatch.config import Config
+from cervixbatch.config import Config, SocketAddress
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
 from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files, write_atomic
 from cervixbatchd.scp_access import AccessPolicy
@@ -49,7 +48,6 @@ __all__ = [
     "STATUS_SUCCESS",
     "STORAGE_SOP_CLASSES",
     "StorageSCP",
-    "parse_listen",
     "supported_transfer_syntaxes",
 ]
 
@@ -88,19 +86,6 @@ def supported_transfer_syntaxes() -> list[UID]:
     return syntaxes
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6addr]:port"`` to a socket address; ValueError if malformed."""
-    host, sep, port_text = listen.strip().rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected host:port, got {listen!r}")
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} is out of range")
-    if host.startswith("[") and host.endswith("]"):
-        host = str(ipaddress.IPv6Address(host[1:-1]))
-    return host, port
-
-
 class StorageSCP:
     """A pynetdicom Storage SCP writing what it receives into ``<inbox>/dicom-scp/``.
 
@@ -115,10 +100,13 @@ class StorageSCP:
         self._dicom = config.dicom
         self._max_bytes = config.read_limits_bytes
         self.folder = inbox / INBOX_SUBFOLDER
-        try:
-            self.address = parse_listen(self._dicom.listen)
+        try:  # checked when the settings were loaded; a Config built in code is checked here
+            address = self._dicom.listen_address
         except ValueError as exc:
             raise ConfigError(str(exc), key="dicom.listen") from None
+        if address is None:
+            raise ConfigError("is empty: no address to listen on", key="dicom.listen")
+        self.address: SocketAddress = address
         self._access = AccessPolicy.from_config(self._dicom)
         self._max_association_bytes = int(self._dicom.max_association_mb * 1024 * 1024)
         self._stored: dict[int, int] = {}  # bytes stored per association (by its id)

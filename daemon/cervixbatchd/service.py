@@ -142,7 +142,7 @@ class Service:
         # as long as the batch progresses.
         self._runner.leases.set_beat(self._in_batch_heartbeat, self.notifier.watchdog_interval)
         self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
-        if self.config.metrics.listen:
+        if (metrics_address := self.config.metrics.listen_address) is not None:
             self._telemetry = Telemetry(self._db)
             self._telemetry.set_models(
                 stages.cervix_version,
@@ -152,7 +152,7 @@ class Service:
                 cervix_model=stages.cervix_description,
                 lesion_model=stages.lesion_description,
             )
-            self._telemetry.serve(self.config.metrics.listen)
+            self._telemetry.serve(metrics_address)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
         self._runner.forward_pending()  # results a stop left unsent to the PACS
         if self.config.dicom.listen:

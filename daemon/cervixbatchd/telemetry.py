@@ -19,23 +19,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from cervixbatch.errors import ConfigError
+from cervixbatch.config import SocketAddress
 from cervixbatch.store.db import Database
 from cervixbatch.store.schema import Input, Status
 
-__all__ = ["Telemetry", "parse_listen"]
+__all__ = ["Telemetry"]
 
 log = structlog.get_logger(__name__)
 
 _STEPS = ("claim", "read", "segment", "write", "commit")
-
-
-def parse_listen(text: str, key: str) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6]:port"``) → (host, port), or a ConfigError naming ``key``."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"expected 'host:port', got {text!r}", key=key)
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class _DatabaseCollector(Collector):
@@ -159,15 +151,15 @@ class Telemetry:
             self.finished.labels(status=status).inc(getattr(outcome, status))
         self.last_batch.set(time.time())
 
-    def serve(self, listen: str) -> tuple[str, int]:
-        """Starts the HTTP endpoint on ``host:port``; returns where it listens."""
+    def serve(self, address: SocketAddress) -> SocketAddress:
+        """Starts the HTTP endpoint (``[metrics] listen``); returns where it listens."""
         from prometheus_client import start_http_server
 
-        host, port = parse_listen(listen, "metrics.listen")
+        host, port = address
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self._thread.name = "cervixbatch-metrics"
         log.info("metrics_listening", host=host, port=port)
-        return host, port
+        return address
 
     def close(self) -> None:
         """Stops the endpoint and joins its thread."""
