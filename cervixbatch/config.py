@@ -27,6 +27,7 @@ from cervixbatch.config_types import (
     CervixRegion,
     ChannelOrder,
     LogFormat,
+    LogLevel,
     Precision,
     Resize,
     Runtime,
@@ -46,6 +47,7 @@ __all__ = [
     "DicomPeer",
     "LimitsConfig",
     "LogFormat",
+    "LogLevel",
     "LoggingConfig",
     "MetricsConfig",
     "ModelsConfig",
@@ -231,7 +233,7 @@ class RetentionConfig:
 class LoggingConfig:
     """Log level and format."""
 
-    level: str = "info"
+    level: LogLevel = LogLevel.INFO
     format: LogFormat = LogFormat.AUTO
 
 

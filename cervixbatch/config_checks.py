@@ -111,10 +111,6 @@ def check_ranges(section: Any, name: str, source: str) -> None:
         _check_address(section.forward, parse_dicom_peer, f"{name}.forward", source)
     if name == "metrics":
         _check_address(section.listen, parse_socket_address, f"{name}.listen", source)
-    if name == "logging" and section.level.lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError(
-            "must be one of debug, info, warning, error", file=source, key="logging.level"
-        )
 
 
 def _check_address(text: str, parse: Callable[[str], object], key: str, source: str) -> None:

@@ -9,6 +9,7 @@ __all__ = [
     "CervixRegion",
     "ChannelOrder",
     "LogFormat",
+    "LogLevel",
     "Precision",
     "Resize",
     "Runtime",
@@ -63,6 +64,20 @@ class CervixRegion(enum.StrEnum):
     # seed 001: morphology_clean (opening, closing with disk(5)), largest contour, and
     # find_bbox/transform_bbox's arithmetic (margin on the model grid, floors)
     SEED = "seed"
+
+
+class LogLevel(enum.StrEnum):
+    """The least severe log event written. ``INFO`` is accepted as ``info``."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LogLevel | None:
+        lowered = value.lower() if isinstance(value, str) else None
+        return next((member for member in cls if member.value == lowered), None)
 
 
 class LogFormat(enum.StrEnum):

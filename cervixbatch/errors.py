@@ -13,6 +13,7 @@ __all__ = [
     "CervixbatchError",
     "ConfigError",
     "DicomOutputSkipped",
+    "FailReason",
     "InputRejected",
     "ModelError",
     "OutputError",
@@ -63,6 +64,15 @@ class RejectReason(enum.StrEnum):
     # A DICOM object of a kind that is not a colposcopy photo (CT, MR, SEG, ...): never
     # segmented, never given a SEG or SC in its study.
     UNSUPPORTED_SOP_CLASS = "unsupported_sop_class"
+
+
+class FailReason(enum.StrEnum):
+    """Why an attempt at an input failed through no fault of the input: retried while
+    ``batch.max_attempts`` allows, then ``failed`` with this code."""
+
+    INTERNAL_ERROR = "internal_error"  # reading, pre-processing or the models raised
+    OUTPUT_ERROR = "output_error"  # its outputs could not be written (a full disk: retried free)
+    WORKER_DIED = "worker_died"  # its worker's lease lapsed mid-attempt; another took it over
 
 
 class InputRejected(CervixbatchError):

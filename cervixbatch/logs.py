@@ -14,15 +14,15 @@ from typing import Any, TextIO
 
 import structlog
 
-from cervixbatch.config import LogFormat
+from cervixbatch.config import LogFormat, LogLevel
 
 __all__ = ["configure_logging"]
 
 _LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
+    LogLevel.DEBUG: logging.DEBUG,
+    LogLevel.INFO: logging.INFO,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ERROR: logging.ERROR,
 }
 
 
@@ -43,7 +43,7 @@ class _StreamLogger:
 
 
 def configure_logging(
-    level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
+    level: LogLevel = LogLevel.INFO, fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
 ) -> None:
     """Sets the processors, the output format and the level for the whole process.
 
@@ -66,9 +66,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     structlog.configure(
         processors=[*shared, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            _LEVELS.get(level.lower(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[LogLevel(level)]),
         logger_factory=lambda *_args: _StreamLogger(stream_name),
         cache_logger_on_first_use=False,
     )

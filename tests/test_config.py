@@ -178,3 +178,16 @@ def test_credentials_are_redacted_for_logs() -> None:
         {"database": {"url": "postgresql+psycopg://svc:s3cret@db/cb"}}, base=Path("/"), source="x"
     )
     assert "s3cret" not in str(config.as_log_dict())
+
+
+def test_log_level_is_one_of_four_in_any_case(tmp_path: Path) -> None:
+    """logging.level takes debug/info/warning/error in any case; anything else exits 2."""
+    from cervixbatch.config import LogLevel
+
+    path = tmp_path / "config.toml"
+    path.write_text('[logging]\nlevel = "WARNING"\n')
+    assert load_config(path).logging.level is LogLevel.WARNING
+    path.write_text('[logging]\nlevel = "verbose"\n')
+    result = CliRunner().invoke(main, ["--config", str(path), "report"])
+    assert result.exit_code == 2
+    assert "logging.level" in result.stderr and "'debug'" in result.stderr

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cervixbatch.cli.common import app_of, setup_logging
-from cervixbatch.config import Precision, Runtime
+from cervixbatch.config import LogLevel, Precision, Runtime
 
 if TYPE_CHECKING:
     from cervixbatch.tools.annotations import Labels, Problem
@@ -508,7 +508,9 @@ def bench(
     config = app_of(ctx).config
     # batch_done lines for every batch would bury the report: warnings only
     setup_logging(
-        dataclasses.replace(config, logging=dataclasses.replace(config.logging, level="warning"))
+        dataclasses.replace(
+            config, logging=dataclasses.replace(config.logging, level=LogLevel.WARNING)
+        )
     )
     try:
         sizes = (

@@ -34,6 +34,7 @@ from cervixbatch.outputs.outbox import fsync_dir
 from cervixbatch.owner import OwnerState, owned_name, owner_state, parse_owned_name
 from cervixbatch.store.db import Database
 from cervixbatch.store.disposition import SeenFile, record_disposition, seen_files
+from cervixbatch.store.schema import Disposition
 
 __all__ = [
     "FINAL_REJECTIONS",
@@ -120,7 +121,7 @@ def dispose_of(
     if changed:  # a new file at the same place: it is registered and processed on its own
         log.info("input_file_kept", input_id=input_id, why="file_changed", files=changed)
     if handled:
-        disposition = "deleted" if after is AfterAction.DELETE else "archived"
+        disposition = Disposition.DELETED if after is AfterAction.DELETE else Disposition.ARCHIVED
         with db.session() as session:
             record_disposition(session, input_id, disposition)
         log.info("input_disposed", input_id=input_id, action=disposition, files=handled)

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from cervixbatch.config import Config
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import Result
+from cervixbatch.store.schema import ForwardStatus, Result
 
 __all__ = ["Forwarder"]
 
@@ -38,7 +38,7 @@ class Forwarder:
         with self.db.read_session() as session:
             rows = session.execute(
                 select(Result.input_id, Result.dicom_seg_path, Result.dicom_sc_path).where(
-                    Result.forward_status == "pending"
+                    Result.forward_status == ForwardStatus.PENDING
                 )
             )
             for input_id, seg, sc in rows:
@@ -65,7 +65,7 @@ class Forwarder:
             dicom.forward_retries,
             dicom.forward_backoff_seconds,
         )
-        status = "sent" if result.ok else "failed"
+        status = ForwardStatus.SENT if result.ok else ForwardStatus.FAILED
         try:
             with self.db.session() as session:
                 session.execute(

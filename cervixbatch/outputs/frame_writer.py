@@ -17,7 +17,7 @@ from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.overlay import overlay_size, render_overlay
 from cervixbatch.pipeline import FrameResult
-from cervixbatch.store.schema import Result
+from cervixbatch.store.schema import ForwardStatus, Result
 
 __all__ = ["FrameWriter"]
 
@@ -141,7 +141,9 @@ class FrameWriter:
             dicom_sc_uid=outputs.dicom_sc_uid,
             dicom_skipped=outputs.dicom_skipped,
             dicom_skipped_detail=outputs.dicom_skipped_detail,
-            forward_status="pending" if outputs.dicom_seg and self.config.dicom.forward else None,
+            forward_status=ForwardStatus.PENDING
+            if outputs.dicom_seg and self.config.dicom.forward
+            else None,
             cervix_model=self.stages.cervix_version,
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,

@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cervixbatch.store.schema import Input, Sighting
+from cervixbatch.store.schema import Disposition, Input, Sighting
 
 __all__ = ["SeenFile", "record_disposition", "seen_files"]
 
@@ -37,6 +37,6 @@ def seen_files(session: Session, input_id: int) -> list[SeenFile]:
     return [SeenFile(str(p), int(s), int(m), int(i or 0)) for p, s, m, i in rows]
 
 
-def record_disposition(session: Session, input_id: int, disposition: str) -> None:
-    """Records that an input's inbox files were ``archived`` or ``deleted``."""
+def record_disposition(session: Session, input_id: int, disposition: Disposition) -> None:
+    """Records that an input's inbox files were archived or deleted."""
     session.execute(update(Input).where(Input.id == input_id).values(disposition=disposition))

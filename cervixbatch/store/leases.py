@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from cervixbatch.errors import FailReason
 from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
 from cervixbatch.store.clock import db_now, db_now_plus
 from cervixbatch.store.schema import Input, Sighting, Status, utcnow
@@ -190,7 +191,7 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
         values: dict[str, Any] = (
             {
                 "status": Status.FAILED,
-                "reason": "worker_died",
+                "reason": FailReason.WORKER_DIED,
                 "detail": f"the worker stopped while processing this input {attempts} times",
                 "finished_at": utcnow(),
             }

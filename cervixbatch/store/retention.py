@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from cervixbatch.store.runs import latest_run_only
-from cervixbatch.store.schema import Input, Result, Sighting, Status
+from cervixbatch.store.schema import ForwardStatus, Input, Result, Sighting, Status
 
 __all__ = [
     "FORGETTABLE",
@@ -76,7 +76,7 @@ def purge_candidates(
             Result.outputs_purged_at.is_(None),
             Result.created_at < before,
             Result.id > after_id,
-            or_(Result.forward_status.is_(None), Result.forward_status != "pending"),
+            or_(Result.forward_status.is_(None), Result.forward_status != ForwardStatus.PENDING),
         )
         .order_by(Result.id)
         .limit(limit)

@@ -22,7 +22,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Input", "Result", "Sighting", "Status", "UTCDateTime", "Worker", "utcnow"]
+__all__ = [
+    "Base",
+    "Disposition",
+    "ForwardStatus",
+    "Input",
+    "Result",
+    "Sighting",
+    "Status",
+    "UTCDateTime",
+    "Worker",
+    "utcnow",
+]
 
 
 def utcnow() -> dt.datetime:
@@ -69,6 +80,22 @@ class Status(enum.StrEnum):
     def terminal(self) -> bool:
         """True for states an input never leaves."""
         return self in {Status.DONE, Status.REJECTED, Status.FAILED}
+
+
+class Disposition(enum.StrEnum):
+    """What became of an input's inbox files after it ended (NULL: they were kept)."""
+
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class ForwardStatus(enum.StrEnum):
+    """Where a result's DICOM objects are on their way to ``[dicom] forward`` (NULL: not
+    forwarded)."""
+
+    PENDING = "pending"  # written, not yet stored by the peer (sent again after a restart)
+    SENT = "sent"
+    FAILED = "failed"  # every retry failed; forward_detail says why
 
 
 NAMING = {
@@ -124,7 +151,7 @@ class Input(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     processing_ms: Mapped[float | None] = mapped_column(Float)
-    disposition: Mapped[str | None] = mapped_column(String(16))  # kept | archived | deleted
+    disposition: Mapped[str | None] = mapped_column(String(16))  # Disposition; NULL: kept
 
     results: Mapped[list[Result]] = relationship(
         back_populates="input",
@@ -175,7 +202,7 @@ class Result(Base):
     # (missing_uid, character_set, not_buildable, ...) and a sentence without tag values.
     dicom_skipped: Mapped[str | None] = mapped_column(String(64))
     dicom_skipped_detail: Mapped[str | None] = mapped_column(Text)
-    forward_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
+    forward_status: Mapped[str | None] = mapped_column(String(16))  # ForwardStatus
     forward_detail: Mapped[str | None] = mapped_column(Text)
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
     lesion_model: Mapped[str] = mapped_column(String(64))
