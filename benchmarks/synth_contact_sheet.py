@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cervixbatch.outputs.overlay import render_overlay
+from cervixbatch.outputs.overlay import draw_overlay
 from cervixbatch.tools.synth import parse_size
 from cervixbatch.tools.synth_v2 import Selection, make_sample, parse_features
 
@@ -50,7 +50,7 @@ def main() -> None:
     figures = []
     for i in range(args.count):
         sample = make_sample(np.random.default_rng([args.seed, i]), size, selection=selection)
-        overlay = render_overlay(sample.rgb, sample.cervix_mask, sample.lesion_mask, max_side=TILE)
+        overlay = draw_overlay(sample.rgb, sample.cervix_mask, sample.lesion_mask, max_side=TILE)
         name = f"synth_{i:05d}.jpg"
         cv2.imwrite(str(assets / name), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         cervix = float((sample.cervix_mask > 0).mean())

@@ -18,8 +18,8 @@ from cervixbatch.tools.annotations import (
     CERVIX,
     LESION,
     Labels,
+    rasterise,
     read_annotations,
-    render,
     single_box,
 )
 from cervixbatch.tools.dataset import labelled_images, load_mask
@@ -76,7 +76,7 @@ def test_seed_boxes_become_masks_the_way_seed_001_made_them(tmp_path: Path) -> N
     x, y, w, h = round(40.6), round(30.4), round(100.5), 80
     seed_mask[y : y + h, x : x + w] = 255  # prepare_data.py
     first = _by_image(found, "0.jpg")
-    np.testing.assert_array_equal(render(first.shapes, CERVIX, (H, W)), seed_mask)
+    np.testing.assert_array_equal(rasterise(first.shapes, CERVIX, (H, W)), seed_mask)
     assert single_box(first.shapes, CERVIX) == (41, 30, 41 + 100, 30 + 80)
     text = "\n".join(str(p) for p in problems)
     assert "Type_1_bbox.json entry 2 (train/Type_1/2.jpg): annotation 0 needs numeric" in text
@@ -148,9 +148,9 @@ def test_coco_boxes_polygons_and_rle_by_category_name(tmp_path: Path) -> None:
     polygon = np.zeros((H, W), np.uint8)
     vertices = np.round(np.array([[100.5, 80.25], [140.75, 85.5], [120.0, 120.5]]) * 16)
     cv2.fillPoly(polygon, [vertices.astype(np.int32)], 255, shift=4)
-    np.testing.assert_array_equal(render(a.shapes, LESION, (H, W)), polygon)
-    np.testing.assert_array_equal(render(b.shapes, CERVIX, (H, W)) > 0, rle_source > 0)
-    assert not render(b.shapes, LESION, (H, W)).any()  # "speculum" is neither
+    np.testing.assert_array_equal(rasterise(a.shapes, LESION, (H, W)), polygon)
+    np.testing.assert_array_equal(rasterise(b.shapes, CERVIX, (H, W)) > 0, rle_source > 0)
+    assert not rasterise(b.shapes, LESION, (H, W)).any()  # "speculum" is neither
     text = "\n".join(str(p) for p in problems)
     assert "coco.json annotations[4] (id 5, c.jpg): a polygon needs at least 3 points" in text
     assert "annotations[5]: image_id 99 is not in images" in text
@@ -211,9 +211,9 @@ def test_labelme_polygons_rectangles_circles_per_image(tmp_path: Path) -> None:
     found, problems = read_annotations([notes], tmp_path, Labels())
     assert [item.image.name for item in found] == ["p.png"]
     shapes = found[0].shapes
-    cervix = render(shapes, CERVIX, (H, W))
+    cervix = rasterise(shapes, CERVIX, (H, W))
     assert cervix[60:180, 80:240].all() and not cervix[:59].any()
-    lesion = render(shapes, LESION, (H, W)) > 0
+    lesion = rasterise(shapes, LESION, (H, W)) > 0
     assert lesion[120, 160] and lesion[120, 168] and not lesion[120, 172]  # radius 10
     assert lesion[145, 195]  # the rectangle, corners in either order
     text = "\n".join(str(p) for p in problems)

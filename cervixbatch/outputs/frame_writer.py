@@ -15,7 +15,7 @@ from cervixbatch.errors import DicomOutputSkipped
 from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
 from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
-from cervixbatch.outputs.overlay import overlay_size, render_overlay
+from cervixbatch.outputs.overlay import draw_overlay, overlay_size
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store.schema import ForwardStatus, Result
 
@@ -51,7 +51,7 @@ class FrameWriter:
             else "no cervix found"
         )
         max_side = self.config.output.overlay_max_side
-        overlay = render_overlay(
+        overlay = draw_overlay(
             frame.rgb, *_masks_for_overlay(frame, result, max_side), max_side=max_side, label=label
         )
         folder = self.outbox.frame_dir(input_id, index, len(decoded.frames), run=run)

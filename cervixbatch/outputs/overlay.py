@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CERVIX_COLOUR", "LESION_COLOUR", "overlay_size", "render_overlay"]
+__all__ = ["CERVIX_COLOUR", "LESION_COLOUR", "draw_overlay", "overlay_size"]
 
 Image = npt.NDArray[np.uint8]
 
@@ -14,7 +14,7 @@ CERVIX_COLOUR = (0, 230, 90)  # RGB: green reads well on pink tissue and a dark 
 LESION_COLOUR = (255, 225, 0)  # RGB: yellow stands out against the white of acetowhite
 
 
-def render_overlay(
+def draw_overlay(
     rgb: Image,
     cervix_mask: Image,
     lesion_mask: Image,

@@ -23,7 +23,7 @@ __all__ = [
     "Skip",
     "declared",
     "image_under",
-    "render",
+    "rasterise",
     "single_box",
 ]
 
@@ -114,7 +114,7 @@ def declared(height: Any, width: Any) -> tuple[int, int] | None:
     return height, width
 
 
-def render(shapes: Sequence[Shape], target: str, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+def rasterise(shapes: Sequence[Shape], target: str, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """The 0/255 mask of every ``target`` shape, drawn at ``size`` (height, width)."""
     height, width = size
     mask = np.zeros((height, width), dtype=np.uint8)

@@ -2,7 +2,7 @@
 (boxes, polygons, RLE) and LabelMe JSON (one file per image).
 
 Every shape is read into a :class:`Shape` in the image's full-resolution pixels; masks
-are drawn at full resolution (``render``), the way the training pipeline reads PNG masks.
+are drawn at full resolution (``rasterise``), the way the training pipeline reads PNG masks.
 A bad entry is a :class:`Problem` naming the file and the entry, and is skipped: the
 rest of the file, and the other files, still count.
 """
@@ -23,7 +23,7 @@ from cervixbatch.tools.annotation_shapes import (
     Labels,
     Problem,
     Shape,
-    render,
+    rasterise,
     single_box,
 )
 
@@ -36,8 +36,8 @@ __all__ = [
     "Shape",
     "check_against_image",
     "declared_size",
+    "rasterise",
     "read_annotations",
-    "render",
     "single_box",
 ]
 

@@ -28,8 +28,8 @@ from cervixbatch.tools.annotations import (
     Problem,
     Shape,
     check_against_image,
+    rasterise,
     read_annotations,
-    render,
 )
 
 __all__ = [
@@ -190,7 +190,7 @@ def load_mask(
     """
     mask: npt.NDArray[np.uint8] | None
     if isinstance(source, ShapeTruth):
-        mask = render(source.shapes, source.target, full_hw or size_hw)
+        mask = rasterise(source.shapes, source.target, full_hw or size_hw)
     else:
         mask = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
     if mask is None:
