@@ -10,10 +10,11 @@ At most :data:`DEPTH` batches are in flight (claimed and not yet handed back), s
 is bounded whatever the queue holds and claiming waits for room. Each stage takes batches
 in claim order, so batches commit in claim order. The sequential schedule's guarantees
 hold: a batch's outputs are on disk before its transaction says done (write precedes
-commit); the leases of everything in flight are renewed while it is in flight; a crash
-leaves claims ``processing`` for recovery; :meth:`Overlap.finish` (SIGTERM, close) lets
-what is in flight finish. A failed commit (the database's trouble) stops the pipeline:
-the error reaches the caller, later batches stay claimed for recovery, as before.
+commit, both through the runner's :mod:`cervixbatch.commit`); the leases of everything in
+flight are renewed while it is in flight; a crash leaves claims ``processing`` for
+recovery; :meth:`Overlap.finish_in_flight` (SIGTERM, close) lets what is in flight finish.
+A failed commit (the database's trouble) stops the pipeline: the error reaches the
+caller, later batches stay claimed for recovery, as before.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from cervixbatch.batch_state import BatchOutcome, WorkItem
 from cervixbatch.errors import OutputError
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.pipeline import FrameResult, Located
-from cervixbatch.runner import BatchOutcome, _Work
 
 if TYPE_CHECKING:
     from cervixbatch.runner import Runner
@@ -59,7 +60,7 @@ Floats = npt.NDArray[np.float32]
 class _FrameJob:
     """One frame of a claimed input on its way through the stages."""
 
-    item: _Work
+    item: WorkItem
     index: int  # of the frame in its input
     frame: Frame
     stage1_input: Floats | None = None
@@ -72,7 +73,7 @@ class _FrameJob:
 class _Batch:
     """One claim's inputs, from claim to commit."""
 
-    work: list[_Work]
+    work: list[WorkItem]
     outcome: BatchOutcome
     frames: list[_FrameJob] = dataclasses.field(default_factory=list)
     chunks_left: int = 0
@@ -139,7 +140,7 @@ class Overlap:
             return None
         return self._next()
 
-    def finish(self) -> list[BatchOutcome]:
+    def finish_in_flight(self) -> list[BatchOutcome]:
         """Waits for every batch in flight; returns their outcomes (empty after a failure:
         what was in flight stays claimed for recovery)."""
         outcomes = []
@@ -153,7 +154,7 @@ class Overlap:
             return
         self._closed = True
         with contextlib.suppress(BaseException):  # a failure: the caller has been told
-            self.finish()
+            self.finish_in_flight()
         # Every batch has finished (or a failure abandoned them): each stage may stop.
         for inbox in (self._reading, self._segmenting, self._writing, self._committing):
             inbox.put(_STOP)
@@ -223,7 +224,7 @@ class Overlap:
         batch.frames = [job for jobs in per_item for job in jobs]
         batch.timed("read", clock)
 
-    def _read_one(self, item: _Work) -> list[_FrameJob]:
+    def _read_one(self, item: WorkItem) -> list[_FrameJob]:
         self.runner._read(item)
         self._leases.progress()
         if item.decoded is None:
@@ -386,19 +387,7 @@ class Overlap:
         runner._commit(batch.work, outcome)
         batch.committed = True
         batch.timed("commit", clock)
-        runner._remove_outputs_of_failures(batch.work)
-        runner._register_changed(batch.work)
-        runner._dispose(batch.work)
-        runner._forward(batch.work)
+        runner._after_commit.run(batch.work)
         outcome.frames = sum(len(item.results) for item in batch.work)
         outcome.timings_ms = dict(batch.phase_ms)
-        log.info(
-            "batch_done",
-            inputs=outcome.inputs,
-            frames=outcome.frames,
-            done=outcome.done,
-            rejected=outcome.rejected,
-            failed=outcome.failed,
-            retried=outcome.retried,
-            ms={k: round(v, 1) for k, v in outcome.timings_ms.items()},
-        )
+        outcome.log_done(log)

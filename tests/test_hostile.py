@@ -245,7 +245,7 @@ def test_a_failed_batch_commit_loses_nothing_and_recover_requeues_it(
     dead_owner = f"{socket.gethostname()}:{_dead_pid()}:0000"  # a worker that is gone
     try:
         with Runner(config, db, stages, owner=dead_owner) as runner:
-            registration = runner.register(photo)
+            registration = runner.registrar.register(photo)
             assert registration is not None
             original = queue.complete
 
@@ -260,7 +260,7 @@ def test_a_failed_batch_commit_loses_nothing_and_recover_requeues_it(
             assert queue.status_counts(session)["processing"] == 1
         with Runner(config, db, stages) as runner:
             assert runner.recover() == (1, 0)
-            outcome = runner.drain()
+            outcome = runner.process_until_empty()
         assert outcome.done == 1
         with db.read_session() as session:
             counts = queue.status_counts(session)

@@ -57,9 +57,9 @@ def _process_with_runner(config_path: Path, path: Path, between: Callable[[Runne
     db = open_database(config.database.url)
     try:
         with Runner(config, db, load_stages(config)) as runner:
-            assert runner.register(path) is not None
+            assert runner.registrar.register(path) is not None
             between(runner)
-            runner.drain()
+            runner.process_until_empty()
     finally:
         db.dispose()
 
@@ -264,7 +264,7 @@ def test_a_copy_that_still_holds_the_bytes_is_used_and_the_changed_one_is_not_de
     other = cv2.imencode(".png", draw_photo(200, 150, seed=10))[1].tobytes()
 
     def overwrite_after_registering_the_copy(runner: Runner) -> None:
-        assert runner.register(copy) is not None
+        assert runner.registrar.register(copy) is not None
         first.write_bytes(other)
 
     _process_with_runner(config, first, overwrite_after_registering_the_copy)

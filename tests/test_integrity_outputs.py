@@ -82,13 +82,13 @@ def test_a_failed_input_keeps_no_outputs_and_its_error_text_stays_out_of_the_log
     db = open_database(config.database.url)
     try:
         with Runner(config, db, load_stages(config)) as runner:
-            registration = runner.register(photo)
+            registration = runner.registrar.register(photo)
             assert registration is not None
             # A folder where the overlay file must go: the rename onto it fails (EISDIR).
             blocker = runner.outbox.input_dir(registration.input_id) / "overlay.jpg"
             blocker.mkdir(parents=True)
             with capture_logs() as events:
-                outcome = runner.drain()
+                outcome = runner.process_until_empty()
     finally:
         db.dispose()
     assert outcome.failed == 1

@@ -90,8 +90,8 @@ def test_pipelined_and_sequential_runs_give_the_same_results(
         db = open_db(config)
         with Runner(config, db, load_stages(config)) as runner:
             for path in inputs:
-                runner.register(path)
-            total = runner.drain()
+                runner.registrar.register(path)
+            total = runner.process_until_empty()
         outcomes[schedule] = (total.done, total.rejected, total.failed, total.frames, _rows(db))
     sequential, pipelined = outcomes["sequential"], outcomes["pipelined"]
     assert sequential[:4] == pipelined[:4] == (10, 1, 0, 14)
@@ -137,8 +137,8 @@ def test_batches_commit_in_claim_order_with_a_bounded_number_in_flight(
 
     with Runner(config, db, load_stages(config)) as runner, capture_logs() as logs:
         for path in paths:
-            runner.register(path)
-        total = runner.drain(on_batch=look)
+            runner.registrar.register(path)
+        total = runner.process_until_empty(on_batch=look)
     assert total.done == 30
     assert 2 < most_in_flight <= (DEPTH - 1) * 2  # the one handed back has committed
     done = [e["input_id"] for e in logs if e["event"] == "input_done"]
@@ -172,11 +172,11 @@ def test_a_failed_commit_mid_pipeline_loses_nothing(
     dead_owner = f"{socket.gethostname()}:{_dead_pid()}:0000"  # as if killed after this
     with Runner(config, db, stages, owner=dead_owner) as runner:
         for path in sorted((tmp_path / "drop").iterdir()):
-            runner.register(path)
+            runner.registrar.register(path)
         first = runner.process_batch()
         assert first is not None and first.done == 2
         with pytest.raises(OperationalError):
-            runner.drain()
+            runner.process_until_empty()
     monkeypatch.setattr(queue, "complete", original)
     with db.read_session() as session:
         counts = queue.status_counts(session)
@@ -184,7 +184,7 @@ def test_a_failed_commit_mid_pipeline_loses_nothing(
     assert counts["processing"] + counts["queued"] == 8
     with Runner(config, db, stages) as runner:  # the restart
         assert runner.recover() == (counts["processing"], 0)
-        assert runner.drain().done == 8
+        assert runner.process_until_empty().done == 8
     with db.read_session() as session:
         assert queue.status_counts(session)["done"] == 10
 
@@ -216,9 +216,9 @@ def test_leases_of_batches_waiting_in_the_pipeline_are_renewed(
 
     with Runner(config, db, load_stages(config)) as runner, capture_logs() as logs:
         for path in sorted((tmp_path / "drop").iterdir()):
-            runner.register(path)
+            runner.registrar.register(path)
         started = time.monotonic()
-        total = runner.drain(on_batch=look)
+        total = runner.process_until_empty(on_batch=look)
         elapsed = time.monotonic() - started
     assert elapsed > 6.0  # the last batch waited longer than a lease
     assert total.done == DEPTH + 1

@@ -230,15 +230,15 @@ def test_a_name_that_is_not_utf8_is_rejected_by_path_not_crashing(
     db = open_database(config.database.url)
     try:
         with Runner(config, db, load_stages(config)) as runner:
-            first = runner.register(bad)
+            first = runner.registrar.register(bad)
             assert first is not None
             assert first.status is Status.REJECTED
-            again = runner.register(bad)
+            again = runner.registrar.register(bad)
             assert again is not None
             assert (again.input_id, again.created) == (first.input_id, False)
             good = inbox / "cafe.jpg"
             good.write_bytes(data)
-            renamed = runner.register(good)
+            renamed = runner.registrar.register(good)
             assert renamed is not None
             assert renamed.created
             assert renamed.status is Status.QUEUED

@@ -1,4 +1,5 @@
-"""``cervixbatch process``: register every file under some paths, then drain the queue."""
+"""``cervixbatch process``: register every file under some paths, then process the queue
+until it is empty."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
             excluded = own_paths(config)
             for root in paths:
                 for file in InputRule(root.resolve(), excluded=excluded).files():
-                    registration = runner.register(file)
+                    registration = runner.registrar.register(file)
                     if registration is None:
                         continue  # vanished or unreadable before it could be hashed
                     totals.inputs += 1
@@ -67,7 +68,7 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
                     presence.finished(finished, failed=outcome.failed)
                     presence.beat()
 
-                runner.drain(on_batch=on_batch)
+                runner.process_until_empty(on_batch=on_batch)
             _tally(runner, ids, totals)
             if totals.queued:
                 totals.paused = runner.paused
@@ -83,10 +84,7 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
 
 
 def _count_queued(runner: Runner) -> int:
-    from cervixbatch.store.queue import status_counts
-
-    with runner.db.read_session() as session:
-        return status_counts(session)[Status.QUEUED.value]
+    return runner.queue_counts().by_status[Status.QUEUED.value]
 
 
 def _tally(runner: Runner, ids: set[int], totals: ProcessTotals) -> None:

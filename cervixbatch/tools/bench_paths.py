@@ -91,9 +91,9 @@ class _EndToEnd:
         batches: list[BatchOutcome] = []
         started = time.perf_counter()
         for path in photos:
-            self.runner.register(path)
+            self.runner.registrar.register(path)
         registered = time.perf_counter()
-        total = self.runner.drain(on_batch=batches.append)
+        total = self.runner.process_until_empty(on_batch=batches.append)
         elapsed = time.perf_counter() - started
         if total.done != len(photos):
             raise CervixbatchError(

@@ -189,9 +189,9 @@ class EndToEnd:
         batches: list[BatchOutcome] = []
         started, cpu = time.perf_counter(), time.process_time()
         for path in photos:
-            self.runner.register(path)
+            self.runner.registrar.register(path)
         registered, cpu_registered = time.perf_counter(), time.process_time()
-        total = self.runner.drain(on_batch=batches.append)
+        total = self.runner.process_until_empty(on_batch=batches.append)
         elapsed = time.perf_counter() - started
         processing_s = time.perf_counter() - registered
         if total.done != len(photos):

@@ -27,6 +27,16 @@ class ReloadPlan:
     applied: dict[str, Any]  # dotted key -> new value, for the keys that apply now
     needs_restart: tuple[str, ...]  # dotted keys that changed but wait for a restart
 
+    def as_log_dict(self) -> dict[str, Any]:
+        """The "reloaded" event's fields: what applied, what waits, the live values now."""
+        return {
+            "applied": self.applied,
+            "needs_restart": list(self.needs_restart),
+            "batch_size": self.config.batch.size,
+            "max_wait_ms": self.config.batch.max_wait_ms,
+            "log_level": self.config.logging.level,
+        }
+
 
 def plan_reload(current: Config, new: Config) -> ReloadPlan:
     """Take the live keys from ``new`` and list the other keys that differ."""

@@ -31,7 +31,6 @@ from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
-from cervixbatch.store.queue import expired_leases, status_counts
 from cervixbatch.store.schema import Status
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
@@ -89,7 +88,6 @@ class Service:
         self._known: set[FileIdentity] = set()  # registered by us: rescans skip them
         self._queued = 0  # an estimate between two looks at the database
         self._pending_since: float | None = None
-        self._counts: dict[str, int] = {}
         self._next_rescan = self._next_status = self._next_watchdog = 0.0
         self._telemetry: Telemetry | None = None
         self._scp: StorageSCP | None = None
@@ -106,7 +104,7 @@ class Service:
         try:
             self._bootstrap(burst=burst)
             if burst:
-                self._drain()
+                self._process_until_empty()
             else:
                 self._loop()
         except ObserverFailedError as exc:
@@ -227,7 +225,7 @@ class Service:
             return
         log.info("finishing_in_flight", batches=self._runner.in_flight)
         try:
-            outcomes = self._runner.finish()
+            outcomes = self._runner.finish_in_flight()
         except Exception as exc:  # noqa: BLE001 - recovery requeues them; teardown goes on
             log.warning("finish_failed", error=type(exc).__name__, detail=str(exc))
             return
@@ -235,7 +233,7 @@ class Service:
             if self._telemetry is not None:
                 self._telemetry.observe_batch(outcome)
 
-    def _drain(self) -> None:
+    def _process_until_empty(self) -> None:
         """Burst mode: process everything queued, then return."""
         assert self._runner is not None
         while self.flags.stop is None and self._run_batch() is not None:
@@ -284,7 +282,7 @@ class Service:
                 self.tracker.note(identity.path)
                 continue
             try:
-                registration = self._runner.register_identity(identity)
+                registration = self._runner.registrar.register_identity(identity)
             except CervixbatchError as exc:  # one bad file never stops the others
                 # The type only: an error's text may name the file (patient names).
                 log.warning("register_failed", error=type(exc).__name__)
@@ -333,15 +331,11 @@ class Service:
 
     def _refresh_counts(self) -> dict[str, int]:
         assert self._runner is not None
-        with self._runner.db.read_session() as session:
-            self._counts = status_counts(session)
-            # A worker that died (another machine's, or ours before a restart) leaves its
-            # claims "processing"; once their lease runs out they are work for us too.
-            expired = expired_leases(session)
-        self._queued = self._counts[Status.QUEUED.value] + expired
+        counts = self._runner.queue_counts()
+        self._queued = counts.claimable  # queued, and the expired claims of dead workers
         if self._queued and self._pending_since is None:
             self._pending_since = self._clock()  # queued by a restart or another worker
-        return dict(self._counts)
+        return counts.by_status
 
     def _in_batch_heartbeat(self) -> None:
         """From inside a batch (the runner's heartbeat thread): WATCHDOG=1 to systemd, and
@@ -358,13 +352,13 @@ class Service:
         if now >= self._next_status:
             assert self._runner is not None
             counts = self._refresh_counts()
-            paused = self._runner.paused
+            disk = self._runner.disk_state()
             if self._telemetry is not None:
-                self._telemetry.disk_low.set(1 if self._runner.watermark.low else 0)
+                self._telemetry.disk_low.set(1 if disk.low else 0)
             line = _status_line(counts)
-            self.notifier.status(f"paused: {paused}; {line}" if paused else line)
+            self.notifier.status(f"paused: {disk.paused}; {line}" if disk.paused else line)
             if self._presence is not None:
-                self._presence.state(paused=paused, disk_free_mb=self._runner.watermark.free)
+                self._presence.state(paused=disk.paused, disk_free_mb=disk.free_mb)
                 self._presence.beat(force=True)
             self._next_status = now + STATUS_EVERY_S
 
@@ -392,15 +386,8 @@ class Service:
             if plan.config.logging.level != self.config.logging.level:
                 configure_logging(plan.config.logging.level, plan.config.logging.format)
             self.config = plan.config
-            self._runner.config = plan.config  # read afresh by every process_batch
-            log.info(
-                "reloaded",
-                applied=plan.applied,
-                needs_restart=list(plan.needs_restart),
-                batch_size=plan.config.batch.size,
-                max_wait_ms=plan.config.batch.max_wait_ms,
-                log_level=plan.config.logging.level,
-            )
+            self._runner.apply_config(plan.config)
+            log.info("reloaded", **plan.as_log_dict())
         self.notifier.ready(_status_line(self._refresh_counts()))
 
 

@@ -1,0 +1,236 @@
+"""A batch's commit and what follows it, for both schedules of the runner.
+
+:class:`BatchCommit`: one transaction records every input of the batch, each by the one
+method for its outcome (rejected, back to the queue after a disk error, failed or retried,
+done). :class:`AfterCommit`: then the outputs of inputs this worker ended failed or
+rejected are removed, new bytes found at an input's paths are registered, inbox files are
+disposed of and DICOM results forwarded.
+
+Both schedules write outputs before they commit, so a row says done only once its files
+are on disk. Log events wait in a :class:`~cervixbatch.batch_state.DeferredLog` until the
+transaction has committed: a worker killed mid-commit must not have logged "input_done"
+for an input that another worker then does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cervixbatch.batch_state import BatchOutcome, DeferredLog, WorkItem
+from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.errors import InputRejected
+from cervixbatch.outputs.stale import remove_outputs
+from cervixbatch.store import queue
+from cervixbatch.store.schema import Status, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from cervixbatch.config import Config
+    from cervixbatch.delivery.forwarder import Forwarder
+    from cervixbatch.intake.registration import Registrar
+    from cervixbatch.outputs.frame_writer import FrameWriter
+    from cervixbatch.outputs.outbox import Outbox
+    from cervixbatch.store.db import Database
+
+__all__ = ["DISK_RETRY_SECONDS", "AfterCommit", "BatchCommit"]
+
+log = structlog.get_logger(__name__)
+
+DISK_RETRY_SECONDS = 30.0  # after ENOSPC/EIO on the outbox, wait this long before claiming
+
+
+class BatchCommit:
+    """Records the inputs of one batch in one open transaction and counts them in the
+    batch's outcome; what it would log waits in :attr:`events`."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        owner: str,
+        outcome: BatchOutcome,
+        max_attempts: int,
+        writer: FrameWriter,
+        on_disk_error: Callable[[], None],
+    ) -> None:
+        self._session = session
+        self._owner = owner
+        self._outcome = outcome
+        self._max_attempts = max_attempts
+        self._writer = writer
+        self._on_disk_error = on_disk_error  # the runner pauses claiming for a while
+        self.events = DeferredLog()
+
+    def record(self, item: WorkItem, *, ms: float) -> None:
+        """Takes one input to the state its work earned; ``ms`` is its share of the batch."""
+        if item.rejection is not None:
+            self._rejected(item, item.rejection)
+        elif item.failure is not None and item.transient:
+            self._requeued_after_disk_error(item, *item.failure)
+        elif item.failure is not None:
+            self._failed(item, *item.failure)
+        else:
+            self._done(item, ms)
+
+    def _rejected(self, item: WorkItem, rejection: InputRejected) -> None:
+        input_id = item.claimed.id
+        item.committed = queue.reject(
+            self._session,
+            input_id=input_id,
+            owner=self._owner,
+            reason=rejection.reason.value,
+            detail=rejection.detail,
+            metadata=item.metadata(),
+        )
+        if not item.committed:
+            self.events.warning("lease_lost", input_id=input_id)
+            return
+        item.ended = Status.REJECTED
+        self._outcome.rejected += 1
+        # Logs carry ids and reason codes; the detail (which may name paths or DICOM
+        # classes) is the database's.
+        self.events.info(
+            "input_rejected",
+            input_id=input_id,
+            sha256=item.claimed.sha256[:12],
+            reason=rejection.reason.value,
+        )
+
+    def _requeued_after_disk_error(self, item: WorkItem, reason: str, detail: str) -> None:
+        """The disk's failure, not the input's: back to the queue without spending an
+        attempt, and no claiming for a while."""
+        queue.release(
+            self._session, input_id=item.claimed.id, owner=self._owner, reason=reason, detail=detail
+        )
+        self._outcome.retried += 1
+        self._on_disk_error()
+        self.events.warning(
+            "input_requeued_disk_error",
+            input_id=item.claimed.id,
+            sha256=item.claimed.sha256[:12],
+            reason=reason,
+            retry_in_s=DISK_RETRY_SECONDS,
+        )
+
+    def _failed(self, item: WorkItem, reason: str, detail: str) -> None:
+        """Failed for good once its attempts are spent; until then back to the queue."""
+        status = queue.fail(
+            self._session,
+            input_id=item.claimed.id,
+            owner=self._owner,
+            reason=reason,
+            detail=detail,
+            max_attempts=self._max_attempts,
+        )
+        if status is Status.FAILED:
+            self._outcome.failed += 1
+            item.ended = Status.FAILED
+        else:
+            self._outcome.retried += 1
+        self.events.warning(
+            "input_failed" if status is Status.FAILED else "input_retry",
+            input_id=item.claimed.id,
+            sha256=item.claimed.sha256[:12],
+            reason=reason,
+            attempt=item.claimed.attempts,
+        )
+
+    def _done(self, item: WorkItem, ms: float) -> None:
+        input_id = item.claimed.id
+        rows = [
+            self._writer.result_row(index, result, outputs, item.run)
+            for index, (result, outputs) in enumerate(zip(item.results, item.outputs, strict=True))
+        ]
+        if not queue.complete(
+            self._session,
+            input_id=input_id,
+            owner=self._owner,
+            results=rows,
+            metadata=item.metadata(),
+            processing_ms=ms,
+        ):
+            self.events.warning("lease_lost", input_id=input_id)
+            return
+        self._outcome.done += 1
+        item.completed = item.committed = True
+        if item.claimed.created_at is not None:
+            latency = utcnow() - item.claimed.created_at
+            self._outcome.latencies_s.append(latency.total_seconds())
+        self.events.info(
+            "input_done",
+            input_id=input_id,
+            sha256=item.claimed.sha256[:12],
+            frames=len(rows),
+            cervix_found=[r.cervix_found for r in rows],
+            lesion_fraction=[round(r.lesion_fraction, 4) for r in rows],
+            ms=round(ms, 1),
+        )
+
+
+class AfterCommit:
+    """What follows a batch's commit, once its inputs' fate is recorded."""
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        outbox: Outbox,
+        registrar: Registrar,
+        forwarder: Forwarder | None,
+    ) -> None:
+        self._config = config  # only settings a reload leaves alone (paths, watch.after)
+        self._db = db
+        self._outbox = outbox
+        self._registrar = registrar
+        self._forwarder = forwarder
+
+    def run(self, work: Sequence[WorkItem]) -> None:
+        """Removes, registers, disposes of and forwards, in that order."""
+        self._remove_outputs_of_failures(work)
+        for item in work:
+            # New bytes at the input's path: an input of their own, now that the old
+            # input's fate is committed.
+            self._registrar.register_changed(item.claimed.id, item.claimed.sha256, item.changed)
+        self._dispose(work)
+        self._forward(work)
+
+    def _remove_outputs_of_failures(self, work: Iterable[WorkItem]) -> None:
+        """An input this worker ended failed or rejected keeps no outputs: files an attempt
+        wrote before it failed would otherwise lie in the outbox with no row naming them."""
+        for item in work:
+            if item.ended in (Status.FAILED, Status.REJECTED):
+                remove_outputs(self._outbox, item.claimed.id, item.run)
+
+    def _dispose(self, work: Iterable[WorkItem]) -> None:
+        for item in work:
+            if not item.committed:
+                continue  # back in the queue, failed, or another worker's now: it stays
+            # A path that now holds other bytes fails the identity check: it stays too.
+            try:
+                dispose_of(
+                    item.claimed.id,
+                    reason=item.rejection.reason.value if item.rejection else None,
+                    inbox=self._config.paths.inbox,
+                    archive=self._config.watch.archive,
+                    after=self._config.watch.after,
+                    db=self._db,
+                )
+            except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
+                log.warning("disposal_failed", input_id=item.claimed.id, error=type(exc).__name__)
+
+    def _forward(self, work: Iterable[WorkItem]) -> None:
+        if self._forwarder is None:
+            return
+        for item in work:
+            paths = [
+                path
+                for outputs in item.outputs
+                for path in (outputs.dicom_seg, outputs.dicom_sc)
+                if path is not None
+            ]
+            if item.completed and paths:
+                self._forwarder.submit(item.claimed.id, paths)
