@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cervixbatch.errors import InputRejected
+from cervixbatch.errors import FailReason, InputRejected
 from cervixbatch.imaging.frames import DecodedInput
 from cervixbatch.imaging.verified import ChangedFile
 from cervixbatch.outputs.outbox import FrameOutputs
@@ -58,7 +58,7 @@ class WorkItem:
     path: str | None = None
     decoded: DecodedInput | None = None
     rejection: InputRejected | None = None
-    failure: tuple[str, str] | None = None  # (reason, detail)
+    failure: tuple[FailReason, str] | None = None  # (reason, detail)
     transient: bool = False  # the failure was the disk's: retry without spending an attempt
     completed: bool = False  # committed as done
     committed: bool = False  # this worker's commit of a terminal done/rejected took
@@ -69,6 +69,10 @@ class WorkItem:
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
+
+    def fail(self, reason: FailReason, detail: str) -> None:
+        """Marks this attempt failed through no fault of the input (retried as allowed)."""
+        self.failure = (reason, detail)
 
     def metadata(self) -> dict[str, object]:
         """What the decoded input says of itself, for its row (empty when not decoded)."""

@@ -21,7 +21,7 @@ import structlog
 
 from cervixbatch.batch_state import BatchOutcome, DeferredLog, WorkItem
 from cervixbatch.delivery.disposal import dispose_of
-from cervixbatch.errors import InputRejected
+from cervixbatch.errors import FailReason, InputRejected
 from cervixbatch.outputs.stale import remove_outputs
 from cervixbatch.store import queue
 from cervixbatch.store.schema import Status, utcnow
@@ -82,7 +82,7 @@ class BatchCommit:
             self._session,
             input_id=input_id,
             owner=self._owner,
-            reason=rejection.reason.value,
+            reason=rejection.reason,
             detail=rejection.detail,
             metadata=item.metadata(),
         )
@@ -97,10 +97,10 @@ class BatchCommit:
             "input_rejected",
             input_id=input_id,
             sha256=item.claimed.sha256[:12],
-            reason=rejection.reason.value,
+            reason=rejection.reason,
         )
 
-    def _requeued_after_disk_error(self, item: WorkItem, reason: str, detail: str) -> None:
+    def _requeued_after_disk_error(self, item: WorkItem, reason: FailReason, detail: str) -> None:
         """The disk's failure, not the input's: back to the queue without spending an
         attempt, and no claiming for a while."""
         queue.release(
@@ -116,7 +116,7 @@ class BatchCommit:
             retry_in_s=DISK_RETRY_SECONDS,
         )
 
-    def _failed(self, item: WorkItem, reason: str, detail: str) -> None:
+    def _failed(self, item: WorkItem, reason: FailReason, detail: str) -> None:
         """Failed for good once its attempts are spent; until then back to the queue."""
         status = queue.fail(
             self._session,

@@ -34,7 +34,7 @@ import numpy.typing as npt
 import structlog
 
 from cervixbatch.batch_state import BatchOutcome, WorkItem
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import FailReason, OutputError
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.pipeline import FrameResult, Located
@@ -237,7 +237,7 @@ class Overlap:
                 job.timings_ms["preprocess"] = (time.perf_counter() - clock) * 1000
                 jobs.append(job)
         except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
-            item.failure = ("internal_error", f"preprocessing failed: {type(exc).__name__}")
+            item.fail(FailReason.INTERNAL_ERROR, f"preprocessing failed: {type(exc).__name__}")
             return []
         return jobs
 
@@ -337,7 +337,7 @@ class Overlap:
             detail=str(exc),
         )
         for job in jobs:
-            job.item.failure = ("internal_error", f"segmentation failed: {type(exc).__name__}")
+            job.item.fail(FailReason.INTERNAL_ERROR, f"segmentation failed: {type(exc).__name__}")
         batch.chunks_left -= 1
 
     def _write(self, batch: _Batch) -> None:
@@ -351,8 +351,9 @@ class Overlap:
             if isinstance(outputs, FrameOutputs):
                 item.outputs.append(outputs)
             elif item.failure is None:
-                reason = "output_error" if isinstance(outputs, OutputError) else "internal_error"
-                item.failure = (reason, str(outputs))
+                output_failed = isinstance(outputs, OutputError)  # else an error of ours
+                reason = FailReason.OUTPUT_ERROR if output_failed else FailReason.INTERNAL_ERROR
+                item.fail(reason, str(outputs))
                 item.transient = isinstance(outputs, OutputError) and outputs.transient
             for step in _STEPS:  # what each step cost, summed over frames (they overlap)
                 batch.phase_ms[step] = batch.phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)

@@ -21,7 +21,7 @@ from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit
 from cervixbatch.config import Config
 from cervixbatch.delivery.disposal import restore_held_files
 from cervixbatch.delivery.forwarder import Forwarder
-from cervixbatch.errors import OutputError
+from cervixbatch.errors import FailReason, OutputError
 from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.sop import SopClassFilter
@@ -300,7 +300,7 @@ class Runner:
         item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
         item.changed = read.changed
         if read.failure is not None:
-            item.failure = ("internal_error", read.failure)
+            item.fail(FailReason.INTERNAL_ERROR, read.failure)
 
     def _segment(self, work: Sequence[WorkItem]) -> None:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
@@ -319,7 +319,7 @@ class Runner:
                 )
                 detail = f"segmentation failed: {type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
                 for item, _ in chunk:
-                    item.failure = ("internal_error", detail)
+                    item.fail(FailReason.INTERNAL_ERROR, detail)
                 continue
             for (item, _), result in zip(chunk, results, strict=True):
                 item.results.append(result)
@@ -334,7 +334,7 @@ class Runner:
         written = list(self._writers.map(lambda job: self._write_frame(*job), jobs))
         for (item, _), outputs in zip(jobs, written, strict=True):
             if isinstance(outputs, OutputError):
-                item.failure = ("output_error", str(outputs))
+                item.fail(FailReason.OUTPUT_ERROR, str(outputs))
                 item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)

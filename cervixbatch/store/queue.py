@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
+from cervixbatch.errors import FailReason, RejectReason
 from cervixbatch.store.leases import (
     ClaimedInput,
     claim,
@@ -189,7 +190,7 @@ def reject(
     *,
     input_id: int,
     owner: str,
-    reason: str,
+    reason: RejectReason,
     detail: str,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
@@ -204,7 +205,7 @@ def fail(
     *,
     input_id: int,
     owner: str,
-    reason: str,
+    reason: FailReason,
     detail: str,
     max_attempts: int,
 ) -> Status | None:
@@ -216,7 +217,9 @@ def fail(
     return status
 
 
-def release(session: Session, *, input_id: int, owner: str, reason: str, detail: str) -> bool:
+def release(
+    session: Session, *, input_id: int, owner: str, reason: FailReason, detail: str
+) -> bool:
     """Puts an input back in the queue without spending an attempt: the failure was the
     environment's (a full disk), not the input's nor ours to count against it."""
     return _finish(
