@@ -67,7 +67,7 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
     "--compare-schedules",
     is_flag=True,
     help="The real models end to end under both schedules (batch.pipeline true and "
-    "false) on the same photos, beside the seed-style loop.",
+    "false) on the same photos, beside the seed projects' per-image loop.",
 )
 @click.option(
     "--output",
@@ -88,7 +88,7 @@ def bench(
     compare_schedules: bool,
     output: Path | None,
 ) -> None:
-    """Images/second end to end against the seed-style loop and the model-only bound,
+    """Images/second end to end against the seed projects' per-image loop and the model-only bound,
     in one run on synthetic photos; prints a JSON report. With --runtimes/--precisions,
     every pair side by side (model-only, end to end, agreement with TensorFlow float32)."""
     from cervixbatch.tools.bench import (

@@ -75,7 +75,7 @@ def evaluate(
 ) -> None:
     """Run both stages end to end and print Dice and IoU per stage.
 
-    Truth from mask folders or annotation files (seed 001 box JSON, COCO, LabelMe); where
+    Truth from mask folders or annotation files (seed project 001's box JSON, COCO, LabelMe); where
     the cervix truth is a box, the box IoU of the predicted cervix region is given too.
     """
     import json

@@ -39,8 +39,8 @@ def annotation_options(command: F) -> F:
         "--annotations",
         type=click.Path(path_type=Path, exists=True),
         multiple=True,
-        help="Seed 001 box JSON, COCO JSON or LabelMe JSON: a file or a folder of them "
-        "(repeatable); seed and COCO image paths are relative to --images.",
+        help="Seed project 001's box JSON, COCO JSON or LabelMe JSON: a file or a folder of "
+        "them (repeatable); their image paths (seed project 001, COCO) are relative to --images.",
     )(command)
 
 

@@ -16,7 +16,7 @@ __all__ = ["model_info"]
 @click.option(
     "--input-size",
     type=click.IntRange(min=16),
-    help="Weights-only files: the square size to build at (default: the seed's).",
+    help="Weights-only files: the square size to build at (default: the seed projects').",
 )
 @click.option(
     "--format",

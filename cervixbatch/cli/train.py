@@ -56,7 +56,7 @@ __all__ = ["train"]
 @click.option(
     "--learning-rate",
     type=click.FloatRange(min=0, min_open=True),
-    help="Adam's initial learning rate, halved when validation stalls (default: the seeds' "
+    help="Adam's initial learning rate, halved when validation stalls (default: the seed projects' "
     "1e-4 cervix, 1e-3 lesion; a tenth of that with --init).",
 )
 @click.option(
@@ -84,14 +84,14 @@ __all__ = ["train"]
     type=click.FloatRange(0.0, 0.9),
     default=0.2,
     show_default=True,
-    help="Share of images held out for validation (seeded).",
+    help="Share of images held out for validation (drawn with --seed).",
 )
 @click.option(
     "--seed",
     type=int,
     default=0,
     show_default=True,
-    help="Seeds the split, the augmentation and the initial weights.",
+    help="Random seed of the split, the augmentation and the initial weights.",
 )
 @click.option(
     "--input-size",
@@ -107,7 +107,7 @@ __all__ = ["train"]
 @click.option(
     "--dropout",
     type=click.FloatRange(0.0, 0.9),
-    help="Lesion: dropout rate (default 0.5, the seed's builder default).",
+    help="Lesion: dropout rate (default 0.5, seed project 000's builder default).",
 )
 @click.option(
     "--patience",
@@ -122,8 +122,9 @@ __all__ = ["train"]
     type=click.Choice(["seed", "colposcopy"]),
     default="seed",
     show_default=True,
-    help="seed: flips, rotation, shift, zoom, shear and mild colour jitter; colposcopy: also "
-    "scale from close-up to full view, colour casts, grey renderings, blur, noise, JPEG.",
+    help="seed: the seed projects' flips, rotation, shift, zoom, shear and mild colour "
+    "jitter; colposcopy: also scale from close-up to full view, colour casts, grey "
+    "renderings, blur, noise, JPEG.",
 )
 @click.pass_context
 def train(
@@ -155,7 +156,7 @@ def train(
     """Train one stage on labelled images; the best epoch on validation is kept.
 
     Labels come from mask folders (--masks, --cervix-masks) or annotation files
-    (--annotations: seed 001's box JSON, COCO or LabelMe); bad entries are listed and
+    (--annotations: seed project 001's box JSON, COCO or LabelMe); bad entries are listed and
     skipped. A run that collapses to a constant mask stops and saves nothing.
     """
     from cervixbatch.model.framework import require_tensorflow
