@@ -88,18 +88,13 @@ def bench(
     compare_schedules: bool,
     output: Path | None,
 ) -> None:
-    """Images/second end to end against the seed projects' per-image loop and the model-only bound,
-    in one run on synthetic photos; prints a JSON report. With --runtimes/--precisions,
-    every pair side by side (model-only, end to end, agreement with TensorFlow float32)."""
-    from cervixbatch.tools.bench import (
-        DEFAULT_SIZES,
-        TINY_SIZES,
-        BenchOptions,
-        bench_steps,
-        dumps,
-        run_bench,
-    )
+    """Images/second end to end against the seed projects' per-image loop and the
+    model-only bound, in one run on synthetic photos; prints a JSON report. With
+    --runtimes/--precisions, every pair side by side (model-only, end to end, agreement
+    with TensorFlow float32)."""
+    from cervixbatch.tools.bench import bench_steps, run_bench
     from cervixbatch.tools.bench_runtimes import render_table
+    from cervixbatch.tools.bench_setup import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps
     from cervixbatch.tools.synth import parse_size
 
     config = app_of(ctx).config
@@ -126,25 +121,17 @@ def bench(
         batch_size=batch_size,
     )
     from cervixbatch.cli.progress import progress_bar
-    from cervixbatch.tools.bench_schedule import BenchOptions as ScheduleOptions
 
-    schedule = ScheduleOptions(
-        count=options.count,
-        sizes=options.sizes,
-        tiny=tiny,
-        precision=options.precision,
-        batch_size=batch_size,
-    )
     if device_ms:
         from cervixbatch.tools.bench_device import run_device_bench
 
         with progress_bar("bench", total=2 * len(options.sizes) * len(device_ms)) as advance:
-            report = run_device_bench(config, schedule, device_ms, on_step=advance)
+            report = run_device_bench(config, options, device_ms, on_step=advance)
     elif compare_schedules:
         from cervixbatch.tools.bench_schedule import run_bench as run_schedule_bench
 
         with progress_bar("bench", total=3 * len(options.sizes)) as advance:
-            report = run_schedule_bench(config, schedule, on_step=advance)
+            report = run_schedule_bench(config, options, on_step=advance)
     else:
         with progress_bar("bench", total=bench_steps(options)) as advance:
             report = run_bench(config, options, on_step=advance)
