@@ -142,7 +142,7 @@ def bench(
         for note in report["notes"]:
             click.echo(f"note: {note}", err=True)
     if output is not None:
-        from cervixbatch.outputs.outbox import write_atomic
+        from cervixbatch.outputs.atomic import write_atomic
 
         output.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output.resolve(), (text + "\n").encode("utf-8"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from cervixbatch.outputs.atomic import PLAIN_MODE, write_atomic
 from cervixbatch.tools.synth_layers import (
     U8,
     WORK_WIDTH,
@@ -124,17 +124,6 @@ def make_sample(rng: np.random.Generator, size: tuple[int, int] | None = None) -
     return SynthSample(np.ascontiguousarray(rgb), cervix_mask, lesion_mask)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary name in the same folder so readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _encode(ext: str, image: U8, params: list[int] | None = None) -> bytes:
     ok, buf = cv2.imencode(ext, image, params or [])
     if not ok:
@@ -151,13 +140,16 @@ def sample_folders(out: Path) -> dict[str, Path]:
 
 
 def write_sample(folders: dict[str, Path], stem: str, sample: SynthSample) -> None:
-    """The photo as JPEG quality 92 and both masks as single-channel PNGs, atomically."""
+    """The photo as JPEG quality 92 and both masks as single-channel PNGs, each written
+    atomically (``outputs.atomic``: a reader, or a crash, never leaves half a file)."""
     bgr = np.asarray(cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR), np.uint8)
-    _write_atomic(
-        folders["images"] / f"{stem}.jpg", _encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    )
-    _write_atomic(folders["cervix"] / f"{stem}.png", _encode(".png", sample.cervix_mask))
-    _write_atomic(folders["lesion"] / f"{stem}.png", _encode(".png", sample.lesion_mask))
+    files = {
+        folders["images"] / f"{stem}.jpg": _encode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92]),
+        folders["cervix"] / f"{stem}.png": _encode(".png", sample.cervix_mask),
+        folders["lesion"] / f"{stem}.png": _encode(".png", sample.lesion_mask),
+    }
+    for path, data in files.items():
+        write_atomic(path, data, mode=PLAIN_MODE)
 
 
 def write_dataset(
