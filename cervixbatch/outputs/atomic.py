@@ -62,9 +62,18 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     """Writes ``data`` to ``path`` atomically (see the module); an :class:`OutputError`
     naming the file when the disk refuses, marked transient when retrying may help."""
+    temp = temp_path(path)
     try:
-        with atomic_file(path, mode=mode) as stream:
-            stream.write(data)
+        with _removed_on_error(temp):
+            fd = os.open(temp, _CREATE, mode)
+            try:  # straight to the descriptor: the bytes are in hand, no buffer needed
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _place(temp, path, exclusive=False)
     except OSError as exc:
         raise OutputError(
             f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}",
