@@ -65,6 +65,18 @@ def test_bench_tiny_reports_every_path(no_config: Path) -> None:
     assert isinstance(machine["cpu_bf16"], bool)
 
 
+def test_bench_end_to_end_under_the_pipelined_schedule_times_each_step(no_config: Path) -> None:
+    """Under the default (pipelined) schedule the end-to-end path names its schedule and
+    reports the time of each model stage, which the pipelined stages measure themselves."""
+    result = CliRunner().invoke(main, ["bench", "--tiny", "--count", "2", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    end_to_end = json.loads(result.stdout)["sizes"]["320x240"]["end_to_end"]
+    assert end_to_end["mode"] == "pipelined"
+    assert end_to_end["processing_images_per_s"] > 0
+    assert end_to_end["steps_ms"]["stage1"] > 0
+    assert end_to_end["steps_ms"]["stage2"] > 0
+
+
 def test_bench_rejects_a_bad_size(no_config: Path) -> None:
     """A malformed --sizes value exits 2 naming the option."""
     result = CliRunner().invoke(main, ["bench", "--tiny", "--sizes", "320by240"])

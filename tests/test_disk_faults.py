@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import draw_photo, write_photo
 
 from cervixbatch.cli import main
-from cervixbatch.outputs import outbox as outputs
+from cervixbatch.outputs import atomic as outputs
 
 
 def _invoke(config: Path, *args: str) -> tuple[int, str, str]:

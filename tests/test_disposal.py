@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from cervixbatch.cli import main
 from cervixbatch.config import AfterAction
 from cervixbatch.delivery.disposal import HELD_PREFIX, dispose_of, restore_held_files
 from cervixbatch.intake.discovery import hash_file, identify
+from cervixbatch.outputs.atomic import TEMP_PREFIX, temp_owner
 from cervixbatch.owner import this_process
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database, open_database
@@ -204,3 +207,53 @@ def test_an_archived_file_is_durable_before_the_inbox_copy_goes(
     assert steps.index(("fsync", archive)) < steps.index(("unlink", inbox))
     assert steps[-1] == ("fsync", inbox)
     assert not photo.exists() and len(list((tmp_path / "archive").iterdir())) == 1
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than ``tmp_path`` (tmpfs), where one exists."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem to archive onto")
+    folder = Path(tempfile.mkdtemp(prefix="cervixbatch-test-", dir=shm))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_archive_on_another_filesystem_never_holds_part_of_a_photo(
+    store: Database, tmp_path: Path, other_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across filesystems the photo is copied under a temp name that names this process
+    (the owner sweep can tell a crash's leftover), fsynced, and only then given its
+    archive name; the inbox file goes after that."""
+    photo = write_photo(tmp_path / "inbox" / "w.png", draw_photo(seed=10))
+    original = photo.read_bytes()
+    input_id = _registered(store, photo)
+    archive = other_filesystem / "archive"
+    synced: list[tuple[Path, list[str]]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = Path(f"/proc/self/fd/{fd}").readlink()
+        synced.append((path, sorted(p.name for p in archive.iterdir())))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert (
+        dispose_of(
+            input_id,
+            reason=None,
+            inbox=tmp_path / "inbox",
+            archive=archive,
+            after=AfterAction.ARCHIVE,
+            db=store,
+        )
+        == 1
+    )
+    (archived,) = archive.iterdir()
+    assert archived.read_bytes() == original and not photo.exists()
+    (copy_synced,) = [(p, seen) for p, seen in synced if p.parent == archive.resolve()]
+    temp, archive_then = copy_synced
+    assert temp.name.startswith(TEMP_PREFIX) and temp.name.endswith(archived.name)
+    assert temp_owner(temp.name) == this_process()
+    assert archive_then == [temp.name]  # nothing under the archive name while it was written

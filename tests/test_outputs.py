@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cervixbatch.errors import OutputError
-from cervixbatch.outputs.outbox import TEMP_PREFIX, Outbox, temp_owner, temp_path, write_atomic
+from cervixbatch.outputs.atomic import TEMP_PREFIX, temp_owner, temp_path, write_atomic
+from cervixbatch.outputs.outbox import Outbox
 from cervixbatch.owner import this_process
 
 
@@ -96,7 +97,7 @@ def test_recovery_removes_stray_temp_files(tmp_path: Path) -> None:
 LIVE_WRITER = """
 import sys
 from pathlib import Path
-from cervixbatch.outputs.outbox import temp_path
+from cervixbatch.outputs.atomic import temp_path
 temp = temp_path(Path(sys.argv[1]))
 temp.write_bytes(b"half of an overlay")
 print(temp.name, flush=True)

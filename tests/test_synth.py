@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cervixbatch.outputs.atomic import TEMP_PREFIX, temp_owner
+from cervixbatch.owner import this_process
 from cervixbatch.tools.synth import (
     DEFAULT_SIZES,
     SynthSample,
@@ -17,9 +20,6 @@ from cervixbatch.tools.synth import (
     parse_size,
     write_dataset,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SMALL = (160, 120)
 
@@ -173,3 +173,35 @@ def test_parse_size_rejects(text: str):
 def test_parse_size_round_trips(width: int, height: int):
     """Any in-range WIDTHxHEIGHT parses back to the same pair."""
     assert parse_size(f"{width}x{height}") == (width, height)
+
+
+def test_synth_files_reach_the_disk_under_an_owned_temp_name_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each photo and mask is fsynced under a hidden temp name that names this process
+    (so the owner sweep can tell a crash's leftover), while its final name does not exist
+    yet; then renamed, and its folder fsynced: no half-written file under a final name."""
+    synced: list[Path] = []
+    real = os.fsync
+
+    def observed(fd: int) -> None:
+        path = Path(f"/proc/self/fd/{fd}").readlink()
+        if path.is_file():
+            final = path.with_name(path.name.rsplit("-", 1)[-1])
+            assert not final.exists(), f"{final.name} visible before its bytes were synced"
+        synced.append(path)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", observed)
+    write_dataset(tmp_path, 1, seed=2, size=(64, 48))
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert [str(p.relative_to(tmp_path)) for p in files] == [
+        "cervix/synth_00000.png",
+        "images/synth_00000.jpg",
+        "lesion/synth_00000.png",
+    ]
+    for final in files:
+        (temp,) = [p for p in synced if p.parent == final.parent and p.name.endswith(final.name)]
+        assert temp.name.startswith(TEMP_PREFIX)
+        assert temp_owner(temp.name) == this_process()
+        assert synced.index(temp) < synced.index(final.parent)  # the rename, synced after

@@ -15,13 +15,16 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch import __version__
+from cervixbatch.cli.bench import bench
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.db import db
-from cervixbatch.cli.models import bench, evaluate, model_info, train
+from cervixbatch.cli.evaluate import evaluate
+from cervixbatch.cli.model_info import model_info
 from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
 from cervixbatch.cli.synth import synth
+from cervixbatch.cli.train import train
 from cervixbatch.errors import CervixbatchError, ConfigError
 from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
 

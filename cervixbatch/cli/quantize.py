@@ -32,7 +32,7 @@ __all__ = ["quantize"]
     help="Photos never calibrated on, where float and INT8 masks are compared (at most a "
     "fifth of the photos).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Shuffles the split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split.")
 @click.pass_context
 def quantize(ctx: click.Context, images: Path | None, count: int, held_out: int, seed: int) -> None:
     """Write INT8 models of both stages for the OpenVINO runtime, each with a card: the

@@ -211,7 +211,7 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    from cervixbatch.outputs.outbox import write_atomic
+    from cervixbatch.outputs.atomic import write_atomic
 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output.resolve(), text.encode("utf-8"))

@@ -24,7 +24,13 @@ _FEATURES_HELP = (
     required=True,
     help="Folder to write images/, cervix/ and lesion/ into.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same set.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed gives the same set.",
+)
 @click.option(
     "--size",
     "size_text",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 import structlog
 
 from cervixbatch.config import AfterAction
-from cervixbatch.outputs.outbox import fsync_dir
+from cervixbatch.outputs.atomic import atomic_file, fsync_dir
 from cervixbatch.owner import OwnerState, owned_name, owner_state, parse_owned_name
 from cervixbatch.store.db import Database
 from cervixbatch.store.disposition import SeenFile, record_disposition, seen_files
@@ -206,23 +207,24 @@ def _archive(held: Path, name: str, input_id: int, archive: Path) -> None:
     for attempt in range(1000):
         target = archive / (base if attempt == 0 else f"{base}.{attempt}")
         try:
-            # link + unlink never overwrites an existing file (rename would).
-            os.link(held, target)
+            _link_or_copy(held, target)
         except FileExistsError:
             continue
-        except OSError:
-            # another filesystem: copy is not atomic, so refuse to overwrite via O_EXCL
-            _copy_exclusive(held, target)
         fsync_dir(archive)  # the archived copy is durable before the inbox copy goes
         held.unlink()
         return
     raise FileExistsError(f"no free archive name for input {input_id}")
 
 
-def _copy_exclusive(source: Path, target: Path) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+def _link_or_copy(held: Path, target: Path) -> None:
+    """``held``'s file under ``target``, never over another file (FileExistsError)."""
+    try:
+        # link + unlink never overwrites an existing file (rename would).
+        os.link(held, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # another filesystem: a copy, written atomically under an owned temp name, so a
+        # crash never leaves part of a photo under an archive name
+        with atomic_file(target, mode=0o640, exclusive=True) as out, held.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)

@@ -10,18 +10,17 @@ a temp file beside FILE, converted to a self-contained file (no ``-wal``), check
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shlex
 import sqlite3
-import uuid
 from pathlib import Path
 
 import structlog
 from sqlalchemy.engine import make_url
 
 from cervixbatch.errors import StoreError
+from cervixbatch.outputs.atomic import atomic_path
 
 __all__ = ["BackupReport", "backup_sqlite", "pg_dump_command", "sqlite_file"]
 
@@ -63,19 +62,13 @@ def backup_sqlite(source: Path, target: Path, *, force: bool = False) -> BackupR
         raise StoreError(f"{target} exists already (--force replaces it)")
     if not target.parent.is_dir():
         raise StoreError(f"the folder {target.parent} does not exist")
-    temp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, BACKUP_MODE)
-        os.close(fd)
-        report = _copy(source, temp)
-        _fsync(temp)
-        temp.replace(target)
-        _fsync(target.parent)
+        with atomic_path(target) as temp:  # removed on any error; fsynced and renamed on none
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, BACKUP_MODE)
+            os.close(fd)
+            report = _copy(source, temp)
     except OSError as exc:
         raise StoreError(f"cannot write the backup {target}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink()
     log.info("backup_written", inputs=report.inputs, results=report.results)
     return dataclasses.replace(report, path=target)
 
@@ -114,14 +107,6 @@ def _revision(connection: sqlite3.Connection) -> str | None:
     except sqlite3.OperationalError:
         return None
     return str(row[0]) if row else None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pg_dump_command(url: str, target: Path) -> str:

@@ -45,8 +45,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cervixbatch import __version__
 from cervixbatch.errors import DicomOutputSkipped, OutputError
+from cervixbatch.outputs.atomic import write_atomic
 from cervixbatch.outputs.dicom_source import check_source, source_view
-from cervixbatch.outputs.outbox import write_atomic
 
 __all__ = [
     "CERVIX_CATEGORY",

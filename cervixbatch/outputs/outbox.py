@@ -1,4 +1,5 @@
-"""The outbox: where each result goes, and how it is written (atomically, inside it only).
+"""The outbox: where each result goes, and how it is written (atomically, with
+``outputs.atomic``; inside it only).
 
 Folder names come from database ids alone — never from file names or DICOM tags — and
 every path is resolved and checked to lie inside the outbox before anything is written.
@@ -6,13 +7,7 @@ every path is resolved and checked to lie inside the outbox before anything is w
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import os
-import stat
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -20,30 +15,26 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import OutputError
+from cervixbatch.outputs.atomic import (
+    TEMP_PREFIX,
+    TRANSIENT_ERRNOS,
+    TempSweep,
+    fsync_dir,
+    sweep_temp_files,
+    write_atomic,
+)
 from cervixbatch.outputs.png import encode_mask_png
-from cervixbatch.owner import OwnerState, ProcessOwner, owned_name, owner_state, parse_owned_name
 
 __all__ = [
+    "DIR_MODE",
+    # the atomic writer's, still importable from here (the service's Storage SCP uses them)
     "TEMP_PREFIX",
     "FrameOutputs",
     "Outbox",
-    "TempSweep",
-    "fsync_dir",
     "sweep_temp_files",
-    "temp_owner",
-    "temp_path",
     "write_atomic",
 ]
 
-# Temp names are hidden (the inbox watcher ignores them) and carry their owner:
-# ".tmp-<host>-<boot>-<pid>-<start>-<random>-<final name>".
-TEMP_PREFIX = ".tmp-"
-# A temp name without an owner (written before owners were named) is removed only once it
-# is this old: no write takes a day, so no live process still writes it.
-UNOWNED_TEMP_MAX_AGE_S = 86_400.0
-# The disk's trouble, not the input's: worth retrying once space or the device is back.
-_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
-FILE_MODE = 0o640
 DIR_MODE = 0o750
 
 
@@ -131,85 +122,6 @@ class Outbox:
         return resolved
 
 
-@dataclasses.dataclass(slots=True)
-class TempSweep:
-    """What a look at leftover temp files found."""
-
-    removed: int = 0  # their writer is provably dead
-    kept_live: int = 0  # their writer still runs: in flight
-    kept_unknown: int = 0  # another host's, or without an owner and not yet a day old
-
-
-def temp_path(path: Path) -> Path:
-    """The hidden name beside ``path`` that :func:`write_atomic` writes first, naming this
-    process as its owner."""
-    return path.with_name(owned_name(TEMP_PREFIX, path.name))
-
-
-def temp_owner(name: str) -> ProcessOwner | None:
-    """The owner a temp file's name carries; None when it carries none."""
-    parsed = parse_owned_name(name, TEMP_PREFIX)
-    return None if parsed is None else parsed[0]
-
-
-def sweep_temp_files(paths: Iterable[Path]) -> TempSweep:
-    """Removes those of ``paths`` (temp files) whose owner is provably dead; counts all."""
-    sweep = TempSweep()
-    states: dict[ProcessOwner, OwnerState] = {}
-    now = time.time()
-    for path in paths:
-        try:
-            info = path.lstat()
-        except OSError:
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            continue
-        owner = temp_owner(path.name)
-        if owner is None:
-            dead = now - info.st_mtime > UNOWNED_TEMP_MAX_AGE_S
-            state = OwnerState.DEAD if dead else OwnerState.UNKNOWN
-        else:
-            state = states.get(owner) or states.setdefault(owner, owner_state(owner))
-        if state is OwnerState.DEAD:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            sweep.removed += 1
-        elif state is OwnerState.ALIVE:
-            sweep.kept_live += 1
-        else:
-            sweep.kept_unknown += 1
-    return sweep
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temp file beside ``path``, fsyncs it, then renames it into place.
-
-    A crash leaves either the old file, the new one, or a temp file that names its owner,
-    which recovery removes once that owner is provably dead — never a half-written output
-    under the final name.
-    """
-    temp = temp_path(path)
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        temp.replace(path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise OutputError(
-            f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}",
-            transient=exc.errno in _TRANSIENT_ERRNOS,
-        ) from exc
-
-
 def _encode(ext: str, image: npt.NDArray[np.uint8], params: list[int]) -> bytes:
     ok, buffer = cv2.imencode(ext, image, params)
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
@@ -236,14 +148,5 @@ def _make_dirs(folder: Path, root: Path) -> None:
         except OSError as exc:
             raise OutputError(
                 f"cannot create {path}: {exc.strerror or exc}",
-                transient=exc.errno in _TRANSIENT_ERRNOS,
+                transient=exc.errno in TRANSIENT_ERRNOS,
             ) from exc
-
-
-def fsync_dir(folder: Path) -> None:
-    """Makes the entries of ``folder`` (files created, renamed or removed in it) durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from cervixbatch.outputs.outbox import TEMP_PREFIX, FrameOutputs, Outbox
+from cervixbatch.outputs.atomic import TEMP_PREFIX
+from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 
 __all__ = ["remove_outputs", "remove_stale_outputs"]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
-from cervixbatch.outputs.outbox import write_atomic
+from cervixbatch.outputs.atomic import write_atomic
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

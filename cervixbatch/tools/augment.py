@@ -43,34 +43,14 @@ class ColposcopyAugmenter(Augmenter):
         """One random variant of (image, mask); the mask stays binary."""
         rng = self.rng
         height, width = image.shape[:2]
-        if rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        if rng.random() < 0.5:
-            image, mask = image[::-1], mask[::-1]
+        image, mask = self._flipped(image, mask)
         scale = math.exp(rng.uniform(math.log(self.zoom_out), math.log(self.zoom_in)))
         matrix = self._affine(width, height)
         # then scaled about the centre: p -> c + scale * (p - c)
         matrix *= scale
         matrix[:, 2] += (1.0 - scale) * np.array([width / 2, height / 2])
         border = cv2.BORDER_CONSTANT if scale < 1.0 else cv2.BORDER_REFLECT_101
-        image = cv2.warpAffine(
-            np.ascontiguousarray(image),
-            matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR,
-            borderMode=border,
-            borderValue=0.0,
-        )
-        mask = cv2.warpAffine(
-            np.ascontiguousarray(mask),
-            matrix,
-            (width, height),
-            flags=cv2.INTER_NEAREST,
-            borderMode=border,
-            borderValue=0.0,
-        )
-        image = image.reshape(height, width, -1)
-        mask = mask.reshape(height, width, 1)
+        image, mask = self._warped(image, mask, matrix, border)
         return self._photometric(image.astype(np.float32)), (mask > 0.5).astype(np.float32)
 
     def _photometric(self, image: Floats) -> Floats:

@@ -30,12 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from cervixbatch.config import Config
-from cervixbatch.tools.bench_schedule import (
-    BenchOptions,
-    bench_photos,
-    end_to_end_runner,
-    make_bench_config,
-)
+from cervixbatch.tools.bench_paths import end_to_end_runner
+from cervixbatch.tools.bench_setup import BenchOptions, bench_photos, make_bench_config
 
 __all__ = ["run_device_bench"]
 

@@ -1,6 +1,8 @@
-"""The two measured paths of one bench variant: END TO END through the real ``Runner`` (a
-real database, read → both stages → write → commit) and the MODEL-ONLY bound (both stages
-on ready tensors at the batch size). ``tools.bench`` runs them per variant and size."""
+"""The two measured paths of every bench: END TO END through the real ``Runner`` (a real
+database, register → claim → read → both stages → write → commit, under either schedule)
+and the MODEL-ONLY bound (both stages on ready tensors at the batch size, via
+``predict_batch``). ``tools.bench`` runs them per variant and size (``measure_variant``),
+``tools.bench_schedule`` and ``tools.bench_device`` per schedule."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from cervixbatch.pipeline import FrameResult, Pipeline
     from cervixbatch.runner import BatchOutcome, Stages
 
-__all__ = ["measure_variant"]
+__all__ = ["EndToEnd", "end_to_end_runner", "measure_variant", "model_only"]
 
 
 def measure_variant(
@@ -36,15 +38,15 @@ def measure_variant(
     """One variant: the model-only bound (best of its runs before and after each size: a
     conservative denominator when something else slows one down) and end to end."""
     batch = config.batch.size
-    bounds = [_model_only(stages, batch, repeats=repeats)]
+    bounds = [model_only(stages, batch, repeats=repeats)]
     end_to_end: dict[str, Any] = {}
-    with _end_to_end_runner(config, stages) as e2e:
+    with end_to_end_runner(config, stages) as e2e:
         for name, (measured, warm) in photos.items():
             e2e.run(warm)  # warm-up (the first size also fills the caches)
             end_to_end[name] = e2e.run(measured)
             step(1)
-            bounds.append(_model_only(stages, batch, repeats=repeats))
-    model_only = max(bounds, key=lambda bound: bound["images_per_s"])
+            bounds.append(model_only(stages, batch, repeats=repeats))
+    best = max(bounds, key=lambda bound: bound["images_per_s"])
     return {
         "runtime": stages.runtime,
         "precision": stages.precision,
@@ -52,7 +54,7 @@ def measure_variant(
             "cervix_input": [*stages.cervix.input_size, stages.cervix.input_channels],
             "lesion_input": [*stages.lesion.input_size, stages.lesion.input_channels],
         },
-        "model_only": {**model_only, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
+        "model_only": {**best, "runs_images_per_s": [b["images_per_s"] for b in bounds]},
         "end_to_end": end_to_end,
     }
 
@@ -61,8 +63,8 @@ def measure_variant(
 
 
 class _TimedPipeline:
-    """Wraps the runner's pipeline to add up its per-frame step timings (from ``run``, the
-    sequential schedule's call); every other step the pipelined stages call passes through."""
+    """Wraps the sequential runner's pipeline to add up its per-frame step timings (from
+    ``run``); every other attribute passes through."""
 
     def __init__(self, inner: Pipeline) -> None:
         self.inner = inner
@@ -78,23 +80,29 @@ class _TimedPipeline:
         return results
 
 
-class _EndToEnd:
+class EndToEnd:
     """One Runner on a fresh database; ``run`` registers photos and drains the queue."""
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
-        self.timed = _TimedPipeline(runner.pipeline)
-        runner.pipeline = self.timed
+        self.pipelined = bool(runner.config.batch.pipeline)
+        self.timed: _TimedPipeline | None = None
+        if not self.pipelined:  # the pipelined stages call the steps, not ``run``
+            self.timed = _TimedPipeline(runner.pipeline)
+            runner.pipeline = self.timed
 
     def run(self, photos: Sequence[Path]) -> dict[str, Any]:
-        self.timed.steps.clear()
+        """Registers and processes ``photos``; images/s, ms per step, CPU ms per image."""
+        if self.timed is not None:
+            self.timed.steps.clear()
         batches: list[BatchOutcome] = []
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for path in photos:
             self.runner.registrar.register(path)
-        registered = time.perf_counter()
+        registered, cpu_registered = time.perf_counter(), time.process_time()
         total = self.runner.process_until_empty(on_batch=batches.append)
         elapsed = time.perf_counter() - started
+        processing_s = time.perf_counter() - registered
         if total.done != len(photos):
             raise CervixbatchError(
                 f"bench: {total.done} of {len(photos)} photos done "
@@ -103,31 +111,45 @@ class _EndToEnd:
         phases: Counter[str] = Counter()
         for outcome in batches:
             phases.update(outcome.timings_ms)
-        pipe = self.timed.steps
+        pipe = self.timed.steps if self.timed is not None else phases
         steps = {
             "register": (registered - started) * 1000,
             "claim": phases["claim"],
             "decode": phases["read"],
             "resize": pipe["preprocess"] + pipe["preprocess2"],
             "stage1": pipe["stage1"],
-            "roi": pipe["roi"],
+            "roi": pipe["roi"] + pipe["locate"],
             "stage2": pipe["stage2"],
             "postprocess": pipe["postprocess"],
             "write": phases["write"],
             "commit": phases["commit"],
         }
-        return rates(len(photos), elapsed, Counter(steps))
+        if not self.pipelined:
+            steps["segment"] = phases["segment"]
+        report = rates(len(photos), elapsed, Counter(steps))
+        report["mode"] = "pipelined" if self.pipelined else "sequential"
+        report["processing_images_per_s"] = round(len(photos) / processing_s, 3)
+        if self.timed is not None:  # where the segment phase's time went, per image
+            report["pipeline_steps_ms"] = {
+                k: round(v / len(photos), 2) for k, v in sorted(self.timed.steps.items())
+            }
+        report["cpu_ms_per_image"] = {  # all threads of the process: CPU time, not wall
+            "register": round((cpu_registered - cpu) * 1000 / len(photos), 2),
+            "processing": round((time.process_time() - cpu_registered) * 1000 / len(photos), 2),
+        }
+        return report
 
 
 @contextlib.contextmanager
-def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
+def end_to_end_runner(config: Config, stages: Stages) -> Iterator[EndToEnd]:
+    """A Runner on ``config``'s database (created, migrated), disposed of afterwards."""
     from cervixbatch.runner import Runner
     from cervixbatch.store.db import open_database
 
     db = open_database(config.database.url)
     try:
         with Runner(config, db, stages) as runner:
-            yield _EndToEnd(runner)
+            yield EndToEnd(runner)
     finally:
         db.dispose()
 
@@ -135,7 +157,7 @@ def _end_to_end_runner(config: Config, stages: Stages) -> Iterator[_EndToEnd]:
 # -- the model-only bound ------------------------------------------------------------------
 
 
-def _model_only(stages: Stages, batch: int, *, repeats: int) -> dict[str, Any]:
+def model_only(stages: Stages, batch: int, *, repeats: int) -> dict[str, Any]:
     """Both stages on ready tensors, ``batch`` images per call; traced before timing."""
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}

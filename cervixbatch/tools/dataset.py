@@ -270,34 +270,37 @@ class Augmenter:
         """One random variant of (image, mask); the mask stays binary."""
         rng = self.rng
         height, width = image.shape[:2]
-        if rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        if rng.random() < 0.5:
-            image, mask = image[::-1], mask[::-1]
+        image, mask = self._flipped(image, mask)
         matrix = self._affine(width, height)
-        reflect = cv2.BORDER_REFLECT_101
-        image = cv2.warpAffine(
-            np.ascontiguousarray(image),
-            matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR,
-            borderMode=reflect,
-        )
-        mask = cv2.warpAffine(
-            np.ascontiguousarray(mask),
-            matrix,
-            (width, height),
-            flags=cv2.INTER_NEAREST,
-            borderMode=reflect,
-        )
-        if image.ndim == 2:
-            image = image[..., None]
-        if mask.ndim == 2:
-            mask = mask[..., None]
+        image, mask = self._warped(image, mask, matrix, cv2.BORDER_REFLECT_101)
         gain = 1.0 + rng.uniform(-self.brightness, self.brightness)
         tint = 1.0 + rng.uniform(-self.colour, self.colour, size=image.shape[-1])
         image = np.clip(image * gain * tint, 0.0, 1.0).astype(np.float32)
         return image, (mask > 0.5).astype(np.float32)
+
+    def _flipped(self, image: Floats, mask: Floats) -> tuple[Floats, Floats]:
+        """Left-right, then upside down, each with even odds (two draws, always)."""
+        if self.rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.rng.random() < 0.5:
+            image, mask = image[::-1], mask[::-1]
+        return image, mask
+
+    @staticmethod
+    def _warped(
+        image: Floats, mask: Floats, matrix: npt.NDArray[np.float64], border: int
+    ) -> tuple[Floats, Floats]:
+        """Both through one affine map (bilinear image, nearest mask), as H x W x C and
+        H x W x 1 (OpenCV drops a single channel)."""
+        height, width = image.shape[:2]
+        size = (width, height)
+        image = cv2.warpAffine(
+            np.ascontiguousarray(image), matrix, size, flags=cv2.INTER_LINEAR, borderMode=border
+        )
+        mask = cv2.warpAffine(
+            np.ascontiguousarray(mask), matrix, size, flags=cv2.INTER_NEAREST, borderMode=border
+        )
+        return image.reshape(height, width, -1), mask.reshape(height, width, 1)
 
     def _affine(self, width: int, height: int) -> npt.NDArray[np.float64]:
         rng = self.rng

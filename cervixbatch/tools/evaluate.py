@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.outputs.atomic import PLAIN_MODE, write_atomic
 from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.pipeline import Pipeline
 from cervixbatch.roi import mask_box
@@ -162,9 +164,9 @@ def _box_iou(pair: LabelledImage, predicted: Any) -> float | None:
 
 
 def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
-    """One CSV row per image."""
+    """One CSV row per image, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with io.StringIO(newline="") as handle:
         writer = SafeCsvWriter(csv.writer(handle))  # image names are file names
         writer.writerow(
             [
@@ -194,3 +196,4 @@ def write_per_image(path: Path, scores: Sequence[ImageScore]) -> None:
                     ),
                 ]
             )
+        write_atomic(path, handle.getvalue().encode("utf-8"), mode=PLAIN_MODE)

@@ -41,6 +41,7 @@ from cervixbatch.imaging.reader import read_input
 from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
+from cervixbatch.outputs.atomic import fsync_dir
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
 from cervixbatch.roi import binarise
 from cervixbatch.scores import dice
@@ -356,6 +357,7 @@ def _write_int8(model: Any, card: dict[str, Any], paths: Int8Paths) -> None:
             with source.open("rb") as handle:
                 os.fsync(handle.fileno())
             source.replace(target)
+        fsync_dir(folder)  # the renames themselves reach the disk
 
 
 def _summary(stage: str, paths: Int8Paths, card: dict[str, Any], minimum: float) -> StageCard:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import structlog
 
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage import Stage
+from cervixbatch.outputs.atomic import PLAIN_MODE, atomic_path, write_atomic
 from cervixbatch.scores import dice, iou
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem
 from cervixbatch.tools.dataset import (
@@ -368,16 +368,15 @@ def train_stage(options: TrainOptions) -> TrainResult:
             guard, model, stage=options.stage.value, out=options.out, learning_rate=rate
         )
         validation = _validate(model, val_ds)
-        tmp_out = options.out.with_name(f".tmp-{os.getpid()}-{options.out.name}")
-        model.save(tmp_out)
-        tmp_out.replace(options.out)
+        with atomic_path(options.out) as temp:  # a crash never leaves half a model
+            model.save(temp)
         checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     card = build_card(options, pairs, model, hist, validation, rate, init)
     card_file = card_path(options.out)
-    card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode(), mode=PLAIN_MODE)
     log.info("training_done", stage=options.stage.value, out=str(options.out), **validation)
     epochs = len(hist.get("loss", []))
     return TrainResult(options.out, card_file, epochs, hist, validation, tuple(problems))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from cervixbatch.outputs.atomic import PLAIN_MODE, write_atomic
 from cervixbatch.tools.synth import sample_folders, write_sample
 from cervixbatch.tools.synth_v2.compose import make_sample
 from cervixbatch.tools.synth_v2.plan import Selection
@@ -67,7 +68,6 @@ def write_dataset(
         "only": sorted(f.value for f in selection.only),
         "samples": samples,
     }
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out / MANIFEST)
+    text = json.dumps(manifest, indent=1) + "\n"
+    write_atomic(out / MANIFEST, text.encode("utf-8"), mode=PLAIN_MODE)
     return stems
