@@ -57,18 +57,21 @@ class Predictor(Protocol):
     def predict_batch(self, images: Floats) -> Floats: ...  # noqa: D102
 
 
+_MODELS = ModelsConfig()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PipelineSettings:
-    """Thresholds and geometry of the two stages."""
+    """Thresholds and geometry of the two stages; the defaults are ``[models]``'s."""
 
-    cervix_threshold: float | str = 0.5  # or "otsu" (seed 001's to_binary_mask)
-    lesion_threshold: float = 0.5
-    margin: float = 0.15
-    min_cervix_fraction: float = 0.002
-    cervix_resize: Resize = Resize.AREA
-    lesion_resize: Resize = Resize.AREA
-    cervix_channel_order: ChannelOrder = ChannelOrder.RGB
-    cervix_region: CervixRegion = CervixRegion.LARGEST
+    cervix_threshold: float | str = _MODELS.cervix_threshold  # or "otsu" (seed 001's)
+    lesion_threshold: float = _MODELS.lesion_threshold
+    margin: float = _MODELS.margin
+    min_cervix_fraction: float = _MODELS.min_cervix_fraction
+    cervix_resize: Resize = _MODELS.cervix_resize
+    lesion_resize: Resize = _MODELS.lesion_resize
+    cervix_channel_order: ChannelOrder = _MODELS.cervix_channel_order
+    cervix_region: CervixRegion = _MODELS.cervix_region
 
     @classmethod
     def from_config(cls, models: ModelsConfig) -> PipelineSettings:

@@ -99,13 +99,7 @@ class Runner:
         config.paths.outbox.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.outbox = Outbox(config.paths.outbox)
         self.pipeline = pipeline_for(config, stages)
-        self.limits = ReadLimits(
-            max_file_bytes=config.read_limits_bytes,
-            max_pixels=config.limits.max_pixels,
-            max_frames=config.limits.max_frames,
-            max_total_pixels=config.limits.max_total_pixels,
-            min_side=config.limits.min_side,
-        )
+        self.limits = ReadLimits.from_config(config.limits)
         self._min_working_side = self._working_side()
         self.sop_filter = SopClassFilter(frozenset(config.dicom.accept_classes))
         # Renews the leases of the batch in hand (and pings systemd's watchdog) throughout.

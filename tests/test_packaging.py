@@ -60,3 +60,27 @@ def test_cervixbatchd_is_the_services_console_script() -> None:
         [str(script), "--help"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0 and "--config" in result.stdout
+
+
+def test_the_public_api_resolves_every_name_and_imports_nothing_heavy_up_front() -> None:
+    """``import cervixbatch`` loads neither TensorFlow nor SQLAlchemy; every name in its
+    ``__all__`` resolves on first use; the version is pyproject's."""
+    script = (
+        "import sys, cervixbatch\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'sqlalchemy', 'cv2') if m in sys.modules]\n"
+        "assert heavy == [], heavy\n"
+        "missing = [n for n in cervixbatch.__all__ if getattr(cervixbatch, n, None) is None]\n"
+        "assert missing == [], missing\n"
+        "print(cervixbatch.__version__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert done.stdout.strip() == pyproject["project"]["version"]
+    import cervixbatch
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        cervixbatch.no_such_name  # noqa: B018

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from cervixbatch import __version__
 from cervixbatch.cli.bench import bench
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.db import db
@@ -27,6 +26,7 @@ from cervixbatch.cli.synth import synth
 from cervixbatch.cli.train import train
 from cervixbatch.errors import CervixbatchError, ConfigError
 from cervixbatch.model.framework import FRAMEWORK_MODULES, framework_error
+from cervixbatch.version import __version__
 
 __all__ = ["main"]
 

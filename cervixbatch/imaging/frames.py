@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cervixbatch.config import LimitsConfig
+
 __all__ = ["DecodedInput", "DicomInfo", "Frame", "InputKind", "ReadLimits"]
 
 RGBImage = npt.NDArray[np.uint8]
@@ -21,17 +23,34 @@ class InputKind(enum.StrEnum):
     DICOM = "dicom"
 
 
+_LIMITS = LimitsConfig()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReadLimits:
-    """Limits checked before decoding, from the file size and the declared header."""
+    """Limits checked before decoding, from the file size and the declared header.
 
-    max_file_bytes: int = 512 * 1024 * 1024
-    max_pixels: int = 100_000_000  # per frame, width x height as declared
-    max_frames: int = 1000
-    min_side: int = 16  # smaller images carry no usable picture of a cervix
+    The defaults are ``[limits]``'s (one place states them: :class:`LimitsConfig`).
+    """
+
+    max_file_bytes: int = int(_LIMITS.max_file_mb * 1024 * 1024)
+    max_pixels: int = _LIMITS.max_pixels  # per frame, width x height as declared
+    max_frames: int = _LIMITS.max_frames
+    min_side: int = _LIMITS.min_side  # smaller images carry no usable picture of a cervix
     # Frames x pixels, as declared: a multi-frame file within the two limits above could
     # still decode to 100 G pixels; this bounds one input's memory (about 3 GB as RGB8).
-    max_total_pixels: int = 1_000_000_000
+    max_total_pixels: int = _LIMITS.max_total_pixels
+
+    @classmethod
+    def from_config(cls, limits: LimitsConfig) -> ReadLimits:
+        """The limits ``[limits]`` sets."""
+        return cls(
+            max_file_bytes=int(limits.max_file_mb * 1024 * 1024),
+            max_pixels=limits.max_pixels,
+            max_frames=limits.max_frames,
+            min_side=limits.min_side,
+            max_total_pixels=limits.max_total_pixels,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

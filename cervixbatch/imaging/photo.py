@@ -27,12 +27,13 @@ from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging.frames import Frame, ReadLimits, RGBImage
 from cervixbatch.imaging.sniff import PhotoHeader, check_declared, probe_photo
 
-__all__ = ["PHOTO_FORMATS", "decode_photo"]
+__all__ = ["PHOTO_FORMATS", "REDUCED_JPEG_DECODES", "decode_photo"]
 
 PHOTO_FORMATS = frozenset({"jpeg", "png", "tiff", "bmp", "webp"})
 
 _ANY = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
-_REDUCED = (
+# libjpeg's DCT scaling: decoding at 1/8, 1/4 or 1/2 costs a fraction of a full decode.
+REDUCED_JPEG_DECODES = (
     (8, cv2.IMREAD_REDUCED_COLOR_8),
     (4, cv2.IMREAD_REDUCED_COLOR_4),
     (2, cv2.IMREAD_REDUCED_COLOR_2),
@@ -147,7 +148,7 @@ def _jpeg_scale(header: PhotoHeader, min_working_side: int | None) -> tuple[int,
     """Pick the largest DCT reduction keeping the long side >= ``min_working_side``."""
     if min_working_side is not None:
         long_side = max(header.width, header.height)
-        for factor, flag in _REDUCED:
+        for factor, flag in REDUCED_JPEG_DECODES:
             if -(-long_side // factor) >= min_working_side:
                 return factor, flag
     return 1, cv2.IMREAD_COLOR

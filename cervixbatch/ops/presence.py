@@ -19,10 +19,10 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from cervixbatch import __version__
 from cervixbatch.model.pair import Stages
 from cervixbatch.store import workers
 from cervixbatch.store.db import Database
+from cervixbatch.version import __version__
 
 __all__ = ["BEAT_EVERY_S", "FORGET_AFTER", "WorkerPresence"]
 

@@ -43,10 +43,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cervixbatch import __version__
 from cervixbatch.errors import DicomOutputSkipped, OutputError
 from cervixbatch.outputs.atomic import write_atomic
 from cervixbatch.outputs.dicom_source import check_source, source_view
+from cervixbatch.version import __version__
 
 __all__ = [
     "CERVIX_CATEGORY",

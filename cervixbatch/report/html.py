@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from cervixbatch import __version__
 from cervixbatch.report.formatting import format_duration, format_ms, format_rate
 from cervixbatch.report.query import ReportData, display_path
 from cervixbatch.report.thumbnails import ThumbnailJob, make_thumbnails
 from cervixbatch.store.schema import Input, Result, Status
+from cervixbatch.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

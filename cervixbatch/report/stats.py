@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 
+from cervixbatch.config import ReportConfig
 from cervixbatch.store.schema import Input, Result, Status
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_LESION_THRESHOLD", "ModelUse", "ReportStats", "compute_stats", "iso"]
 
-DEFAULT_LESION_THRESHOLD = 0.05
+DEFAULT_LESION_THRESHOLD = ReportConfig().lesion_positive_threshold  # [report]'s default
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 
+from cervixbatch.imaging.photo import REDUCED_JPEG_DECODES
 from cervixbatch.outputs.atomic import write_atomic
 
 if TYPE_CHECKING:
@@ -24,12 +25,6 @@ __all__ = ["ThumbnailJob", "make_thumbnail", "make_thumbnails"]
 
 MAX_SIDE = 360
 QUALITY = 80
-
-_REDUCED = (
-    (8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_COLOR_2),
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,7 +39,7 @@ class ThumbnailJob:
 
 def _read_flag(job: ThumbnailJob, max_side: int) -> int:
     longest = max(job.width, job.height)
-    for factor, flag in _REDUCED:
+    for factor, flag in REDUCED_JPEG_DECODES:
         if longest and longest // factor >= max_side:
             return flag
     return cv2.IMREAD_COLOR

@@ -14,7 +14,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-import cervixbatch
 from cervixbatch.errors import StoreError
 
 __all__ = ["Database", "migrations_dir", "open_database"]
@@ -28,7 +27,7 @@ DB_FILE_MODE = 0o600
 
 def migrations_dir() -> Path:
     """The Alembic environment: inside the wheel, or the repository's ``migrations/``."""
-    package = Path(cervixbatch.__file__).parent
+    package = Path(__file__).parent.parent  # the cervixbatch package folder
     for candidate in (package / "_migrations", package.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate

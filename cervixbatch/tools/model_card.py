@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cervixbatch import __version__
 from cervixbatch.model.loading import file_sha256
 from cervixbatch.tools.dataset import LabelledImage, fingerprint
+from cervixbatch.version import __version__
 
 if TYPE_CHECKING:
     from cervixbatch.tools.train import TrainOptions

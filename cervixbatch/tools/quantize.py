@@ -33,7 +33,6 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from cervixbatch import __version__
 from cervixbatch.config import Config, Precision
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import Frame, ReadLimits
@@ -45,6 +44,7 @@ from cervixbatch.outputs.atomic import fsync_dir
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
 from cervixbatch.roi import binarise
 from cervixbatch.scores import dice
+from cervixbatch.version import __version__
 
 __all__ = [
     "QuantizeOptions",

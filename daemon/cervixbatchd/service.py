@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cervixbatch import __version__
 from cervixbatch.config import Config, load_config
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
@@ -32,6 +31,7 @@ from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Status
+from cervixbatch.version import __version__
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.scp import StorageSCP
