@@ -138,6 +138,7 @@ class ModelsConfig:
     lesion_threshold: float = 0.5
     margin: float = 0.15  # the cervix box grows by this share of its size on every side
     min_cervix_fraction: float = 0.002  # smaller components are noise, not a cervix
+    min_lesion_fraction: float = 0.005  # smaller lesion regions (share of the cervix) are dropped
     cervix_resize: Resize = Resize.AREA
     lesion_resize: Resize = Resize.AREA
     cervix_channel_order: ChannelOrder = ChannelOrder.RGB

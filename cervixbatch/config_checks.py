@@ -55,6 +55,7 @@ _UNIT_INTERVAL = {
     "models.lesion_threshold",
     "models.margin",
     "models.min_cervix_fraction",
+    "models.min_lesion_fraction",
     "models.min_agreement_dice",
     "report.lesion_positive_threshold",
 }

@@ -15,6 +15,7 @@ __all__ = [
     "Box",
     "binarise",
     "clean_largest_component",
+    "drop_small_regions",
     "mask_box",
     "otsu_binary",
     "seed_box",
@@ -85,6 +86,24 @@ def clean_largest_component(binary: Mask) -> Mask:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     component = np.where(labels == largest, 255, 0).astype(np.uint8)
     return _fill_holes(component)
+
+
+def drop_small_regions(scores: Mask, cut: int, min_area: float) -> int:
+    """Sets to 0, in place, every 8-connected region of ``scores > cut`` (0..255 scores)
+    smaller than ``min_area`` pixels; returns how many regions were dropped.
+
+    A dropped region's neighbours are all at or below ``cut``, so a mask drawn from the
+    scores by linear upsampling and the same cut simply loses that region.
+    """
+    if min_area <= 0:
+        return 0
+    above = np.empty(scores.shape, dtype=np.uint8)
+    cv2.threshold(scores, cut, 1, cv2.THRESH_BINARY, dst=above)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_area) + 1
+    if small.size:
+        scores[np.isin(labels, small)] = 0
+    return int(small.size)
 
 
 def binarise(scores: npt.NDArray[np.float32], threshold: float | str) -> Mask:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import draw_photo
+from fixed_maps import FixedMaps
 
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame
@@ -135,3 +136,30 @@ def test_downscale_two_step_matches_area_resize() -> None:
     fast = downscale(big, (128, 128)).astype(int)
     exact = cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(fast - exact).mean() < 2.0
+
+
+def _lesion_regions(min_lesion_fraction: float) -> tuple[int, float]:
+    cervix_prob = np.zeros((128, 128), np.float32)
+    cv2.ellipse(cervix_prob, (64, 64), (44, 36), 0, 0, 360, 1.0, -1)
+    lesion_prob = np.zeros((64, 64), np.float32)
+    cv2.circle(lesion_prob, (32, 32), 12, 0.9, -1)  # a lesion: ~15 % of the crop
+    lesion_prob[13:15, 31:33] = 0.9  # a speck: 4 cells, ~0.1 % of the cervix
+    pipeline = Pipeline(
+        FixedMaps(cervix_prob, 3),
+        FixedMaps(lesion_prob, 1),
+        PipelineSettings(min_lesion_fraction=min_lesion_fraction),
+    )
+    rgb = np.full((600, 800, 3), 128, np.uint8)
+    (result,) = pipeline.run([Frame(index=0, rgb=rgb, full_size=(600, 800))])
+    count, _ = cv2.connectedComponents(result.lesion_mask)
+    return count - 1, result.lesion_fraction
+
+
+def test_lesion_regions_below_the_minimum_share_of_the_cervix_are_dropped() -> None:
+    """A speck of 0.1 % of the cervix is dropped at min_lesion_fraction 0.005 and kept at
+    0; the real lesion is kept either way, and the fraction counts what is drawn."""
+    kept_regions, kept_fraction = _lesion_regions(0.0)
+    regions, fraction = _lesion_regions(0.005)
+    assert kept_regions == 2
+    assert regions == 1
+    assert 0.05 < fraction < kept_fraction

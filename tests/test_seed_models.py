@@ -123,6 +123,7 @@ def test_process_with_seed_files_matches_the_seeds_own_predict(
         models__cervix_channel_order="bgr",
         models__cervix_resize="cubic",
         models__lesion_resize="cubic",
+        models__min_lesion_fraction=0.0,
     )
     inbox = tmp_path / "drop"
     inbox.mkdir()

@@ -46,7 +46,7 @@ from cervixbatch.tools.bench_setup import (
 )
 
 if TYPE_CHECKING:
-    from cervixbatch.runner import Stages
+    from cervixbatch.pipeline import Pipeline
 
 __all__ = ["bench_steps", "run_bench"]
 
@@ -143,17 +143,12 @@ def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
     """Each variant's model-only bound and end to end per size; with variants, also its
     agreement with TensorFlow float32 on the first size's photos."""
     from cervixbatch.runner import load_stages, pipeline_for
-    from cervixbatch.tools.quantize import stage_samples
 
-    reference: Stages | None = None
-    samples: Any = None
+    reference: Pipeline | None = None
+    first_photos = next(iter(photos.values()))[0]
     if variants != [None]:
         reference_config = variant_config(config, _REFERENCE, root)
-        reference = load_stages(reference_config)
-        first_photos = next(iter(photos.values()))[0]
-        samples = stage_samples(
-            pipeline_for(reference_config, reference), first_photos, config.batch.size
-        )
+        reference = pipeline_for(reference_config, load_stages(reference_config))
     rows = []
     for variant in variants:
         run_config = config if variant is None else variant_config(config, variant, root)
@@ -163,7 +158,9 @@ def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
         )
         if reference is not None:
             row["variant"] = f"{stages.runtime}/{stages.precision}"
-            row["agreement"] = agreement_with(reference, stages, samples, run_config)
+            row["agreement"] = agreement_with(
+                reference, stages, first_photos, run_config.batch.size
+            )
         rows.append(row)
         del stages
     base = rows[0]

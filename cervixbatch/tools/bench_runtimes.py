@@ -11,7 +11,6 @@ of their own (``cervixbatch quantize``'s code).
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from cervixbatch.errors import CervixbatchError
 
 if TYPE_CHECKING:
     from cervixbatch.model.pair import Stages
+    from cervixbatch.pipeline import Pipeline
 
 __all__ = [
     "Variant",
@@ -99,29 +99,14 @@ def quantize_bench_models(config: Config, root: Path, *, tiny: bool, seed: int) 
 
 
 def agreement_with(
-    reference: Stages, stages: Stages, samples: Any, config: Config
-) -> dict[str, dict[str, float]]:
-    """Per stage, mean and lowest Dice of ``stages``' masks against ``reference``'s."""
-    from cervixbatch.tools.quantize import agreement
+    reference: Pipeline, stages: Stages, photos: Sequence[Path], batch_size: int
+) -> dict[str, dict[str, Any]]:
+    """Per stage, how closely the masks made with ``stages``' model of that stage match
+    ``reference``'s (tools/agreement.py): count, mean and lowest Dice."""
+    from cervixbatch.tools.agreement import mask_agreement
 
-    out: dict[str, dict[str, float]] = {}
-    pairs = {
-        "cervix": (reference.cervix, stages.cervix),
-        "lesion": (reference.lesion, stages.lesion),
-    }
-    thresholds = {
-        "cervix": config.models.cervix_threshold,
-        "lesion": config.models.lesion_threshold,
-    }
-    for name, (ref, run) in pairs.items():
-        inputs, _ = samples.of(name)
-        scores = agreement(ref, run, inputs, thresholds[name])
-        out[name] = {
-            "images": len(scores),
-            "mean_dice": round(statistics.fmean(scores), 5) if scores else 1.0,
-            "min_dice": round(min(scores), 5) if scores else 1.0,
-        }
-    return out
+    agreed = mask_agreement(reference, stages.cervix, stages.lesion, photos, batch_size=batch_size)
+    return {stage: agreement.summary() for stage, agreement in agreed.items()}
 
 
 def render_table(rows: Sequence[dict[str, Any]], sizes: Sequence[str]) -> str:

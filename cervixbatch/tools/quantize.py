@@ -2,8 +2,10 @@
 
 Post-training quantization with NNCF: the float OpenVINO model of each stage runs over
 calibration photos (the user's own, or synthetic ones with a warning) to set the INT8
-ranges. Then float and INT8 masks are compared on held-out photos, never used for
-calibration: per stage the mean Dice between the two masks and the largest disagreement.
+ranges. Then float and INT8 results are compared on held-out photos, never used for
+calibration: per stage the mean Dice between the masks ``process`` writes with the float
+and with the INT8 model of that stage, and the largest disagreement
+(``tools/agreement.py``).
 The card records that, the calibration set and the float model's sha256;
 ``model.int8.check_int8_card`` reads it at every start.
 
@@ -21,7 +23,6 @@ import json
 import logging
 import os
 import random
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -42,15 +43,13 @@ from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.outputs.atomic import fsync_dir
 from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
-from cervixbatch.roi import binarise
-from cervixbatch.scores import dice
+from cervixbatch.tools.agreement import StageAgreement, mask_agreement
 from cervixbatch.version import __version__
 
 __all__ = [
     "QuantizeOptions",
     "StageCard",
     "StageSamples",
-    "agreement",
     "quantize_models",
     "stage_samples",
 ]
@@ -136,10 +135,9 @@ def quantize_models(
         pipeline = Pipeline(float_stages["cervix"], float_stages["lesion"], _settings(config))
         say("reading photos")
         calib = stage_samples(pipeline, calibration, config.batch.size)
-        check = stage_samples(pipeline, held_out, config.batch.size)
-        description["skipped"] = calib.skipped + check.skipped
+        description["skipped"] = calib.skipped
         description["fingerprint"] = _fingerprint(calibration)
-        cards = []
+        int8: dict[str, tuple[Any, OpenVinoStage]] = {}
         for name, ref in refs.items():
             inputs, _ = calib.of(name)
             if not inputs:
@@ -149,26 +147,32 @@ def quantize_models(
                 )
             say(f"quantizing the {name} stage on {len(inputs)} inputs")
             quantized = _quantize(float_models[name], inputs)
-            int8 = OpenVinoStage(
-                compile_stage(quantized, config.batch.size, Precision.INT8),
-                stage=Stage(name),
-                version=versions[name],
-                source=ref,
-                batch_size=config.batch.size,
-                precision=Precision.INT8,
+            int8[name] = (
+                quantized,
+                OpenVinoStage(
+                    compile_stage(quantized, config.batch.size, Precision.INT8),
+                    stage=Stage(name),
+                    version=versions[name],
+                    source=ref,
+                    batch_size=config.batch.size,
+                    precision=Precision.INT8,
+                ),
             )
-            held_inputs, held_names = check.of(name)
-            scores = agreement(float_stages[name], int8, held_inputs, _threshold(config, name))
+        say(f"comparing float32 and INT8 masks on {len(held_out)} held-out photos")
+        agreed = mask_agreement(
+            pipeline, int8["cervix"][1], int8["lesion"][1], held_out, batch_size=config.batch.size
+        )
+        cards = []
+        for name, ref in refs.items():
             card = _card(
                 name,
                 float_model={"source": ref, "sha256": versions[name]},
-                calibration={**description, "inputs": len(inputs)},
-                scores=scores,
-                names=held_names,
+                calibration={**description, "inputs": len(calib.of(name)[0])},
+                agreement=agreed[name],
                 threshold=_threshold(config, name),
             )
             paths = int8_paths(ref, name, cache)
-            _write_int8(quantized, card, paths)
+            _write_int8(int8[name][0], card, paths)
             cards.append(_summary(name, paths, card, config.models.min_agreement_dice))
             log.info(
                 "int8_model_written",
@@ -177,21 +181,6 @@ def quantize_models(
                 held_out=card["agreement"]["held_out"],
             )
     return cards
-
-
-def agreement(
-    reference: Any, candidate: Any, inputs: Sequence[Floats], threshold: float | str
-) -> list[float]:
-    """Dice between the masks of two models of one stage, one value per input, each
-    binarised as the pipeline does (a probability, or "otsu")."""
-    if not inputs:
-        return []
-    batch = np.stack(inputs)
-    ref = reference.predict_batch(batch)
-    out = candidate.predict_batch(batch)
-    return [
-        dice(binarise(a, threshold), binarise(b, threshold)) for a, b in zip(ref, out, strict=True)
-    ]
 
 
 # -- photos ----------------------------------------------------------------------------------
@@ -298,28 +287,30 @@ def _card(
     *,
     float_model: dict[str, str],
     calibration: dict[str, Any],
-    scores: Sequence[float],
-    names: Sequence[str],
+    agreement: StageAgreement,
     threshold: float | str,
 ) -> dict[str, Any]:
     import nncf
     import openvino as ov
 
-    worst = int(np.argmin(scores)) if scores else None
+    summary = agreement.summary()
     return {
         "format": CARD_FORMAT,
         "stage": stage,
         "float_model": float_model,
         "calibration": calibration,
         "agreement": {
-            "held_out": len(scores),
+            "held_out": summary["images"],
             "threshold": threshold,
-            "mean_dice": round(statistics.fmean(scores), 5) if scores else 0.0,
-            "min_dice": round(min(scores), 5) if scores else 0.0,
-            "largest_disagreement": {"image": names[worst], "dice": round(scores[worst], 5)}
-            if worst is not None
+            "mean_dice": summary["mean_dice"] if summary["images"] else 0.0,
+            "min_dice": summary["min_dice"] if summary["images"] else 0.0,
+            "largest_disagreement": {"image": summary["worst_image"], "dice": summary["min_dice"]}
+            if summary["images"]
             else None,
-            "measured": "float32 vs INT8 masks on held-out photos (OpenVINO, this CPU)",
+            "measured": (
+                "float32 vs INT8 on held-out photos (OpenVINO, this CPU): Dice of the masks "
+                "`process` writes, at full size, with only this stage's model swapped"
+            ),
         },
         "versions": {
             "cervixbatch": __version__,
