@@ -4,11 +4,15 @@
 
 Steps (``--steps``, comma-separated, in this order):
   synth     training set: synth v2, seed 1, 800x600, with green-filter images and plastic
-            speculums HELD OUT, so that evaluating on them measures generalisation
+            speculums HELD OUT, so that evaluating on them measures generalisation; and
+            the lesion stage's hard negatives: seed 11, lesion-free photos (glare
+            clusters, ectropion, pale shading and all the rest), the same settings held out
   init      the starting weights: the first demo models (trained on synth v1), taken from
             git (commit ``V1_COMMIT``), also kept as the baseline the new ones must beat
   train     both stages in parallel processes, ``--augment colposcopy``, resumable: a
             stopped run continues from its checkpoint when started again
+  finetune  the lesion stage again from the trained model, on the training set plus
+            the hard negatives (lesion.keras is replaced; the first is kept beside it)
   evaluate  the new and the old (v1) models on synth v2 with unseen seeds: the default
             mix, green filter only, plastic speculum only; 50 lesion-free photos with
             glare clusters (mean lesion fraction) → figures.json
@@ -39,6 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "cervixbatch" / "model" / "demo"
 V1_COMMIT = "ab61e42"  # the last commit shipping the synth-v1 demo models
 TRAIN_SEED = 1
+NEGATIVES_SEED, NEGATIVES_COUNT = 11, 240
+# the lesion fine-tune on the training set plus the negatives (from the trained model)
+FINETUNE_ARGS = ["--epochs", "10", "--learning-rate", "2.5e-4", "--patience", "4"]
 HELD_OUT = "green_filter,plastic_speculum"
 TRAIN_SIZE = "800x600"  # synth v2 paints at most 800 px wide: no upscaling to undo
 # (name, seed, count, synth options): unseen seeds; default sizes (480 px to 12 MP)
@@ -82,32 +89,20 @@ def main() -> None:
     )
     parser.add_argument("--train-count", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--steps", default="synth,init,train,evaluate,pack,check")
+    parser.add_argument("--steps", default="synth,init,train,finetune,evaluate,pack,check")
     parser.add_argument("--force", action="store_true", help="pack even if not better")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
     work: Path = args.work
     train_dir, models, v1 = work / "train", work / "models", work / "v1"
     if "synth" in steps:
-        run(
-            cli(
-                "synth",
-                "--count",
-                str(args.train_count),
-                "--out",
-                str(train_dir),
-                "--seed",
-                str(TRAIN_SEED),
-                "--size",
-                TRAIN_SIZE,
-                "--hold-out",
-                HELD_OUT,
-            )
-        )
+        make_training_sets(work, train_dir, args.train_count)
     if "init" in steps:
         init_from_v1(v1, models)
     if "train" in steps:
         train(work, train_dir, models, args.epochs)
+    if "finetune" in steps:
+        finetune_lesion(work, train_dir, work / "negatives", models)
     if "evaluate" in steps:
         evaluate_all(work, models, v1)
     if "evaluate-v1" in steps:  # the baseline alone, e.g. while the new models train
@@ -120,6 +115,16 @@ def main() -> None:
         write_cards(figures)
     if "check" in steps:
         check_packed(work)
+
+
+def make_training_sets(work: Path, train_dir: Path, count: int) -> None:
+    """The training set, and the lesion stage's hard negatives (no lesion anywhere)."""
+    for out, seed, number, hold_out in (
+        (train_dir, TRAIN_SEED, count, HELD_OUT),
+        (work / "negatives", NEGATIVES_SEED, NEGATIVES_COUNT, f"{HELD_OUT},lesion"),
+    ):
+        synth = cli("synth", "--count", str(number), "--out", str(out), "--seed", str(seed))
+        run([*synth, "--size", TRAIN_SIZE, "--hold-out", hold_out])
 
 
 def init_from_v1(v1: Path, models: Path) -> None:
@@ -187,6 +192,56 @@ def train(work: Path, train_dir: Path, models: Path, epochs: int) -> None:
         raise SystemExit(f"training failed: see the train-*.log files in {work}")
 
 
+def finetune_lesion(work: Path, train_dir: Path, negatives: Path, models: Path) -> None:
+    """The lesion stage fine-tuned on the training set plus lesion-free hard negatives.
+
+    The two sets are joined by hard links (negatives prefixed ``neg_``); the trained
+    model is kept as ``lesion.before-negatives.keras`` and is the fine-tune's start.
+    """
+    joined = work / "train-with-negatives"
+    for folder in ("images", "lesion", "cervix"):
+        (joined / folder).mkdir(parents=True, exist_ok=True)
+        for prefix, source in (("", train_dir), ("neg_", negatives)):
+            for path in sorted((source / folder).iterdir()):
+                target = joined / folder / f"{prefix}{path.name}"
+                if not target.exists():
+                    os.link(path, target)
+    before = models / "lesion.before-negatives.keras"
+    if not before.exists():
+        shutil.copy(models / "lesion.keras", before)
+    out = models / "lesion.negatives.keras"
+    extra = list(STAGE_ARGS["lesion"])
+    extra[extra.index("--learning-rate") : extra.index("--learning-rate") + 2] = []
+    cmd = cli(
+        "train",
+        "--stage",
+        "lesion",
+        "--images",
+        str(joined / "images"),
+        "--masks",
+        str(joined / "lesion"),
+        "--cervix-masks",
+        str(joined / "cervix"),
+        "--out",
+        str(out),
+        "--init",
+        str(before),
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--augment",
+        "colposcopy",
+        *FINETUNE_ARGS,
+        *extra,
+    )
+    with (work / "finetune-lesion.log").open("a") as log:
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    shutil.copy(out, models / "lesion.keras")
+    shutil.copy(out.with_suffix(".card.json"), models / "lesion.card.json")
+
+
 def pack(models: Path, train_count: int) -> None:
     """Converts the trained .keras files to the shipped form and writes their cards."""
     sys.path.insert(0, str(REPO))
@@ -211,6 +266,15 @@ def pack(models: Path, train_count: int) -> None:
         card["training"]["initialised_from"] = (
             f"the synth-v1 demo model of commit {V1_COMMIT}, fine-tuned"
         )
+        if stage == "lesion":
+            card["training"]["initialised_from"] += (
+                f" ({' '.join(STAGE_ARGS['lesion'])}, 12 epochs), then fine-tuned again "
+                "with the hard negatives added (this card's training figures)"
+            )
+            card["data"]["hard_negatives"] = (
+                f"cervixbatch synth --generator v2 --count {NEGATIVES_COUNT} --seed "
+                f"{NEGATIVES_SEED} --size {TRAIN_SIZE} --hold-out {HELD_OUT},lesion"
+            )
         card["intended_use"] = (
             "Trained on synthetic images made by `cervixbatch synth` (v2): for trying the "
             "software, NOT for clinical use. Not validated on real colposcopy photos."
@@ -281,6 +345,9 @@ def evaluate_all(
     A figure already computed for the same model files and set is reused, so a stopped
     evaluation continues where it was.
     """
+    sys.path.insert(0, str(REPO))
+    from cervixbatch.pipeline import PipelineSettings
+
     env = _env()
     models = {
         "new": (str(trained / "cervix.keras"), str(trained / "lesion.keras")),
@@ -300,6 +367,7 @@ def evaluate_all(
         for which, (cervix, lesion) in models.items():
             done = work / "runs" / f"{name}-{which}.json"
             key = file_sha256(Path(cervix), Path(lesion), *sorted((folder / "images").iterdir()))
+            key += repr(PipelineSettings())  # a changed default post-processing: run again
             if done.exists() and json.loads(done.read_text())["key"] == key:
                 figures[name][which] = json.loads(done.read_text())["figures"]
                 continue
