@@ -39,6 +39,7 @@ __all__ = [
     "crop_region",
     "downscale",
     "lesion_input",
+    "min_lesion_cells",
 ]
 
 Mask = npt.NDArray[np.uint8]
@@ -351,15 +352,20 @@ class Pipeline:
     def _drop_small_lesions(self, source: MaskSource) -> None:
         """Lesion regions under ``min_lesion_fraction`` of the cervix area are dropped on
         stage 2's grid (specks on glare and mucus, not acetowhite epithelium)."""
-        if self.settings.min_lesion_fraction <= 0:
-            return
-        full_h, full_w = source.full_size
-        component = source.component
-        cervix_px = cv2.countNonZero(component) * (full_h * full_w) / component.size
-        grid_h, grid_w = source.lesion.shape
-        px_per_cell = source.box.width * source.box.height / (grid_h * grid_w)
-        min_cells = self.settings.min_lesion_fraction * cervix_px / px_per_cell
+        min_cells = min_lesion_cells(source, self.settings.min_lesion_fraction)
         drop_small_regions(source.lesion, source.cut, min_cells)
+
+
+def min_lesion_cells(source: MaskSource, min_lesion_fraction: float) -> float:
+    """``min_lesion_fraction`` of the frame's cervix area, in cells of stage 2's grid."""
+    if min_lesion_fraction <= 0:
+        return 0.0
+    full_h, full_w = source.full_size
+    component = source.component
+    cervix_px = cv2.countNonZero(component) * (full_h * full_w) / component.size
+    grid_h, grid_w = source.lesion.shape
+    px_per_cell = source.box.width * source.box.height / (grid_h * grid_w)
+    return min_lesion_fraction * cervix_px / px_per_cell
 
 
 def _smooth_upsample(mask: Mask, size: tuple[int, int]) -> Mask:

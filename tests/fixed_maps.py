@@ -14,7 +14,7 @@ class FixedMaps:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.prob.shape  # type: ignore[return-value]
+        return self.prob.shape
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         return np.repeat(self.prob[None], images.shape[0], axis=0)

@@ -402,3 +402,68 @@ def test_evaluate_runs_on_every_runtime(make_config: Callable[..., Path], tmp_pa
         assert scores["openvino"][stage]["mean_dice"] == pytest.approx(
             scores["tensorflow"][stage]["mean_dice"], abs=1e-3
         )
+
+
+def test_accuracy_control_keeps_the_sensitive_layers_in_float(tmp_path: Path) -> None:
+    """Where plain INT8 moves the cleaned masks by more than ``max_drop`` on the validation
+    inputs, accuracy-controlled quantization returns the most sensitive convolutions to
+    float until it does not, and says how many stayed in INT8."""
+    import keras
+
+    from cervixbatch.model.openvino_rt import OpenVinoStage, compile_stage, float_ir
+    from cervixbatch.pipeline import PipelineSettings
+    from cervixbatch.tools.int8_search import (
+        ValidationItem,
+        grid_mask,
+        quantize_stage,
+        quantized_operations,
+    )
+
+    keras.utils.set_random_seed(0)
+    model = build_lesion_unet(64, n_filters=4, depth=2)
+    head = model.layers[-1]
+    kernel, *rest = head.get_weights()
+    head.set_weights([kernel * 40.0, *rest])  # ragged regions: INT8 moves their borders
+    path = tmp_path / "lesion.keras"
+    model.save(path)
+    float_model = float_ir(str(path), Stage.LESION, file_sha256(path), None)
+    settings = PipelineSettings()
+
+    def compiled(ir: Any, precision: Precision) -> OpenVinoStage:
+        return OpenVinoStage(
+            compile_stage(ir, 4, precision),
+            stage=Stage.LESION,
+            version="test",
+            source=str(path),
+            batch_size=4,
+            precision=precision,
+        )
+
+    inputs = [lesion_input(draw_photo(160, 120, seed=i), (64, 64), 1) for i in range(24)]
+    probs = compiled(float_model, Precision.FLOAT32).predict_batch(np.stack(inputs))
+    validation = [
+        ValidationItem(x, grid_mask("lesion", p, settings))
+        for x, p in zip(inputs, probs, strict=True)
+    ]
+
+    def agreement(ir: Any) -> float:
+        out = compiled(ir, Precision.INT8).predict_batch(np.stack(inputs))
+        return float(
+            np.mean(
+                [
+                    dice(v.reference, grid_mask("lesion", o, settings))
+                    for v, o in zip(validation, out, strict=True)
+                ]
+            )
+        )
+
+    plain = quantize_stage(float_model, "lesion", inputs[:16], validation, settings, max_drop=0.0)
+    controlled = quantize_stage(
+        float_model, "lesion", inputs[:16], validation, settings, max_drop=0.001
+    )
+    all_int8 = quantized_operations(float_model, plain)
+    kept = quantized_operations(float_model, controlled)
+    assert all_int8["convolutions_in_int8"] == all_int8["convolutions"] == 13
+    assert agreement(plain) < 0.999, "plain INT8 already agrees: the test needs a harder model"
+    assert agreement(controlled) >= 0.999
+    assert kept["convolutions_in_int8"] < all_int8["convolutions_in_int8"]

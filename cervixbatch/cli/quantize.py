@@ -33,8 +33,22 @@ __all__ = ["quantize"]
     "fifth of the photos).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split.")
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0.0, max=1.0),
+    help="How far the agreement with the float model on calibration photos may drop before "
+    "the most sensitive layers are kept in float (default: half the gate's margin, "
+    "(1 - models.min_agreement_dice) / 2); 0: every layer in INT8.",
+)
 @click.pass_context
-def quantize(ctx: click.Context, images: Path | None, count: int, held_out: int, seed: int) -> None:
+def quantize(
+    ctx: click.Context,
+    images: Path | None,
+    count: int,
+    held_out: int,
+    seed: int,
+    max_drop: float | None,
+) -> None:
     """Write INT8 models of both stages for the OpenVINO runtime, each with a card: the
     calibration set, and the agreement with the float model on held-out photos (mean Dice
     of the masks, the largest disagreement). `models.precision = "int8"` then uses them;
@@ -54,7 +68,9 @@ def quantize(ctx: click.Context, images: Path | None, count: int, held_out: int,
             "--images DIR (about 300 of your photos) before clinical use.",
             err=True,
         )
-    options = QuantizeOptions(images=images, count=count, held_out=held_out, seed=seed)
+    options = QuantizeOptions(
+        images=images, count=count, held_out=held_out, seed=seed, max_drop=max_drop
+    )
     cards = quantize_models(
         config, options, on_progress=lambda text: click.echo(f"quantize: {text}", err=True)
     )

@@ -15,15 +15,11 @@ that the float stage 1 found, made by the pipeline's own functions.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import json
-import logging
 import os
 import random
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,23 +31,27 @@ import numpy.typing as npt
 import structlog
 
 from cervixbatch.config import Config, Precision
-from cervixbatch.errors import CervixbatchError, InputRejected
-from cervixbatch.imaging.frames import Frame, ReadLimits
-from cervixbatch.imaging.reader import read_input
+from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.outputs.atomic import fsync_dir
-from cervixbatch.pipeline import Pipeline, PipelineSettings, cervix_input, lesion_input
+from cervixbatch.pipeline import (
+    Pipeline,
+    PipelineSettings,
+)
 from cervixbatch.tools.agreement import StageAgreement, mask_agreement
+from cervixbatch.tools.calibration import fingerprint, stage_samples, validation_items
+from cervixbatch.tools.int8_search import (
+    quantize_stage,
+    quantized_operations,
+)
 from cervixbatch.version import __version__
 
 __all__ = [
     "QuantizeOptions",
     "StageCard",
-    "StageSamples",
     "quantize_models",
-    "stage_samples",
 ]
 
 log = structlog.get_logger(__name__)
@@ -68,6 +68,10 @@ class QuantizeOptions:
     count: int = 300  # calibration photos (NNCF's advice: about 300)
     held_out: int = 50  # photos for the agreement, never calibrated on
     seed: int = 0  # shuffles the photos before the split; seeds synthetic photos
+    # how far the validation agreement may drop before the most sensitive layers go back
+    # to float (tools/int8_search.py); None: half the gate's margin, (1 - minimum) / 2;
+    # 0: plain post-training quantization, every layer in INT8
+    max_drop: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,23 +86,6 @@ class StageCard:
     held_out: int
     calibration: int
     passed: bool  # mean_dice >= models.min_agreement_dice: the daemon will use it
-
-
-@dataclasses.dataclass(slots=True)
-class StageSamples:
-    """Model inputs of a set of photos, per stage, with the name of each sample's photo."""
-
-    cervix: list[Floats] = dataclasses.field(default_factory=list)
-    cervix_names: list[str] = dataclasses.field(default_factory=list)
-    lesion: list[Floats] = dataclasses.field(default_factory=list)
-    lesion_names: list[str] = dataclasses.field(default_factory=list)
-    skipped: int = 0
-
-    def of(self, stage: str) -> tuple[list[Floats], list[str]]:
-        """The inputs of one stage and the photo each came from."""
-        if stage == "cervix":
-            return self.cervix, self.cervix_names
-        return self.lesion, self.lesion_names
 
 
 def quantize_models(
@@ -136,8 +123,9 @@ def quantize_models(
         say("reading photos")
         calib = stage_samples(pipeline, calibration, config.batch.size)
         description["skipped"] = calib.skipped
-        description["fingerprint"] = _fingerprint(calibration)
+        description["fingerprint"] = fingerprint(calibration)
         int8: dict[str, tuple[Any, OpenVinoStage]] = {}
+        methods: dict[str, dict[str, Any]] = {}
         for name, ref in refs.items():
             inputs, _ = calib.of(name)
             if not inputs:
@@ -146,7 +134,16 @@ def quantize_models(
                     "any calibration photo"
                 )
             say(f"quantizing the {name} stage on {len(inputs)} inputs")
-            quantized = _quantize(float_models[name], inputs)
+            methods[name] = {"max_drop": _max_drop(config, options)}
+            quantized = quantize_stage(
+                float_models[name],
+                name,
+                inputs,
+                validation_items(float_stages[name], name, calib, pipeline.settings),
+                pipeline.settings,
+                max_drop=_max_drop(config, options),
+            )
+            methods[name].update(quantized_operations(float_models[name], quantized))
             int8[name] = (
                 quantized,
                 OpenVinoStage(
@@ -167,7 +164,7 @@ def quantize_models(
             card = _card(
                 name,
                 float_model={"source": ref, "sha256": versions[name]},
-                calibration={**description, "inputs": len(calib.of(name)[0])},
+                calibration={**description, "inputs": len(calib.of(name)[0]), **methods[name]},
                 agreement=agreed[name],
                 threshold=_threshold(config, name),
             )
@@ -220,44 +217,6 @@ def _split(photos: Sequence[Path], options: QuantizeOptions) -> tuple[list[Path]
     return order[held : held + options.count], order[:held]
 
 
-def stage_samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -> StageSamples:
-    """Each photo's stage-1 input and, where the float stage 1 finds a cervix, the
-    stage-2 input of its crop. Unreadable files are skipped and counted."""
-    samples = StageSamples()
-    side = 2 * max(*pipeline.cervix.input_size, *pipeline.lesion.input_size)
-    for start in range(0, len(photos), batch_size):
-        frames: list[Frame] = []
-        names: list[str] = []
-        for path in photos[start : start + batch_size]:
-            try:
-                decoded = read_input(path, ReadLimits(), min_working_side=side)
-            except InputRejected as exc:
-                log.warning("calibration_photo_skipped", reason=exc.reason.value)
-                samples.skipped += 1
-                continue
-            frames.append(decoded.frames[0])
-            names.append(path.name)
-        size1, channels1 = pipeline.cervix.input_size, pipeline.cervix.input_channels
-        size2, channels2 = pipeline.lesion.input_size, pipeline.lesion.input_channels
-        for frame, name, result in zip(frames, names, pipeline.run(frames), strict=True):
-            samples.cervix.append(cervix_input(frame.rgb, size1, channels1))
-            samples.cervix_names.append(name)
-            if result.crop is not None:
-                samples.lesion.append(lesion_input(result.crop, size2, channels2))
-                samples.lesion_names.append(name)
-    return samples
-
-
-def _fingerprint(photos: Sequence[Path]) -> str:
-    """sha256 over the calibration photos' own sha256s, in name order: the same set of
-    bytes gives the same fingerprint wherever it lies."""
-    digest = hashlib.sha256()
-    for path in sorted(photos, key=lambda p: p.name):
-        with path.open("rb") as handle:
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
-
-
 def _settings(config: Config) -> PipelineSettings:
     return PipelineSettings.from_config(config.models)
 
@@ -265,15 +224,10 @@ def _settings(config: Config) -> PipelineSettings:
 # -- quantization and the card ----------------------------------------------------------------
 
 
-def _quantize(model: Any, inputs: Sequence[Floats]) -> Any:
-    """NNCF post-training quantization of an OpenVINO model on ``inputs``."""
-    import nncf
-
-    nncf.set_log_level(logging.WARNING)
-    dataset = nncf.Dataset(list(inputs), lambda x: x[None])
-    # NNCF draws progress bars on stdout, which is the commands' output (bench's JSON)
-    with contextlib.redirect_stdout(sys.stderr):
-        return nncf.quantize(model, dataset, subset_size=len(inputs))
+def _max_drop(config: Config, options: QuantizeOptions) -> float:
+    if options.max_drop is not None:
+        return options.max_drop
+    return max(0.0, (1.0 - config.models.min_agreement_dice) / 2)
 
 
 def _threshold(config: Config, stage: str) -> float | str:
