@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ANALYTIC_SIZE
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision
@@ -158,3 +159,32 @@ def test_bench_refuses_an_unknown_runtime(no_config: Path) -> None:
     result = CliRunner().invoke(main, ["bench", "--tiny", "--runtimes", "onnx"])
     assert result.exit_code == 2
     assert "tensorflow" in result.output
+
+
+def test_bench_measures_the_configured_models_and_leaves_their_folder_alone(
+    no_config: Path, analytic_models: dict[str, Path]
+) -> None:
+    """``--configured-models`` benches models.cervix/lesion (here trained-like analytic
+    models) instead of random seed-size ones; their INT8 models are made in the bench's own
+    folder with accuracy control, so nothing is written beside the user's files, and the
+    agreement of a model that INT8 cannot move is ~1."""
+    if os.environ.get("CI") != "true":  # in CI the test extra installs it: no skipping
+        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    folder = analytic_models["cervix"].parent
+    before = sorted(p.name for p in folder.iterdir())
+    (no_config / "config.toml").write_text(
+        f'[models]\ncervix = "{analytic_models["cervix"]}"\n'
+        f'lesion = "{analytic_models["lesion"]}"\n',
+        encoding="utf-8",
+    )
+    args = ["bench", "--tiny", "--configured-models", "--count", "2", "--batch-size", "2"]
+    result = CliRunner().invoke(main, [*args, "--runtimes", "openvino", "--precisions", "int8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["models"]["source"] == "configured"
+    assert report["models"]["cervix_input"] == [ANALYTIC_SIZE, ANALYTIC_SIZE, 3]
+    assert report["models"]["lesion_input"] == [ANALYTIC_SIZE, ANALYTIC_SIZE, 1]
+    (row,) = report["variants"]
+    assert row["variant"] == "openvino/int8"
+    assert row["agreement"]["cervix"]["mean_dice"] >= 0.98
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -40,6 +40,13 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
 )
 @click.option("--tiny", is_flag=True, help="Tiny models and small photos: a smoke run.")
 @click.option(
+    "--configured-models",
+    is_flag=True,
+    help="Bench the configured models (models.cervix/lesion, e.g. builtin:demo or yours) "
+    "instead of seed-size models with random weights: speed and, with int8, an agreement "
+    "that means something (quantized with accuracy control, as `quantize` does).",
+)
+@click.option(
     "--precision",
     type=click.Choice([p.value for p in Precision]),
     help="Override models.precision.",
@@ -80,6 +87,7 @@ def bench(
     count: int | None,
     sizes_text: str | None,
     tiny: bool,
+    configured_models: bool,
     precision: str | None,
     runtimes_text: str | None,
     precisions_text: str | None,
@@ -121,7 +129,13 @@ def bench(
         runtimes=_choices(runtimes_text, Runtime, "--runtimes"),
         precisions=_choices(precisions_text, Precision, "--precisions"),
         batch_size=batch_size,
+        configured_models=configured_models,
     )
+    if configured_models and (device_ms or compare_schedules):
+        raise click.UsageError(
+            "--configured-models goes with the runtime bench only (not --simulate-device "
+            "or --compare-schedules)"
+        )
     from cervixbatch.cli.progress import progress_bar
 
     if device_ms:

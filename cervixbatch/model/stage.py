@@ -33,6 +33,7 @@ __all__ = [
     "StageModel",
     "activation_bytes",
     "file_sha256",
+    "load_keras_model",
     "load_stage",
     "reduce_output",
     "with_precision",
@@ -169,10 +170,7 @@ def load_stage(
     """
     info = configure_tensorflow()
     chosen = resolve_precision(precision, info)
-    if ref.startswith("builtin:"):
-        loaded = _load_builtin(ref.removeprefix("builtin:"), stage)
-    else:
-        loaded = load_model_file(Path(ref), stage.value, input_size=input_size)
+    loaded = load_keras_model(ref, stage, input_size=input_size)
     model, version = loaded.model, loaded.version
     _check_shape(model, ref, stage)
     if chosen is not Precision.FLOAT32:
@@ -190,6 +188,13 @@ def load_stage(
         architecture=loaded.architecture,
         reduction=reduction,
     )
+
+
+def load_keras_model(ref: str, stage: Stage, *, input_size: int | None = None) -> LoadedModel:
+    """The float Keras model of ``builtin:demo`` or of a model file, for one stage."""
+    if ref.startswith("builtin:"):
+        return _load_builtin(ref.removeprefix("builtin:"), stage)
+    return load_model_file(Path(ref), stage.value, input_size=input_size)
 
 
 def activation_bytes(model: Any, precision: Precision) -> int:

@@ -39,6 +39,7 @@ from cervixbatch.tools.bench_setup import (
     WARMUP,
     BenchOptions,
     bench_photos,
+    configured_bench_models,
     machine_info,
     make_bench_config,
     ratio,
@@ -73,11 +74,20 @@ def run_bench(
     variants, notes = _variants(options)
     with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
         root = Path(tmp)
-        cervix_path, lesion_path = save_bench_models(root / "models", tiny=options.tiny)
+        if options.configured_models:
+            cervix_path, lesion_path = configured_bench_models(config, root / "models")
+        else:
+            cervix_path, lesion_path = save_bench_models(root / "models", tiny=options.tiny)
         models = str(cervix_path), str(lesion_path)
         bench_config = make_bench_config(config, root, options, models)
         if any(v is not None and v.precision is Precision.INT8 for v in variants):
-            quantize_bench_models(bench_config, root, tiny=options.tiny, seed=options.seed)
+            quantize_bench_models(
+                bench_config,
+                root,
+                tiny=options.tiny,
+                seed=options.seed,
+                trained=options.configured_models,
+            )
         photos: dict[str, tuple[list[Path], list[Path]]] = {}
         per_size: dict[str, Any] = {}
         seed_models = load_plain(cervix_path), load_plain(lesion_path)
@@ -106,7 +116,11 @@ def run_bench(
         "batch_size": bench_config.batch.size,
         "runtime": first["runtime"],
         "precision": {"end_to_end": first["precision"], "seed_loop": "float32"},
-        "models": {"tiny": options.tiny, **first["inputs"]},
+        "models": {
+            "tiny": options.tiny,
+            "source": "configured" if options.configured_models else "random weights",
+            **first["inputs"],
+        },
         "overlay_max_side": bench_config.output.overlay_max_side,
         "model_only": first["model_only"],
         "sizes": per_size,

@@ -86,17 +86,24 @@ def variant_config(config: Config, variant: Variant, root: Path) -> Config:
     )
 
 
-def quantize_bench_models(config: Config, root: Path, *, tiny: bool, seed: int) -> None:
-    """INT8 models of the bench models, beside them, calibrated on synthetic photos."""
+def quantize_bench_models(
+    config: Config, root: Path, *, tiny: bool, seed: int, trained: bool = False
+) -> None:
+    """INT8 models of the bench models, beside them, calibrated on synthetic photos.
+
+    Random-weight models are quantized plainly (every layer in INT8: nothing to keep in
+    float for); trained ones as ``cervixbatch quantize`` does, with accuracy control."""
     from cervixbatch.tools.quantize import QuantizeOptions, quantize_models
     from cervixbatch.tools.synth import write_dataset
 
     count = _CALIBRATION[tiny]
     folder = root / "calibration"
     write_dataset(folder, count, seed=seed + 7, size=(320, 240) if tiny else (800, 600))
-    # the bench's models have random weights: nothing to keep in float for (max_drop 0)
     options = QuantizeOptions(
-        images=folder / "images", count=count, held_out=max(1, count // 5), max_drop=0.0
+        images=folder / "images",
+        count=count,
+        held_out=max(1, count // 5),
+        max_drop=None if trained else 0.0,
     )
     quantize_models(config, options)
 

@@ -29,6 +29,7 @@ __all__ = [
     "WARMUP",
     "BenchOptions",
     "bench_photos",
+    "configured_bench_models",
     "dumps",
     "machine_info",
     "make_bench_config",
@@ -47,12 +48,15 @@ class BenchOptions:
 
     count: int = 16
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
-    tiny: bool = False  # tiny models: a smoke run of every path in seconds
+    tiny: bool = False  # tiny models (unless configured_models) and photos: a smoke run
     precision: Precision | None = None  # None: models.precision of the configuration
     runtimes: tuple[Runtime, ...] = ()  # with precisions: every pair, side by side
     precisions: tuple[Precision, ...] = ()
     batch_size: int | None = None  # None: batch.size of the configuration
     seed: int = 0
+    # False: seed-size models with random weights (speed only); True: the configured
+    # models (their INT8 agreement means something: quantized with accuracy control)
+    configured_models: bool = False
 
 
 def make_bench_config(
@@ -110,6 +114,22 @@ def save_bench_models(folder: Path, *, tiny: bool) -> tuple[Path, Path]:
     paths = folder / "cervix.keras", folder / "lesion.keras"
     cervix.save(paths[0])
     lesion.save(paths[1])
+    return paths
+
+
+def configured_bench_models(config: Config, folder: Path) -> tuple[Path, Path]:
+    """The configured models as .keras files in the bench's own folder (built-in ones
+    written out), so that the INT8 models the bench makes land there, never beside the
+    user's files."""
+    from cervixbatch.model.stage import Stage, load_keras_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "cervix.keras", folder / "lesion.keras"
+    sizes = config.models.cervix_input_size, config.models.lesion_input_size
+    for stage, ref, size, path in zip(
+        Stage, (config.models.cervix, config.models.lesion), sizes, paths, strict=True
+    ):
+        load_keras_model(ref, stage, input_size=size or None).model.save(path)
     return paths
 
 

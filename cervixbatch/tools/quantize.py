@@ -227,7 +227,7 @@ def _settings(config: Config) -> PipelineSettings:
 def _max_drop(config: Config, options: QuantizeOptions) -> float:
     if options.max_drop is not None:
         return options.max_drop
-    return max(0.0, (1.0 - config.models.min_agreement_dice) / 2)
+    return round(max(0.0, (1.0 - config.models.min_agreement_dice) / 2), 6)
 
 
 def _threshold(config: Config, stage: str) -> float | str:
