@@ -60,10 +60,20 @@ def _scale(height: int, width: int, max_side: int) -> float:
     return 1.0
 
 
+NEAREST_SCALE = 0.95  # shrinking by less than this drops < 1 row or column in 20
+
+
 def _shrink(image: Image, size: tuple[int, int], scale: float) -> Image:
     # INTER_AREA at a non-integer scale (4128 → 2048) costs ~4× INTER_LINEAR; linear is
-    # alias-free enough down to half size, area averaging is needed only below that.
-    method = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+    # alias-free enough down to half size, area averaging is needed only below that. A
+    # photo decoded at half size (2064 px) is shrunk by 0.8 % to 2048: nearest-exact drops
+    # one column in 129 (PSNR ~50 dB against linear, invisible) at a third of the time.
+    if scale >= NEAREST_SCALE:
+        method = cv2.INTER_NEAREST_EXACT
+    elif scale >= 0.5:
+        method = cv2.INTER_LINEAR
+    else:
+        method = cv2.INTER_AREA
     return cv2.resize(image, size, interpolation=method)
 
 

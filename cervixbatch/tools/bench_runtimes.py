@@ -96,7 +96,9 @@ def quantize_bench_models(
     from cervixbatch.tools.quantize import QuantizeOptions, quantize_models
     from cervixbatch.tools.synth import write_dataset
 
-    count = _CALIBRATION[tiny]
+    # trained models: calibration and the accuracy check need a real sample (a fifth of it
+    # is held out for the card); random ones only need their ranges
+    count = _CALIBRATION[tiny] * (5 if trained else 1)
     folder = root / "calibration"
     write_dataset(folder, count, seed=seed + 7, size=(320, 240) if tiny else (800, 600))
     options = QuantizeOptions(
