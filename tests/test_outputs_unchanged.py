@@ -179,3 +179,28 @@ def test_an_overlay_shrunk_by_a_few_percent_looks_like_the_linear_shrink() -> No
     assert psnr > 45.0
     neighbour = np.abs(np.diff(photo.astype(np.int16), axis=1)).max()
     assert np.abs(overlay.astype(np.int16) - linear).max() <= neighbour
+
+
+def test_simplified_outlines_stay_within_a_pixel_of_the_traced_ones() -> None:
+    """The overlay draws each outline simplified to within a pixel of the mask's edge: every
+    pixel that differs from a drawing of the fully traced outline lies within two pixels
+    of the line (its 6-pixel width plus the tolerance), and the overlay stays above 35 dB."""
+    from cervixbatch.outputs.overlay import CERVIX_COLOUR, draw_overlay
+
+    photo = np.full((768, 1024, 3), 120, np.uint8)
+    cervix = np.zeros((768, 1024), np.uint8)
+    cv2.ellipse(cervix, (512, 384), (300, 250), 15, 0, 360, 255, -1)
+    empty = np.zeros_like(cervix)
+    overlay = draw_overlay(photo, cervix, empty)
+    traced, _ = cv2.findContours(cervix, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    reference = photo.copy()
+    thickness = max(2, round(1024 / 350))
+    cv2.drawContours(reference, traced, -1, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.drawContours(reference, traced, -1, CERVIX_COLOUR, thickness, cv2.LINE_AA)
+    differs = np.abs(overlay.astype(np.int16) - reference).max(axis=2) > 0
+    line = np.zeros_like(cervix)
+    cv2.drawContours(line, traced, -1, 255, thickness + 2 + 4)  # the line, 2 px wider each side
+    assert differs.any()  # the outline is simplified, not traced pixel by pixel
+    assert not (differs & (line == 0)).any()
+    error = (overlay.astype(np.float64) - reference) ** 2
+    assert 10 * np.log10(255.0**2 / error.mean()) > 35.0

@@ -60,6 +60,7 @@ def _scale(height: int, width: int, max_side: int) -> float:
     return 1.0
 
 
+OUTLINE_TOLERANCE_PX = 1.0  # how far a drawn outline may stray from the mask's edge
 NEAREST_SCALE = 0.95  # shrinking by less than this drops < 1 row or column in 20
 
 
@@ -84,7 +85,10 @@ def _contours_at(mask: Image, size: tuple[int, int]) -> list[npt.NDArray[np.int3
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
         _, mask = cv2.threshold(mask, 127, 255, cv2.THRESH_BINARY)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return list(contours)
+    # A smooth outline traced pixel by pixel has ~20× the vertices it needs, and a thick
+    # anti-aliased line costs per segment: simplified to within a pixel (invisible under a
+    # 6-pixel line), drawing takes a tenth of the time.
+    return [cv2.approxPolyDP(c, OUTLINE_TOLERANCE_PX, closed=True) for c in contours]
 
 
 def _draw_label(canvas: Image, text: str) -> None:
