@@ -6,11 +6,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ANALYTIC_SIZE
+from conftest import ANALYTIC_SIZE, draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision
@@ -181,10 +182,41 @@ def test_bench_measures_the_configured_models_and_leaves_their_folder_alone(
     result = CliRunner().invoke(main, [*args, "--runtimes", "openvino", "--precisions", "int8"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["models"]["source"] == "configured"
+    assert report["models"]["source"].startswith("configured (any INT8 models quantized by")
     assert report["models"]["cervix_input"] == [ANALYTIC_SIZE, ANALYTIC_SIZE, 3]
     assert report["models"]["lesion_input"] == [ANALYTIC_SIZE, ANALYTIC_SIZE, 1]
     (row,) = report["variants"]
     assert row["variant"] == "openvino/int8"
     assert row["agreement"]["cervix"]["mean_dice"] >= 0.98
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_bench_runs_the_int8_models_quantize_made_for_the_configured_models(
+    no_config: Path, analytic_models: dict[str, Path]
+) -> None:
+    """Where `cervixbatch quantize` already made INT8 models whose cards pass the gate,
+    ``--configured-models`` benches exactly those (what the daemon would run) instead of
+    quantizing again, and writes nothing into their folder."""
+    if os.environ.get("CI") != "true":  # in CI the test extra installs it: no skipping
+        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    models = no_config / "models"
+    models.mkdir()
+    for name, path in analytic_models.items():
+        shutil.copy(path, models / f"{name}.keras")
+    for i in range(10):
+        write_photo(no_config / "photos" / f"p{i:02d}.jpg", draw_photo(320, 240, seed=i))
+    (no_config / "config.toml").write_text(
+        '[models]\ncervix = "models/cervix.keras"\nlesion = "models/lesion.keras"\n',
+        encoding="utf-8",
+    )
+    made = CliRunner().invoke(main, ["quantize", "--images", "photos", "--count", "8"])
+    assert made.exit_code == 0, made.output
+    before = {p.name: p.stat().st_mtime_ns for p in models.iterdir()}
+    assert "cervix.int8.card.json" in before
+    args = ["bench", "--tiny", "--configured-models", "--count", "2", "--batch-size", "2"]
+    result = CliRunner().invoke(main, [*args, "--runtimes", "openvino", "--precisions", "int8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["models"]["source"].startswith("configured, with their own INT8 models")
+    assert report["variants"][0]["variant"] == "openvino/int8"
+    assert {p.name: p.stat().st_mtime_ns for p in models.iterdir()} == before

@@ -34,7 +34,7 @@ from cervixbatch.tools.bench_runtimes import (
     quantize_bench_models,
     variant_config,
 )
-from cervixbatch.tools.bench_seed_loop import load_plain, seed_loop
+from cervixbatch.tools.bench_seed_loop import seed_loop
 from cervixbatch.tools.bench_setup import (
     WARMUP,
     BenchOptions,
@@ -74,13 +74,17 @@ def run_bench(
     variants, notes = _variants(options)
     with tempfile.TemporaryDirectory(prefix="cervixbatch-bench-") as tmp:
         root = Path(tmp)
+        own_int8 = False
         if options.configured_models:
-            cervix_path, lesion_path = configured_bench_models(config, root / "models")
+            models, own_int8 = configured_bench_models(
+                config, root / "models", root / "model-cache"
+            )
         else:
-            cervix_path, lesion_path = save_bench_models(root / "models", tiny=options.tiny)
-        models = str(cervix_path), str(lesion_path)
+            paths = save_bench_models(root / "models", tiny=options.tiny)
+            models = str(paths[0]), str(paths[1])
         bench_config = make_bench_config(config, root, options, models)
-        if any(v is not None and v.precision is Precision.INT8 for v in variants):
+        int8 = any(v is not None and v.precision is Precision.INT8 for v in variants)
+        if int8 and not own_int8:
             quantize_bench_models(
                 bench_config,
                 root,
@@ -90,7 +94,7 @@ def run_bench(
             )
         photos: dict[str, tuple[list[Path], list[Path]]] = {}
         per_size: dict[str, Any] = {}
-        seed_models = load_plain(cervix_path), load_plain(lesion_path)
+        seed_models = load_seed_loop_models(bench_config)
         for size in options.sizes:
             name = f"{size[0]}x{size[1]}"
             photos[name] = (
@@ -118,7 +122,7 @@ def run_bench(
         "precision": {"end_to_end": first["precision"], "seed_loop": "float32"},
         "models": {
             "tiny": options.tiny,
-            "source": "configured" if options.configured_models else "random weights",
+            "source": _source(options.configured_models, own_int8),
             **first["inputs"],
         },
         "overlay_max_side": bench_config.output.overlay_max_side,
@@ -134,6 +138,29 @@ def run_bench(
         "wall_s": round(time.perf_counter() - started, 1),
     }
     return report
+
+
+def load_seed_loop_models(config: Config) -> tuple[Any, Any]:
+    """The bench models as plain float32 Keras models, for the seeds' per-image loop."""
+    from cervixbatch.model.stage import Stage, load_keras_model
+
+    models = config.models
+    return (
+        load_keras_model(
+            models.cervix, Stage.CERVIX, input_size=models.cervix_input_size or None
+        ).model,
+        load_keras_model(
+            models.lesion, Stage.LESION, input_size=models.lesion_input_size or None
+        ).model,
+    )
+
+
+def _source(configured: bool, own_int8: bool) -> str:
+    if not configured:
+        return "seed-size, random weights"
+    if own_int8:
+        return "configured, with their own INT8 models (made by `quantize`, cards passing)"
+    return "configured (any INT8 models quantized by the bench, in its own folder)"
 
 
 def _variants(options: BenchOptions) -> tuple[list[Variant | None], list[str]]:

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ import cv2
 import numpy as np
 
 from cervixbatch.config import Config, Precision, Runtime
+from cervixbatch.errors import ModelError
+from cervixbatch.model.int8 import int8_paths
+from cervixbatch.model.runtime import cache_folder
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -117,20 +121,58 @@ def save_bench_models(folder: Path, *, tiny: bool) -> tuple[Path, Path]:
     return paths
 
 
-def configured_bench_models(config: Config, folder: Path) -> tuple[Path, Path]:
-    """The configured models as .keras files in the bench's own folder (built-in ones
-    written out), so that the INT8 models the bench makes land there, never beside the
-    user's files."""
+def configured_bench_models(
+    config: Config, folder: Path, cache: Path
+) -> tuple[tuple[str, str], bool]:
+    """The configured models' references to bench, and whether their INT8 models exist.
+
+    Where both stages already have INT8 models whose cards pass the gate (made by
+    `cervixbatch quantize`), the bench runs exactly those: the configured references, with
+    a built-in model's INT8 files copied into the bench's ``cache``. Otherwise the models
+    are written as .keras files into the bench's ``folder`` (built-in ones written out),
+    so that INT8 models the bench makes land there, never beside the user's files.
+    """
     from cervixbatch.model.stage import Stage, load_keras_model
 
+    refs = config.models.cervix, config.models.lesion
+    if _passing_int8(config, refs):
+        user_cache = cache_folder(config)
+        cache.mkdir(parents=True, exist_ok=True)
+        for ref, stage in zip(refs, Stage, strict=True):
+            if ref.startswith("builtin:"):
+                assert user_cache is not None  # _passing_int8 found the files there
+                found = int8_paths(ref, stage, user_cache)
+                for path in (found.xml, found.bin, found.card):
+                    shutil.copy2(path, cache / path.name)
+        return refs, True
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "cervix.keras", folder / "lesion.keras"
     sizes = config.models.cervix_input_size, config.models.lesion_input_size
-    for stage, ref, size, path in zip(
-        Stage, (config.models.cervix, config.models.lesion), sizes, paths, strict=True
-    ):
+    for stage, ref, size, path in zip(Stage, refs, sizes, paths, strict=True):
         load_keras_model(ref, stage, input_size=size or None).model.save(path)
-    return paths
+    return (str(paths[0]), str(paths[1])), False
+
+
+def _passing_int8(config: Config, refs: tuple[str, str]) -> bool:
+    """Whether both stages have INT8 models the daemon would accept."""
+    from cervixbatch.model.int8 import check_int8_card
+    from cervixbatch.model.openvino_rt import model_files
+    from cervixbatch.model.stage import Stage, file_sha256
+
+    cache = cache_folder(config)
+    for ref, stage in zip(refs, Stage, strict=True):
+        if ref.startswith("builtin:") and cache is None:
+            return False
+        try:
+            check_int8_card(
+                int8_paths(ref, stage, cache),
+                stage=stage,
+                version=file_sha256(*model_files(ref, stage)),
+                minimum=config.models.min_agreement_dice,
+            )
+        except (ModelError, OSError):
+            return False
+    return True
 
 
 def bench_photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
