@@ -7,7 +7,9 @@ its own and encodes the ones before.
       → write (pool: full-size masks, overlay, files) → commit (one thread)
 
 At most :data:`DEPTH` batches are in flight (claimed and not yet handed back), so memory
-is bounded whatever the queue holds and claiming waits for room. Each stage takes batches
+is bounded whatever the queue holds and claiming waits for room; and a batch is claimed
+only when the read stage is about to need it (:data:`READ_AHEAD`), so a worker never sits
+on photos another worker could be reading. Each stage takes batches
 in claim order, so batches commit in claim order. The sequential schedule's guarantees
 hold: a batch's outputs are on disk before its transaction says done (write precedes
 commit, both through the runner's :mod:`cervixbatch.commit`); the leases of everything in
@@ -21,12 +23,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
+import math
 import queue as queues
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,9 +37,9 @@ import structlog
 
 from cervixbatch.batch_state import BatchOutcome, WorkItem
 from cervixbatch.errors import FailReason, OutputError
-from cervixbatch.imaging.frames import Frame
 from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.pipeline import FrameResult, Located
+from cervixbatch.pipelined_jobs import FrameJob, InFlightBatch, StartedChunk
 
 if TYPE_CHECKING:
     from cervixbatch.runner import Runner
@@ -49,49 +51,13 @@ log = structlog.get_logger("cervixbatch.runner")
 # Batches in flight: one reading, one in the model calls and one whose crops are being
 # cut beside them, one writing; the fifth is being committed or waits for the caller.
 DEPTH = 5
-_POLL_S = 0.5  # how often a waiting caller looks for a stage failure
+READ_AHEAD = 1  # claimed batches waiting for the read stage; more would only hoard
+_POLL_S = 0.05  # how often a waiting caller looks for a failure, and for room to claim
+_RECLAIM_S = 0.5  # after finding the queue empty, when to look again
 _STOP = object()  # sent down the stages by close()
 _STEPS = ("preprocess", "stage1", "locate", "stage2", "postprocess")  # per frame, in timings
 
 Floats = npt.NDArray[np.float32]
-
-
-@dataclasses.dataclass(slots=True)
-class _FrameJob:
-    """One frame of a claimed input on its way through the stages."""
-
-    item: WorkItem
-    index: int  # of the frame in its input
-    frame: Frame
-    stage1_input: Floats | None = None
-    located: Located | None = None
-    lesion_prob: Floats | None = None
-    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class _Batch:
-    """One claim's inputs, from claim to commit."""
-
-    work: list[WorkItem]
-    outcome: BatchOutcome
-    frames: list[_FrameJob] = dataclasses.field(default_factory=list)
-    chunks_left: int = 0
-    phase_ms: dict[str, float] = dataclasses.field(default_factory=dict)
-    committed: bool = False
-    finished: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    def timed(self, phase: str, since: float) -> None:
-        self.phase_ms[phase] = self.phase_ms.get(phase, 0.0) + (time.perf_counter() - since) * 1000
-
-
-@dataclasses.dataclass(slots=True)
-class _Started:
-    """A chunk whose stage 1 ran; its crops are being cut in the pool."""
-
-    batch: _Batch
-    jobs: list[_FrameJob]
-    located: list[Future[Located]]
 
 
 class Overlap:
@@ -99,9 +65,11 @@ class Overlap:
 
     def __init__(self, runner: Runner, workers: int) -> None:
         self.runner = runner
-        self._in_flight: collections.deque[_Batch] = collections.deque()
+        self._in_flight: collections.deque[InFlightBatch] = collections.deque()
         self._failure: BaseException | None = None
         self._closed = False
+        self._empty_at = -math.inf  # when a claim last found nothing queued
+        self._wake = threading.Event()
         self._reading: queues.SimpleQueue[object] = queues.SimpleQueue()
         self._segmenting: queues.SimpleQueue[object] = queues.SimpleQueue()
         self._writing: queues.SimpleQueue[object] = queues.SimpleQueue()
@@ -135,17 +103,18 @@ class Overlap:
         queued), then waits for the oldest and returns its outcome; None when nothing is
         in flight. Raises what made a commit fail."""
         self._raise_failure()
+        self._empty_at = -math.inf  # the caller asks: look at the queue now
         self._top_up()
         if not self._in_flight:
             return None
-        return self._next()
+        return self._next(claim=True)
 
     def finish_in_flight(self) -> list[BatchOutcome]:
         """Waits for every batch in flight; returns their outcomes (empty after a failure:
         what was in flight stays claimed for recovery)."""
         outcomes = []
         while self._in_flight and self._failure is None:
-            outcomes.append(self._next())
+            outcomes.append(self._next(claim=False))
         return outcomes
 
     def close(self) -> None:
@@ -164,21 +133,31 @@ class Overlap:
 
     def _top_up(self) -> None:
         runner = self.runner
-        while len(self._in_flight) < DEPTH and runner.paused is None:
+        while (
+            len(self._in_flight) < DEPTH
+            and sum(not b.read_started for b in self._in_flight) < READ_AHEAD
+            and runner.paused is None
+            and time.monotonic() - self._empty_at >= _RECLAIM_S
+        ):
             clock = time.perf_counter()
             work = runner.claim_work(clock)
             if not work:
+                self._empty_at = time.monotonic()
                 return
-            batch = _Batch(work=work, outcome=BatchOutcome(inputs=len(work)))
+            batch = InFlightBatch(work=work, outcome=BatchOutcome(inputs=len(work)))
             batch.timed("claim", clock)
             self._leases.hold(item.claimed.id for item in work)
             self._in_flight.append(batch)
             self._reading.put(batch)
 
-    def _next(self) -> BatchOutcome:
+    def _next(self, *, claim: bool) -> BatchOutcome:
         batch = self._in_flight[0]
-        while not batch.finished.wait(_POLL_S):
+        while not batch.finished.is_set():
+            self._wake.wait(_POLL_S)  # a batch finished, or the read stage took one
+            self._wake.clear()
             self._raise_failure()
+            if claim:
+                self._top_up()
         if not batch.committed:
             self._raise_failure()
         self._in_flight.popleft()
@@ -201,11 +180,11 @@ class Overlap:
     def _stage_loop(
         self,
         inbox: queues.SimpleQueue[object],
-        step: Callable[[_Batch], None],
+        step: Callable[[InFlightBatch], None],
         outbox: queues.SimpleQueue[object] | None,
     ) -> None:
         while (batch := inbox.get()) is not _STOP:
-            assert isinstance(batch, _Batch)
+            assert isinstance(batch, InFlightBatch)
             if self._failure is None:
                 try:
                     step(batch)
@@ -215,16 +194,19 @@ class Overlap:
                 outbox.put(batch)
             else:
                 batch.finished.set()
+                self._wake.set()
         if outbox is not None:
             outbox.put(_STOP)
 
-    def _read(self, batch: _Batch) -> None:
+    def _read(self, batch: InFlightBatch) -> None:
+        batch.read_started = True
+        self._wake.set()  # room for the next claim
         clock = time.perf_counter()
         per_item = list(self.runner._readers.map(self._read_one, batch.work))
         batch.frames = [job for jobs in per_item for job in jobs]
         batch.timed("read", clock)
 
-    def _read_one(self, item: WorkItem) -> list[_FrameJob]:
+    def _read_one(self, item: WorkItem) -> list[FrameJob]:
         self.runner._read(item)
         self._leases.progress()
         if item.decoded is None:
@@ -233,7 +215,7 @@ class Overlap:
         try:
             for index, frame in enumerate(item.decoded.frames):
                 clock = time.perf_counter()
-                job = _FrameJob(item, index, frame, self.runner.pipeline.stage1_input(frame))
+                job = FrameJob(item, index, frame, self.runner.pipeline.stage1_input(frame))
                 job.timings_ms["preprocess"] = (time.perf_counter() - clock) * 1000
                 jobs.append(job)
         except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
@@ -252,9 +234,9 @@ class Overlap:
 
     def _segment_batches(self) -> None:
         """Stage 1 of the next chunk runs while the crops of the last one are cut."""
-        waiting: collections.deque[_Batch] = collections.deque()  # not yet passed on
-        chunks: collections.deque[tuple[_Batch, list[_FrameJob]]] = collections.deque()
-        held: _Started | None = None
+        waiting: collections.deque[InFlightBatch] = collections.deque()  # not yet passed on
+        chunks: collections.deque[tuple[InFlightBatch, list[FrameJob]]] = collections.deque()
+        held: StartedChunk | None = None
         stopping = False
         while not (stopping and held is None and not chunks):
             if self._failure is not None:  # abandoned: passed on without model calls
@@ -268,7 +250,7 @@ class Overlap:
                     taken = self._segmenting.get(block=held is None)
                 if taken is _STOP:
                     stopping = True
-                elif isinstance(taken, _Batch):
+                elif isinstance(taken, InFlightBatch):
                     waiting.append(taken)
                     chunks.extend(self._chunks(taken))
             started = self._start(*chunks.popleft()) if chunks else None
@@ -279,7 +261,7 @@ class Overlap:
                 self._writing.put(waiting.popleft())
         self._writing.put(_STOP)
 
-    def _chunks(self, batch: _Batch) -> list[tuple[_Batch, list[_FrameJob]]]:
+    def _chunks(self, batch: InFlightBatch) -> list[tuple[InFlightBatch, list[FrameJob]]]:
         if self._failure is not None:
             return []
         size = self.runner.config.batch.size
@@ -287,7 +269,7 @@ class Overlap:
         batch.chunks_left = len(chunks)
         return chunks
 
-    def _start(self, batch: _Batch, jobs: list[_FrameJob]) -> _Started | None:
+    def _start(self, batch: InFlightBatch, jobs: list[FrameJob]) -> StartedChunk | None:
         clock = time.perf_counter()
         self._leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
         pipeline = self.runner.pipeline
@@ -305,15 +287,15 @@ class Overlap:
             for job, prob in zip(jobs, probs, strict=True)
         ]
         batch.timed("segment", clock)
-        return _Started(batch, jobs, located)
+        return StartedChunk(batch, jobs, located)
 
-    def _locate(self, job: _FrameJob, prob: Floats) -> Located:
+    def _locate(self, job: FrameJob, prob: Floats) -> Located:
         clock = time.perf_counter()
         located = self.runner.pipeline.locate(job.frame, prob)
         job.timings_ms["locate"] = (time.perf_counter() - clock) * 1000
         return located
 
-    def _complete(self, started: _Started) -> None:
+    def _complete(self, started: StartedChunk) -> None:
         batch, jobs = started.batch, started.jobs
         try:
             located = [future.result() for future in started.located]
@@ -329,7 +311,7 @@ class Overlap:
         batch.timed("segment", clock)
         batch.chunks_left -= 1
 
-    def _chunk_failed(self, batch: _Batch, jobs: Sequence[_FrameJob], exc: Exception) -> None:
+    def _chunk_failed(self, batch: InFlightBatch, jobs: Sequence[FrameJob], exc: Exception) -> None:
         log.error(
             "segmentation_failed",
             inputs=sorted({job.item.claimed.id for job in jobs}),
@@ -340,7 +322,7 @@ class Overlap:
             job.item.fail(FailReason.INTERNAL_ERROR, f"segmentation failed: {type(exc).__name__}")
         batch.chunks_left -= 1
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: InFlightBatch) -> None:
         clock = time.perf_counter()
         jobs = [job for job in batch.frames if job.item.decoded and job.item.failure is None]
         written = list(self.runner._writers.map(self._write_one, jobs))
@@ -361,7 +343,7 @@ class Overlap:
         batch.frames = []  # decoded frames and inputs are no longer needed here
         batch.timed("write", clock)
 
-    def _write_one(self, job: _FrameJob) -> tuple[FrameResult | None, FrameOutputs | Exception]:
+    def _write_one(self, job: FrameJob) -> tuple[FrameResult | None, FrameOutputs | Exception]:
         item = job.item
         assert item.decoded is not None
         try:
@@ -380,7 +362,7 @@ class Overlap:
         finally:
             self._leases.progress()
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: InFlightBatch) -> None:
         runner, outcome = self.runner, batch.outcome
         clock = time.perf_counter()
         # Released before the commit: a renewal racing it would take its end for a lost lease.
