@@ -145,6 +145,42 @@ def test_batches_commit_in_claim_order_with_a_bounded_number_in_flight(
     assert done == sorted(done) and len(done) == 30
 
 
+def test_a_busy_worker_leaves_the_rest_of_the_queue_to_others(
+    make_config: Callable[..., Path], tmp_path: Path, open_db: Callable[[Config], Database]
+) -> None:
+    """A pipelined worker claims a batch only when its read stage is about to need it: while
+    it reads its first batch of slow-to-decode photos it holds READ_AHEAD + 1 batches, and
+    a second worker on the same queue can claim from the rest (it used to take DEPTH
+    batches at once: here the whole drop)."""
+    import threading
+
+    path = make_config(batch__size=2, models__simulate_device_ms=5.0)
+    config = load_config(path)
+    db = open_db(config)
+    for i in range(2 * DEPTH):  # all of it fitted in flight: large PNGs, slow to decode
+        write_photo(tmp_path / "drop" / f"p{i:02d}.png", draw_photo(6000, 4500, seed=i))
+    other_config = load_config(make_config(batch__size=2, batch__pipeline=False))
+    assert other_config.database.url == config.database.url  # one queue, two workers
+    with (
+        Runner(config, db, load_stages(config)) as busy,
+        Runner(other_config, open_db(other_config), load_stages(config)) as other,
+    ):
+        for photo in sorted((tmp_path / "drop").iterdir()):
+            busy.registrar.register(photo)
+        worker = threading.Thread(target=busy.process_batch)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db.read_session() as session:
+                if queue.status_counts(session)["processing"]:
+                    break
+            time.sleep(0.005)
+        time.sleep(0.15)  # claims take milliseconds; reading one batch, ~0.4 s or more
+        taken = other.claim_work(time.perf_counter())
+        worker.join()
+    assert len(taken) == 2, "the busy worker had claimed the whole queue"
+
+
 def test_a_failed_commit_mid_pipeline_loses_nothing(
     make_config: Callable[..., Path],
     tmp_path: Path,
