@@ -35,9 +35,11 @@ __all__ = [
     "Pipeline",
     "PipelineSettings",
     "Predictor",
+    "cervix_component",
     "cervix_input",
     "crop_region",
     "downscale",
+    "lesion_cut",
     "lesion_input",
     "min_lesion_cells",
 ]
@@ -284,9 +286,8 @@ class Pipeline:
 
     def _cervix_region(self, frame: Frame, prob: Floats) -> tuple[Mask, Box | None]:
         """The cleaned stage-1 component (model grid) and the grown box in working pixels."""
-        binary = binarise(prob, self.settings.cervix_threshold)
+        component = cervix_component(prob, self.settings)
         seed = self.settings.cervix_region is CervixRegion.SEED
-        component = seed_morphology(binary) if seed else clean_largest_component(binary)
         area = np.count_nonzero(component) / component.size
         if area < self.settings.min_cervix_fraction:
             return np.zeros_like(component), None
@@ -328,7 +329,7 @@ class Pipeline:
             lesion=(lesion_prob * 255.0).astype(np.uint8),
             box=located.box.scaled(full_w / work_w, full_h / work_h, full_w, full_h),
             full_size=(full_h, full_w),
-            cut=round(self.settings.lesion_threshold * 255.0),
+            cut=lesion_cut(self.settings),
         )
         self._drop_small_lesions(source)
         cervix, lesion = source.draw((full_w, full_h))
@@ -354,6 +355,19 @@ class Pipeline:
         stage 2's grid (specks on glare and mucus, not acetowhite epithelium)."""
         min_cells = min_lesion_cells(source, self.settings.min_lesion_fraction)
         drop_small_regions(source.lesion, source.cut, min_cells)
+
+
+def cervix_component(prob: Floats, settings: PipelineSettings) -> Mask:
+    """Stage 1's probabilities as the cleaned cervix component on the model grid, 0/255."""
+    binary = binarise(prob, settings.cervix_threshold)
+    if settings.cervix_region is CervixRegion.SEED:
+        return seed_morphology(binary)
+    return clean_largest_component(binary)
+
+
+def lesion_cut(settings: PipelineSettings) -> int:
+    """The lesion threshold on the 0..255 scale stage 2's probabilities are kept at."""
+    return round(settings.lesion_threshold * 255.0)
 
 
 def min_lesion_cells(source: MaskSource, min_lesion_fraction: float) -> float:

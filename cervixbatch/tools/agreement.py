@@ -25,7 +25,7 @@ from cervixbatch.imaging.reader import read_input
 from cervixbatch.pipeline import Pipeline, Predictor
 from cervixbatch.scores import dice
 
-__all__ = ["StageAgreement", "mask_agreement"]
+__all__ = ["StageAgreement", "mask_agreement", "read_frames"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,14 +61,13 @@ def mask_agreement(
 ) -> dict[str, StageAgreement]:
     """Per stage, the agreement of ``cervix`` / ``lesion`` with ``reference``'s models on
     ``photos``. Stage 2 is scored on photos where the reference finds a cervix.
-    Unreadable photos are skipped (logged by reason, never by name)."""
+    Unreadable photos are skipped."""
     settings = reference.settings
     with_cervix = Pipeline(cervix, reference.lesion, settings)
     with_lesion = Pipeline(reference.cervix, lesion, settings)
     out = {"cervix": StageAgreement(), "lesion": StageAgreement()}
-    side = 2 * max(*reference.cervix.input_size, *reference.lesion.input_size)
     for start in range(0, len(photos), batch_size):
-        frames, names = _read(photos[start : start + batch_size], side)
+        frames, names = read_frames(reference, photos[start : start + batch_size])
         expected = reference.run(frames)
         for name, ref, got in zip(names, expected, with_cervix.run(frames), strict=True):
             out["cervix"].scores.append(dice(ref.cervix_mask, got.cervix_mask))
@@ -82,13 +81,17 @@ def mask_agreement(
     return out
 
 
-def _read(paths: Sequence[Path], min_working_side: int) -> tuple[list[Frame], list[str]]:
+def read_frames(pipeline: Pipeline, paths: Sequence[Path]) -> tuple[list[Frame], list[str]]:
+    """The first frame of each photo, decoded at a reduced scale where the stages' inputs
+    allow it, with the photo's name; unreadable photos are skipped (logged by reason,
+    never by name)."""
+    side = 2 * max(*pipeline.cervix.input_size, *pipeline.lesion.input_size)
     frames, names = [], []
     for path in paths:
         try:
-            decoded = read_input(path, ReadLimits(), min_working_side=min_working_side)
+            decoded = read_input(path, ReadLimits(), min_working_side=side)
         except InputRejected as exc:
-            log.warning("agreement_photo_skipped", reason=exc.reason.value)
+            log.warning("photo_skipped", reason=exc.reason.value)
             continue
         frames.append(decoded.frames[0])
         names.append(path.name)

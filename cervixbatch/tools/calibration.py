@@ -11,11 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 
-from cervixbatch.errors import InputRejected
-from cervixbatch.imaging.frames import Frame, ReadLimits
-from cervixbatch.imaging.reader import read_input
 from cervixbatch.pipeline import (
     Pipeline,
     PipelineSettings,
@@ -24,11 +20,11 @@ from cervixbatch.pipeline import (
     lesion_input,
     min_lesion_cells,
 )
+from cervixbatch.tools.agreement import read_frames
 from cervixbatch.tools.int8_search import VALIDATION_ITEMS, ValidationItem, grid_mask
 
 __all__ = ["StageSamples", "fingerprint", "stage_samples", "validation_items"]
 
-log = structlog.get_logger(__name__)
 
 Floats = npt.NDArray[np.float32]
 
@@ -55,19 +51,10 @@ def stage_samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -
     """Each photo's stage-1 input and, where the float stage 1 finds a cervix, the
     stage-2 input of its crop. Unreadable files are skipped and counted."""
     samples = StageSamples()
-    side = 2 * max(*pipeline.cervix.input_size, *pipeline.lesion.input_size)
     for start in range(0, len(photos), batch_size):
-        frames: list[Frame] = []
-        names: list[str] = []
-        for path in photos[start : start + batch_size]:
-            try:
-                decoded = read_input(path, ReadLimits(), min_working_side=side)
-            except InputRejected as exc:
-                log.warning("calibration_photo_skipped", reason=exc.reason.value)
-                samples.skipped += 1
-                continue
-            frames.append(decoded.frames[0])
-            names.append(path.name)
+        chunk = photos[start : start + batch_size]
+        frames, names = read_frames(pipeline, chunk)
+        samples.skipped += len(chunk) - len(frames)
         size1, channels1 = pipeline.cervix.input_size, pipeline.cervix.input_channels
         size2, channels2 = pipeline.lesion.input_size, pipeline.lesion.input_channels
         for frame, name, result in zip(frames, names, pipeline.run(frames), strict=True):

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import CervixRegion
-from cervixbatch.pipeline import PipelineSettings
-from cervixbatch.roi import binarise, clean_largest_component, drop_small_regions, seed_morphology
+from cervixbatch.pipeline import PipelineSettings, cervix_component, lesion_cut
+from cervixbatch.roi import drop_small_regions
 from cervixbatch.scores import dice
 
 __all__ = ["ValidationItem", "grid_mask", "quantize_stage", "quantized_operations"]
@@ -47,12 +46,9 @@ class ValidationItem:
 def grid_mask(stage: str, prob: Floats, settings: PipelineSettings, min_cells: float = 0.0) -> Mask:
     """A stage's probability map as the pipeline turns it into a mask, on the model grid."""
     if stage == "cervix":
-        binary = binarise(prob, settings.cervix_threshold)
-        if settings.cervix_region is CervixRegion.SEED:
-            return seed_morphology(binary)
-        return clean_largest_component(binary)
+        return cervix_component(prob, settings)
     scores = (prob * 255.0).astype(np.uint8)
-    cut = round(settings.lesion_threshold * 255.0)
+    cut = lesion_cut(settings)
     drop_small_regions(scores, cut, min_cells)
     return (scores > cut).astype(np.uint8)
 
@@ -89,7 +85,7 @@ def quantize_stage(
         return nncf.quantize_with_accuracy_control(
             model,
             calibration,
-            nncf.Dataset(list(validation[:VALIDATION_ITEMS]), lambda item: item.inputs[None]),
+            nncf.Dataset(list(validation), lambda item: item.inputs[None]),
             agreement,
             max_drop=max_drop,
             drop_type=nncf.DropType.ABSOLUTE,

@@ -36,10 +36,7 @@ from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
 from cervixbatch.model.runtime import cache_folder
 from cervixbatch.outputs.atomic import fsync_dir
-from cervixbatch.pipeline import (
-    Pipeline,
-    PipelineSettings,
-)
+from cervixbatch.pipeline import Pipeline, PipelineSettings
 from cervixbatch.tools.agreement import StageAgreement, mask_agreement
 from cervixbatch.tools.calibration import fingerprint, stage_samples, validation_items
 from cervixbatch.tools.int8_search import (
@@ -126,6 +123,7 @@ def quantize_models(
         description["fingerprint"] = fingerprint(calibration)
         int8: dict[str, tuple[Any, OpenVinoStage]] = {}
         methods: dict[str, dict[str, Any]] = {}
+        max_drop = _max_drop(config, options)
         for name, ref in refs.items():
             inputs, _ = calib.of(name)
             if not inputs:
@@ -134,14 +132,14 @@ def quantize_models(
                     "any calibration photo"
                 )
             say(f"quantizing the {name} stage on {len(inputs)} inputs")
-            methods[name] = {"max_drop": _max_drop(config, options)}
+            methods[name] = {"max_drop": max_drop}
             quantized = quantize_stage(
                 float_models[name],
                 name,
                 inputs,
                 validation_items(float_stages[name], name, calib, pipeline.settings),
                 pipeline.settings,
-                max_drop=_max_drop(config, options),
+                max_drop=max_drop,
             )
             methods[name].update(quantized_operations(float_models[name], quantized))
             int8[name] = (
