@@ -116,7 +116,8 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"database.url is not a valid SQLAlchemy URL: {exc}") from exc
-    kwargs: dict[str, Any] = {}
+    # A failed statement's message must not carry its parameters (UIDs, paths) into a log.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
