@@ -52,6 +52,19 @@ def analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return paths
 
 
+@pytest.fixture(scope="session")
+def other_analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A second model pair with other thresholds (a wider cervix, a smaller lesion): its
+    masks differ from :func:`analytic_models`' on the same photo."""
+    folder = tmp_path_factory.mktemp("other_analytic_models")
+    cervix = _analytic_model(3, [20.0, 0.0, 0.0], -8.0, "other_cervix")
+    lesion = _analytic_model(1, [60.0], -54.0, "other_lesion")
+    paths = {"cervix": folder / "cervix.keras", "lesion": folder / "lesion.keras"}
+    cervix.save(paths["cervix"])
+    lesion.save(paths["lesion"])
+    return paths
+
+
 def draw_photo(
     width: int = 320, height: int = 240, *, lesion: bool = True, seed: int = 0
 ) -> np.ndarray:
@@ -209,3 +222,11 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Orthanc PACS (DICOMweb on) for the whole session: tests/orthanc_support.py."""
+    from orthanc_support import running_orthanc
+
+    yield from running_orthanc(tmp_path_factory)
