@@ -30,6 +30,7 @@ from pydicom.pixels.utils import as_pixel_options
 from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging.codestreams import check_codestreams
 from cervixbatch.imaging.frames import DicomInfo, Frame, ReadLimits, RGBImage
+from cervixbatch.imaging.header_values import CS_CHARS, clean_text, raw_uid
 from cervixbatch.imaging.sniff import check_declared
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _YBR_TO_CONVERT = frozenset({"YBR_FULL", "YBR_FULL_422"})
 # YBR_ICT/RCT only occur with JPEG 2000, whose decoder hands back RGB.
 _SUPPORTED_PHOTOMETRIC = _GREY | _YBR_TO_CONVERT | {"RGB", "PALETTE COLOR", "YBR_ICT", "YBR_RCT"}
+_KEPT_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+_LO_CHARS = 64  # a Long String, such as Manufacturer
 
 
 def read_dicom(
@@ -67,7 +70,9 @@ def read_dicom(
     syntax = _transfer_syntax(header)
     if sop_filter is not None:
         sop_filter.check(
-            _sop_class(header), _text(header, "Modality"), _text(header, "Manufacturer")
+            _sop_class(header),
+            clean_text(_text(header, "Modality"), CS_CHARS),
+            clean_text(_text(header, "Manufacturer"), _LO_CHARS),
         )
     rows, columns, frames = _declared_size(header)
     check_declared(columns, rows, frames, limits)
@@ -116,12 +121,22 @@ def read_dicom(
 
 
 def _sop_class(ds: Dataset) -> str | None:
-    """The SOP Class UID of the dataset, else the one its file meta names."""
-    found = _text(ds, "SOPClassUID")
+    """The SOP Class UID of the dataset, else the one its file meta names.
+
+    Raises:
+        InputRejected: ``UNSUPPORTED_SOP_CLASS`` when the value is not a UID at all: no
+            class could match it, and the message does not quote it.
+
+    """
+    uid, valid = raw_uid(ds, "SOPClassUID")
     meta = getattr(ds, "file_meta", None)
-    if found is None and meta is not None:
-        found = _text(meta, "MediaStorageSOPClassUID")
-    return found
+    if valid and uid is None and meta is not None:
+        uid, valid = raw_uid(meta, "MediaStorageSOPClassUID")
+    if not valid:
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_SOP_CLASS, "the DICOM object's SOP Class UID is not a UID"
+        )
+    return uid
 
 
 def _read(fp: BinaryIO, *, stop_before_pixels: bool) -> Dataset:
@@ -271,13 +286,21 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 
 def _info(ds: Dataset, syntax: pydicom.uid.UID, frames: int) -> DicomInfo:
-    """Collect the identifiers we keep; never patient data."""
+    """Collect the identifiers we keep; never patient data. A UID that breaks the standard
+    is kept as None and its keyword listed in ``invalid_uids``; never its value."""
+    uids: dict[str, str | None] = {}
+    invalid: list[str] = []
+    for keyword in _KEPT_UIDS:
+        uids[keyword], valid = raw_uid(ds, keyword)
+        if not valid:
+            invalid.append(keyword)
     return DicomInfo(
-        study_uid=_text(ds, "StudyInstanceUID"),
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
-        modality=_text(ds, "Modality"),
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        sop_class_uid=uids["SOPClassUID"],
+        modality=clean_text(_text(ds, "Modality"), CS_CHARS),
         transfer_syntax_uid=str(syntax),
         number_of_frames=frames,
+        invalid_uids=tuple(invalid),
     )

@@ -83,6 +83,8 @@ class DicomInfo:
     modality: str | None
     transfer_syntax_uid: str | None
     number_of_frames: int
+    # keywords of the UIDs above that broke the standard and are None for that reason
+    invalid_uids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 
 from cervixbatch.errors import DicomOutputSkipped
+from cervixbatch.imaging.header_values import raw_uid
 
 __all__ = ["SC_SURROGATE", "check_source", "source_view"]
 
@@ -18,6 +19,7 @@ _TYPE2_DEFAULTS = (
     "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
 )  # fmt: skip
 _SEX = frozenset({"M", "F", "O"})
+_SOURCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 SC_SURROGATE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
 # Frame and spatial attributes left out of the copy highdicom sees (see _source_view).
 _SPATIAL = (
@@ -30,14 +32,20 @@ _SPATIAL = (
 
 def check_source(header: Dataset) -> tuple[int, tuple[int, int]]:
     """The frame count and frame size (rows, columns) of a source that can carry a SEG and
-    an SC: identifiers present, an encoding and character set they can be copied in."""
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        try:
-            present = bool(str(header.get(keyword) or "").strip())
-        except Exception:  # noqa: BLE001 - values are parsed lazily and may be garbage
-            present = False
-        if not present:
+    an SC: identifiers present and valid UIDs, an encoding and character set they can be
+    copied in. An invalid UID is named by its keyword, never quoted."""
+    invalid = []
+    for keyword in _SOURCE_UIDS:
+        uid, valid = raw_uid(header, keyword)
+        if not valid:
+            invalid.append(keyword)
+        elif uid is None:
             raise DicomOutputSkipped("missing_uid", f"the DICOM source has no {keyword}")
+    if invalid:
+        raise DicomOutputSkipped(
+            "invalid_uid",
+            f"invalid_uid: {', '.join(invalid)} (a UID is at most 64 digits and dots)",
+        )
     _check_character_set(header)
     try:
         frames = max(1, int(header.get("NumberOfFrames") or 1))
