@@ -73,6 +73,9 @@ class FailReason(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"  # reading, pre-processing or the models raised
     OUTPUT_ERROR = "output_error"  # its outputs could not be written (a full disk: retried free)
     WORKER_DIED = "worker_died"  # its worker's lease lapsed mid-attempt; another took it over
+    # the database refused its row even alone (the rest of its batch was recorded): never
+    # retried, since the same values would be refused again
+    UNRECORDABLE = "unrecordable"
 
 
 class InputRejected(CervixbatchError):
