@@ -396,6 +396,7 @@ def test_rows_retention_forgets_only_inputs_whose_files_left_the_inbox(
     import datetime as dt
 
     from cervixbatch.config import load_config
+    from cervixbatch.intake.inbox_mark import keep_mark
     from cervixbatch.ops.retention import forget_inputs
     from cervixbatch.store.db import open_database
 
@@ -406,9 +407,10 @@ def test_rows_retention_forgets_only_inputs_whose_files_left_the_inbox(
     database = open_database(config.database.url)
     try:
         future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-        dry = forget_inputs(config, database, finished_before=future, dry_run=True)
+        mark = keep_mark(config.paths.inbox)
+        dry = forget_inputs(config, database, finished_before=future, inbox=mark, dry_run=True)
         assert (dry.inputs_forgotten, dry.inputs_kept) == (1, 2)
-        done = forget_inputs(config, database, finished_before=future)
+        done = forget_inputs(config, database, finished_before=future, inbox=mark)
     finally:
         database.dispose()
     assert (done.inputs_forgotten, done.inputs_kept) == (1, 2)

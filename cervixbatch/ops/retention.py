@@ -5,6 +5,14 @@ Files go first, then the row records it (``outputs_purged_at``): a crash in betw
 leaves a row whose files a later purge finds gone, never a row that claims a removal
 that did not happen. Only regular files inside the outbox are removed (a symbolic link
 or a path elsewhere is left alone and counted), and only folders that end up empty.
+
+Forgetting is decided under lock: a page of expired inputs is locked first, and their
+files are removed and their rows deleted in that same transaction, so a ``reprocess``
+that re-queues one of them meanwhile either comes first (the input is no longer
+expired: nothing of it is touched) or waits (and finds it forgotten). It forgets
+nothing while the inbox does not look like the one the daemon started with
+(:mod:`cervixbatch.intake.inbox_mark`). Ages (``outputs_days``, ``rows_days``) count on the
+database's clock.
 """
 
 from __future__ import annotations
@@ -22,15 +30,16 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch.config import Config
+from cervixbatch.intake.inbox_mark import InboxMark, inbox_problem, keep_mark
 from cervixbatch.store import retention as store
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import utcnow
 
 __all__ = ["PurgeReport", "RetentionSweeper", "forget_inputs", "purge_outputs"]
 
 log = structlog.get_logger(__name__)
 
 PAGE = 200  # results per transaction
+FORGET_PAGE = 50  # inputs per transaction: their rows stay locked while their files go
 SWEEP_EVERY_S = 60.0  # the daemon looks for expired outputs this often
 SWEEP_STEP = 100  # and removes at most this many results' files per step
 
@@ -48,6 +57,7 @@ class PurgeReport:
     errors: int = 0  # files that could not be removed: their result stays unrecorded
     inputs_forgotten: int = 0
     inputs_kept: int = 0  # past rows_days, but a file of theirs is still in the inbox
+    forget_skipped: str | None = None  # why nothing was forgotten (the inbox looked wrong)
 
     def as_dict(self) -> dict[str, object]:
         """Plain JSON values."""
@@ -61,6 +71,7 @@ class PurgeReport:
             "errors": self.errors,
             "inputs_forgotten": self.inputs_forgotten,
             "inputs_kept": self.inputs_kept,
+            "forget_skipped": self.forget_skipped,
         }
 
 
@@ -68,12 +79,13 @@ def purge_outputs(
     config: Config,
     db: Database,
     *,
-    before: dt.datetime,
+    before: store.Cutoff,
     include_latest: bool,
     dry_run: bool = False,
     max_results: int | None = None,
 ) -> PurgeReport:
-    """Removes the output files of results made before ``before`` and records it."""
+    """Removes the output files of results made before ``before`` (a moment, or an age
+    on the database's clock) and records it."""
     report = PurgeReport(dry_run=dry_run)
     root = config.paths.outbox.resolve()
     after_id = 0
@@ -98,7 +110,7 @@ def purge_outputs(
                     _remove_empty_folders(root, candidate.paths)
         if not dry_run:
             with db.session() as session:
-                store.mark_purged(session, purged, utcnow())
+                store.mark_purged(session, purged)
         report.results += len(purged)
     if report.results or report.errors:
         log.info(
@@ -118,38 +130,49 @@ def forget_inputs(
     config: Config,
     db: Database,
     *,
-    finished_before: dt.datetime,
+    finished_before: store.Cutoff,
+    inbox: InboxMark | None,
     dry_run: bool = False,
     max_inputs: int | None = None,
 ) -> PurgeReport:
     """Forgets inputs finished before the cutoff whose files have left the inbox: their
-    output files first, then their rows. One whose file is still at a path it was seen
-    at is kept (the daemon would otherwise take it again as new)."""
+    output files first, then their rows, one locked page at a time. One whose file is
+    still at a path it was seen at is kept (the daemon would otherwise take it again as
+    new). Nothing is forgotten while ``inbox`` (the mark the daemon keeps) looks wrong."""
     report = PurgeReport(dry_run=dry_run)
     root = config.paths.outbox.resolve()
     after_id = 0
     while max_inputs is None or report.inputs_forgotten + report.inputs_kept < max_inputs:
-        with db.read_session() as session:
-            expired = store.expired_inputs(
-                session, finished_before=finished_before, limit=PAGE, after_id=after_id
-            )
-        if not expired:
+        if _inbox_wrong(inbox, report):
             break
-        after_id = expired[-1].input_id
-        forgettable = []
-        for item in expired:
-            if any(_regular_file(Path(p)) for p in item.sighting_paths):
-                report.inputs_kept += 1
-            elif _remove_files(root, item.output_paths, report, dry_run=dry_run):
-                forgettable.append(item.input_id)
-        if not dry_run and forgettable:
-            with db.session() as session:
-                forgotten = store.delete_inputs(session, forgettable)
+        opened = db.read_session() if dry_run else db.session()
+        with opened as session:
+            expired = store.expired_inputs(
+                session,
+                finished_before=finished_before,
+                limit=FORGET_PAGE,
+                after_id=after_id,
+                lock=not dry_run,
+            )
+            if not expired:
+                break
+            after_id = expired[-1].input_id
+            gone = [e for e in expired if not any(_regular_file(Path(p)) for p in e.sighting_paths)]
+            report.inputs_kept += len(expired) - len(gone)
+            # Looked at again after the look at the inbox: a share that went away while
+            # it was looked at would have made every file seem gone.
+            if _inbox_wrong(inbox, report):
+                break
+            forgettable = [
+                item.input_id
+                for item in gone
+                if _remove_files(root, item.output_paths, report, dry_run=dry_run)
+            ]
+            forgotten = forgettable if dry_run else store.delete_inputs(session, forgettable)
+        if not dry_run:
             for input_id in forgotten:
                 _remove_empty_tree(root / f"{input_id:08d}")
-            report.inputs_forgotten += len(forgotten)
-        elif dry_run:
-            report.inputs_forgotten += len(forgettable)
+        report.inputs_forgotten += len(forgotten)
     if report.inputs_forgotten:
         log.info(
             "inputs_forgotten",
@@ -161,16 +184,37 @@ def forget_inputs(
     return report
 
 
+def _inbox_wrong(inbox: InboxMark | None, report: PurgeReport) -> bool:
+    """True (and logged, and noted in the report) when the inbox does not look right."""
+    problem = inbox_problem(inbox)
+    if problem is None:
+        return False
+    report.forget_skipped = problem
+    log.warning("forget_skipped", reason=problem)
+    return True
+
+
 class RetentionSweeper:
     """The daemon's retention: a small step every minute or so, between batches."""
 
     def __init__(
-        self, config: Config, db: Database, clock: Callable[[], float] = time.monotonic
+        self,
+        config: Config,
+        db: Database,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        inbox: InboxMark | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self._clock = clock
         self._next = 0.0
+        # The mark kept in the inbox from the start: without it nothing is forgotten.
+        if inbox is None and config.retention.rows_days > 0:
+            inbox = keep_mark(config.paths.inbox)
+            if inbox is None:
+                log.warning("forget_disabled", reason="inbox_unmarked")
+        self.inbox = inbox
 
     @property
     def enabled(self) -> bool:
@@ -187,7 +231,7 @@ class RetentionSweeper:
         returns how many. The next step comes soon while there is more to do."""
         self._next = self._clock() + SWEEP_EVERY_S
         try:
-            done = self._sweep(utcnow())
+            done = self._sweep()
         except SQLAlchemyError as exc:  # the database's trouble: the batches will say so
             log.warning("retention_failed", error=type(exc).__name__)
             return 0
@@ -195,14 +239,14 @@ class RetentionSweeper:
             self._next = self._clock() + 1.0  # more to do: the next step soon, not at once
         return done
 
-    def _sweep(self, now: dt.datetime) -> int:
+    def _sweep(self) -> int:
         retention = self.config.retention
         done = 0
         if retention.outputs_days > 0:
             report = purge_outputs(
                 self.config,
                 self.db,
-                before=now - dt.timedelta(days=retention.outputs_days),
+                before=dt.timedelta(days=retention.outputs_days),
                 include_latest=retention.include_latest,
                 max_results=SWEEP_STEP,
             )
@@ -211,7 +255,8 @@ class RetentionSweeper:
             report = forget_inputs(
                 self.config,
                 self.db,
-                finished_before=now - dt.timedelta(days=retention.rows_days),
+                finished_before=dt.timedelta(days=retention.rows_days),
+                inbox=self.inbox,
                 max_inputs=SWEEP_STEP,
             )
             done += report.inputs_forgotten

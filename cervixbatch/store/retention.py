@@ -2,6 +2,10 @@
 
 Callers work in small pages (``limit``, ``after_id``), one short transaction each, so a
 purge of months of outputs never holds the database long while the daemon works.
+
+A cut-off is either a moment (``purge --before``) or an age (:class:`datetime.timedelta`):
+an age is subtracted from the database's clock (:mod:`cervixbatch.store.clock`), never
+from the host's, so a worker whose clock runs days ahead forgets nothing early.
 """
 
 from __future__ import annotations
@@ -9,15 +13,25 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, not_, or_, select, update
 from sqlalchemy.orm import Session
 
+from cervixbatch.store.clock import db_now, db_now_plus
 from cervixbatch.store.runs import latest_run_only
-from cervixbatch.store.schema import ForwardStatus, Input, Result, Sighting, Status
+from cervixbatch.store.schema import (
+    ForwardStatus,
+    Input,
+    Result,
+    Sighting,
+    Status,
+    UTCDateTime,
+)
 
 __all__ = [
     "FORGETTABLE",
+    "Cutoff",
     "ExpiredInput",
     "PurgeCandidate",
     "delete_inputs",
@@ -28,6 +42,16 @@ __all__ = [
 ]
 
 FORGETTABLE = (Status.DONE, Status.REJECTED, Status.FAILED)
+
+# A moment, or an age: "older than this" on the database's clock.
+Cutoff = dt.datetime | dt.timedelta
+
+
+def _cutoff(value: Cutoff) -> ColumnElement[Any]:
+    """The cut-off as SQL: an age is evaluated by the database server."""
+    if isinstance(value, dt.timedelta):
+        return db_now_plus(-value.total_seconds())
+    return literal(value, UTCDateTime())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +82,7 @@ def _paths(result: Result) -> tuple[str, ...]:
 def purge_candidates(
     session: Session,
     *,
-    before: dt.datetime,
+    before: Cutoff,
     include_latest: bool,
     limit: int,
     after_id: int = 0,
@@ -74,7 +98,7 @@ def purge_candidates(
         .join(Input, Input.id == Result.input_id)
         .where(
             Result.outputs_purged_at.is_(None),
-            Result.created_at < before,
+            Result.created_at < _cutoff(before),
             Result.id > after_id,
             or_(Result.forward_status.is_(None), Result.forward_status != ForwardStatus.PENDING),
         )
@@ -98,7 +122,7 @@ def purge_candidates(
     ]
 
 
-def latest_kept(session: Session, *, before: dt.datetime) -> int:
+def latest_kept(session: Session, *, before: Cutoff) -> int:
     """How many results made before ``before`` keep their files as their input's latest."""
     return int(
         session.execute(
@@ -106,21 +130,22 @@ def latest_kept(session: Session, *, before: dt.datetime) -> int:
             .select_from(Result)
             .where(
                 Result.outputs_purged_at.is_(None),
-                Result.created_at < before,
+                Result.created_at < _cutoff(before),
                 latest_run_only(),
             )
         ).scalar_one()
     )
 
 
-def mark_purged(session: Session, result_ids: Sequence[int], at: dt.datetime) -> int:
-    """Records that these results' files were removed; returns how many rows it marked."""
+def mark_purged(session: Session, result_ids: Sequence[int]) -> int:
+    """Records that these results' files were removed (now, on the database's clock);
+    returns how many rows it marked."""
     if not result_ids:
         return 0
     result = session.execute(
         update(Result)
         .where(Result.id.in_(result_ids), Result.outputs_purged_at.is_(None))
-        .values(outputs_purged_at=at)
+        .values(outputs_purged_at=db_now())
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
@@ -136,22 +161,33 @@ class ExpiredInput:
 
 
 def expired_inputs(
-    session: Session, *, finished_before: dt.datetime, limit: int, after_id: int = 0
+    session: Session,
+    *,
+    finished_before: Cutoff,
+    limit: int,
+    after_id: int = 0,
+    lock: bool = False,
 ) -> list[ExpiredInput]:
-    """Inputs in a terminal state that finished before ``finished_before``, one page."""
-    ids = [
-        int(i)
-        for i in session.scalars(
-            select(Input.id)
-            .where(
-                Input.status.in_(FORGETTABLE),
-                Input.finished_at < finished_before,
-                Input.id > after_id,
-            )
-            .order_by(Input.id)
-            .limit(limit)
+    """Inputs in a terminal state that finished before ``finished_before``, one page.
+
+    With ``lock`` the page's rows stay locked until the transaction ends, so what is
+    decided about them (their files removed, their rows deleted) holds: on PostgreSQL a
+    row another transaction holds (a ``reprocess`` re-queueing it) is skipped; on SQLite
+    the write transaction (``BEGIN IMMEDIATE``) already keeps every other writer out.
+    """
+    query = (
+        select(Input.id)
+        .where(
+            Input.status.in_(FORGETTABLE),
+            Input.finished_at < _cutoff(finished_before),
+            Input.id > after_id,
         )
-    ]
+        .order_by(Input.id)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    ids = [int(i) for i in session.scalars(query)]
     if not ids:
         return []
     sightings: dict[int, list[str]] = {i: [] for i in ids}
