@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from cervixbatch.cli.backfill import backfill
 from cervixbatch.cli.bench import bench
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.db import db
@@ -116,6 +117,7 @@ def process(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
 
 for command in (
+    backfill,
     report,
     synth,
     train,

@@ -1,0 +1,257 @@
+"""The stages a backfill ships to the Ray cluster, as plain callables over batches (they
+import no Ray): each row is one claimed input, pickled whole in the ``payload`` column
+with its frames, so every stage calls the same phases as the runners.
+
+    hash_paths            CPU tasks   the sha256 of files not registered yet
+    read_batch            CPU tasks   read, verify, decode, stage-1 inputs (phases)
+    ModelStage            actor pool  both model calls, the crop between them; model
+                                      loaded once per actor, batched by ``batch.size``
+    write_batch           CPU tasks   full-size masks and files into the attempt's
+                                      staging folder (phases), then the heavy arrays
+                                      dropped before the row travels back to the driver
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import resource
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from cervixbatch.errors import FailReason
+from cervixbatch.intake.discovery import hash_file
+from cervixbatch.model.pair import Stages, load_stages, pipeline_for
+from cervixbatch.outputs.frame_writer import FrameWriter
+from cervixbatch.outputs.outbox import Outbox
+from cervixbatch.phases import finish_and_write, frame_jobs, read_item, take_written, working_side
+
+if TYPE_CHECKING:
+    from cervixbatch.batch_state import WorkItem
+    from cervixbatch.config import Config
+    from cervixbatch.imaging.frames import ReadLimits
+    from cervixbatch.imaging.sop import SopClassFilter
+    from cervixbatch.pipeline import Pipeline
+    from cervixbatch.pipelined_jobs import FrameJob
+
+__all__ = [
+    "PAYLOAD",
+    "InFlight",
+    "ModelStage",
+    "ShapeOnly",
+    "StageContext",
+    "hash_paths",
+    "pack",
+    "read_batch",
+    "shape_only",
+    "unpack",
+    "write_batch",
+]
+
+PAYLOAD = "payload"
+Batch = dict[str, npt.NDArray[Any]]
+_EMPTY_RGB = np.zeros((0, 0, 3), dtype=np.uint8)
+
+
+def pack(value: object) -> bytes:
+    """Pickled for a Ray Data column (protocol 5: arrays without a copy)."""
+    return pickle.dumps(value, protocol=5)
+
+
+def unpack(data: bytes) -> Any:
+    """The value :func:`pack` pickled (only ever our own rows, from our own stages)."""
+    return pickle.loads(data)  # noqa: S301 - written by this backfill's own stages
+
+
+def _column(values: list[bytes]) -> npt.NDArray[Any]:
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+@dataclasses.dataclass(slots=True)
+class InFlight:
+    """One claimed input between stages, and what it cost where."""
+
+    item: WorkItem
+    jobs: list[FrameJob] = dataclasses.field(default_factory=list)
+    phase_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    model_calls: int = 0  # predict_batch calls its model stage made (its batch's share)
+    peak_rss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # node → MB
+
+    def note_memory(self) -> None:
+        """Records this process's peak resident memory under its node."""
+        node = _node_name()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        self.peak_rss_mb[node] = max(self.peak_rss_mb.get(node, 0.0), peak)
+
+
+def _node_name() -> str:
+    try:
+        import ray  # a Ray worker has it; nothing else calls this
+
+        return str(ray.get_runtime_context().get_node_id())[:12]
+    except Exception:  # noqa: BLE001 - outside Ray: the host
+        return socket.gethostname()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShapeOnly:
+    """A stage's input shape without its model: what the CPU stages need of it."""
+
+    input_size: tuple[int, int]
+    input_channels: int
+
+    def predict_batch(self, images: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Never called: the model calls run in the actor pool."""
+        msg = f"no model in this process ({len(images)} images): the actor pool runs them"
+        raise RuntimeError(msg)
+
+
+def shape_only(stages: Stages) -> Stages:
+    """The stages' versions and shapes, without the models (small, picklable)."""
+    return dataclasses.replace(
+        stages,
+        cervix=ShapeOnly(stages.cervix.input_size, stages.cervix.input_channels),
+        lesion=ShapeOnly(stages.lesion.input_size, stages.lesion.input_channels),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageContext:
+    """What the CPU stages need, shipped with each task."""
+
+    config: Config
+    stages: Stages  # shape only
+    limits: ReadLimits
+    sop_filter: SopClassFilter
+
+    @property
+    def min_working_side(self) -> int | None:
+        """How far a photo may be decoded below full size (as the runner)."""
+        return working_side(self.config, self.stages.lesion.input_size)
+
+    def pipeline(self) -> Pipeline:
+        """The pipeline's CPU steps (its model calls raise)."""
+        return pipeline_for(self.config, self.stages)
+
+
+def hash_paths(batch: Batch) -> Batch:
+    """The sha256 of each file in ``path`` ("" when it cannot be read: the driver's
+    registration then records why)."""
+    digests = []
+    for path in batch["path"]:
+        try:
+            digests.append(hash_file(Path(str(path))))
+        except OSError:
+            digests.append("")
+    return {"path": batch["path"], "sha256": np.array(digests, dtype=object)}
+
+
+def read_batch(batch: Batch, context: StageContext) -> Batch:
+    """Reads, verifies and decodes each input and computes its frames' stage-1 inputs."""
+    pipeline = context.pipeline()
+    side = context.min_working_side
+    out = []
+    for payload in batch[PAYLOAD]:
+        item: WorkItem = unpack(payload)
+        clock = time.perf_counter()
+        read_item(item, context.limits, min_working_side=side, sop_filter=context.sop_filter)
+        flight = InFlight(item, frame_jobs(item, pipeline))
+        flight.phase_ms["read"] = (time.perf_counter() - clock) * 1000
+        flight.note_memory()
+        out.append(pack(flight))
+    return {PAYLOAD: _column(out)}
+
+
+class ModelStage:
+    """The two model calls, in an actor that loads the models once."""
+
+    def __init__(self, config: Config) -> None:
+        self._stages = load_stages(config)
+        self._pipeline = pipeline_for(config, self._stages)
+        self._chunk = config.batch.size
+
+    def __call__(self, batch: Batch) -> Batch:
+        """Segments every frame of the batch's inputs, ``batch.size`` frames per call."""
+        flights: list[InFlight] = [unpack(payload) for payload in batch[PAYLOAD]]
+        jobs = [job for flight in flights for job in flight.jobs if job.item.failure is None]
+        calls = 0
+        for start in range(0, len(jobs), self._chunk):
+            calls += self._segment(jobs[start : start + self._chunk])
+        out = []
+        for index, flight in enumerate(flights):
+            flight.model_calls = calls if index == 0 else 0  # counted once per batch
+            flight.note_memory()
+            out.append(pack(flight))
+        return {PAYLOAD: _column(out)}
+
+    def _segment(self, chunk: list[FrameJob]) -> int:
+        """Stage 1, the crops, stage 2; a failure fails the chunk's inputs (retried)."""
+        pipeline = self._pipeline
+        clock = time.perf_counter()
+        try:
+            probs = pipeline.cervix.predict_batch(np.stack([job.stage1_input for job in chunk]))  # type: ignore[misc]
+            t1 = time.perf_counter()
+            located = [pipeline.locate(job.frame, p) for job, p in zip(chunk, probs, strict=True)]
+            t2 = time.perf_counter()
+            lesion = pipeline.stage2(located)
+        except Exception as exc:  # noqa: BLE001 - the chunk fails, the backfill goes on
+            for job in chunk:
+                job.item.fail(
+                    FailReason.INTERNAL_ERROR, f"segmentation failed: {type(exc).__name__}"
+                )
+            return 1
+        t3 = time.perf_counter()
+        count = len(chunk)
+        for job, where, prob in zip(chunk, located, lesion, strict=True):
+            job.stage1_input, job.located, job.lesion_prob = None, where, prob
+            job.timings_ms["stage1"] = (t1 - clock) * 1000 / count
+            job.timings_ms["locate"] = (t2 - t1) * 1000 / count
+            job.timings_ms["stage2"] = (t3 - t2) * 1000 / count
+        return 1 + any(where.stage2_input is not None for where in located)
+
+
+def write_batch(batch: Batch, context: StageContext) -> Batch:
+    """Finishes and writes every frame into its input's staging folder; what travels on
+    to the driver is the input without its pixels."""
+    pipeline = context.pipeline()
+    writer = FrameWriter(context.config, Outbox(context.config.paths.outbox), context.stages)
+    out = []
+    for payload in batch[PAYLOAD]:
+        flight: InFlight = unpack(payload)
+        clock = time.perf_counter()
+        jobs = [job for job in flight.jobs if job.item.decoded and job.item.failure is None]
+        written = [finish_and_write(job, pipeline, writer) for job in jobs]
+        take_written(jobs, written, flight.phase_ms)
+        flight.jobs = []
+        _drop_pixels(flight.item)
+        flight.phase_ms["write"] = (time.perf_counter() - clock) * 1000
+        flight.note_memory()
+        out.append(pack(flight))
+    return {PAYLOAD: _column(out)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Extent:
+    """A written mask's shape, in place of its pixels: the result row needs no more."""
+
+    shape: tuple[int, ...]
+
+
+def _drop_pixels(item: WorkItem) -> None:
+    """Keeps what the commit records (measures, sizes, metadata, outputs' paths) and drops
+    the frames and full-size masks, so a row back to the driver is a few kB."""
+    for result in item.results:
+        extent = cast("Any", _Extent(tuple(result.cervix_mask.shape)))
+        result.cervix_mask = result.lesion_mask = extent
+        result.crop = result.source = None
+    decoded = item.decoded
+    if decoded is not None:
+        frames = tuple(dataclasses.replace(f, rgb=_EMPTY_RGB) for f in decoded.frames)
+        item.decoded = dataclasses.replace(decoded, frames=frames, dicom_header=None)
