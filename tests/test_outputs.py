@@ -108,7 +108,7 @@ sys.stdin.read()  # in flight until the test closes our stdin
 def test_a_live_workers_temp_file_survives_another_processes_recovery(tmp_path: Path) -> None:
     """Recovery by another process leaves a live writer's temp file alone and removes it
     once that writer is dead; a temp file whose pid now belongs to a process started at
-    another time (pid reuse) goes, and another host's stays."""
+    another time (pid reuse) goes, and another machine's stays."""
     folder = tmp_path / "00000007"
     folder.mkdir()
     writer = subprocess.Popen(
@@ -125,8 +125,9 @@ def test_a_live_workers_temp_file_survives_another_processes_recovery(tmp_path: 
         assert owner is not None and owner.pid == writer.pid
         reused = folder / live.name.replace(f"-{owner.start}-", f"-{owner.start + 1}-", 1)
         reused.write_bytes(b"left by an earlier process with the same pid")
-        foreign = folder / live.name.replace(owner.host, "otherhost", 1)
-        foreign.write_bytes(b"another host's, in flight as far as we can know")
+        other_machine = "0123456789abcdef" if owner.machine != "0123456789abcdef" else "f" * 16
+        foreign = folder / live.name.replace(f"-{owner.machine}-", f"-{other_machine}-", 1)
+        foreign.write_bytes(b"another machine's, in flight as far as we can know")
         sweep = Outbox(tmp_path).remove_temp_files()
         assert (sweep.removed, sweep.kept_live, sweep.kept_unknown) == (1, 1, 1)
         assert live.is_file() and foreign.is_file() and not reused.exists()

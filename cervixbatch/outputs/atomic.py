@@ -49,8 +49,9 @@ __all__ = [
 
 # Temp names are hidden (the inbox watcher ignores them) and carry their owner.
 TEMP_PREFIX = ".tmp-"
-# A temp name without an owner (written before owners were named) is removed only once it
-# is this old: no write takes a day, so no live process still writes it.
+# A temp name without an owner that can be judged (written before owners were named, or
+# named by host name only) is removed only once it is this old: no write takes a day, so
+# no live process still writes it.
 UNOWNED_TEMP_MAX_AGE_S = 86_400.0
 # The disk's trouble, not the input's: worth retrying once space or the device is back.
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
@@ -138,28 +139,46 @@ def sweep_temp_files(paths: Iterable[Path]) -> TempSweep:
     sweep = TempSweep()
     states: dict[ProcessOwner, OwnerState] = {}
     now = time.time()
-    for path in paths:
-        try:
-            info = path.lstat()
-        except OSError:
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            continue
-        owner = temp_owner(path.name)
-        if owner is None:
-            dead = now - info.st_mtime > UNOWNED_TEMP_MAX_AGE_S
-            state = OwnerState.DEAD if dead else OwnerState.UNKNOWN
-        else:
-            state = states.get(owner) or states.setdefault(owner, owner_state(owner))
-        if state is OwnerState.DEAD:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            sweep.removed += 1
-        elif state is OwnerState.ALIVE:
-            sweep.kept_live += 1
-        else:
-            sweep.kept_unknown += 1
+    try:
+        for path in paths:
+            _sweep_one(path, sweep, states, now)
+    except OSError:  # a folder gone or unreadable while it was walked: the rest next time
+        pass
     return sweep
+
+
+def _sweep_one(
+    path: Path, sweep: TempSweep, states: dict[ProcessOwner, OwnerState], now: float
+) -> None:
+    """Judges one temp file, removes it when its writer is provably dead, counts it. Any
+    name is taken: one this package never gives counts as unowned."""
+    try:
+        info = path.lstat()
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(info.st_mode):
+        return
+    owner = temp_owner(path.name)
+    if owner is None or owner.legacy:
+        # No owner that can be judged (none, or an older version's, named by host name
+        # only): gone once no write can still be going on.
+        dead = now - info.st_mtime > UNOWNED_TEMP_MAX_AGE_S
+        state = OwnerState.DEAD if dead else OwnerState.UNKNOWN
+    else:
+        state = states.get(owner) or states.setdefault(owner, owner_state(owner))
+    if state is OwnerState.DEAD:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            sweep.kept_unknown += 1  # cannot be removed (a read-only folder): counted, kept
+            return
+        sweep.removed += 1
+    elif state is OwnerState.ALIVE:
+        sweep.kept_live += 1
+    else:
+        sweep.kept_unknown += 1
 
 
 def fsync_dir(folder: Path) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import secrets
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,22 +45,12 @@ def make_owner() -> str:
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process of this host that provably no longer runs."""
+    """True when ``owner`` is a process that provably no longer runs (see
+    :mod:`cervixbatch.owner`: judged by machine id, boot id and pid namespace). An owner
+    named before start times were (``host:pid:nonce``) carries only a host name, which
+    proves no machine: it is never judged dead; its lease runs out instead."""
     process = ProcessOwner.parse(owner.rpartition(":")[0])
-    if process is not None:
-        return owner_state(process) is OwnerState.DEAD
-    # An owner named before start times were (host:pid:nonce): the pid is all there is.
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return False
+    return process is not None and owner_state(process) is OwnerState.DEAD
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
