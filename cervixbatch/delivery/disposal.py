@@ -20,7 +20,6 @@ the inbox copy goes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -181,24 +180,40 @@ def _put_back(held: Path, path: Path) -> Path:
 
 def restore_held_files(inbox: Path) -> int:
     """Puts back files that a process killed mid-disposal left moved aside; returns how
-    many. Files of a disposal still running elsewhere are left alone."""
-    restored = 0
+    many. Files of a disposal that may still run (on this machine, elsewhere, or of an
+    owner that cannot be judged) are left alone; so is any name this package does not
+    give: whatever lies in the inbox, this never raises for it."""
+    restored = left = 0
     if not inbox.is_dir():
         return 0
-    for held in inbox.rglob(HELD_PREFIX + "*"):
-        parsed = parse_owned_name(held.name, HELD_PREFIX)
-        if parsed is None or not held.is_file() or held.is_symlink():
-            continue
-        owner, original = parsed
-        if owner_state(owner) is not OwnerState.DEAD:
-            continue
-        with contextlib.suppress(OSError):
-            _put_back(held, held.with_name(original))
-            fsync_dir(held.parent)
-            restored += 1
+    try:
+        for held in inbox.rglob(HELD_PREFIX + "*"):
+            try:
+                outcome = _restore_held(held)
+            except (OSError, ValueError):
+                outcome = "left"
+            restored += outcome == "restored"
+            left += outcome == "left"
+    except OSError as exc:  # a folder gone or unreadable while it was walked
+        log.warning("inbox_walk_failed", error=exc.strerror)
     if restored:
         log.warning("inbox_files_restored", files=restored)
+    if left:
+        log.info("inbox_files_left_held", files=left, why="owner_alive_or_unknown")
     return restored
+
+
+def _restore_held(held: Path) -> str:
+    """Returns "restored", "left" (its owner may still run) or "ignored" (not ours)."""
+    parsed = parse_owned_name(held.name, HELD_PREFIX)
+    if parsed is None or held.is_symlink() or not held.is_file():
+        return "ignored"
+    owner, original = parsed
+    if owner_state(owner) is not OwnerState.DEAD:
+        return "left"
+    _put_back(held, held.with_name(original))
+    fsync_dir(held.parent)
+    return "restored"
 
 
 def _archive(held: Path, name: str, input_id: int, archive: Path) -> None:
