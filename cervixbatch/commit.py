@@ -4,7 +4,9 @@
 method for its outcome (rejected, back to the queue after a disk error, failed or retried,
 done). :class:`AfterCommit`: then the outputs of inputs this worker ended failed or
 rejected are removed, new bytes found at an input's paths are registered, inbox files are
-disposed of and DICOM results forwarded.
+disposed of and DICOM results forwarded. :func:`commit_batch`: the batch's transaction,
+retried input by input when the database refuses a row, so that one input it cannot
+record ends failed alone instead of taking the batch and the worker with it.
 
 Both schedules write outputs before they commit, so a row says done only once its files
 are on disk. Log events wait in a :class:`~cervixbatch.batch_state.DeferredLog` until the
@@ -14,6 +16,7 @@ for an input that another worker then does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from cervixbatch.outputs.outbox import Outbox
     from cervixbatch.store.db import Database
 
-__all__ = ["DISK_RETRY_SECONDS", "AfterCommit", "BatchCommit"]
+__all__ = ["DISK_RETRY_SECONDS", "AfterCommit", "BatchCommit", "commit_batch"]
 
 log = structlog.get_logger(__name__)
 
@@ -234,3 +237,84 @@ class AfterCommit:
             ]
             if item.completed and paths:
                 self._forwarder.submit(item.claimed.id, paths)
+
+
+def commit_batch(
+    db: Database,
+    work: Sequence[WorkItem],
+    outcome: BatchOutcome,
+    *,
+    owner: str,
+    max_attempts: int,
+    writer: FrameWriter,
+    on_disk_error: Callable[[], None],
+) -> None:
+    """Records the batch in one transaction; when the database refuses it for what a row
+    holds, input by input: the input it refuses even alone ends ``failed``
+    (``unrecordable``), the rest are recorded, and the worker goes on.
+
+    Each input's ``ms`` is its share of the batch's time. What is logged is logged once its
+    transaction has committed. A database that does not answer (an outage, a lock) is no
+    input's fault: that error is raised, and nothing is marked unrecordable for it.
+    """
+    now = time.perf_counter()
+    shares = {id(item): (now - item.started) * 1000 / len(work) for item in work}
+
+    def record(items: Sequence[WorkItem], attempts: int = max_attempts) -> None:
+        counted = BatchOutcome()
+        with db.session() as session:
+            commit = BatchCommit(
+                session,
+                owner=owner,
+                outcome=counted,
+                max_attempts=attempts,
+                writer=writer,
+                on_disk_error=on_disk_error,
+            )
+            for item in items:
+                commit.record(item, ms=shares[id(item)])
+        outcome.add(counted)
+        outcome.latencies_s.extend(counted.latencies_s)
+        commit.events.replay(log)  # told only once the transaction has committed
+
+    try:
+        record(work)
+    except Exception as exc:
+        if _database_unavailable(exc):
+            raise
+        log.warning("batch_commit_failed", inputs=len(work), error=type(exc).__name__)
+        _forget_commit(work)
+    else:
+        return
+    for item in work:
+        try:
+            record([item])
+        except Exception as exc:
+            if _database_unavailable(exc):
+                raise
+            _forget_commit([item])
+            item.rejection = None
+            item.transient = False
+            item.fail(
+                FailReason.UNRECORDABLE,
+                f"the database refused this input's row ({type(exc).__name__})",
+            )
+            # never retried: the same values would be refused again
+            record([item], attempts=0)
+
+
+def _forget_commit(work: Iterable[WorkItem]) -> None:
+    """What a rolled-back transaction had marked on its items (its counts were its own)."""
+    for item in work:
+        item.completed = item.committed = False
+        item.ended = None
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is out of reach or busy, not that it refuses a
+    value: a lost connection, a timeout, a lock, a deadlock."""
+    from sqlalchemy import exc as sa
+
+    return isinstance(
+        exc, sa.OperationalError | sa.InterfaceError | sa.DisconnectionError | sa.TimeoutError
+    ) or bool(getattr(exc, "connection_invalidated", False))

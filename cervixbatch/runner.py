@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Self
 import structlog
 
 from cervixbatch.batch_state import BatchOutcome, WorkItem
-from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit
+from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, commit_batch
 from cervixbatch.config import Config
 from cervixbatch.delivery.disposal import restore_held_files
 from cervixbatch.delivery.forwarder import Forwarder
@@ -353,21 +353,17 @@ class Runner:
             self.leases.progress()
 
     def _commit(self, work: Sequence[WorkItem], outcome: BatchOutcome) -> None:
-        """One transaction for the whole batch: outputs are on disk before rows say done."""
-        now = time.perf_counter()
-        with self.db.session() as session:
-            commit = BatchCommit(
-                session,
-                owner=self.owner,
-                outcome=outcome,
-                max_attempts=self.config.batch.max_attempts,
-                writer=self._writer,
-                on_disk_error=self._pause_after_disk_error,
-            )
-            for item in work:
-                # the batch's time shared among its inputs: what one input costs
-                commit.record(item, ms=(now - item.started) * 1000 / len(work))
-        commit.events.replay(log)  # told only once the transaction has committed
+        """One transaction for the whole batch (input by input if the database refuses a
+        row): outputs are on disk before rows say done."""
+        commit_batch(
+            self.db,
+            work,
+            outcome,
+            owner=self.owner,
+            max_attempts=self.config.batch.max_attempts,
+            writer=self._writer,
+            on_disk_error=self._pause_after_disk_error,
+        )
 
     def _pause_after_disk_error(self) -> None:
         self._disk_trouble_until = time.monotonic() + DISK_RETRY_SECONDS
