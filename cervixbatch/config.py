@@ -15,13 +15,13 @@ import typing
 from pathlib import Path
 from typing import Any, Self
 
-from cervixbatch.config_addresses import (
-    DicomPeer,
-    SocketAddress,
-    parse_dicom_peer,
-    parse_socket_address,
-)
+from cervixbatch.config_addresses import DicomPeer, SocketAddress, parse_socket_address
 from cervixbatch.config_checks import OTSU, accept_class_uids, check_ranges, coerce
+from cervixbatch.config_dicom import (
+    DEFAULT_ACCEPT_CLASSES,
+    DicomConfig,
+    DicomWebConfig,
+)
 from cervixbatch.config_types import (
     AfterAction,
     CervixRegion,
@@ -35,6 +35,7 @@ from cervixbatch.config_types import (
 from cervixbatch.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ACCEPT_CLASSES",
     "HIDDEN_KEYS",
     "OTSU",
     "AfterAction",
@@ -45,6 +46,7 @@ __all__ = [
     "DatabaseConfig",
     "DicomConfig",
     "DicomPeer",
+    "DicomWebConfig",
     "LimitsConfig",
     "LogFormat",
     "LogLevel",
@@ -68,16 +70,6 @@ ENV_VAR = "CERVIXBATCH_CONFIG"
 # Keys for tests and benchmarks: valid in any file, not listed in the shipped one.
 HIDDEN_KEYS = frozenset({"models.simulate_device_ms"})
 DEFAULT_FILE = "config.toml"
-
-DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
-    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
-    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image
-    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
-    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
-    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image
-)
-"""The DICOM SOP classes a colposcope writes: ``[dicom] accept_classes`` by default."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -171,36 +163,6 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DicomConfig:
-    """DICOM outputs and the optional Storage SCP."""
-
-    outputs: bool = True
-    listen: str = ""
-    ae_title: str = "CERVIXBATCH"
-    allowed_callers: tuple[str, ...] = ()  # calling AE titles; empty: nobody; ["*"]: any
-    allowed_peers: tuple[str, ...] = ()  # addresses or networks ("10.1.2.0/24"); empty: any
-    # SOP classes segmented (UIDs or PS3.6 keywords; stored as UIDs); any other DICOM
-    # object is rejected as unsupported_sop_class. Secondary Capture also needs a modality
-    # of XC, ES, OT or none.
-    accept_classes: tuple[str, ...] = DEFAULT_ACCEPT_CLASSES
-    max_associations: int = 4  # concurrent associations the Storage SCP accepts
-    max_association_mb: float = 2048.0  # data one association may store; more is refused
-    forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
-    forward_retries: int = 3  # further attempts after a failed forward
-    forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
-
-    @property
-    def listen_address(self) -> SocketAddress | None:
-        """``listen`` parsed (checked at load); None when no Storage SCP is wanted."""
-        return parse_socket_address(self.listen) if self.listen else None
-
-    @property
-    def forward_peer(self) -> DicomPeer | None:
-        """``forward`` parsed (checked at load); None when nothing is forwarded."""
-        return parse_dicom_peer(self.forward) if self.forward else None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """The optional Prometheus endpoint."""
 
@@ -247,6 +209,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "output": OutputConfig,
     "limits": LimitsConfig,
     "dicom": DicomConfig,
+    "dicomweb": DicomWebConfig,
     "metrics": MetricsConfig,
     "report": ReportConfig,
     "retention": RetentionConfig,
@@ -265,7 +228,9 @@ class Config:
     models: ModelsConfig = ModelsConfig()
     output: OutputConfig = OutputConfig()
     limits: LimitsConfig = LimitsConfig()
-    dicom: DicomConfig = DicomConfig()
+    # frozen, from config_dicom: a factory only because ruff cannot see they are immutable
+    dicom: DicomConfig = dataclasses.field(default_factory=DicomConfig)
+    dicomweb: DicomWebConfig = dataclasses.field(default_factory=DicomWebConfig)
     metrics: MetricsConfig = MetricsConfig()
     report: ReportConfig = ReportConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -299,7 +264,14 @@ class Config:
             lesion=_absolute_model_ref(self.models.lesion, base),
             cache=_absolute(self.models.cache, base) if self.models.cache else None,
         )
-        return dataclasses.replace(self, paths=paths, watch=watch, database=database, models=models)
+        web = self.dicomweb
+        dicomweb = dataclasses.replace(
+            web, credentials_file=_absolute_name(web.credentials_file, base),
+            ca_file=_absolute_name(web.ca_file, base),
+        )  # fmt: skip
+        return dataclasses.replace(
+            self, paths=paths, watch=watch, database=database, models=models, dicomweb=dicomweb
+        )
 
     @property
     def read_limits_bytes(self) -> int:
@@ -370,6 +342,11 @@ def _build_section(section_type: type[Any], name: str, values: dict[str, Any], s
 
 def _absolute(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
+
+
+def _absolute_name(name: str, base: Path) -> str:
+    """A file setting that may be empty (""): made absolute when set."""
+    return str(_absolute(Path(name).expanduser(), base)) if name else ""
 
 
 def _absolute_model_ref(ref: str, base: Path) -> str:

@@ -45,11 +45,15 @@ _POSITIVE = {
     "dicom.max_association_mb": 0.001,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
+    "dicomweb.retries": 0,
+    "dicomweb.backoff_seconds": 0.0,
+    "dicomweb.timeout_seconds": 0.1,
     "models.cervix_input_size": 0,
     "models.lesion_input_size": 0,
     "retention.outputs_days": 0,
     "retention.rows_days": 0,
 }
+_URLS = {"dicomweb": ("stow_url",)}
 _UNIT_INTERVAL = {
     "models.cervix_threshold",
     "models.lesion_threshold",
@@ -112,6 +116,16 @@ def check_ranges(section: Any, name: str, source: str) -> None:
         _check_address(section.forward, parse_dicom_peer, f"{name}.forward", source)
     if name == "metrics":
         _check_address(section.listen, parse_socket_address, f"{name}.listen", source)
+    _check_urls(section, name, source)
+
+
+def _check_urls(section: Any, name: str, source: str) -> None:
+    """A DICOMweb URL is http(s), so that a typo stops the start with exit 2."""
+    for key in _URLS.get(name, ()):
+        url = getattr(section, key)
+        if url and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            message = f"expected an http:// or https:// URL, got {url!r}"
+            raise ConfigError(message, file=source, key=f"{name}.{key}")
 
 
 def _check_address(text: str, parse: Callable[[str], object], key: str, source: str) -> None:

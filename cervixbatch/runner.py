@@ -118,7 +118,8 @@ class Runner:
             _worker_count(config.batch.write_workers), thread_name_prefix="cervixbatch-write"
         )
         self._writer = FrameWriter(config, self.outbox, stages)
-        self._forwarder = Forwarder(config, db) if config.dicom.forward else None
+        sends = config.dicom.forward or config.dicomweb.stow_url  # C-STORE, STOW-RS
+        self._forwarder = Forwarder(config, db) if sends else None
         self._after_commit = AfterCommit(config, db, self.outbox, self.registrar, self._forwarder)
         self._overlap: Overlap | None = None
         if config.batch.pipeline:  # batches overlap (cervixbatch/pipelined.py)

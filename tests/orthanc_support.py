@@ -26,7 +26,7 @@ import pytest
 import requests
 from conftest import require_executable, tool_missing
 
-__all__ = ["Orthanc", "free_port", "running_orthanc"]
+__all__ = ["Orthanc", "free_port", "orthanc_in", "running_orthanc"]
 
 INSTALL = "apt-get install orthanc orthanc-dicomweb"
 MODALITY = "cervixbatch"  # our Storage SCP, as Orthanc knows it
@@ -76,7 +76,9 @@ def dicomweb_plugin() -> str | None:
 class Orthanc:
     """One Orthanc process on loopback, with its configuration, storage and log in ``folder``."""
 
-    def __init__(self, folder: Path, executable: str, plugin: str) -> None:
+    def __init__(
+        self, folder: Path, executable: str, plugin: str, users: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.executable = executable
         self.http_port = free_port()
@@ -97,7 +99,9 @@ class Orthanc:
             "DicomAet": ORTHANC_AE,
             "DicomCheckCalledAETitle": False,
             "RemoteAccessAllowed": False,  # HTTP from loopback only ...
-            "AuthenticationEnabled": False,  # ... so no password is needed
+            # ... so no password is needed, unless the test names users (basic auth)
+            "AuthenticationEnabled": bool(users),
+            "RegisteredUsers": users or {},
             "HttpCompressionEnabled": False,
             "SaveJobs": False,
             "ConcurrentJobs": 2,
@@ -108,6 +112,8 @@ class Orthanc:
         }
         self.config.write_text(json.dumps(settings, indent=2), encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
+        # the REST helpers log in as the first user, when there are users
+        self.auth = next(iter(users.items())) if users else None
 
     def start(self) -> None:
         """Runs Orthanc and returns once its REST API answers."""
@@ -122,7 +128,7 @@ class Orthanc:
                 self.process = None
                 pytest.fail(f"Orthanc exited at start:\n{self.log_tail()}")
             try:
-                if requests.get(f"{self.url}/system", timeout=2).ok:
+                if requests.get(f"{self.url}/system", auth=self.auth, timeout=2).ok:
                     return
             except requests.ConnectionError:
                 pass
@@ -150,16 +156,16 @@ class Orthanc:
 
     def get(self, path: str, **params: Any) -> Any:
         """GET ``path`` of the REST API; the decoded JSON."""
-        response = requests.get(f"{self.url}{path}", params=params, timeout=30)
+        response = requests.get(f"{self.url}{path}", params=params, auth=self.auth, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: Any) -> Any:
         """POST JSON (or raw bytes) to ``path``; the decoded JSON."""
         if isinstance(body, bytes):
-            response = requests.post(f"{self.url}{path}", data=body, timeout=60)
+            response = requests.post(f"{self.url}{path}", data=body, auth=self.auth, timeout=60)
         else:
-            response = requests.post(f"{self.url}{path}", json=body, timeout=120)
+            response = requests.post(f"{self.url}{path}", json=body, auth=self.auth, timeout=120)
         response.raise_for_status()
         return response.json()
 
@@ -175,7 +181,9 @@ class Orthanc:
 
     def instance_file(self, instance_id: str) -> bytes:
         """The stored DICOM file of one instance."""
-        response = requests.get(f"{self.url}/instances/{instance_id}/file", timeout=30)
+        response = requests.get(
+            f"{self.url}/instances/{instance_id}/file", auth=self.auth, timeout=30
+        )
         response.raise_for_status()
         return response.content
 
@@ -185,6 +193,7 @@ class Orthanc:
             f"{self.dicomweb}{path}",
             params=params,
             headers={"Accept": "application/dicom+json"},
+            auth=self.auth,
             timeout=30,
         )
         response.raise_for_status()
@@ -193,17 +202,24 @@ class Orthanc:
     def clear(self) -> None:
         """Deletes every patient (and so everything) Orthanc holds."""
         for patient in self.get("/patients"):
-            requests.delete(f"{self.url}/patients/{patient}", timeout=30).raise_for_status()
+            requests.delete(
+                f"{self.url}/patients/{patient}", auth=self.auth, timeout=30
+            ).raise_for_status()
+
+
+def orthanc_in(folder: Path, users: dict[str, str] | None = None) -> Orthanc:
+    """An Orthanc configured in ``folder``, not started (skips or fails when missing)."""
+    executable = orthanc_executable()
+    plugin = dicomweb_plugin()
+    if plugin is None:
+        tool_missing(f"Orthanc's DICOMweb plugin is not installed ({INSTALL})")
+    return Orthanc(folder, executable, plugin, users)
 
 
 def running_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     """Runs one Orthanc until the generator is closed (skips locally, fails in CI, when
     Orthanc or its DICOMweb plugin is missing): the body of conftest's ``orthanc``."""
-    executable = orthanc_executable()
-    plugin = dicomweb_plugin()
-    if plugin is None:
-        tool_missing(f"Orthanc's DICOMweb plugin is not installed ({INSTALL})")
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"), executable, plugin)
+    server = orthanc_in(tmp_path_factory.mktemp("orthanc"))
     server.start()
     try:
         yield server

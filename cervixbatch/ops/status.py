@@ -18,6 +18,7 @@ from cervixbatch.config import Config
 from cervixbatch.outputs.diskspace import free_mb
 from cervixbatch.store import overview, workers
 from cervixbatch.store.db import Database
+from cervixbatch.store.deliveries import delivery_counts
 from cervixbatch.store.queue import owner_is_dead, status_counts
 
 __all__ = ["StatusReport", "WorkerState", "gather_status", "render_status_json"]
@@ -87,6 +88,8 @@ class StatusReport:
     stale_after_s: float
     max_queue_age_s: float
     problems: tuple[str, ...]
+    # results on their way to a PACS, per leg ("cstore", "stow") and state
+    deliveries: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -127,6 +130,7 @@ class StatusReport:
                 "low": self.disk_low,
             },
             "last_error": self.last_error,
+            "deliveries": self.deliveries,
             "thresholds": {
                 "stale_after_s": self.stale_after_s,
                 "max_queue_age_s": self.max_queue_age_s,
@@ -144,6 +148,7 @@ def gather_status(
         counts = status_counts(session)
         oldest = overview.oldest_queued(session)
         failure = overview.last_failure(session)
+        deliveries = delivery_counts(session)
     states = tuple(_judge(row, now, stale_after_s) for row in rows)
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
     try:
@@ -167,6 +172,7 @@ def gather_status(
         stale_after_s=stale_after_s,
         max_queue_age_s=max_queue_age_s,
         problems=tuple(problems),
+        deliveries=deliveries,
     )
 
 

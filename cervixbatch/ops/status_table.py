@@ -15,6 +15,7 @@ __all__ = ["render_status_table"]
 
 _STATE_STYLE = {WorkerState.ALIVE: "green", WorkerState.STALE: "bold red", WorkerState.STOPPED: ""}
 _LABEL = "[bold]{:<10}[/]"
+_LEG_LABEL = {"cstore": "C-STORE", "stow": "STOW-RS"}  # results sent to a PACS, per state
 
 
 def render_status_table(report: StatusReport, *, width: int = 120, colour: bool = False) -> str:
@@ -44,6 +45,9 @@ def render_status_table(report: StatusReport, *, width: int = 120, colour: bool 
             _LABEL.format("disk") + f"{report.disk_free_mb:,.0f} MiB free on the outbox's disk "
             f"(watermark {report.min_free_mb:,.0f} MiB){low}"
         )
+    for leg, states in report.deliveries.items():
+        line = "  ".join(f"{state} {count}" for state, count in sorted(states.items()))
+        console.print(_LABEL.format(_LEG_LABEL.get(leg, leg)) + line)
     for pause in report.paused:
         console.print(_LABEL.format("paused") + escape(f"{pause['worker']}: {pause['reason']}"))
     if report.last_error is not None:

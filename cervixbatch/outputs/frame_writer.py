@@ -144,6 +144,9 @@ class FrameWriter:
             forward_status=ForwardStatus.PENDING
             if outputs.dicom_seg and self.config.dicom.forward
             else None,
+            stow_status=ForwardStatus.PENDING
+            if outputs.dicom_seg and self.config.dicomweb.stow_url
+            else None,
             cervix_model=self.stages.cervix_version,
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,

@@ -152,6 +152,9 @@ def result_dict(result: Result) -> dict[str, Any]:
             "sc_sop_instance_uid": result.dicom_sc_uid,
             "forward_status": result.forward_status,
             "forward_detail": result.forward_detail,
+            "stow_status": result.stow_status,
+            "stow_detail": result.stow_detail,
+            "stow_http_status": result.stow_http_status,
         }
     if result.dicom_skipped:
         # A DICOM input whose SEG/SC could not be built: the masks are the result.

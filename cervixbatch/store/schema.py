@@ -204,6 +204,10 @@ class Result(Base):
     dicom_skipped_detail: Mapped[str | None] = mapped_column(Text)
     forward_status: Mapped[str | None] = mapped_column(String(16))  # ForwardStatus
     forward_detail: Mapped[str | None] = mapped_column(Text)
+    # the same, for [dicomweb] stow_url (STOW-RS), with the HTTP error status it answered
+    stow_status: Mapped[str | None] = mapped_column(String(16))  # ForwardStatus
+    stow_detail: Mapped[str | None] = mapped_column(Text)
+    stow_http_status: Mapped[int | None] = mapped_column(Integer)
     cervix_model: Mapped[str] = mapped_column(String(64))  # sha256 of the model
     lesion_model: Mapped[str] = mapped_column(String(64))
     precision: Mapped[str] = mapped_column(String(16))
@@ -224,6 +228,9 @@ class Result(Base):
         Index("ix_results_purge", "outputs_purged_at", "created_at"),
         # "was anything ever reprocessed?": reports skip the latest-run filter if not
         Index("ix_results_run", "run"),
+        # `status` counts the deliveries to a PACS per leg and state
+        Index("ix_results_forward_status", "forward_status"),
+        Index("ix_results_stow_status", "stow_status"),
     )
 
 
