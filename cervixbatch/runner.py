@@ -223,6 +223,7 @@ class Runner:
                 owner=self.owner,
                 limit=self.config.batch.size,
                 lease_seconds=self.config.batch.lease_seconds,
+                max_attempts=self.config.batch.max_attempts,
             )
             runs = next_runs(session, [c.id for c in claimed])
         return [WorkItem(claimed=c, run=runs[c.id], started=clock) for c in claimed]

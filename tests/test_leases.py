@@ -45,20 +45,21 @@ def test_lease_expiry_is_judged_by_the_database_clock(
     first = _register(db, "a").input_id
     second = _register(db, "b").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     _skew_worker_clock(monkeypatch, dt.timedelta(hours=1))
     with db.session() as session:
-        assert [c.id for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60)] == [
-            second
-        ]
+        assert [
+            c.id
+            for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
+        ] == [second]
     with db.session() as session:
-        assert queue.claim(session, owner="w3", limit=5, lease_seconds=60) == []
+        assert queue.claim(session, owner="w3", limit=5, lease_seconds=60, max_attempts=3) == []
         assert queue.recover(session, max_attempts=3) == (0, 0)
         assert queue.expired_leases(session) == 0
     assert _holder(db, first) == (Status.PROCESSING, "w1")
     _skew_worker_clock(monkeypatch, dt.timedelta(hours=-1))
     with db.session() as session:  # w2's claim, made while its clock was fast, holds too
-        assert queue.claim(session, owner="w4", limit=5, lease_seconds=60) == []
+        assert queue.claim(session, owner="w4", limit=5, lease_seconds=60, max_attempts=3) == []
     assert _holder(db, second) == (Status.PROCESSING, "w2")
 
 
@@ -76,7 +77,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
     stands (PostgreSQL, where the two run truly at once)."""
     input_id = _register(pg, "c").input_id
     with pg.session() as session:
-        queue.claim(session, owner="gone", limit=1, lease_seconds=60)
+        queue.claim(session, owner="gone", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=5)))
     other = open_database(pg.engine.url.render_as_string(hide_password=False), migrate=False)
     taken: list[int] = []
@@ -85,7 +86,10 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
         if not taken and statement.lstrip().upper().startswith("UPDATE INPUTS"):
             with other.session() as session:
                 taken.extend(
-                    c.id for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+                    c.id
+                    for c in queue.claim(
+                        session, owner="w2", limit=1, lease_seconds=60, max_attempts=3
+                    )
                 )
 
     event.listen(pg.engine, "before_cursor_execute", take_over_first)
@@ -104,7 +108,7 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
     hears a ping each beat); once released they lapse and another worker takes them."""
     input_id = _register(db, "d").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0)
+        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
     with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=60) as keeper:
         keeper.set_beat(lambda: pings.append(time.monotonic()), 0.5)
@@ -113,13 +117,16 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
         while time.monotonic() < deadline:
             keeper.progress()
             with db.session() as session:
-                assert queue.claim(session, owner="w2", limit=1, lease_seconds=1.0) == []
+                assert (
+                    queue.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
+                    == []
+                )
             time.sleep(0.2)
         keeper.release([input_id])
         assert len(pings) >= 5
         time.sleep(1.5)
         with db.session() as session:
-            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=1.0)
+            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
     assert taken.id == input_id and taken.attempts == 2
 
 
@@ -128,14 +135,45 @@ def test_a_stalled_batch_stops_renewing_and_pinging(db: Database) -> None:
     others to take over and the watchdog hears nothing more, so systemd restarts it."""
     input_id = _register(db, "e").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0)
+        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
     with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=0.5) as keeper:
         keeper.set_beat(lambda: pings.append(time.monotonic()), 0.2)
         keeper.hold([input_id])
         time.sleep(2.5)  # no progress reported at all
         with db.session() as session:
-            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
         last_ping = max(pings, default=0.0)
     assert taken.id == input_id
     assert time.monotonic() - last_ping > 1.5
+
+
+def test_a_takeover_past_max_attempts_fails_the_input_instead(db: Database) -> None:
+    """An input whose claim lapsed max_attempts times (it took down that many workers) is
+    never taken over again: the claim that finds it ends it failed (worker_died) and
+    takes the next queued input in its place."""
+    poison = _register(db, "f").input_id
+    innocent = _register(db, "0" * 63 + "1", "/in/b.jpg").input_id
+    for attempt, owner in enumerate(("w1", "w2", "w3"), start=1):
+        with db.session() as session:
+            (taken,) = queue.claim(session, owner=owner, limit=1, lease_seconds=60, max_attempts=3)
+            session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+        assert (taken.id, taken.attempts) == (poison, attempt)
+    with db.session() as session:
+        claimed = queue.claim(session, owner="w4", limit=1, lease_seconds=60, max_attempts=3)
+    assert [c.id for c in claimed] == [innocent]
+    with db.read_session() as session:
+        row = session.get(Input, poison)
+        assert row is not None
+        assert (row.status, row.reason, row.attempts, row.lease_owner) == (
+            Status.FAILED,
+            "worker_died",
+            3,
+            None,
+        )
+        assert row.detail == "the worker stopped while processing this input 3 times"
+        assert row.finished_at is not None
+    with db.session() as session:
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+        again = queue.claim(session, owner="w5", limit=5, lease_seconds=60, max_attempts=3)
+    assert [c.id for c in again] == [innocent]  # the poison is never claimed again

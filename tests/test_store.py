@@ -79,9 +79,9 @@ def test_claim_takes_oldest_first_and_never_twice(db: Database) -> None:
     for letter in "cdef":
         _register(db, letter, f"/in/{letter}.jpg")
     with db.session() as session:
-        first = queue.claim(session, owner="w1", limit=3, lease_seconds=60)
+        first = queue.claim(session, owner="w1", limit=3, lease_seconds=60, max_attempts=3)
     with db.session() as session:
-        second = queue.claim(session, owner="w2", limit=3, lease_seconds=60)
+        second = queue.claim(session, owner="w2", limit=3, lease_seconds=60, max_attempts=3)
     assert [c.id for c in first] == [1, 2, 3]
     assert [c.id for c in second] == [4]
     assert all(c.attempts == 1 for c in first + second)
@@ -91,7 +91,7 @@ def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
     """Completing needs the lease: a worker that lost it writes nothing."""
     reg = _register(db, "g")
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     row = Result(
         frame=0,
         width=4,
@@ -140,7 +140,7 @@ def test_failures_retry_then_fail(db: Database) -> None:
     statuses = []
     for _ in range(3):
         with db.session() as session:
-            (claimed,) = queue.claim(session, owner="w", limit=1, lease_seconds=60)
+            (claimed,) = queue.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
         with db.session() as session:
             statuses.append(
                 queue.fail(
@@ -162,7 +162,7 @@ def test_reject_is_terminal_with_reason(db: Database) -> None:
     """A rejected input keeps its reason code and sentence and is never claimed again."""
     reg = _register(db, "i")
     with db.session() as session:
-        queue.claim(session, owner="w", limit=1, lease_seconds=60)
+        queue.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
         queue.reject(
             session,
             input_id=reg.input_id,
@@ -171,7 +171,7 @@ def test_reject_is_terminal_with_reason(db: Database) -> None:
             detail="the JPEG ends early",
         )
     with db.session() as session:
-        assert queue.claim(session, owner="w", limit=5, lease_seconds=60) == []
+        assert queue.claim(session, owner="w", limit=5, lease_seconds=60, max_attempts=3) == []
         counts = queue.status_counts(session)
     assert counts["rejected"] == 1 and counts["queued"] == 0
 
@@ -190,10 +190,9 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
     gone = dataclasses.replace(this_process(), pid=int(dead), start=1)
     host_dead_owner = f"{gone.token()}:abcd"
     with db.session() as session:
-        queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 1: dead
-        queue.claim(session, owner="otherhost:1:x", limit=1, lease_seconds=600)  # 2: alive
-        queue.claim(session, owner="otherhost:2:x", limit=1, lease_seconds=600)  # 3: expired
-        queue.claim(session, owner=host_dead_owner, limit=1, lease_seconds=600)  # 4: too often
+        for owner in (host_dead_owner, "otherhost:1:x", "otherhost:2:x", host_dead_owner):
+            # 1: dead, 2: alive, 3: expired, 4: too often
+            queue.claim(session, owner=owner, limit=1, lease_seconds=600, max_attempts=3)
         past = utcnow() - dt.timedelta(seconds=1)
         session.execute(update(Input).where(Input.id == 3).values(lease_expires=past))
         session.execute(update(Input).where(Input.id == 4).values(attempts=3))
@@ -209,10 +208,10 @@ def test_expired_lease_can_be_claimed_by_another_worker(db: Database) -> None:
     """A claim whose lease ran out is taken over by the next claim."""
     _register(db, "n")
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60)
+        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
     with db.session() as session:
-        (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60)
+        (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
     assert taken.attempts == 2
 
 
@@ -264,7 +263,9 @@ def test_concurrent_claims_never_take_an_input_twice(db: Database) -> None:
     def worker(name: str) -> None:
         while True:
             with db.session() as session:
-                claimed = queue.claim(session, owner=name, limit=3, lease_seconds=60)
+                claimed = queue.claim(
+                    session, owner=name, limit=3, lease_seconds=60, max_attempts=3
+                )
             if not claimed:
                 return
             with lock:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from cervixbatch.errors import FailReason
 from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
 from cervixbatch.store.clock import db_now, db_now_plus
-from cervixbatch.store.schema import Input, Sighting, Status, utcnow
+from cervixbatch.store.schema import Input, Sighting, Status, active, utcnow
 
 __all__ = [
     "ClaimedInput",
@@ -64,23 +64,45 @@ class ClaimedInput:
     created_at: dt.datetime | None = None  # when first found: latency is measured from here
 
 
-def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> list[ClaimedInput]:
+def claim(
+    session: Session, *, owner: str, limit: int, lease_seconds: float, max_attempts: int
+) -> list[ClaimedInput]:
     """Takes up to ``limit`` queued inputs (and any whose lease has expired), oldest first.
 
     Expiry is judged by the database's clock. A takeover is a compare-and-set: the row is
     taken only if its owner and expiry are still the ones read, so a claim renewed or taken
-    by someone else in between is left alone.
+    by someone else in between is left alone. Taking a claim over counts an attempt; an
+    expired claim that has had ``max_attempts`` already (its input took down that many
+    workers) ends ``failed`` instead, and is never claimed again.
+
+    The query reads the active rows only (the partial index ``ix_inputs_active``): its cost
+    does not grow with the finished inputs behind them.
     """
-    expired = and_(Input.status == Status.PROCESSING, Input.lease_expires < db_now())
-    candidates = session.execute(
-        select(Input.id, Input.status, Input.lease_owner, Input.lease_expires)
-        .where(or_(Input.status == Status.QUEUED, expired))
-        .order_by(Input.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not candidates:
-        return []
+    rows: list[tuple[Any, ...]] = []
+    while len(rows) < limit:
+        candidates = session.execute(
+            select(Input.id, Input.status, Input.lease_owner, Input.lease_expires, Input.attempts)
+            .where(active(), or_(Input.status == Status.QUEUED, Input.lease_expires < db_now()))
+            .order_by(Input.id)
+            .limit(limit - len(rows))
+            .with_for_update(skip_locked=True)
+        ).all()
+        taken, retired = _take(session, owner, candidates, lease_seconds, max_attempts)
+        rows.extend(taken)
+        if not candidates or not retired:
+            break  # a retired input left room: look again, else this is all there is
+    return _with_paths(session, rows)
+
+
+def _take(
+    session: Session,
+    owner: str,
+    candidates: Sequence[Any],
+    lease_seconds: float,
+    max_attempts: int,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Claims the candidates still as read; returns the rows taken and how many expired
+    claims were retired as ``failed`` instead (attempts spent)."""
     taking = update(Input).values(
         status=Status.PROCESSING,
         lease_owner=owner,
@@ -100,8 +122,12 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> 
                 .execution_options(synchronize_session=False)
             )
         )
-    for input_id, status, previous, expires in candidates:
+    retired = 0
+    for input_id, status, previous, expires, attempts in candidates:
         if Status(status) is not Status.PROCESSING:
+            continue
+        if attempts >= max_attempts:
+            retired += _give_up(session, int(input_id), previous, expires, attempts)
             continue
         taken = session.execute(
             taking.where(Input.id == input_id, _same_claim(previous, expires))
@@ -111,7 +137,38 @@ def claim(session: Session, *, owner: str, limit: int, lease_seconds: float) -> 
         if taken:
             log.warning("lease_taken_over", input_id=int(input_id), previous_owner=previous)
         rows.extend(tuple(row) for row in taken)
-    return _with_paths(session, rows)
+    return rows, retired
+
+
+def _give_up(
+    session: Session,
+    input_id: int,
+    owner: str | None,
+    expires: dt.datetime | None,
+    attempts: int,
+) -> bool:
+    """Ends an input whose worker stopped ``attempts`` times ``failed`` (worker_died), if
+    its claim is still the one read; True when it did."""
+    result = session.execute(
+        update(Input)
+        .where(Input.id == input_id, _same_claim(owner, expires))
+        .values(lease_owner=None, lease_expires=None, **_worker_died(attempts))
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    log.warning("input_gave_up", input_id=input_id, reason=FailReason.WORKER_DIED.value)
+    return True
+
+
+def _worker_died(attempts: int) -> dict[str, Any]:
+    """The row of an input that took down its worker ``attempts`` times."""
+    return {
+        "status": Status.FAILED,
+        "reason": FailReason.WORKER_DIED,
+        "detail": f"the worker stopped while processing this input {attempts} times",
+        "finished_at": utcnow(),
+    }
 
 
 def _same_claim(owner: str | None, expires: dt.datetime | None) -> ColumnElement[bool]:
@@ -176,16 +233,7 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
         if not is_expired and not (owner and owner_is_dead(owner)):
             continue
         gave_up = attempts >= max_attempts
-        values: dict[str, Any] = (
-            {
-                "status": Status.FAILED,
-                "reason": FailReason.WORKER_DIED,
-                "detail": f"the worker stopped while processing this input {attempts} times",
-                "finished_at": utcnow(),
-            }
-            if gave_up
-            else {"status": Status.QUEUED}
-        )
+        values = _worker_died(attempts) if gave_up else {"status": Status.QUEUED}
         result = session.execute(
             update(Input)
             .where(Input.id == input_id, _same_claim(owner, expires))

@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from cervixbatch.store.schema import Input, Status, UTCDateTime
+from cervixbatch.store.schema import Input, Status, UTCDateTime, failed
 
 __all__ = ["LastFailure", "last_failure", "oldest_queued"]
 
@@ -35,11 +35,12 @@ def oldest_queued(session: Session) -> dt.datetime | None:
 
 
 def last_failure(session: Session) -> LastFailure | None:
-    """The latest input to end ``failed``, if any."""
+    """The latest input to end ``failed`` (when it did is known), if any: one step down
+    the partial index of failed inputs, however many there are."""
     row = session.execute(
         select(Input.id, Input.reason, Input.finished_at)
-        .where(Input.status == Status.FAILED)
-        .order_by(Input.finished_at.desc().nulls_last(), Input.id.desc())
+        .where(failed(), Input.finished_at.is_not(None))
+        .order_by(Input.finished_at.desc(), Input.id.desc())
         .limit(1)
     ).first()
     if row is None:

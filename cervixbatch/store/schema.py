@@ -17,8 +17,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TextClause,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -27,11 +29,14 @@ __all__ = [
     "Disposition",
     "ForwardStatus",
     "Input",
+    "InputTally",
     "Result",
     "Sighting",
     "Status",
     "UTCDateTime",
     "Worker",
+    "active",
+    "failed",
     "utcnow",
 ]
 
@@ -123,6 +128,23 @@ _status = Enum(
 )
 
 
+# The inputs a worker may still touch. Written out literally, in the partial index and in
+# every query meant to use it: both planners prove a partial index usable only when the
+# query's condition contains the index's, and a bound parameter would hide the values.
+ACTIVE_SQL = "status IN ('queued', 'processing')"
+FAILED_SQL = "status = 'failed'"  # the latest failure, for `status`
+
+
+def active() -> TextClause:
+    """The condition of :data:`ACTIVE_SQL`, for queries that read active inputs only."""
+    return text(f"inputs.{ACTIVE_SQL}")
+
+
+def failed() -> TextClause:
+    """The condition of :data:`FAILED_SQL`, for the partial index of failed inputs."""
+    return text(f"inputs.{FAILED_SQL}")
+
+
 class Input(Base):
     """One input file, identified by the sha256 of its bytes: the durable queue's row."""
 
@@ -167,7 +189,35 @@ class Input(Base):
         Index("ix_inputs_created_at", "created_at"),
         Index("ix_inputs_study_uid", "study_uid"),
         Index("ix_inputs_status_processing_ms", "status", "processing_ms"),  # median, slowest
+        # claims, renewals and the queue's counts read active rows only, never the history
+        Index(
+            "ix_inputs_active",
+            "id",
+            postgresql_where=text(ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+        ),
+        Index(
+            "ix_inputs_failed",
+            "finished_at",
+            "id",
+            postgresql_where=text(FAILED_SQL),
+            sqlite_where=text(FAILED_SQL),
+        ),
     )
+
+
+class InputTally(Base):
+    """How many inputs are in each status and reason, as deltas a trigger appends on every
+    insert, change of status or reason, and delete of an input; summed (and now and then
+    folded into one row per status and reason) they give the counts without reading the
+    inputs themselves (:mod:`cervixbatch.store.tallies`)."""
+
+    __tablename__ = "input_tallies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    delta: Mapped[int] = mapped_column(BigInteger)
 
 
 class Result(Base):
