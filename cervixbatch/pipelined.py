@@ -315,8 +315,7 @@ class Overlap:
         log.error(
             "segmentation_failed",
             inputs=sorted({job.item.claimed.id for job in jobs}),
-            error=type(exc).__name__,
-            detail=str(exc),
+            error=type(exc).__name__,  # its text may quote a path or a value: not logged
         )
         for job in jobs:
             job.item.fail(FailReason.INTERNAL_ERROR, f"segmentation failed: {type(exc).__name__}")

@@ -171,7 +171,7 @@ def _send_all(
         code = int(status.get("Status", -1)) if status else -1
         if code in _STORED:
             stored.append(path)
-            log.debug("dicom_forward_stored", sop_instance_uid=str(ds.SOPInstanceUID))
+            log.debug("dicom_forward_stored")  # no UID in a log, not even our own
         elif code == -1:
             return stored, f"no response from {peer} (timeout or connection lost)"
         else:

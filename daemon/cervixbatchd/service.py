@@ -227,7 +227,8 @@ class Service:
         try:
             outcomes = self._runner.finish_in_flight()
         except Exception as exc:  # noqa: BLE001 - recovery requeues them; teardown goes on
-            log.warning("finish_failed", error=type(exc).__name__, detail=str(exc))
+            # its text may quote a statement, a path or a value: the type says enough
+            log.warning("finish_failed", error=type(exc).__name__)
             return
         for outcome in outcomes:
             if self._telemetry is not None:
