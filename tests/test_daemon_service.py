@@ -32,7 +32,8 @@ _SYSTEMD_VARIABLES = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
 
 class Daemon:
     """One `python -m cervixbatchd` process with its stdout (JSON logs) in a file; with
-    ``fsync_delay``, on a slow disk (tests/slow_disk.py)."""
+    ``fsync_delay``, on a slow disk (tests/slow_disk.py); with ``cli``, started as
+    `cervixbatch run` instead (the same service)."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Daemon:
         env: dict[str, str] | None = None,
         *args: str,
         fsync_delay: float | None = None,
+        cli: bool = False,
     ) -> None:
         self.config = config
         self.stdout = config.parent / f"{name}.out.log"
@@ -51,9 +53,12 @@ class Daemon:
         if fsync_delay is not None:
             launcher = [str(Path(__file__).with_name("slow_disk.py"))]
             environ["CERVIXBATCH_TEST_FSYNC_DELAY"] = str(fsync_delay)
+        command = [sys.executable, *launcher, "--config", str(config), *args]
+        if cli:
+            command = [sys.executable, "-m", "cervixbatch.cli", "--config", str(config), "run"]
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, *launcher, "--config", str(config), *args],
+                command,
                 stdout=out,
                 stderr=err,
                 env=environ,
@@ -93,8 +98,9 @@ def daemons() -> Iterator[Callable[..., Daemon]]:
         env: dict[str, str] | None = None,
         *args: str,
         fsync_delay: float | None = None,
+        cli: bool = False,
     ) -> Daemon:
-        daemon = Daemon(config, name, env, *args, fsync_delay=fsync_delay)
+        daemon = Daemon(config, name, env, *args, fsync_delay=fsync_delay, cli=cli)
         started.append(daemon)
         return daemon
 
