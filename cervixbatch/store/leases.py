@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cervixbatch.errors import FailReason
 from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
+from cervixbatch.store import tallies
 from cervixbatch.store.clock import db_now, db_now_plus
 from cervixbatch.store.schema import Input, Sighting, Status, active, utcnow
 
@@ -91,6 +92,7 @@ def claim(
         rows.extend(taken)
         if not candidates or not retired:
             break  # a retired input left room: look again, else this is all there is
+    tallies.fold(session)  # the counts' deltas this work appended, summed now and then
     return _with_paths(session, rows)
 
 
@@ -243,6 +245,7 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
         if result.rowcount:  # type: ignore[attr-defined]
             failed += gave_up
             requeued += not gave_up
+    tallies.fold(session)
     return requeued, failed
 
 
