@@ -5,7 +5,7 @@ The public API, for scripts that drive the library without the command line::
     import cervixbatch
 
     config = cervixbatch.load_config(Path("config.toml"))
-    db = cervixbatch.open_database(config.database.url)
+    db = cervixbatch.open_configured(config)          # durable where inputs are removed
     stages = cervixbatch.load_stages(config)          # the two models, as configured
     with cervixbatch.Runner(config, db, stages) as runner:
         runner.registrar.register(Path("inbox/photo.jpg"))
@@ -27,6 +27,7 @@ _PUBLIC = {
     "Config": "cervixbatch.config",
     "load_config": "cervixbatch.config",
     "open_database": "cervixbatch.store.db",
+    "open_configured": "cervixbatch.store.db",
     "Database": "cervixbatch.store.db",
     "Status": "cervixbatch.store.schema",
     "load_stages": "cervixbatch.model.pair",
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "load_config",
     "load_stages",
+    "open_configured",
     "open_database",
 ]
 
@@ -70,7 +72,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     )
     from cervixbatch.model.pair import Stages, load_stages
     from cervixbatch.runner import Runner
-    from cervixbatch.store.db import Database, open_database
+    from cervixbatch.store.db import Database, open_configured, open_database
     from cervixbatch.store.schema import Status
 
 

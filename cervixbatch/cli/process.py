@@ -12,7 +12,7 @@ from cervixbatch.config import Config
 from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
-from cervixbatch.store.db import open_database
+from cervixbatch.store.db import open_configured
 from cervixbatch.store.schema import Status
 
 __all__ = ["ProcessTotals", "process_paths"]
@@ -36,7 +36,7 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
 
     Failures of ours are retried (``batch.max_attempts``) before an input counts as failed.
     """
-    db = open_database(config.database.url)
+    db = open_configured(config)
     totals = ProcessTotals()
     presence: WorkerPresence | None = None
     stop_reason, error = "error", None

@@ -1,8 +1,19 @@
-"""One engine per process, SQLite tuned for a writer and readers, migrations run at start."""
+"""One engine per process, SQLite tuned for a writer and readers, migrations run at start.
+
+Durable before destructive: where a commit is followed by removing something for good
+(``watch.after`` = ``delete`` or ``archive`` takes the input out of the inbox once its
+``done`` row is committed), SQLite runs with ``synchronous = FULL``, so the commit's WAL
+frames are fsynced before the commit returns, hence before the inbox file goes. With
+``NORMAL`` the WAL reaches the disk only at a checkpoint: a power cut could roll the
+commit back after the photo was gone. Where nothing is removed (``keep``) ``NORMAL``
+stays: a commit lost to a power cut is only processed again. (PostgreSQL's commit is
+durable with its default ``synchronous_commit = on``.)
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +25,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cervixbatch.config import AfterAction, Config
 from cervixbatch.errors import StoreError
 
-__all__ = ["Database", "migrations_dir", "open_database"]
+__all__ = ["Database", "migrations_dir", "open_configured", "open_database"]
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +49,9 @@ def migrations_dir() -> Path:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, durable: bool = False) -> None:
         self.engine = engine
+        self.durable = durable  # each commit on stable storage before it returns
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Same pool, but transactions start with a plain BEGIN: a report must not hold
         # SQLite's write lock while it reads.
@@ -110,8 +123,20 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
-    """Creates the engine for ``url`` (and the SQLite file's folder) and migrates to head."""
+def open_configured(config: Config, *, migrate: bool = True) -> Database:
+    """The configured database, opened for a worker: its commits are durable before they
+    return wherever a commit is followed by removing the input (``watch.after`` is not
+    ``keep``)."""
+    return open_database(
+        config.database.url, migrate=migrate, durable=config.watch.after is not AfterAction.KEEP
+    )
+
+
+def open_database(url: str, *, migrate: bool = True, durable: bool = False) -> Database:
+    """Creates the engine for ``url`` (and the SQLite file's folder) and migrates to head.
+    ``durable``: every commit is on stable storage when it returns (SQLite:
+    ``synchronous = FULL``); a worker that deletes or archives inputs needs it (see the
+    module, and :func:`open_configured`)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -131,9 +156,10 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
     except Exception as exc:
         raise StoreError(f"cannot open the database {parsed!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        synchronous = "FULL" if durable else "NORMAL"
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous))
         event.listen(engine, "begin", _sqlite_begin_immediate)
-    db = Database(engine)
+    db = Database(engine, durable=durable)
     if migrate:
         revision = db.upgrade()
         log.debug("database_ready", dialect=db.dialect, revision=revision)
@@ -153,14 +179,16 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise StoreError(f"cannot create the database file {path}: {exc.strerror}") from exc
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (below).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (report) never block the writer
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode
+    # NORMAL: consistent across crashes in WAL mode, but the last commits may roll back on
+    # a power cut; FULL: every commit fsynced (the module says when it is needed).
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
 
 

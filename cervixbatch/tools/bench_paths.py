@@ -144,9 +144,9 @@ class EndToEnd:
 def end_to_end_runner(config: Config, stages: Stages) -> Iterator[EndToEnd]:
     """A Runner on ``config``'s database (created, migrated), disposed of afterwards."""
     from cervixbatch.runner import Runner
-    from cervixbatch.store.db import open_database
+    from cervixbatch.store.db import open_configured
 
-    db = open_database(config.database.url)
+    db = open_configured(config)
     try:
         with Runner(config, db, stages) as runner:
             yield EndToEnd(runner)

@@ -29,7 +29,7 @@ from cervixbatch.logs import configure_logging
 from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
-from cervixbatch.store.db import Database, open_database
+from cervixbatch.store.db import Database, open_configured
 from cervixbatch.store.schema import Status
 from cervixbatch.version import __version__
 from cervixbatchd.notify import Notifier
@@ -130,7 +130,7 @@ class Service:
             burst=burst,
             config=self.config.as_log_dict(),
         )
-        self._db = open_database(self.config.database.url)
+        self._db = open_configured(self.config)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
         self._presence = WorkerPresence.started(
