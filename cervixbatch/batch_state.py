@@ -10,6 +10,7 @@ from cervixbatch.errors import FailReason, InputRejected
 from cervixbatch.imaging.frames import DecodedInput
 from cervixbatch.imaging.verified import ChangedFile
 from cervixbatch.outputs.outbox import FrameOutputs
+from cervixbatch.outputs.staging import Stage
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store.queue import ClaimedInput
 from cervixbatch.store.schema import Status
@@ -54,6 +55,7 @@ class WorkItem:
     """One claimed input on its way through the batch."""
 
     claimed: ClaimedInput
+    stage: Stage  # this attempt's staging folder: published by the commit that holds the claim
     run: int = 1  # which run of the input this is (2 and up: reprocessed)
     path: str | None = None
     decoded: DecodedInput | None = None
@@ -69,6 +71,7 @@ class WorkItem:
     results: list[FrameResult] = dataclasses.field(default_factory=list)
     outputs: list[FrameOutputs] = dataclasses.field(default_factory=list)
     started: float = 0.0
+    published: bool = False  # the staged outputs are in place (a retried commit skips it)
 
     def fail(self, reason: FailReason, detail: str) -> None:
         """Marks this attempt failed through no fault of the input (retried as allowed)."""

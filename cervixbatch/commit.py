@@ -24,8 +24,8 @@ import structlog
 
 from cervixbatch.batch_state import BatchOutcome, DeferredLog, WorkItem
 from cervixbatch.delivery.disposal import dispose_of
-from cervixbatch.errors import FailReason, InputRejected
-from cervixbatch.outputs.stale import remove_outputs
+from cervixbatch.errors import FailReason, InputRejected, OutputError
+from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.store import queue
 from cervixbatch.store.schema import Status, utcnow
 
@@ -88,6 +88,7 @@ class BatchCommit:
             reason=rejection.reason,
             detail=rejection.detail,
             metadata=item.metadata(),
+            attempt=item.claimed.attempts,
         )
         if not item.committed:
             self.events.warning("lease_lost", input_id=input_id)
@@ -107,7 +108,12 @@ class BatchCommit:
         """The disk's failure, not the input's: back to the queue without spending an
         attempt, and no claiming for a while."""
         queue.release(
-            self._session, input_id=item.claimed.id, owner=self._owner, reason=reason, detail=detail
+            self._session,
+            input_id=item.claimed.id,
+            owner=self._owner,
+            reason=reason,
+            detail=detail,
+            attempt=item.claimed.attempts,
         )
         self._outcome.retried += 1
         self._on_disk_error()
@@ -128,6 +134,7 @@ class BatchCommit:
             reason=reason,
             detail=detail,
             max_attempts=self._max_attempts,
+            attempt=item.claimed.attempts,
         )
         if status is Status.FAILED:
             self._outcome.failed += 1
@@ -144,6 +151,18 @@ class BatchCommit:
 
     def _done(self, item: WorkItem, ms: float) -> None:
         input_id = item.claimed.id
+        attempt = item.claimed.attempts
+        # The fence: the files are published only while this attempt provably holds the
+        # claim, with the row locked until the commit; a worker that lost it publishes,
+        # sweeps and records nothing, and its staging folder is thrown away after.
+        if not queue.hold_claim(
+            self._session, input_id=input_id, owner=self._owner, attempt=attempt
+        ):
+            self.events.warning("lease_lost", input_id=input_id)
+            return
+        if not self._publish(item):
+            self.record(item, ms=ms)  # the publish failed: the failure's own outcome
+            return
         rows = [
             self._writer.result_row(index, result, outputs, item.run)
             for index, (result, outputs) in enumerate(zip(item.results, item.outputs, strict=True))
@@ -155,6 +174,7 @@ class BatchCommit:
             results=rows,
             metadata=item.metadata(),
             processing_ms=ms,
+            attempt=attempt,
         ):
             self.events.warning("lease_lost", input_id=input_id)
             return
@@ -172,6 +192,23 @@ class BatchCommit:
             lesion_fraction=[round(r.lesion_fraction, 4) for r in rows],
             ms=round(ms, 1),
         )
+
+    def _publish(self, item: WorkItem) -> bool:
+        """Puts the attempt's staged files in place and removes what an earlier attempt
+        wrote that this one did not (an old crop.jpg, a SEG now skipped); False, with the
+        item failed, when the disk refuses. Done once, even if the commit is retried."""
+        if item.published:
+            return True
+        try:
+            item.stage.publish(item.outputs)
+        except OutputError as exc:
+            item.fail(FailReason.OUTPUT_ERROR, str(exc))
+            item.transient = exc.transient
+            return False
+        item.outputs = [item.stage.final(outputs) for outputs in item.outputs]
+        item.published = True
+        remove_stale_outputs(self._writer.outbox, item.claimed.id, item.outputs, item.run)
+        return True
 
 
 class AfterCommit:
@@ -193,6 +230,8 @@ class AfterCommit:
 
     def run(self, work: Sequence[WorkItem]) -> None:
         """Removes, registers, disposes of and forwards, in that order."""
+        for item in work:
+            item.stage.discard()  # what was not published: failed, rejected, or lost
         self._remove_outputs_of_failures(work)
         for item in work:
             # New bytes at the input's path: an input of their own, now that the old

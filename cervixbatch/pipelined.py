@@ -338,7 +338,6 @@ class Overlap:
                 item.transient = isinstance(outputs, OutputError) and outputs.transient
             for step in _STEPS:  # what each step cost, summed over frames (they overlap)
                 batch.phase_ms[step] = batch.phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)
-        self.runner._sweep_stale(batch.work)
         batch.frames = []  # decoded frames and inputs are no longer needed here
         batch.timed("write", clock)
 
@@ -354,7 +353,7 @@ class Overlap:
             return None, RuntimeError(f"post-processing failed: {type(exc).__name__}")
         try:
             return result, self.runner._writer.write(
-                item.claimed.id, item.decoded, job.index, result, run=item.run
+                item.decoded, job.index, result, stage=item.stage
             )
         except OutputError as exc:
             return result, exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Self
 
@@ -31,11 +31,12 @@ from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.diskspace import DiskWatermark
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
-from cervixbatch.outputs.stale import remove_stale_outputs
+from cervixbatch.outputs.staging import stage_for, sweep_stages
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.runs import next_runs
 from cervixbatch.store.schema import Status
+from cervixbatch.testhooks import crash_if_poison
 
 if TYPE_CHECKING:
     from cervixbatch.pipelined import Overlap
@@ -95,7 +96,9 @@ class Runner:
         self.db = db
         self.stages = stages
         self.owner = owner or queue.make_owner()
-        self.registrar = Registrar(db)
+        # Files over max_file_mb are refused before a byte of them is hashed.
+        limits = ReadLimits.from_config(config.limits)
+        self.registrar = Registrar(db, max_file_bytes=limits.max_file_bytes)
         config.paths.outbox.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.outbox = Outbox(config.paths.outbox)
         self.pipeline = pipeline_for(config, stages)
@@ -186,6 +189,7 @@ class Runner:
         with self.db.session() as session:
             requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
         temps = self.outbox.remove_temp_files()
+        sweep_stages(self.outbox)  # the staging folders of dead writers
         restore_held_files(self.config.paths.inbox)  # a disposal cut short by a crash
         if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:
             log.info(
@@ -226,7 +230,15 @@ class Runner:
                 max_attempts=self.config.batch.max_attempts,
             )
             runs = next_runs(session, [c.id for c in claimed])
-        return [WorkItem(claimed=c, run=runs[c.id], started=clock) for c in claimed]
+        return [
+            WorkItem(
+                claimed=c,
+                run=runs[c.id],
+                started=clock,
+                stage=stage_for(self.outbox, c.id, runs[c.id], c.attempts),
+            )
+            for c in claimed
+        ]
 
     def process_batch(self) -> BatchOutcome | None:
         """Claims up to ``batch.size`` inputs and takes them to a terminal state (or back to
@@ -286,6 +298,7 @@ class Runner:
     def _read(self, item: WorkItem) -> None:
         """The registered bytes, read once, verified and decoded: nothing reads the path
         again. Paths that now hold other bytes are kept for registration after commit."""
+        crash_if_poison(item.claimed.sha256)  # tests only: an input that kills its worker
         read = read_registered(
             item.claimed.paths,
             item.claimed.sha256,
@@ -334,21 +347,11 @@ class Runner:
                 item.transient = outputs.transient
             else:
                 item.outputs.append(outputs)
-        self._sweep_stale(work)
-
-    def _sweep_stale(self, work: Iterable[WorkItem]) -> None:
-        """An earlier attempt's files this one did not write (a crop.jpg where no cervix is
-        found now, a SEG now skipped) must not outlive it; both schedules call this."""
-        for item in work:
-            if item.decoded and item.failure is None:
-                remove_stale_outputs(self.outbox, item.claimed.id, item.outputs, item.run)
 
     def _write_frame(self, item: WorkItem, index: int) -> FrameOutputs | OutputError:
         assert item.decoded is not None
         try:
-            return self._writer.write(
-                item.claimed.id, item.decoded, index, item.results[index], run=item.run
-            )
+            return self._writer.write(item.decoded, index, item.results[index], stage=item.stage)
         except OutputError as exc:
             return exc
         finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from cervixbatch.config import Config
 from cervixbatch.errors import DicomOutputSkipped
@@ -16,10 +17,13 @@ from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
 from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.overlay import draw_overlay, overlay_size
+from cervixbatch.outputs.staging import Stage
 from cervixbatch.pipeline import FrameResult
 from cervixbatch.store.schema import ForwardStatus, Result
 
 __all__ = ["FrameWriter"]
+
+log = structlog.get_logger(__name__)
 
 
 class FrameWriter:
@@ -32,14 +36,14 @@ class FrameWriter:
 
     def write(
         self,
-        input_id: int,
         decoded: DecodedInput,
         index: int,
         result: FrameResult,
         *,
-        run: int = 1,
+        stage: Stage,
     ) -> FrameOutputs:
-        """Renders and writes the frame's files; raises OutputError when the disk refuses.
+        """Renders and writes the frame's files into the attempt's staging folder (the
+        commit publishes them); raises OutputError when the disk refuses.
 
         A DICOM input's SEG and SC are built from the header parsed from the same bytes as
         the frames; when they cannot be built the frame's outputs say why, and stand.
@@ -54,7 +58,7 @@ class FrameWriter:
         overlay = draw_overlay(
             frame.rgb, *_masks_for_overlay(frame, result, max_side), max_side=max_side, label=label
         )
-        folder = self.outbox.frame_dir(input_id, index, len(decoded.frames), run=run)
+        folder = stage.frame_dir(index, len(decoded.frames))
         outputs = self.outbox.write_frame(
             folder,
             cervix_mask=result.cervix_mask,
@@ -105,12 +109,21 @@ class FrameWriter:
             return dataclasses.replace(
                 outputs, dicom_skipped=exc.reason, dicom_skipped_detail=exc.detail
             )
-        return dataclasses.replace(
+        outputs = dataclasses.replace(
             outputs,
             dicom_seg=dicom.seg,
             dicom_sc=dicom.sc,
             dicom_seg_uid=dicom.seg_sop_instance_uid,
             dicom_sc_uid=dicom.sc_sop_instance_uid,
+        )
+        return _with_sr(
+            header,
+            frame.index,
+            result=result,
+            seg=dicom.seg,
+            folder=folder,
+            outputs=outputs,
+            stages=self.stages,
         )
 
     def result_row(
@@ -137,6 +150,8 @@ class FrameWriter:
             crop_path=str(outputs.crop) if outputs.crop else None,
             dicom_seg_path=str(outputs.dicom_seg) if outputs.dicom_seg else None,
             dicom_sc_path=str(outputs.dicom_sc) if outputs.dicom_sc else None,
+            dicom_sr_path=str(outputs.dicom_sr) if outputs.dicom_sr else None,
+            dicom_sr_uid=outputs.dicom_sr_uid,
             dicom_seg_uid=outputs.dicom_seg_uid,
             dicom_sc_uid=outputs.dicom_sc_uid,
             dicom_skipped=outputs.dicom_skipped,
@@ -154,6 +169,36 @@ class FrameWriter:
             stage1_ms=result.timings_ms.get("stage1", 0.0),
             stage2_ms=result.timings_ms.get("stage2", 0.0),
         )
+
+
+def _with_sr(
+    header: Any,
+    frame: int,
+    *,
+    result: FrameResult,
+    seg: Path,
+    folder: Path,
+    outputs: FrameOutputs,
+    stages: Stages,
+) -> FrameOutputs:
+    """The measurements as a DICOM SR beside the SEG; without it (highdicom refused) the
+    SEG and SC stand and a warning says why."""
+    from cervixbatch.outputs.dicom_sr import write_dicom_sr
+
+    try:
+        sr = write_dicom_sr(
+            header,
+            seg,
+            frame,
+            cervix_mask=result.cervix_mask,
+            lesion_mask=result.lesion_mask,
+            folder=folder,
+            model_versions={"cervix": stages.cervix_version, "lesion": stages.lesion_version},
+        )
+    except DicomOutputSkipped as exc:
+        log.warning("dicom_sr_skipped", reason=exc.reason, detail=exc.detail)
+        return outputs
+    return dataclasses.replace(outputs, dicom_sr=sr.path, dicom_sr_uid=sr.sop_instance_uid)
 
 
 def _masks_for_overlay(

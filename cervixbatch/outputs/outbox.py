@@ -31,6 +31,7 @@ __all__ = [
     "TEMP_PREFIX",
     "FrameOutputs",
     "Outbox",
+    "make_dirs",
     "sweep_temp_files",
     "write_atomic",
 ]
@@ -50,6 +51,8 @@ class FrameOutputs:
     dicom_sc: Path | None = None
     dicom_seg_uid: str | None = None
     dicom_sc_uid: str | None = None
+    dicom_sr: Path | None = None  # the measurements as a DICOM SR (TID 1500)
+    dicom_sr_uid: str | None = None
     dicom_skipped: str | None = None  # why a DICOM input got no SEG/SC (a reason code)
     dicom_skipped_detail: str | None = None
 
@@ -92,7 +95,7 @@ class Outbox:
     ) -> FrameOutputs:
         """Encodes and writes one frame's files; returns their paths."""
         folder = self._inside(folder)
-        _make_dirs(folder, self.root)
+        make_dirs(folder, self.root)
         jpeg = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
         outputs = FrameOutputs(
             cervix_mask=folder / "cervix_mask.png",
@@ -133,7 +136,8 @@ def _bgr(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def _make_dirs(folder: Path, root: Path) -> None:
+def make_dirs(folder: Path, root: Path) -> None:
+    """Creates ``folder`` and its missing parents up to ``root``, each made durable."""
     missing = []
     current = folder
     while current != root and not current.exists():

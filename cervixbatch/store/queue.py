@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, true, update
+from sqlalchemy import ColumnElement, and_, select, true, update
 from sqlalchemy.orm import Session
 
 from cervixbatch.errors import FailReason, RejectReason
@@ -38,6 +38,7 @@ __all__ = [
     "complete",
     "expired_leases",
     "fail",
+    "hold_claim",
     "known_sighting",
     "make_owner",
     "owner_is_dead",
@@ -144,13 +145,43 @@ def register(
     return Registration(input_id=input_id, created=created, status=current)
 
 
-def _finish(session: Session, input_id: int, owner: str, status: Status, **values: Any) -> bool:
-    """Moves an input this owner holds to ``status``; False when the lease was lost."""
+def _held(input_id: int, owner: str, attempt: int | None) -> ColumnElement[bool]:
+    """The row is still this owner's claim, and the same attempt at it: an owner that lost
+    the input and claimed it again later must not commit the older attempt's work."""
+    held = and_(Input.id == input_id, Input.lease_owner == owner, Input.status == Status.PROCESSING)
+    return held if attempt is None else and_(held, Input.attempts == attempt)
+
+
+def hold_claim(session: Session, *, input_id: int, owner: str, attempt: int | None) -> bool:
+    """The fence before an attempt publishes its files: True when this owner still holds
+    this attempt's claim, and the row is then locked until the transaction ends (a row lock
+    on PostgreSQL, the write lock on SQLite), so no other worker can take it over while
+    the files are put in place. False when the claim was lost: publish nothing."""
+    result = session.execute(
+        update(Input)
+        .where(_held(input_id, owner, attempt))
+        .values(lease_owner=owner)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _finish(
+    session: Session,
+    input_id: int,
+    owner: str,
+    status: Status,
+    *,
+    attempt: int | None = None,
+    **values: Any,
+) -> bool:
+    """Moves an input this owner holds (at this attempt, when given) to ``status``; False
+    when the lease was lost."""
     if status.terminal:
         values["finished_at"] = utcnow()
     result = session.execute(
         update(Input)
-        .where(Input.id == input_id, Input.lease_owner == owner, Input.status == Status.PROCESSING)
+        .where(_held(input_id, owner, attempt))
         .values(status=status, lease_owner=None, lease_expires=None, **values)
         .execution_options(synchronize_session=False)
     )
@@ -165,6 +196,7 @@ def complete(
     results: Sequence[Result],
     metadata: dict[str, Any],
     processing_ms: float,
+    attempt: int | None = None,
 ) -> bool:
     """Records the results of an input and marks it done; False when the lease was lost
     (another worker took it over), in which case nothing is written."""
@@ -173,6 +205,7 @@ def complete(
         input_id,
         owner,
         Status.DONE,
+        attempt=attempt,
         reason=None,
         detail=None,
         processing_ms=processing_ms,
@@ -194,10 +227,18 @@ def reject(
     reason: RejectReason,
     detail: str,
     metadata: dict[str, Any] | None = None,
+    attempt: int | None = None,
 ) -> bool:
     """Marks an input rejected (its own fault: never retried)."""
     return _finish(
-        session, input_id, owner, Status.REJECTED, reason=reason, detail=detail, **(metadata or {})
+        session,
+        input_id,
+        owner,
+        Status.REJECTED,
+        attempt=attempt,
+        reason=reason,
+        detail=detail,
+        **(metadata or {}),
     )
 
 
@@ -209,17 +250,24 @@ def fail(
     reason: FailReason,
     detail: str,
     max_attempts: int,
+    attempt: int | None = None,
 ) -> Status | None:
     """Records a failure of ours: back to the queue while attempts remain, else failed."""
     attempts = session.execute(select(Input.attempts).where(Input.id == input_id)).scalar_one()
     status = Status.FAILED if attempts >= max_attempts else Status.QUEUED
-    if not _finish(session, input_id, owner, status, reason=reason, detail=detail):
+    if not _finish(session, input_id, owner, status, attempt=attempt, reason=reason, detail=detail):
         return None
     return status
 
 
 def release(
-    session: Session, *, input_id: int, owner: str, reason: FailReason, detail: str
+    session: Session,
+    *,
+    input_id: int,
+    owner: str,
+    reason: FailReason,
+    detail: str,
+    attempt: int | None = None,
 ) -> bool:
     """Puts an input back in the queue without spending an attempt: the failure was the
     environment's (a full disk), not the input's nor ours to count against it."""
@@ -228,6 +276,7 @@ def release(
         input_id,
         owner,
         Status.QUEUED,
+        attempt=attempt,
         reason=reason,
         detail=detail,
         attempts=Input.attempts - 1,
