@@ -177,3 +177,31 @@ def test_a_takeover_past_max_attempts_fails_the_input_instead(db: Database) -> N
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
         again = queue.claim(session, owner="w5", limit=5, lease_seconds=60, max_attempts=3)
     assert [c.id for c in again] == [innocent]  # the poison is never claimed again
+
+
+def test_the_batch_of_a_dead_worker_is_taken_over_one_input_at_a_time(db: Database) -> None:
+    """The inputs a dead worker held are suspects: each is taken over (or, once recover
+    put them back, claimed) alone, never with its batch mates nor with fresh inputs, so
+    the one that kills its worker takes no innocent input down with it again."""
+    ids = [_register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(4)]
+    with db.session() as session:
+        queue.claim(session, owner="dead", limit=3, lease_seconds=60, max_attempts=3)
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+    taken = []
+    for owner in ("w1", "w2"):
+        with db.session() as session:
+            claimed = queue.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
+        taken.append([(c.id, c.attempts) for c in claimed])
+    assert taken == [[(ids[0], 2)], [(ids[1], 2)]]
+    with db.session() as session:
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+        assert queue.recover(session, max_attempts=3) == (3, 0)
+    with db.read_session() as session:
+        reasons = session.execute(select(Input.reason).order_by(Input.id)).scalars().all()
+    assert reasons == ["worker_died"] * 3 + [None]
+    claims = []
+    for owner in ("w3", "w4", "w5", "w6"):
+        with db.session() as session:
+            claimed = queue.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
+        claims.append([c.id for c in claimed])
+    assert claims == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]

@@ -76,35 +76,70 @@ def claim(
     expired claim that has had ``max_attempts`` already (its input took down that many
     workers) ends ``failed`` instead, and is never claimed again.
 
+    An input whose worker died with it (an expired claim, or one :func:`recover` put back)
+    is a suspect: it is claimed alone, never in a batch with others, so that an input that
+    kills its worker takes down no batch mates with it and spends no attempts of theirs.
+
     The query reads the active rows only (the partial index ``ix_inputs_active``): its cost
     does not grow with the finished inputs behind them.
     """
     rows: list[tuple[Any, ...]] = []
     while len(rows) < limit:
         candidates = session.execute(
-            select(Input.id, Input.status, Input.lease_owner, Input.lease_expires, Input.attempts)
+            select(
+                Input.id,
+                Input.status,
+                Input.lease_owner,
+                Input.lease_expires,
+                Input.attempts,
+                Input.reason,
+            )
             .where(active(), or_(Input.status == Status.QUEUED, Input.lease_expires < db_now()))
             .order_by(Input.id)
             .limit(limit - len(rows))
             .with_for_update(skip_locked=True)
         ).all()
-        taken, retired = _take(session, owner, candidates, lease_seconds, max_attempts)
-        rows.extend(taken)
-        if not candidates or not retired:
+        chosen, retired = _choose(session, candidates, max_attempts, alone=not rows)
+        rows.extend(_take(session, owner, chosen, lease_seconds))
+        if not retired or any(_suspect(c) for c in chosen):
             break  # a retired input left room: look again, else this is all there is
     tallies.fold(session)  # the counts' deltas this work appended, summed now and then
     return _with_paths(session, rows)
 
 
+def _suspect(candidate: Any) -> bool:
+    """The candidate's last worker died holding it: an expired claim, or put back by
+    :func:`recover`."""
+    status, reason = Status(candidate[1]), candidate[5]
+    return status is Status.PROCESSING or reason == FailReason.WORKER_DIED.value
+
+
+def _choose(
+    session: Session, candidates: Sequence[Any], max_attempts: int, *, alone: bool
+) -> tuple[list[Any], int]:
+    """The candidates to claim together: the oldest inputs up to the first suspect, or a
+    suspect alone (when ``alone``: nothing is claimed yet). A suspect that has had
+    ``max_attempts`` is retired as ``failed`` on the way; returns (chosen, retired)."""
+    chosen: list[Any] = []
+    retired = 0
+    for candidate in candidates:
+        if not _suspect(candidate):
+            chosen.append(candidate)
+            continue
+        input_id, status, previous, expires, attempts, _ = candidate
+        if Status(status) is Status.PROCESSING and attempts >= max_attempts:
+            retired += _give_up(session, int(input_id), previous, expires, attempts)
+            continue
+        if alone and not chosen:
+            chosen.append(candidate)
+        break
+    return chosen, retired
+
+
 def _take(
-    session: Session,
-    owner: str,
-    candidates: Sequence[Any],
-    lease_seconds: float,
-    max_attempts: int,
-) -> tuple[list[tuple[Any, ...]], int]:
-    """Claims the candidates still as read; returns the rows taken and how many expired
-    claims were retired as ``failed`` instead (attempts spent)."""
+    session: Session, owner: str, chosen: Sequence[Any], lease_seconds: float
+) -> list[tuple[Any, ...]]:
+    """Claims the chosen candidates that are still as read; returns the rows taken."""
     taking = update(Input).values(
         status=Status.PROCESSING,
         lease_owner=owner,
@@ -113,7 +148,7 @@ def _take(
         started_at=utcnow(),
     )
     returning = (Input.id, Input.sha256, Input.path, Input.attempts, Input.created_at)
-    queued = [int(c[0]) for c in candidates if Status(c[1]) is Status.QUEUED]
+    queued = [int(c[0]) for c in chosen if Status(c[1]) is Status.QUEUED]
     rows: list[tuple[Any, ...]] = []
     if queued:
         rows.extend(
@@ -124,12 +159,8 @@ def _take(
                 .execution_options(synchronize_session=False)
             )
         )
-    retired = 0
-    for input_id, status, previous, expires, attempts in candidates:
+    for input_id, status, previous, expires, *_ in chosen:
         if Status(status) is not Status.PROCESSING:
-            continue
-        if attempts >= max_attempts:
-            retired += _give_up(session, int(input_id), previous, expires, attempts)
             continue
         taken = session.execute(
             taking.where(Input.id == input_id, _same_claim(previous, expires))
@@ -139,7 +170,7 @@ def _take(
         if taken:
             log.warning("lease_taken_over", input_id=int(input_id), previous_owner=previous)
         rows.extend(tuple(row) for row in taken)
-    return rows, retired
+    return rows
 
 
 def _give_up(
@@ -161,6 +192,9 @@ def _give_up(
         return False
     log.warning("input_gave_up", input_id=input_id, reason=FailReason.WORKER_DIED.value)
     return True
+
+
+_BACK = {"status": Status.QUEUED, "finished_at": None}
 
 
 def _worker_died(attempts: int) -> dict[str, Any]:
@@ -220,7 +254,8 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
     """Frees inputs whose owner died on this host or whose lease expired (database clock).
 
     Each such claim already counted as an attempt: an input that kept killing its worker
-    ends ``failed`` instead of looping. Every reset is a compare-and-set on the owner and
+    ends ``failed`` instead of looping; the others go back marked ``worker_died``, to be
+    claimed alone (see :func:`claim`). Every reset is a compare-and-set on the owner and
     expiry read, so a claim made or renewed meanwhile is never undone. Returns (requeued,
     failed).
     """
@@ -235,7 +270,8 @@ def recover(session: Session, *, max_attempts: int) -> tuple[int, int]:
         if not is_expired and not (owner and owner_is_dead(owner)):
             continue
         gave_up = attempts >= max_attempts
-        values = _worker_died(attempts) if gave_up else {"status": Status.QUEUED}
+        # put back as a suspect (claimed alone), or failed: it took down max_attempts workers
+        values = _worker_died(attempts) if gave_up else {**_worker_died(attempts), **_BACK}
         result = session.execute(
             update(Input)
             .where(Input.id == input_id, _same_claim(owner, expires))
