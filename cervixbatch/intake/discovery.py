@@ -6,6 +6,7 @@ Which files are inputs at all is :mod:`cervixbatch.intake.rules`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import stat
@@ -13,12 +14,25 @@ from pathlib import Path
 
 __all__ = [
     "FileIdentity",
+    "FileTooLargeError",
+    "NotRegularFileError",
     "hash_file",
     "identify",
     "unreadable_digest",
 ]
 
 _CHUNK = 1 << 20
+# A FIFO or a device put where a file was must not block the reader: the descriptor is
+# opened non-blocking and checked (fstat) before a byte is read.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotRegularFileError(OSError):
+    """The path holds no regular file any more (a FIFO, a device, a socket, a folder)."""
+
+
+class FileTooLargeError(OSError):
+    """The file is larger than the limit it is read under (``[limits] max_file_mb``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,13 +56,30 @@ def identify(path: Path) -> FileIdentity | None:
     return FileIdentity(path=path, size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino)
 
 
-def hash_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes, read in chunks (bounded memory for any size)."""
+def hash_file(path: Path, *, max_bytes: int | None = None) -> str:
+    """The hex sha256 of a file's bytes, read in chunks (bounded memory for any size).
+
+    The file is opened without following a symlink and without blocking; what is not a
+    regular file raises :class:`NotRegularFileError` before anything is read, a file over
+    ``max_bytes`` (or that grows past it) :class:`FileTooLargeError`.
+    """
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file")
+        limit = None if max_bytes is None else max_bytes + 1
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise FileTooLargeError(errno.EFBIG, "the file is over the size limit")
+        total = 0
+        while chunk := os.read(fd, _CHUNK if limit is None else min(_CHUNK, limit - total)):
             digest.update(chunk)
+            total += len(chunk)
+            if limit is not None and total >= limit:
+                raise FileTooLargeError(errno.EFBIG, "the file grew past the size limit")
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 

@@ -33,6 +33,7 @@ from cervixbatch.store.db import Database, open_configured
 from cervixbatch.store.schema import Status
 from cervixbatch.version import __version__
 from cervixbatchd.notify import Notifier
+from cervixbatchd.registering import BackgroundRegistrar
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
@@ -94,6 +95,7 @@ class Service:
         self._presence: WorkerPresence | None = None
         self._fatal: str | None = None  # the error type that ended the service, if any
         self._retention: RetentionSweeper | None = None
+        self._registering: BackgroundRegistrar | None = None  # hashes off the main loop
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class Service:
         self._db = open_configured(self.config)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
+        self._registering = BackgroundRegistrar(self._runner.registrar, self.tracker, self.wakeup)
         self._presence = WorkerPresence.started(
             self._db, worker_id=self._runner.owner, kind="daemon", stages=stages, clock=self._clock
         )
@@ -166,6 +169,9 @@ class Service:
             self._register_settled()
             self.wakeup.wait(min(self.tracker.seconds_until_due() or 0.05, 0.25))
         self._register_settled()
+        while self._registering.busy and self.flags.stop is None:  # what was there at start
+            self._registering.wait_idle(SUPERVISE_EVERY_S)
+            self._register_settled()
         counts = self._refresh_counts()
         if not burst:
             self.notifier.ready(_status_line(counts))
@@ -207,6 +213,8 @@ class Service:
         if self._scp is not None:
             self._scp.stop()  # no new instances; associations in progress finish first
         self.watcher.stop()
+        if self._registering is not None:
+            self._registering.close()  # after the file in hand; the rest: the next scan
         if self._telemetry is not None:
             self._telemetry.close()
         if self._runner is not None:
@@ -272,25 +280,17 @@ class Service:
         )
 
     def _register_settled(self) -> None:
-        """Register every settled file (hashed unless its (path, size, mtime) is known)."""
-        assert self._runner is not None
+        """Hand settled files to the registering thread (hashed there, off this loop) and
+        take in what it registered."""
+        assert self._registering is not None
         for identity in self.tracker.take_settled():
-            if self._presence is not None:
-                self._presence.beat()  # hashing a full inbox at start can take minutes
-            if identity in self._known:
-                continue
-            if identify(identity.path) != identity:  # changed since it settled: once more
-                self.tracker.note(identity.path)
-                continue
-            try:
-                registration = self._runner.registrar.register_identity(identity)
-            except CervixbatchError as exc:  # one bad file never stops the others
-                # The type only: an error's text may name the file (patient names).
-                log.warning("register_failed", error=type(exc).__name__)
-                continue
+            if identity not in self._known:
+                self._registering.submit(identity)
+        for done in self._registering.take_finished():
+            registration = done.registration
             if registration is None:
                 continue
-            self._known.add(identity)
+            self._known.add(done.identity)
             if registration.created and registration.status is Status.QUEUED:
                 self._queued += 1
                 if self._pending_since is None:

@@ -11,17 +11,23 @@ second look: the polling observer has no such event, and a writer may close and 
 from __future__ import annotations
 
 import dataclasses
+import stat
 import threading
 import time
 from typing import TYPE_CHECKING
 
+import structlog
+
 from cervixbatch.intake.discovery import FileIdentity, identify
+from cervixbatch.intake.rules import IgnoreReason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["CLOSED_FRACTION", "SettleTracker"]
+
+log = structlog.get_logger("cervixbatchd")
 
 # After a close-after-write the file only has to stay unchanged for this share of
 # settle_seconds. Not zero: a writer that appends in chunks may close between them.
@@ -102,6 +108,7 @@ class SettleTracker:
         identity = identify(path)
         if identity is None:
             self._candidates.pop(path, None)
+            _say_why(path)
             return
         candidate = self._candidates.get(path)
         if candidate is None:
@@ -117,3 +124,14 @@ class SettleTracker:
         if candidate.closed:
             return self.settle_seconds * CLOSED_FRACTION
         return self.settle_seconds
+
+
+def _say_why(path: Path) -> None:
+    """Logs why a path heard of is passed over when it is a FIFO, a socket or a device
+    (never opened: reading a FIFO would wait for a writer). The reason only: no path."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return  # gone: nothing to say
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        log.info("input_ignored", reason=IgnoreReason.NOT_A_REGULAR_FILE.value)
