@@ -271,7 +271,7 @@ class AfterCommit:
             paths = [
                 path
                 for outputs in item.outputs
-                for path in (outputs.dicom_seg, outputs.dicom_sc)
+                for path in (outputs.dicom_seg, outputs.dicom_sc, outputs.dicom_sr)
                 if path is not None
             ]
             if item.completed and paths:

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import (
+    Comprehensive3DSRStorage,
     CTImageStorage,
     SecondaryCaptureImageStorage,
     SegmentationStorage,
@@ -34,9 +35,11 @@ from cervixbatch.cli import main
 def test_dicom_input_gets_seg_and_sc_matching_the_masks_and_forwarded(
     tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:
-    """A two-frame DICOM yields per frame a SEG whose segments equal the PNG masks and an
-    SC, both in the source's study, recorded in the report and C-STOREd to the PACS."""
-    receiver = Receiver([SegmentationStorage, SecondaryCaptureImageStorage])
+    """A two-frame DICOM yields per frame a SEG whose segments equal the PNG masks, an SC
+    and an SR, all in the source's study, recorded in the report and C-STOREd to the PACS."""
+    receiver = Receiver(
+        [SegmentationStorage, SecondaryCaptureImageStorage, Comprehensive3DSRStorage]
+    )
     try:
         config = make_config(
             dicom__forward=f"PACS@127.0.0.1:{receiver.port}", dicom__forward_retries=1
@@ -73,13 +76,16 @@ def test_dicom_input_gets_seg_and_sc_matching_the_masks_and_forwarded(
             png = cv2.imread(outputs[name], cv2.IMREAD_GRAYSCALE) > 0
             np.testing.assert_array_equal(pixels[..., index].astype(bool), png)
         sc = pydicom.dcmread(outputs["dicom_sc"])
+        sr = hd.sr.srread(outputs["dicom_sr"])  # the measurements, referencing the SEG
+        assert sr.SOPInstanceUID == frame["dicom"]["sr_sop_instance_uid"]
+        assert sr.StudyInstanceUID == original.StudyInstanceUID
         assert sc.StudyInstanceUID == original.StudyInstanceUID
         assert frame["dicom"]["forward_status"] == "sent"
     received = {str(ds.SOPInstanceUID) for ds in receiver.datasets}
     expected = {
         f["dicom"][k]
         for f in item["results"]
-        for k in ("seg_sop_instance_uid", "sc_sop_instance_uid")
+        for k in ("seg_sop_instance_uid", "sc_sop_instance_uid", "sr_sop_instance_uid")
     }
     assert received == expected
 

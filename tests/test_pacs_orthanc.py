@@ -136,15 +136,16 @@ def orthanc_series(pacs: Orthanc, study_uid: str) -> dict[str, list[dict[str, ob
 
 
 @pytest.mark.slow
-def test_a_study_from_orthanc_comes_back_with_its_seg_and_sc(
+def test_a_study_from_orthanc_comes_back_with_its_seg_sc_and_sr(
     pacs: Orthanc,
     tmp_path: Path,
     make_config: Callable[..., Path],
     daemons: Callable[..., Daemon],
 ) -> None:
     """Orthanc sends a VL Photographic study to the running daemon, storescu sends
-    another; each comes back into its own study in Orthanc with a SEG and an SC series,
-    patient and study attributes intact, seen by REST and QIDO-RS, read by highdicom."""
+    another; each comes back into its own study in Orthanc with a SEG, an SC and an SR
+    series, patient and study attributes intact, seen by REST and QIDO-RS, read back by
+    highdicom (the SR referencing the SEG)."""
     config = make_config(
         dicom__listen=f"127.0.0.1:{pacs.scp_port}",
         dicom__ae_title=OUR_AE,
@@ -170,16 +171,16 @@ def test_a_study_from_orthanc_comes_back_with_its_seg_and_sc(
     wait_for(forwarded, 60, "the results forwarded", daemon)
     assert daemon.stop() == 0
 
-    for source_path in (photo, other):
+    # storescu's image was never in Orthanc: its study there holds only our results.
+    for source_path, expected in ((photo, ["OT", "SEG", "SR", "XC"]), (other, ["OT", "SEG", "SR"])):
         source = pydicom.dcmread(source_path)
         study_uid = str(source.StudyInstanceUID)
         series = orthanc_series(pacs, study_uid)
-        assert sorted(series) == ["OT", "SEG", "XC"], sorted(series)
+        assert sorted(series) == expected, sorted(series)
         assert all(len(items) == 1 for items in series.values())
-        # QIDO-RS sees the same three series in the study.
+        # QIDO-RS sees the same series in the study.
         found = pacs.qido(f"/studies/{study_uid}/series")
-        modalities = sorted(item["00080060"]["Value"][0] for item in found)
-        assert modalities == ["OT", "SEG", "XC"]
+        assert sorted(item["00080060"]["Value"][0] for item in found) == expected
 
         (seg_instance,) = series["SEG"][0]["Instances"]
         seg_path = tmp_path / f"{source.SOPInstanceUID}-seg.dcm"
@@ -192,6 +193,15 @@ def test_a_study_from_orthanc_comes_back_with_its_seg_and_sc(
         pixels = seg.get_pixels_by_source_instance([str(source.SOPInstanceUID)])
         assert pixels.shape == (1, source.Rows, source.Columns, 2)
         assert pixels[..., 0].any()  # the cervix was found
+
+        (sr_instance,) = series["SR"][0]["Instances"]
+        sr_path = tmp_path / f"{source.SOPInstanceUID}-sr.dcm"
+        sr_path.write_bytes(pacs.instance_file(str(sr_instance)))
+        report = hd.sr.srread(sr_path)
+        assert report.StudyInstanceUID == source.StudyInstanceUID
+        groups = report.content.get_planar_roi_measurement_groups()
+        (seg_item,) = groups[0].referenced_segmentation_frame[0].ReferencedSOPSequence
+        assert seg_item.ReferencedSOPInstanceUID == seg.SOPInstanceUID
 
         (sc_instance,) = series["OT"][0]["Instances"]
         sc = pydicom.dcmread(pydicom.filebase.DicomBytesIO(pacs.instance_file(str(sc_instance))))

@@ -69,6 +69,7 @@ class Forwarder:
                     Result.input_id,
                     Result.dicom_seg_path,
                     Result.dicom_sc_path,
+                    Result.dicom_sr_path,
                     Result.forward_status,
                     Result.stow_status,
                 ).where(
@@ -78,8 +79,8 @@ class Forwarder:
                     )
                 )
             )
-            for input_id, seg, sc, forward_status, stow_status in rows:
-                files = [Path(p) for p in (seg, sc) if p]
+            for input_id, seg, sc, sr, forward_status, stow_status in rows:
+                files = [Path(p) for p in (seg, sc, sr) if p]
                 for leg, status in ((Leg.CSTORE, forward_status), (Leg.STOW, stow_status)):
                     if status == pending_value and leg in self.legs:
                         pending.setdefault((int(input_id), leg), []).extend(files)

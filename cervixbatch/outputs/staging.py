@@ -34,7 +34,15 @@ __all__ = ["STAGE_PREFIX", "Stage", "stage_for", "sweep_stages"]
 log = structlog.get_logger(__name__)
 
 STAGE_PREFIX = ".stage-"
-_FILE_FIELDS = ("cervix_mask", "lesion_mask", "overlay", "crop", "dicom_seg", "dicom_sc")
+_FILE_FIELDS = (
+    "cervix_mask",
+    "lesion_mask",
+    "overlay",
+    "crop",
+    "dicom_seg",
+    "dicom_sc",
+    "dicom_sr",  # the measurements (outputs/dicom_sr.py)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

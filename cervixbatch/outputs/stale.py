@@ -49,6 +49,7 @@ def remove_stale_outputs(
             outputs.crop,
             outputs.dicom_seg,
             outputs.dicom_sc,
+            outputs.dicom_sr,
         )
         if path is not None
     )

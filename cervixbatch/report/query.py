@@ -147,9 +147,11 @@ def result_dict(result: Result) -> dict[str, Any]:
     if result.dicom_seg_path or result.dicom_sc_path:
         out["outputs"]["dicom_seg"] = result.dicom_seg_path
         out["outputs"]["dicom_sc"] = result.dicom_sc_path
+        out["outputs"]["dicom_sr"] = result.dicom_sr_path
         out["dicom"] = {
             "seg_sop_instance_uid": result.dicom_seg_uid,
             "sc_sop_instance_uid": result.dicom_sc_uid,
+            "sr_sop_instance_uid": result.dicom_sr_uid,
             "forward_status": result.forward_status,
             "forward_detail": result.forward_detail,
             "stow_status": result.stow_status,

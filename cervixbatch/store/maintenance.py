@@ -18,6 +18,7 @@ OUTPUT_KINDS = (
     ("crop", Result.crop_path),
     ("dicom_seg", Result.dicom_seg_path),
     ("dicom_sc", Result.dicom_sc_path),
+    ("dicom_sr", Result.dicom_sr_path),
 )
 
 
@@ -27,7 +28,7 @@ class NamedOutput:
 
     result_id: int
     input_id: int
-    kind: str  # cervix_mask, lesion_mask, overlay, crop, dicom_seg, dicom_sc
+    kind: str  # cervix_mask, lesion_mask, overlay, crop, dicom_seg, dicom_sc, dicom_sr
     path: str
 
 

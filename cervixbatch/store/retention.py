@@ -75,6 +75,7 @@ def _paths(result: Result) -> tuple[str, ...]:
         result.crop_path,
         result.dicom_seg_path,
         result.dicom_sc_path,
+        result.dicom_sr_path,
     )
     return tuple(path for path in named if path)
 

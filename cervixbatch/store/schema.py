@@ -248,6 +248,8 @@ class Result(Base):
     dicom_sc_path: Mapped[str | None] = mapped_column(Text)
     dicom_seg_uid: Mapped[str | None] = mapped_column(String(64))
     dicom_sc_uid: Mapped[str | None] = mapped_column(String(64))
+    dicom_sr_path: Mapped[str | None] = mapped_column(Text)  # the measurements (TID 1500)
+    dicom_sr_uid: Mapped[str | None] = mapped_column(String(64))
     # Why a DICOM input's frame has no SEG/SC although it is done: a reason code
     # (missing_uid, character_set, not_buildable, ...) and a sentence without tag values.
     dicom_skipped: Mapped[str | None] = mapped_column(String(64))
