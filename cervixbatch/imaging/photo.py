@@ -67,16 +67,16 @@ def decode_photo(
     if image is None or image.size == 0:
         raise InputRejected(RejectReason.CORRUPT, f"the {fmt} data cannot be decoded")
 
-    rgb = to_rgb8(image)
-    height, width = rgb.shape[:2]
+    height, width = image.shape[:2]
     if factor == 1:
         full_size = (height, width)
     else:
         assert header is not None
         full_size = _full_size(header, factor, (height, width))
-    if header is None:  # not probed: hold the decoded size to the same limits
-        check_declared(full_size[1], full_size[0], 1, limits)
-    return Frame(index=0, rgb=rgb, full_size=full_size)
+    # What was decoded, not only what the header said, is held to the limits (a header
+    # can say two things; the decoder may believe the other), before any conversion.
+    check_declared(full_size[1], full_size[0], 1, limits)
+    return Frame(index=0, rgb=to_rgb8(image), full_size=full_size)
 
 
 def to_rgb8(image: npt.NDArray[Any]) -> RGBImage:
@@ -103,13 +103,29 @@ def to_rgb8(image: npt.NDArray[Any]) -> RGBImage:
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
+_STRETCH_ROWS = 256  # rows converted at a time: a float64 copy of the whole is never made
+
+
 def _stretch(image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
-    """Map the value range of an unusual depth (float, 32-bit) linearly onto 0..255."""
-    values = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
+    """Map the value range of an unusual depth (float, 32-bit) linearly onto 0..255
+    (NaN and infinities count as 0), a band of rows at a time: besides the image and the
+    result, memory holds one band as float64, whatever the image's size."""
+    low, high = np.inf, -np.inf
+    for start in range(0, image.shape[0], _STRETCH_ROWS):
+        band = _finite(image[start : start + _STRETCH_ROWS])
+        low, high = min(low, float(band.min())), max(high, float(band.max()))
+    out = np.zeros(image.shape, dtype=np.uint8)
     if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
+        return out
+    scale = 255.0 / (high - low)
+    for start in range(0, image.shape[0], _STRETCH_ROWS):
+        band = _finite(image[start : start + _STRETCH_ROWS])
+        out[start : start + _STRETCH_ROWS] = np.rint((band - low) * scale)
+    return out
+
+
+def _finite(band: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    return np.nan_to_num(band.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _check_complete(data: bytes, fmt: str, header: PhotoHeader | None) -> None:

@@ -217,7 +217,9 @@ def _probe_tiff(data: bytes) -> PhotoHeader | None:
 def _tiff_ifd0(data: bytes, wanted: tuple[int, ...]) -> dict[int, int] | None:
     """Read single SHORT/LONG values of ``wanted`` tags from the first IFD of a TIFF.
 
-    Returns ``None`` for what this small reader does not handle (BigTIFF, odd offsets).
+    A tag given twice counts with its larger value: decoders differ on which one they
+    believe. Returns ``None`` for what this small reader does not handle (BigTIFF, odd
+    offsets).
     """
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
@@ -234,7 +236,8 @@ def _tiff_ifd0(data: bytes, wanted: tuple[int, ...]) -> dict[int, int] | None:
         tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
         if tag in wanted and n == 1 and kind in (_TIFF_SHORT, _TIFF_LONG):
             fmt = order + ("H" if kind == _TIFF_SHORT else "I")
-            found[tag] = struct.unpack_from(fmt, data, entry + 8)[0]
+            value = struct.unpack_from(fmt, data, entry + 8)[0]
+            found[tag] = max(value, found.get(tag, value))
     return found
 
 
