@@ -43,7 +43,8 @@ def build_card(  # noqa: PLR0917
 
     from cervixbatch.model.stage import Stage
 
-    loss = "dice" if options.stage is Stage.CERVIX else "bce+dice" if options.dice_term else "bce"
+    dice_term = options.dice_term and not options.seed_recipe
+    loss = "dice" if options.stage is Stage.CERVIX else "bce+dice" if dice_term else "bce"
     return {
         "model": options.out.name,
         "sha256": file_sha256(options.out),

@@ -43,9 +43,11 @@ from cervixbatch.tools.train_callbacks import (
     refuse_collapsed,
     warmup_callback,
 )
+from cervixbatch.tools.train_data import make_dataset, split_pairs
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
+    "SEED_LEARNING_RATES",
     "TrainOptions",
     "TrainResult",
     "default_learning_rate",
@@ -56,8 +58,11 @@ log = structlog.get_logger(__name__)
 
 # The seeds' own rates: seed 001 trained stage 1 with Adam at 1e-4 (at 1e-3 its un-normalised
 # UNet collapses to a constant mask under Dice loss); seed 000 trained stage 2 with Adam's
-# default, 1e-3 (BatchNorm keeps it stable). Fine-tuning (--init) starts at a tenth.
-DEFAULT_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 1e-3}
+# default, 1e-3, and BCE alone (--seed-recipe keeps both). Stage 2's default is BCE plus a
+# Dice term at 5e-4: BCE alone at 1e-3 settles on background when lesions are small
+# (issue 24: validation Dice 0.14 at every epoch). Fine-tuning (--init) starts at a tenth.
+SEED_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 1e-3}
+DEFAULT_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 5e-4}
 FINE_TUNE_FACTOR = 0.1
 LESION_DROPOUT = 0.05  # what seed 000 trained get_unet with (0.5 is its builder's default)
 
@@ -81,7 +86,8 @@ class TrainOptions:
     resume: bool = False
     input_size: int | None = None  # None: 128 (cervix) or 512 (lesion), as in the seeds
     filters: int | None = None  # None: 32 (cervix) or 16 (lesion)
-    dice_term: bool = False  # lesion: add a Dice term to binary cross-entropy
+    dice_term: bool = True  # lesion: add a Dice term to binary cross-entropy
+    seed_recipe: bool = False  # lesion: seed 000's BCE alone at its rate (ignores dice_term)
     dropout: float | None = None  # lesion: None is seed 000's training value, 0.05
     margin: float = 0.15
     patience: int = 8
@@ -90,6 +96,7 @@ class TrainOptions:
     warmup_epochs: float = 1.0  # linear learning-rate warm-up over this many epochs
     collapse_epochs: int = 3  # stop when the model collapses for this many epochs; 0: never
     augment: str = "seed"  # "seed": the seed's geometric set; "colposcopy": tools.augment
+    validation_list: Path | None = None  # image stems to validate on, instead of a random split
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,60 +111,11 @@ class TrainResult:
     problems: tuple[Problem, ...] = ()  # annotation entries skipped
 
 
-def default_learning_rate(stage: Stage, *, fine_tune: bool) -> float:
-    """The seed's rate for ``stage``; a tenth of it when fine-tuning a loaded model."""
-    rate = DEFAULT_LEARNING_RATES[stage]
+def default_learning_rate(stage: Stage, *, fine_tune: bool, seed_recipe: bool = False) -> float:
+    """The default rate for ``stage`` (the seed's with ``seed_recipe``); a tenth of it when
+    fine-tuning a loaded model."""
+    rate = (SEED_LEARNING_RATES if seed_recipe else DEFAULT_LEARNING_RATES)[stage]
     return rate * FINE_TUNE_FACTOR if fine_tune else rate
-
-
-def _split(
-    pairs: Sequence[LabelledImage], fraction: float, seed: int
-) -> tuple[list[LabelledImage], list[LabelledImage]]:
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_val = max(1, round(len(pairs) * fraction)) if len(pairs) > 1 else 0
-    val = [pairs[i] for i in order[:n_val]]
-    train = [pairs[i] for i in order[n_val:]] or val
-    return train, val
-
-
-def _dataset(
-    pairs: Sequence[LabelledImage],
-    prepare: Callable[[LabelledImage], tuple[Any, Any]],
-    shapes: tuple[tuple[int, ...], tuple[int, ...]],
-    *,
-    batch_size: int,
-    cache_file: Path,
-    augment: Augmenter | None,
-    seed: int,
-    head: int = 1,
-) -> Any:
-    import tensorflow as tf
-
-    def load(index: Any) -> tuple[Any, Any]:
-        return prepare(pairs[int(index)])
-
-    def loaded(index: Any) -> tuple[Any, Any]:
-        x, y = tf.numpy_function(load, [index], [tf.float32, tf.float32])
-        x.set_shape(shapes[0])
-        y.set_shape(shapes[1])
-        return x, y
-
-    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(pairs), dtype=np.int64))
-    ds = ds.map(loaded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.cache(str(cache_file))  # decoded once; later epochs read the cache file
-    if augment is not None:
-        ds = ds.shuffle(min(len(pairs), 512), seed=seed, reshuffle_each_iteration=True)
-
-        def augmented(x: Any, y: Any) -> tuple[Any, Any]:
-            ax, ay = tf.numpy_function(augment, [x, y], [tf.float32, tf.float32])
-            ax.set_shape(shapes[0])
-            ay.set_shape(shapes[1])
-            return ax, ay
-
-        ds = ds.map(augmented, num_parallel_calls=1)  # one Augmenter rng: reproducible
-    if head > 1:
-        ds = ds.map(lambda x, y: (x, tf.repeat(y, head, axis=-1)))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _augmenter(options: TrainOptions) -> Augmenter:
@@ -203,7 +161,9 @@ def _initial_model(options: TrainOptions) -> tuple[Any, dict[str, Any] | None]:
 def _learning_rate(options: TrainOptions) -> float:
     if options.learning_rate is not None:
         return options.learning_rate
-    return default_learning_rate(options.stage, fine_tune=options.init is not None)
+    return default_learning_rate(
+        options.stage, fine_tune=options.init is not None, seed_recipe=options.seed_recipe
+    )
 
 
 def _compile(model: Any, options: TrainOptions) -> None:
@@ -214,7 +174,8 @@ def _compile(model: Any, options: TrainOptions) -> None:
     if options.stage is Stage.CERVIX:
         loss: Any = dice_coef_loss
     else:
-        loss = bce_dice_loss if options.dice_term else "binary_crossentropy"
+        dice_term = options.dice_term and not options.seed_recipe
+        loss = bce_dice_loss if dice_term else "binary_crossentropy"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(options)),
         loss=loss,
@@ -319,13 +280,15 @@ def train_stage(options: TrainOptions) -> TrainResult:
     head = int(model.output_shape[-1])  # seed 001's head has 3 channels: one target each
     rate = float(model.optimizer.learning_rate.numpy())
     prepare = _preparer(options, model)
-    train_pairs, val_pairs = _split(pairs, options.validation_split, options.seed)
+    train_pairs, val_pairs = split_pairs(
+        pairs, options.validation_split, options.seed, options.validation_list
+    )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="cervixbatch-train-"))
     try:
 
         def dataset(subset: Sequence[LabelledImage], name: str, *, augment: bool, head: int) -> Any:
-            return _dataset(
+            return make_dataset(
                 subset,
                 prepare,
                 shapes,

@@ -39,12 +39,14 @@ PRECISE_BN_BATCHES = 12
 # Mean over pixels of (largest - smallest probability across validation images): below
 # this the model answers the same whatever the photo.
 CONSTANT_SPREAD = 0.02
-# Validation Dice within this of its first epoch's value counts as "has not moved".
-FLAT_DICE = 1e-3
+# Hard validation Dice spanning less than this over the window counts as "has not moved".
+FLAT_DICE = 0.005
 # Mean over pixels of min(p, 1 - p): below this the model is sure of every pixel. A model
 # that has not started learning (outputs near 0.5) is not a collapsed one; a collapsed
 # one answers 0 or 1 everywhere (seed 001's UNet at 1e-3: every pixel 1, Dice 0.487).
 SATURATED = 0.05
+# Mean doubt above this: outputs near 0.5 everywhere, a model that has not started learning.
+UNSTARTED = 0.4
 # The "same mask for every image" rule needs at least this many validation images.
 MIN_SPREAD_IMAGES = 4
 # A model whose Dice is within this of the best constant mask's has learnt nothing.
@@ -159,15 +161,17 @@ class CollapseGuard:
 
     Collapsed, after ``window`` epochs in which the model was sure of every pixel
     (``SATURATED``): its validation predictions were the same for every image in each of
-    them; or its validation soft Dice has not moved by more than ``FLAT_DICE`` in them
-    while its Dice is no better than a constant mask's (all cervix, none, or the mean
-    mask). A model that has not started learning yet (outputs near 0.5), that is still
-    learning, or that has learnt and settled (better than any constant mask) does not.
+    them. Or, sure or not, after ``window`` epochs in which its hard validation Dice moved
+    by no more than ``FLAT_DICE`` and stayed no better than a constant mask's (all cervix,
+    none, or the mean mask): the lesion stage under BCE settles on background with outputs
+    far from 0 (Dice 0.14 at every epoch, never saturated). A model that is still learning,
+    or that has learnt and settled (better than any constant mask), does not.
     """
 
     val_batches: Any
     window: int = 3
     dices: list[float] = dataclasses.field(default_factory=list)
+    hards: list[float] = dataclasses.field(default_factory=list)  # hard Dice at 0.5
     spreads: list[float] = dataclasses.field(default_factory=list)
     doubts: list[float] = dataclasses.field(default_factory=list)
     reason: str | None = None
@@ -208,22 +212,28 @@ class CollapseGuard:
             prediction_spread=round(spread, 4),
             prediction_doubt=round(doubt, 4),
         )
+        self.hards.append(hard)
         n = self.window
-        if n < 1 or len(self.dices) < n or not all(d < SATURATED for d in self.doubts[-n:]):
+        if n < 1 or len(self.dices) < n:
             return None
         span = f"epochs {epoch - n + 1}-{epoch}"
+        saturated = all(d < SATURATED for d in self.doubts[-n:])
         # alike predictions on two or three photos may be alike photos: not evidence
-        if self.images >= MIN_SPREAD_IMAGES and all(s < CONSTANT_SPREAD for s in self.spreads[-n:]):
+        alike = all(s < CONSTANT_SPREAD for s in self.spreads[-n:])
+        if saturated and self.images >= MIN_SPREAD_IMAGES and alike:
             return (
                 f"the model predicts the same mask for every validation image ({span}: "
                 f"predictions differ by {spread:.4f} on average across images; validation "
                 f"Dice {hard:.3f})"
             )
-        recent = self.dices[-n:]
-        no_better = hard <= (self.baseline or 0.0) + BASELINE_MARGIN
-        if no_better and all(abs(d - recent[0]) <= FLAT_DICE for d in recent):
+        recent = self.hards[-n:]
+        no_better = max(recent) <= (self.baseline or 0.0) + BASELINE_MARGIN
+        # sure or not: a Dice that stays at a constant mask's, epoch after epoch, is a
+        # model that settled on background (BCE on small lesions) or never started
+        started = any(d < UNSTARTED for d in self.doubts[-n:])
+        if started and no_better and max(recent) - min(recent) <= FLAT_DICE:
             return (
-                f"validation Dice has not moved in {n} epochs ({span}: soft Dice "
+                f"validation Dice has not moved in {n} epochs ({span}: Dice "
                 f"{', '.join(f'{d:.4f}' for d in recent)}) and, at {hard:.3f}, is no better "
                 f"than a constant mask's ({self.baseline:.3f})"
             )
