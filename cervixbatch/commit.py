@@ -27,6 +27,7 @@ from cervixbatch.delivery.disposal import dispose_of
 from cervixbatch.errors import FailReason, InputRejected, OutputError
 from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.store import queue
+from cervixbatch.store.outage import is_unavailable
 from cervixbatch.store.schema import Status, utcnow
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ def commit_batch(
     try:
         record(work)
     except Exception as exc:
-        if _database_unavailable(exc):
+        if is_unavailable(exc):
             raise
         log.warning("batch_commit_failed", inputs=len(work), error=type(exc).__name__)
         _forget_commit(work)
@@ -329,7 +330,7 @@ def commit_batch(
         try:
             record([item])
         except Exception as exc:
-            if _database_unavailable(exc):
+            if is_unavailable(exc):
                 raise
             _forget_commit([item])
             item.rejection = None
@@ -347,13 +348,3 @@ def _forget_commit(work: Iterable[WorkItem]) -> None:
     for item in work:
         item.completed = item.committed = False
         item.ended = None
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is out of reach or busy, not that it refuses a
-    value: a lost connection, a timeout, a lock, a deadlock."""
-    from sqlalchemy import exc as sa
-
-    return isinstance(
-        exc, sa.OperationalError | sa.InterfaceError | sa.DisconnectionError | sa.TimeoutError
-    ) or bool(getattr(exc, "connection_invalidated", False))

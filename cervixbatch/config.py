@@ -85,6 +85,9 @@ class DatabaseConfig:
     """Where results are recorded."""
 
     url: str = "sqlite:///var/cervixbatch.db"
+    # A database that went away (a restart, a failover, a full disk) is waited for this
+    # long, claiming nothing and keeping what is in hand, before the service exits 1.
+    outage_seconds: float = 600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -257,7 +260,9 @@ class Config:
             inbox=_absolute(self.paths.inbox, base), outbox=_absolute(self.paths.outbox, base)
         )
         watch = dataclasses.replace(self.watch, archive=_absolute(self.watch.archive, base))
-        database = DatabaseConfig(url=_absolute_sqlite_url(self.database.url, base))
+        database = dataclasses.replace(
+            self.database, url=_absolute_sqlite_url(self.database.url, base)
+        )
         models = dataclasses.replace(
             self.models,
             cervix=_absolute_model_ref(self.models.cervix, base),

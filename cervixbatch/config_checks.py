@@ -24,6 +24,7 @@ __all__ = ["OTSU", "accept_class_uids", "check_ranges", "coerce"]
 OTSU = "otsu"  # cervix_threshold: seed 001's binarisation instead of a fixed threshold
 
 _POSITIVE = {
+    "database.outage_seconds": 0.0,
     "watch.settle_seconds": 0.0,
     "watch.rescan_seconds": 1.0,
     "batch.size": 1,

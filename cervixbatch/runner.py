@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
 from cervixbatch.outputs.staging import stage_for, sweep_stages
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
+from cervixbatch.store.outage import DatabaseOutage, OutageWaiter, is_unavailable
 from cervixbatch.store.runs import next_runs
 from cervixbatch.store.schema import Status
 from cervixbatch.testhooks import crash_if_poison
@@ -124,6 +126,11 @@ class Runner:
         sends = config.dicom.forward or config.dicomweb.stow_url  # C-STORE, STOW-RS
         self._forwarder = Forwarder(config, db) if sends else None
         self._after_commit = AfterCommit(config, db, self.outbox, self.registrar, self._forwarder)
+        # A database outage is waited out (store/outage.py); the service sets the
+        # keepalive (the watchdog ping) and ``stopping`` (a stop ends the wait).
+        self.outage = OutageWaiter(db, outage_seconds=config.database.outage_seconds)
+        self.keepalive: Callable[[], object] = lambda: None
+        self.stopping = threading.Event()
         self._overlap: Overlap | None = None
         if config.batch.pipeline:  # batches overlap (cervixbatch/pipelined.py)
             from cervixbatch.pipelined import Overlap
@@ -359,16 +366,33 @@ class Runner:
 
     def _commit(self, work: Sequence[WorkItem], outcome: BatchOutcome) -> None:
         """One transaction for the whole batch (input by input if the database refuses a
-        row): outputs are on disk before rows say done."""
-        commit_batch(
-            self.db,
-            work,
-            outcome,
-            owner=self.owner,
-            max_attempts=self.config.batch.max_attempts,
-            writer=self._writer,
-            on_disk_error=self._pause_after_disk_error,
-        )
+        row): outputs are on disk before rows say done. A database that went away is
+        waited for (``database.outage_seconds``) and the commit tried again: the fence
+        keeps a claim taken over meanwhile from being recorded twice."""
+        while True:
+            try:
+                commit_batch(
+                    self.db,
+                    work,
+                    outcome,
+                    owner=self.owner,
+                    max_attempts=self.config.batch.max_attempts,
+                    writer=self._writer,
+                    on_disk_error=self._pause_after_disk_error,
+                )
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self.outage.wait(exc, on_wait=self._keep_alive_in_outage)
+            else:
+                return
+
+    def _keep_alive_in_outage(self) -> None:
+        """Between two looks at a database that is down: the watchdog is told the worker
+        lives; a stop asked for meanwhile ends the wait (recovery takes the claims)."""
+        self.keepalive()
+        if self.stopping.is_set():
+            raise DatabaseOutage("stopping while the database is out of reach")
 
     def _pause_after_disk_error(self) -> None:
         self._disk_trouble_until = time.monotonic() + DISK_RETRY_SECONDS

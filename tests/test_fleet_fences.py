@@ -81,7 +81,7 @@ def test_a_stalled_worker_that_lost_its_claim_leaves_the_new_owners_work_alone(
     outbox, archive = tmp_path / "outbox", tmp_path / "archive"
     # A writes on a slow disk (each fsync waits), so it can be caught in the middle.
     worker_a = daemons(config_a, "worker_a", fsync_delay=0.5)
-    worker_a.wait_event("ready")
+    worker_a.wait_event("ready", timeout=300)
     vl_image(tmp_path / "staging" / "study.dcm", [draw_photo(320, 240, seed=3)])
     (tmp_path / "staging" / "study.dcm").rename(tmp_path / "inbox" / "study.dcm")
 
@@ -89,7 +89,7 @@ def test_a_stalled_worker_that_lost_its_claim_leaves_the_new_owners_work_alone(
     worker_a.process.send_signal(signal.SIGSTOP)
     try:
         worker_b = daemons(config_b, "worker_b")
-        worker_b.wait_event("ready")
+        worker_b.wait_event("ready", timeout=300)
         wait_for(
             lambda: _rows(postgres_url, "SELECT status FROM inputs") == [("done",)],
             120,

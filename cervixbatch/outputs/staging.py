@@ -21,6 +21,7 @@ import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -60,7 +61,7 @@ class Stage:
 
     def final(self, outputs: FrameOutputs) -> FrameOutputs:
         """The paths ``outputs`` will have once published."""
-        moved = {
+        moved: dict[str, Any] = {
             name: self._target_of(path)
             for name in _FILE_FIELDS
             if (path := getattr(outputs, name)) is not None

@@ -15,7 +15,7 @@ import time
 
 import structlog
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "status_line"]
 
 log = structlog.get_logger("cervixbatchd")
 
@@ -65,6 +65,11 @@ class Notifier:
         """Say the main loop is alive (systemd kills the service after ``WatchdogSec``)."""
         return self.send("WATCHDOG=1")
 
+    def extend_start(self, seconds: float = 30.0) -> bool:
+        """Ask for more time to start (waiting for the database is not hanging)."""
+        usec = int(seconds * 1_000_000)
+        return self.send(f"EXTEND_TIMEOUT_USEC={usec}", "STATUS=waiting for the database")
+
     def status(self, text: str) -> bool:
         """Set the one-line status that ``systemctl status`` shows."""
         return self.send(f"STATUS={text}")
@@ -108,3 +113,9 @@ def _watchdog_interval(env: os._Environ[str] | dict[str, str]) -> float | None:
     if pid and pid != str(os.getpid()):
         return None  # meant for another process (a wrapper that exec'd us keeps it unset)
     return int(usec) / 1_000_000 / 2
+
+
+def status_line(counts: dict[str, int]) -> str:
+    """The queue in the few words of systemd's STATUS= line."""
+    keys = ("queued", "processing", "done", "rejected", "failed")
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)

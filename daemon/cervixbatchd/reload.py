@@ -9,12 +9,21 @@ restart and otherwise ignored, so a reload never drops or doubles work.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from cervixbatch.config import load_config
+from cervixbatch.errors import CervixbatchError
+from cervixbatch.logs import configure_logging
 
 if TYPE_CHECKING:
     from cervixbatch.config import Config
 
-__all__ = ["LIVE_KEYS", "ReloadPlan", "plan_reload"]
+__all__ = ["LIVE_KEYS", "ReloadPlan", "plan_reload", "reload_config"]
+
+log = structlog.get_logger("cervixbatchd")
 
 LIVE_KEYS = ("batch.size", "batch.max_wait_ms", "logging.level")
 
@@ -36,6 +45,22 @@ class ReloadPlan:
             "max_wait_ms": self.config.batch.max_wait_ms,
             "log_level": self.config.logging.level,
         }
+
+
+def reload_config(current: Config, path: Path | None) -> Config:
+    """SIGHUP: the configuration to run with from now on (batch size, max wait and log
+    level applied; what needs a restart named in the log); ``current`` when the file no
+    longer loads (a typo must not stop the service)."""
+    try:
+        new = load_config(path)
+    except CervixbatchError as exc:
+        log.error("reload_failed", detail=str(exc))  # noqa: TRY400 - the message says it
+        return current
+    plan = plan_reload(current, new)
+    if plan.config.logging.level != current.logging.level:
+        configure_logging(plan.config.logging.level, plan.config.logging.format)
+    log.info("reloaded", **plan.as_log_dict())
+    return plan.config
 
 
 def plan_reload(current: Config, new: Config) -> ReloadPlan:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cervixbatch.config import Config, load_config
+from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
 from cervixbatch.intake.rules import InputRule, own_paths
@@ -30,11 +30,13 @@ from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import Database, open_configured
+from cervixbatch.store.outage import is_unavailable, open_when_available
 from cervixbatch.store.schema import Status
 from cervixbatch.version import __version__
-from cervixbatchd.notify import Notifier
+from cervixbatchd.notify import Notifier, status_line
+from cervixbatchd.outage import ride_out
 from cervixbatchd.registering import BackgroundRegistrar
-from cervixbatchd.reload import plan_reload
+from cervixbatchd.reload import reload_config
 from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
@@ -132,7 +134,8 @@ class Service:
             burst=burst,
             config=self.config.as_log_dict(),
         )
-        self._db = open_configured(self.config)
+        limit, extend = self.config.database.outage_seconds, self.notifier.extend_start
+        self._db = open_when_available(open_configured, self.config, limit, extend)
         stages = load_stages(self.config)
         self._runner = Runner(self.config, self._db, stages)
         self._registering = BackgroundRegistrar(self._runner.registrar, self.tracker, self.wakeup)
@@ -142,6 +145,7 @@ class Service:
         # Inside a batch the heartbeat thread pings the watchdog and renews the worker row,
         # as long as the batch progresses.
         self._runner.leases.set_beat(self._in_batch_heartbeat, self.notifier.watchdog_interval)
+        self._runner.keepalive = self.notifier.watchdog  # while a commit waits out an outage
         self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if (metrics_address := self.config.metrics.listen_address) is not None:
             self._telemetry = Telemetry(self._db)
@@ -174,28 +178,40 @@ class Service:
             self._register_settled()
         counts = self._refresh_counts()
         if not burst:
-            self.notifier.ready(_status_line(counts))
+            self.notifier.ready(status_line(counts))
             log.info("ready", **counts, waiting=len(self.tracker))
 
     def _loop(self) -> None:
         interval = self.notifier.watchdog_interval
         while self.flags.stop is None:
-            if self.flags.take_reload():
-                self._reload()
-            if self.watcher.supervise():
-                self._scan("observer_restarted")  # events were lost while it was down
-            self._register_settled()
-            now = self._clock()
-            if now >= self._next_rescan:
-                self._scan("periodic")
-            self._heartbeat(now, interval)
-            if self._batch_due(now):
-                self._run_batch()
-                continue  # check the flags between two batches, never within one
-            if self._retention is not None and self._retention.due(now):
-                self._retention.step()  # small steps, only while no batch is due
-                continue
-            self.wakeup.wait(self._sleep_time(now, interval))
+            try:
+                self._step(interval)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                assert self._runner is not None
+                ride_out(exc, self._runner, self.notifier, self.flags, self._telemetry)
+                self._next_status = 0.0  # counts and the STATUS= line again, now
+
+    def _step(self, interval: float | None) -> None:
+        """One turn of the loop: signals, discovery, the heartbeat, then a batch, a step of
+        retention, or a sleep."""
+        if self.flags.take_reload():
+            self._reload()
+        if self.watcher.supervise():
+            self._scan("observer_restarted")  # events were lost while it was down
+        self._register_settled()
+        now = self._clock()
+        if now >= self._next_rescan:
+            self._scan("periodic")
+        self._heartbeat(now, interval)
+        if self._batch_due(now):
+            self._run_batch()
+            return  # check the flags between two batches, never within one
+        if self._retention is not None and self._retention.due(now):
+            self._retention.step()  # small steps, only while no batch is due
+            return
+        self.wakeup.wait(self._sleep_time(now, interval))
 
     def _teardown(self, status: int) -> None:
         reason = self.flags.stop or ("finished" if status == EXIT_OK else "error")
@@ -206,7 +222,7 @@ class Service:
                 counts = self._refresh_counts()
             except Exception as exc:  # noqa: BLE001 - a dead database must not block teardown
                 log.warning("counts_unavailable", error=type(exc).__name__)
-        self.notifier.stopping(f"stopping ({reason}); " + _status_line(counts))
+        self.notifier.stopping(f"stopping ({reason}); " + status_line(counts))
         log.info("stopping", reason=reason, **counts)
         if self._presence is not None:
             self._presence.stop(reason, error=self._fatal)
@@ -356,7 +372,7 @@ class Service:
             disk = self._runner.disk_state()
             if self._telemetry is not None:
                 self._telemetry.disk_low.set(1 if disk.low else 0)
-            line = _status_line(counts)
+            line = status_line(counts)
             self.notifier.status(f"paused: {disk.paused}; {line}" if disk.paused else line)
             if self._presence is not None:
                 self._presence.state(paused=disk.paused, disk_free_mb=disk.free_mb)
@@ -378,20 +394,6 @@ class Service:
         """SIGHUP: apply batch size, max wait and log level; name what needs a restart."""
         assert self._runner is not None
         self.notifier.reloading()
-        try:
-            new = load_config(self._config_path)
-        except CervixbatchError as exc:  # a typo in the file must not stop the service
-            log.error("reload_failed", detail=str(exc))  # noqa: TRY400 - the message says it
-        else:
-            plan = plan_reload(self.config, new)
-            if plan.config.logging.level != self.config.logging.level:
-                configure_logging(plan.config.logging.level, plan.config.logging.format)
-            self.config = plan.config
-            self._runner.apply_config(plan.config)
-            log.info("reloaded", **plan.as_log_dict())
-        self.notifier.ready(_status_line(self._refresh_counts()))
-
-
-def _status_line(counts: dict[str, int]) -> str:
-    keys = ("queued", "processing", "done", "rejected", "failed")
-    return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)
+        self.config = reload_config(self.config, self._config_path)
+        self._runner.apply_config(self.config)
+        self.notifier.ready(status_line(self._refresh_counts()))

@@ -105,6 +105,12 @@ class Telemetry:
             "1 while free space is below the watermark and no new inputs are taken",
             registry=self.registry,
         )
+        self.database_up = Gauge(
+            "cervixbatch_database_up",
+            "0 while the database is out of reach and the worker waits for it, else 1",
+            registry=self.registry,
+        )
+        self.database_up.set(1)
         self.models = Info("cervixbatch_models", "Model versions (sha256)", registry=self.registry)
         self._server: Any = None
         self._thread: threading.Thread | None = None
