@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -86,3 +87,56 @@ def test_a_float_tiff_decodes_without_float64_copies_of_the_whole_image() -> Non
     low = min(low, 0.0)  # NaN counts as 0
     expected = np.rint((pixels[1000, 1000] - low) * (255.0 / (high - low)))
     assert np.array_equal(frame.rgb[1000, 1000], expected.astype(np.uint8))
+
+
+def _palette_dicom(path: Path, segments: list[int]) -> bytes:
+    """A 64x64 PALETTE COLOR VL photograph whose three segmented lookup tables are the
+    16-bit ``segments`` (a descriptor of 256 entries of 16 bits)."""
+    from dicom_fixtures import vl_image
+    from pydicom.dataelem import DataElement
+
+    indices = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
+    table = struct.pack(f"<{len(segments)}H", *segments)
+    header: dict[str, object] = {
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "PALETTE COLOR",
+        "PixelData": indices.tobytes(),
+    }
+    for colour in ("Red", "Green", "Blue"):
+        header[f"{colour}PaletteColorLookupTableDescriptor"] = [256, 0, 16]
+    written = vl_image(path, [np.zeros((64, 64, 3), dtype=np.uint8)], header=header)
+    import pydicom
+
+    ds = pydicom.dcmread(written)
+    del ds.PlanarConfiguration
+    for colour in ("Red", "Green", "Blue"):
+        keyword = f"Segmented{colour}PaletteColorLookupTableData"
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        ds[tag] = DataElement(tag, "OW", table)
+    ds.save_as(written, enforce_file_format=True)
+    return written.read_bytes()
+
+
+def _doubling(levels: int) -> list[int]:
+    """One discrete entry, then ``levels`` indirect segments, each replaying every segment
+    before it: the table doubles with each one (2**levels entries from a few hundred bytes)."""
+    segments = [0, 1, 40000]
+    for level in range(1, levels + 1):
+        segments += [2, level, 0, 0]  # replay `level` segments from word 0
+    return segments
+
+
+def test_a_segmented_palette_that_expands_past_its_bound_is_refused_unexpanded(
+    tmp_path: Path,
+) -> None:
+    """A palette whose segmented tables would expand to 2**22 entries (a descriptor allows
+    2**16) is refused as corrupt before pydicom expands it; a proper segmented palette
+    still decodes."""
+    bomb = _palette_dicom(tmp_path / "bomb.dcm", _doubling(22))
+    with pytest.raises(InputRejected) as caught:
+        decode_input(bomb, ReadLimits())
+    assert caught.value.reason is RejectReason.CORRUPT
+    proper = _palette_dicom(tmp_path / "ramp.dcm", [0, 1, 0, 1, 255, 65535])
+    (frame,) = decode_input(proper, ReadLimits()).frames
+    assert frame.rgb.shape == (64, 64, 3)
+    assert frame.rgb[0, 0].tolist() == [0, 0, 0] and frame.rgb[-1, -1].tolist() == [255] * 3

@@ -31,6 +31,7 @@ from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging.codestreams import check_codestreams
 from cervixbatch.imaging.frames import DicomInfo, Frame, ReadLimits, RGBImage
 from cervixbatch.imaging.header_values import CS_CHARS, clean_text, raw_uid
+from cervixbatch.imaging.palette import check_palette
 from cervixbatch.imaging.sniff import check_declared
 
 if TYPE_CHECKING:
@@ -76,13 +77,7 @@ def read_dicom(
         )
     rows, columns, frames = _declared_size(header)
     check_declared(columns, rows, frames, limits)
-    photometric = _text(header, "PhotometricInterpretation") or ""
-    # Samples per pixel multiplies what a decoder allocates: only grey or colour.
-    samples = _text(header, "SamplesPerPixel") or "1"
-    if photometric not in _SUPPORTED_PHOTOMETRIC or samples not in {"1", "3"}:
-        raise InputRejected(
-            RejectReason.UNSUPPORTED_DICOM, "the DICOM photometric interpretation is not supported"
-        )
+    samples = _check_photometric(header)
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError as exc:
@@ -111,7 +106,7 @@ def read_dicom(
         check_codestreams(ds, syntax, frames, rows * columns * int(samples))
     result = tuple(
         Frame(index=i, rgb=rgb, full_size=(rgb.shape[0], rgb.shape[1]))
-        for i, rgb in enumerate(_iter_rgb(ds, decoder))
+        for i, rgb in enumerate(_iter_rgb(ds, decoder, limits))
     )
     if len(result) != frames:
         raise InputRejected(
@@ -169,6 +164,24 @@ def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
     return pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian
 
 
+_BAND_ROWS = 256
+
+
+def _check_photometric(header: Dataset) -> str:
+    """Refuse what is neither grey nor colour, and a palette that would expand past its
+    bound; returns the samples per pixel ("1" or "3")."""
+    photometric = _text(header, "PhotometricInterpretation") or ""
+    # Samples per pixel multiplies what a decoder allocates: only grey or colour.
+    samples = _text(header, "SamplesPerPixel") or "1"
+    if photometric not in _SUPPORTED_PHOTOMETRIC or samples not in {"1", "3"}:
+        raise InputRejected(
+            RejectReason.UNSUPPORTED_DICOM, "the DICOM photometric interpretation is not supported"
+        )
+    if photometric == "PALETTE COLOR":
+        check_palette(header)  # a segmented table is counted before pydicom expands it
+    return samples
+
+
 def _declared_size(ds: Dataset) -> tuple[int, int, int]:
     """Return (rows, columns, frames) from the image pixel module."""
     if "Rows" not in ds or "Columns" not in ds:
@@ -183,12 +196,14 @@ def _declared_size(ds: Dataset) -> tuple[int, int, int]:
     return rows, columns, frames
 
 
-def _iter_rgb(ds: Dataset, decoder: Any) -> Iterator[RGBImage]:
-    """Yield each frame as RGB8, decoding one frame at a time."""
+def _iter_rgb(ds: Dataset, decoder: Any, limits: ReadLimits) -> Iterator[RGBImage]:
+    """Yield each frame as RGB8, decoding one frame at a time; each decoded frame is held
+    to the limits too, before it is converted."""
     try:
         opts = as_pixel_options(ds)
         frames = decoder.iter_array(ds, validate=True, raw=False, **opts)
         for arr, props in frames:
+            check_declared(arr.shape[1], arr.shape[0], 1, limits)
             photometric = str(props.get("photometric_interpretation", ""))
             yield _to_rgb(arr, photometric, ds)
     except InputRejected:
@@ -234,8 +249,12 @@ def _colour_to_uint8(arr: npt.NDArray[Any], ds: Dataset, *, palette: bool) -> RG
         top = 255 if int(arr.max()) <= 255 else 65535
     else:
         top = (1 << int(ds.get("BitsStored") or arr.dtype.itemsize * 8)) - 1
-    values = np.clip(arr.astype(np.float64), 0, top)
-    return np.rint(values * (255.0 / top)).astype(np.uint8)
+    # A band of rows at a time: never a float64 copy of a whole frame.
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], _BAND_ROWS):
+        band = np.clip(arr[start : start + _BAND_ROWS].astype(np.float64), 0, top)
+        out[start : start + _BAND_ROWS] = np.rint(band * (255.0 / top))
+    return out
 
 
 def _grey_to_uint8(arr: npt.NDArray[Any], ds: Dataset, *, invert: bool) -> npt.NDArray[np.uint8]:
