@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cervixbatch.cli.common import app_of, setup_logging
-from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of
+from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of, mask_kind_option
 from cervixbatch.config import Precision, Runtime
 
 __all__ = ["evaluate"]
@@ -32,6 +32,7 @@ __all__ = ["evaluate"]
     help="Ground-truth lesion masks (or --annotations).",
 )
 @annotation_options
+@mask_kind_option
 @click.option("--cervix-model", help="Override models.cervix (builtin:demo or a .keras file).")
 @click.option("--lesion-model", help="Override models.lesion.")
 @click.option(
@@ -66,6 +67,7 @@ def evaluate(
     annotations: tuple[Path, ...],
     cervix_labels: tuple[str, ...],
     lesion_labels: tuple[str, ...],
+    mask_kind: str,
     cervix_model: str | None,
     lesion_model: str | None,
     runtime: str | None,
@@ -108,6 +110,7 @@ def evaluate(
             lesion_masks,
             annotations=annotations,
             labels=labels,
+            mask_kind=mask_kind,
             batch_size=config.batch.size,
             on_progress=advance,
         )

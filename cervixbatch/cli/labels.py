@@ -12,7 +12,7 @@ import click
 if TYPE_CHECKING:
     from cervixbatch.tools.annotations import Labels, Problem
 
-__all__ = ["annotation_options", "echo_problems", "labels_of"]
+__all__ = ["annotation_options", "echo_problems", "labels_of", "mask_kind_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +41,18 @@ def annotation_options(command: F) -> F:
         multiple=True,
         help="Seed project 001's box JSON, COCO JSON or LabelMe JSON: a file or a folder of "
         "them (repeatable); their image paths (seed project 001, COCO) are relative to --images.",
+    )(command)
+
+
+def mask_kind_option(command: F) -> F:
+    """--mask-kind: the target masks are regions, or drawn outlines (strokes) to fill."""
+    return click.option(
+        "--mask-kind",
+        type=click.Choice(["region", "outline"]),
+        default="region",
+        show_default=True,
+        help="region: masks paint the area; outline: masks are hand-drawn strokes around it, "
+        "filled by the rule in docs/annotations.md (check it with `labels sheet`).",
     )(command)
 
 

@@ -19,6 +19,7 @@ from cervixbatch.cli.bench import bench
 from cervixbatch.cli.common import EXIT_CONFIG, EXIT_FAILED, AppContext, app_of, setup_logging
 from cervixbatch.cli.db import db
 from cervixbatch.cli.evaluate import evaluate
+from cervixbatch.cli.labels_sheet import labels
 from cervixbatch.cli.model_info import model_info
 from cervixbatch.cli.ops import purge, reprocess, status
 from cervixbatch.cli.quantize import quantize
@@ -122,6 +123,7 @@ for command in (
     synth,
     train,
     evaluate,
+    labels,
     model_info,
     bench,
     quantize,

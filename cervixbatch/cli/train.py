@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cervixbatch.cli.common import app_of, setup_logging
-from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of
+from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of, mask_kind_option
 
 __all__ = ["train"]
 
@@ -33,6 +33,7 @@ __all__ = ["train"]
     help="Cervix masks (the lesion stage crops with them, as inference does).",
 )
 @annotation_options
+@mask_kind_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -152,6 +153,7 @@ def train(
     annotations: tuple[Path, ...],
     cervix_labels: tuple[str, ...],
     lesion_labels: tuple[str, ...],
+    mask_kind: str,
     out: Path,
     epochs: int,
     batch_size: int,
@@ -202,6 +204,7 @@ def train(
             learning_rate=learning_rate,
             validation_split=validation_split,
             validation_list=validation_list,
+            mask_kind=mask_kind,
             seed=seed,
             resume=resume,
             input_size=input_size,

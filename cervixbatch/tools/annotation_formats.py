@@ -140,11 +140,28 @@ def _coco_image(
         return Problem(path, entry, str(exc))
 
 
+def _coco_polyline(polygon: Any, *, open_line: bool) -> bool:
+    """Whether a COCO segmentation list is a polyline: an annotation with "area" 0."""
+    if not isinstance(polygon, list) or len(polygon) < 4 or len(polygon) % 2:
+        return False
+    if not all(isinstance(v, int | float) for v in polygon):
+        return False
+    return open_line
+
+
 def _coco_shapes(ann: dict[str, Any], target: str, image: dict[str, Any]) -> list[Shape]:
     segmentation = ann.get("segmentation")
     if isinstance(segmentation, list) and segmentation:
         polygons = []
+        # a polyline (an outline stroke) has no area: "area" 0 says so
+        open_line = ann.get("area") == 0
         for polygon in segmentation:
+            if _coco_polyline(polygon, open_line=open_line):
+                line = tuple(
+                    (float(x), float(y)) for x, y in zip(*[iter(polygon)] * 2, strict=True)
+                )
+                polygons.append(Shape(target, "polyline", line))
+                continue
             if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
                 raise Skip("a polygon needs at least 3 points as [x1, y1, x2, y2, ...]")
             if not all(isinstance(v, int | float) for v in polygon):
@@ -275,6 +292,8 @@ def _labelme_shape(raw: dict[str, Any], target: str) -> Shape:
     ):
         raise Skip('"points" must be a list of [x, y]')
     pts = tuple((float(p[0]), float(p[1])) for p in points)
+    if kind in ("linestrip", "line") and len(pts) >= 2:  # an outline stroke
+        return Shape(target, "polyline", pts)
     if kind == "polygon":
         if len(pts) < 3:
             raise Skip("a polygon needs at least 3 points")

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.tools.outline import fill_outline, polyline_stroke, scaled_close_px
 
 __all__ = [
     "CERVIX",
@@ -23,6 +24,7 @@ __all__ = [
     "Skip",
     "declared",
     "image_under",
+    "outline_region",
     "rasterise",
     "single_box",
 ]
@@ -53,7 +55,7 @@ class Shape:
     """One annotated region in full-resolution pixels."""
 
     target: str  # cervix | lesion
-    kind: str  # box | polygon | mask
+    kind: str  # box | polygon | mask | polyline (an outline stroke: LabelMe linestrip, ...)
     points: tuple[tuple[float, float], ...] = ()  # box: two corners (x0, y0), (x1, y1)
     mask: npt.NDArray[np.uint8] | None = None  # kind "mask" (COCO RLE): 0/1, H x W
 
@@ -118,6 +120,9 @@ def rasterise(shapes: Sequence[Shape], target: str, size: tuple[int, int]) -> np
     """The 0/255 mask of every ``target`` shape, drawn at ``size`` (height, width)."""
     height, width = size
     mask = np.zeros((height, width), dtype=np.uint8)
+    strokes = [s.points for s in shapes if s.target == target and s.kind == "polyline"]
+    if strokes:  # outlines: drawn as one stroke mask, filled by the outline rule
+        mask[outline_region(strokes, size) > 0] = 255
     for shape in shapes:
         if shape.target != target:
             continue
@@ -128,13 +133,25 @@ def rasterise(shapes: Sequence[Shape], target: str, size: tuple[int, int]) -> np
         elif shape.kind == "polygon":
             scaled = np.round(np.asarray(shape.points) * (1 << _SHIFT)).astype(np.int32)
             cv2.fillPoly(mask, [scaled], 255, lineType=cv2.LINE_8, shift=_SHIFT)
-        elif shape.mask is not None:
+        elif shape.kind == "mask" and shape.mask is not None:
             if shape.mask.shape != (height, width):
                 raise CervixbatchError(
                     f"an RLE mask of {shape.mask.shape} does not fit the image {size}"
                 )
             mask[shape.mask > 0] = 255
     return mask
+
+
+def outline_region(
+    strokes: Sequence[Sequence[tuple[float, float]]], size: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    """The region polylines drawn as strokes stand for (tools.outline's rule; an outline
+    whose side cannot be decided gives no region)."""
+    width = max(2, round(2 * max(size) / 384))
+    stroke = np.zeros(size, dtype=np.uint8)
+    for points in strokes:
+        stroke |= polyline_stroke(list(points), size, width=width)
+    return fill_outline(stroke, close_px=scaled_close_px(size)).region
 
 
 def single_box(shapes: Sequence[Shape], target: str) -> tuple[int, int, int, int] | None:

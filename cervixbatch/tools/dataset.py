@@ -31,11 +31,14 @@ from cervixbatch.tools.annotations import (
     rasterise,
     read_annotations,
 )
+from cervixbatch.tools.outline import Filled, fill_outline, scaled_close_px
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MASK_KINDS",
     "Augmenter",
     "LabelledImage",
+    "Outline",
     "ShapeTruth",
     "fingerprint",
     "labelled_images",
@@ -58,7 +61,28 @@ class ShapeTruth:
     source: Path  # the annotation file, for the data fingerprint and messages
 
 
-MaskSource = Path | ShapeTruth
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outline:
+    """A mask PNG whose pixels are a drawn outline (``--mask-kind outline``): its region is
+    what :func:`cervixbatch.tools.outline.fill_outline` makes of the stroke."""
+
+    path: Path
+
+    def stroke(self) -> npt.NDArray[np.uint8]:
+        """The stroke as drawn (0/255, the PNG's own size)."""
+        stroke = cv2.imread(str(self.path), cv2.IMREAD_GRAYSCALE)
+        if stroke is None:
+            raise CervixbatchError(f"mask {self.path.name} is not a readable single-channel image")
+        return np.where(stroke > 0, 255, 0).astype(np.uint8)
+
+    def filled(self) -> Filled:
+        """The region the stroke stands for, gaps closed in proportion to the PNG's size."""
+        stroke = self.stroke()
+        return fill_outline(stroke, close_px=scaled_close_px(stroke.shape))
+
+
+MaskSource = Path | ShapeTruth | Outline
+MASK_KINDS = ("region", "outline")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,9 +96,15 @@ class LabelledImage:
 
 
 def pair_images(
-    images: Path, masks: Path | None, cervix_masks: Path | None = None, *, allow_empty: bool = False
+    images: Path,
+    masks: Path | None,
+    cervix_masks: Path | None = None,
+    *,
+    allow_empty: bool = False,
+    mask_kind: str = "region",
 ) -> list[LabelledImage]:
-    """Every image in ``images`` with a mask of the same stem in each mask folder given."""
+    """Every image in ``images`` with a mask of the same stem in each mask folder given;
+    with ``mask_kind`` "outline" the ``masks`` are strokes (see :class:`Outline`)."""
     if not images.is_dir():
         raise CervixbatchError(f"image folder {images} does not exist")
     pairs = []
@@ -87,7 +117,10 @@ def pair_images(
             cervix is not None and not cervix.is_file()
         ):
             continue
-        pairs.append(LabelledImage(image.stem, image, mask, cervix))
+        truth: MaskSource | None = mask
+        if mask is not None and mask_kind == "outline":
+            truth = Outline(mask)
+        pairs.append(LabelledImage(image.stem, image, truth, cervix))
     if not pairs and not allow_empty:
         raise CervixbatchError(
             f"no image in {images} has a mask of the same stem (a single-channel PNG) in "
@@ -106,6 +139,7 @@ def labelled_images(
     target: str,
     need_cervix: bool,
     require_target: bool = True,
+    mask_kind: str = "region",
 ) -> tuple[list[LabelledImage], list[Problem]]:
     """Images with their truth from mask folders and annotation files, and what was skipped.
 
@@ -115,11 +149,15 @@ def labelled_images(
     lesion truth may be empty (a photo without lesion) when the cervix is annotated and
     its file annotates lesions at all; an image from a file without any lesion shape has
     no lesion truth (``mask`` None), kept only without ``require_target`` (evaluation).
+    An outline whose side the rule cannot decide is such a missing truth too.
     """
     pairs: list[LabelledImage] = []
-    if masks is not None or cervix_masks is not None:
-        pairs = pair_images(images, masks, cervix_masks, allow_empty=bool(annotations))
     problems: list[Problem] = []
+    if masks is not None or cervix_masks is not None:
+        pairs = pair_images(
+            images, masks, cervix_masks, allow_empty=bool(annotations), mask_kind=mask_kind
+        )
+        pairs = _decided(pairs, problems, keep=not require_target)
     if not annotations:
         return pairs, problems
     taken = {pair.image.resolve() for pair in pairs}
@@ -158,7 +196,25 @@ def labelled_images(
     return pairs, problems
 
 
+def _decided(
+    pairs: list[LabelledImage], problems: list[Problem], *, keep: bool
+) -> list[LabelledImage]:
+    """Pairs whose outline the rule cannot fill lose their truth (``keep``) or are skipped."""
+    out = []
+    for pair in pairs:
+        if isinstance(pair.mask, Outline) and not pair.mask.filled().usable:
+            reason = "outline undecided (no side of the stroke can be chosen; docs/annotations.md)"
+            problems.append(Problem(pair.mask.path, "", reason))
+            if keep:
+                out.append(dataclasses.replace(pair, mask=None))
+            continue
+        out.append(pair)
+    return out
+
+
 def _source_bytes(source: MaskSource) -> tuple[str, bytes]:
+    if isinstance(source, Outline):
+        return source.path.name, b"outline:" + source.path.read_bytes()
     if isinstance(source, Path):
         return source.name, source.read_bytes()
     points = repr(
@@ -189,7 +245,9 @@ def load_mask(
     ``full_hw`` (polygons filled at full resolution), then resized the same way.
     """
     mask: npt.NDArray[np.uint8] | None
-    if isinstance(source, ShapeTruth):
+    if isinstance(source, Outline):
+        mask = source.filled().region
+    elif isinstance(source, ShapeTruth):
         mask = rasterise(source.shapes, source.target, full_hw or size_hw)
     else:
         mask = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)

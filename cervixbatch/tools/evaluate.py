@@ -11,6 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
@@ -20,7 +23,14 @@ from cervixbatch.pipeline import Pipeline
 from cervixbatch.roi import mask_box
 from cervixbatch.scores import box_iou, dice, iou, kaggle_score
 from cervixbatch.tools.annotations import CERVIX, LESION, Labels, Problem, single_box
-from cervixbatch.tools.dataset import LabelledImage, ShapeTruth, labelled_images, load_mask
+from cervixbatch.tools.boundary import boundary_f
+from cervixbatch.tools.dataset import (
+    LabelledImage,
+    Outline,
+    ShapeTruth,
+    labelled_images,
+    load_mask,
+)
 
 __all__ = ["Evaluation", "ImageScore", "evaluate", "summarise"]
 
@@ -36,6 +46,7 @@ class ImageScore:
     lesion_iou: float | None
     cervix_found: bool
     cervix_box_iou: float | None = None  # when the cervix truth is one box (seed 001's)
+    lesion_boundary_f: float | None = None  # against the stroke, when the truth is an outline
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +87,7 @@ def evaluate(
     *,
     annotations: Sequence[Path] = (),
     labels: Labels | None = None,
+    mask_kind: str = "region",
     batch_size: int = 8,
     min_working_side: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -97,6 +109,7 @@ def evaluate(
         target=LESION,
         need_cervix=True,
         require_target=False,
+        mask_kind=mask_kind,
     )
     scores: list[ImageScore] = []
     for start in range(0, len(pairs), batch_size):
@@ -120,6 +133,10 @@ def evaluate(
             [s.lesion_dice for s in lesion],  # type: ignore[misc]
             [s.lesion_iou for s in lesion],  # type: ignore[misc]
         )
+    outlined = [s.lesion_boundary_f for s in scores if s.lesion_boundary_f is not None]
+    if outlined:  # photos with a stroke: how well the predicted edge follows it
+        stages.setdefault("lesion", {})["mean_boundary_f"] = round(statistics.fmean(outlined), 4)
+        stages["lesion"]["boundary_f_images"] = len(outlined)
     return Evaluation(len(scores), stages, scores, tuple(problems))
 
 
@@ -135,11 +152,13 @@ def _score(pair: LabelledImage, result: Any) -> ImageScore:
     size = result.cervix_mask.shape  # the image's full size
     true_cervix = load_mask(pair.cervix_mask, size, size) > 0
     pred_cervix = result.cervix_mask > 0
-    lesion_dice = lesion_iou = None
+    lesion_dice = lesion_iou = boundary = None
     if pair.mask is not None:
         true_lesion = load_mask(pair.mask, size, size) > 0
         pred_lesion = result.lesion_mask > 0
         lesion_dice, lesion_iou = dice(true_lesion, pred_lesion), iou(true_lesion, pred_lesion)
+        if isinstance(pair.mask, Outline):
+            boundary = _boundary_f(pair.mask, pred_lesion)
     return ImageScore(
         stem=pair.stem,
         cervix_dice=dice(true_cervix, pred_cervix),
@@ -148,7 +167,18 @@ def _score(pair: LabelledImage, result: Any) -> ImageScore:
         lesion_iou=lesion_iou,
         cervix_found=bool(result.cervix_found),
         cervix_box_iou=_box_iou(pair, result.cervix_mask),
+        lesion_boundary_f=boundary,
     )
+
+
+def _boundary_f(outline: Outline, predicted: Any) -> float | None:
+    """Boundary F of the predicted lesion against the stroke (at the stroke's size)."""
+    stroke = outline.stroke()
+    if not stroke.any():
+        return None  # a negative: its lesion share speaks for it, not an edge score
+    height, width = stroke.shape
+    small = cv2.resize(predicted.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    return boundary_f(small, stroke)
 
 
 def _box_iou(pair: LabelledImage, predicted: Any) -> float | None:

@@ -33,6 +33,7 @@ __all__ = [
     "Filled",
     "fill_outline",
     "polyline_stroke",
+    "scaled_close_px",
 ]
 
 Mask = npt.NDArray[np.uint8]
@@ -146,6 +147,11 @@ def fill_outline(stroke: Mask, *, close_px: int = CLOSE_PX) -> Filled:
         return Filled(np.zeros_like(binary), FillStatus.UNDECIDED)
     status = FillStatus.PARTIAL if partial else FillStatus.FILLED
     return Filled(np.where(region, 255, 0).astype(np.uint8), status)
+
+
+def scaled_close_px(size_hw: tuple[int, int]) -> int:
+    """``CLOSE_PX`` (set for a 384-pixel mask) in proportion to a mask of ``size_hw``."""
+    return max(1, round(CLOSE_PX * max(size_hw) / 384))
 
 
 def polyline_stroke(

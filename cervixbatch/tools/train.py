@@ -97,6 +97,7 @@ class TrainOptions:
     collapse_epochs: int = 3  # stop when the model collapses for this many epochs; 0: never
     augment: str = "seed"  # "seed": the seed's geometric set; "colposcopy": tools.augment
     validation_list: Path | None = None  # image stems to validate on, instead of a random split
+    mask_kind: str = "region"  # "outline": --masks are drawn outlines, filled by tools.outline
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ def _labelled(options: TrainOptions) -> tuple[list[LabelledImage], list[Problem]
         options.labels,
         target=LESION if lesion else CERVIX,
         need_cervix=lesion,
+        mask_kind=options.mask_kind,
     )
     for problem in problems:
         log.warning(
