@@ -44,17 +44,23 @@ _POSITIVE = {
     "limits.min_free_mb": 0.0,
     "dicom.max_associations": 1,
     "dicom.max_association_mb": 0.001,
+    "dicom.idle_timeout_seconds": 0.1,
+    "dicom.caller_mb_per_hour": 0.0,
+    "dicom.caller_instances_per_hour": 0,
     "dicom.forward_retries": 0,
     "dicom.forward_backoff_seconds": 0.0,
     "dicomweb.retries": 0,
     "dicomweb.backoff_seconds": 0.0,
     "dicomweb.timeout_seconds": 0.1,
+    "webhook.timeout_seconds": 0.1,
+    "webhook.backoff_seconds": 0.0,
+    "webhook.max_backoff_seconds": 0.0,
     "models.cervix_input_size": 0,
     "models.lesion_input_size": 0,
     "retention.outputs_days": 0,
     "retention.rows_days": 0,
 }
-_URLS = {"dicomweb": ("stow_url",)}
+_URLS = {"dicomweb": ("stow_url",), "webhook": ("url",)}
 _UNIT_INTERVAL = {
     "models.cervix_threshold",
     "models.lesion_threshold",
@@ -121,7 +127,7 @@ def check_ranges(section: Any, name: str, source: str) -> None:
 
 
 def _check_urls(section: Any, name: str, source: str) -> None:
-    """A DICOMweb URL is http(s), so that a typo stops the start with exit 2."""
+    """A DICOMweb or webhook URL is http(s), so that a typo stops the start with exit 2."""
     for key in _URLS.get(name, ()):
         url = getattr(section, key)
         if url and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):

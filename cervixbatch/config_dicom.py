@@ -1,4 +1,4 @@
-"""The settings of the DICOM and PACS side: ``[dicom]`` and ``[dicomweb]``.
+"""The settings of the DICOM and PACS side: ``[dicom]``, ``[dicomweb]`` and ``[webhook]``.
 
 Kept apart from :mod:`cervixbatch.config`, which re-exports them, so that each module
 stays one readable list of typed, documented defaults.
@@ -15,7 +15,7 @@ from cervixbatch.config_addresses import (
     parse_socket_address,
 )
 
-__all__ = ["DEFAULT_ACCEPT_CLASSES", "DicomConfig", "DicomWebConfig"]
+__all__ = ["DEFAULT_ACCEPT_CLASSES", "DicomConfig", "DicomWebConfig", "WebhookConfig"]
 
 DEFAULT_ACCEPT_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
@@ -43,6 +43,12 @@ class DicomConfig:
     accept_classes: tuple[str, ...] = DEFAULT_ACCEPT_CLASSES
     max_associations: int = 4  # concurrent associations the Storage SCP accepts
     max_association_mb: float = 2048.0  # data one association may store; more is refused
+    # a connection silent this long, before or within an association, is dropped
+    idle_timeout_seconds: float = 30.0
+    # what one calling AE title, and one peer address, may send in a sliding hour, over
+    # all its associations (0: no limit); past it, transfers are aborted and refused
+    caller_mb_per_hour: float = 16384.0
+    caller_instances_per_hour: int = 0
     forward: str = ""  # "AET@host:port": C-STORE the SEG and SC there once written
     forward_retries: int = 3  # further attempts after a failed forward
     forward_backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
@@ -70,3 +76,15 @@ class DicomWebConfig:
     retries: int = 3  # further attempts after a failed STOW-RS (never after a 4xx)
     backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1)
     timeout_seconds: float = 30.0  # per HTTP request
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """A signed JSON notice POSTed for every finished input (delivered at least once)."""
+
+    url: str = ""  # empty: no notices
+    secret_file: str = ""  # the HMAC-SHA256 key (absolute once loaded); never inline
+    include_patient: bool = False  # true: the notice carries the path and patient/study ids
+    timeout_seconds: float = 10.0  # per POST
+    backoff_seconds: float = 2.0  # wait before retry n: this x 2**(n-1), ...
+    max_backoff_seconds: float = 600.0  # ... at most this; a notice is retried until taken
