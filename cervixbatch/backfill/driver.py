@@ -28,7 +28,7 @@ from cervixbatch.backfill.sources import SourceRejection
 from cervixbatch.backfill.stages import InFlight, StageContext, shape_only
 from cervixbatch.backfill.totals import BackfillTotals, ProgressLine
 from cervixbatch.batch_state import BatchOutcome, WorkItem
-from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit
+from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit, commit_batch
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, FailReason
 from cervixbatch.model.pair import Stages
@@ -48,7 +48,10 @@ _MAX_LOST_WAVES = 5  # waves in a row the cluster fails before the run gives up
 class WaveSettings:
     """How much the driver claims at once."""
 
-    inputs: int = 512  # claimed per wave: the plan streams them, then the next wave
+    # Claimed per wave: the plan streams them, then the next wave. Each wave starts its
+    # actor pool afresh (the models loaded again), so a wave should last minutes; its
+    # leases are renewed in one statement (IN list: under SQLite's 32766 parameters).
+    inputs: int = 4096
 
 
 def backfill_ray(
@@ -161,19 +164,17 @@ class _Driver:
         work = [flight.item for flight in flights if flight.item.claimed.id in pending]
         outcome = BatchOutcome(inputs=len(work))
         runner.leases.release(item.claimed.id for item in work)
-        now = time.perf_counter()
-        with runner.db.session() as session:
-            commit = BatchCommit(
-                session,
-                owner=runner.owner,
-                outcome=outcome,
-                max_attempts=self.config.batch.max_attempts,
-                writer=self.writer,
-                on_disk_error=self._pause,
-            )
-            for item in work:
-                commit.record(item, ms=(now - item.started) * 1000)
-        commit.events.replay(log)
+        # input by input if the database refuses a row: one bad input fails alone
+        commit_batch(
+            runner.db,
+            work,
+            outcome,
+            owner=runner.owner,
+            max_attempts=self.config.batch.max_attempts,
+            writer=self.writer,
+            on_disk_error=self._pause,
+            shared_time=False,
+        )
         self.after.run(work)
         runner.leases.progress()
         for item in work:

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cervixbatch.backfill.register import hash_here
 from cervixbatch.backfill.stages import (
     PAYLOAD,
     InFlight,
@@ -56,6 +57,9 @@ class EngineSettings:
     cpu_tasks: int | None = None  # read (and write) tasks in flight at most; None: CPUs
     inputs_per_task: int = 4  # inputs per read or write task (4 decoded 12 MP ≈ 40 MB)
     commit_batch: int = 64  # inputs per transaction on the driver
+    # Fewer new files than this in a registration chunk are hashed by the driver: a
+    # dataset's start costs more than reading them here.
+    hash_on_cluster_from: int = 500
 
 
 class RayEngine:
@@ -76,6 +80,7 @@ class RayEngine:
         except (ConnectionError, RuntimeError, TimeoutError) as exc:
             msg = f"cannot connect to the Ray cluster at {address}: {exc}".splitlines()[0]
             raise ClusterUnreachable(msg) from exc
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its own per-dataset INFO
         context = ray.data.DataContext.get_current()
         context.target_max_block_size = _MAX_BLOCK_BYTES
         context.enable_progress_bars = False  # the backfill prints its own progress
@@ -103,8 +108,8 @@ class RayEngine:
         """The sha256 of each path, hashed on the cluster ("" where it cannot be read)."""
         import ray
 
-        if not paths:
-            return {}
+        if len(paths) < self.settings.hash_on_cluster_from:
+            return hash_here(paths)
         blocks = max(1, min(len(paths) // 8, self.cpus * 4))
         dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         hashed = dataset.map_batches(hash_paths, batch_size=8, batch_format="numpy")
@@ -128,13 +133,16 @@ class RayEngine:
             [{PAYLOAD: pack(item)} for item in work], override_num_blocks=blocks
         )
         model_args: dict[str, Any] = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
+        # Ray Data restarts a lost actor and retries a lost task without limit (its
+        # defaults): a node lost midway costs the work in hand there, not the wave.
+        actors = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)
         planned = (
             dataset.map_batches(
                 read_batch,  # type: ignore[arg-type]  # its context comes in fn_kwargs
                 fn_kwargs={"context": context},
                 batch_size=per_task,
                 batch_format="numpy",
-                concurrency=cpu_tasks,
+                concurrency=cpu_tasks,  # (compute=TaskPoolStrategy fuses it into the actors)
                 num_cpus=1,
             )
             .map_batches(
@@ -142,9 +150,7 @@ class RayEngine:
                 fn_constructor_kwargs={"config": config},
                 batch_size=config.batch.size,
                 batch_format="numpy",
-                concurrency=(1, self.actors),
-                max_restarts=-1,
-                max_task_retries=-1,
+                compute=actors,
                 **model_args,
             )
             .map_batches(
