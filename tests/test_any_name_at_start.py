@@ -27,7 +27,7 @@ ME = this_process()
 # The name reported in issue 22: this host's name, a boot that is not this one, an empty
 # original name. Start-up raised ValueError on it, at every start.
 REPORTED = f"{HELD_PREFIX}{ME.host}-00000000-1-1-x-"
-_NAME_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+_NAME_CHARS = st.characters(codec="utf-8", exclude_characters="/\x00")  # any file name
 _HEX = "0123456789abcdef"
 
 
