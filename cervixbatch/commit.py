@@ -24,9 +24,11 @@ import structlog
 
 from cervixbatch.batch_state import BatchOutcome, DeferredLog, WorkItem
 from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.webhook import notice_body
 from cervixbatch.errors import FailReason, InputRejected, OutputError
 from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
 from cervixbatch.store import queue
+from cervixbatch.store.notices import enqueue_notice
 from cervixbatch.store.outage import is_unavailable
 from cervixbatch.store.schema import Status, utcnow
 
@@ -68,6 +70,7 @@ class BatchCommit:
         self._writer = writer
         self._on_disk_error = on_disk_error  # the runner pauses claiming for a while
         self.events = DeferredLog()
+        self._notified: set[int] = set()
 
     def record(self, item: WorkItem, *, ms: float) -> None:
         """Takes one input to the state its work earned; ``ms`` is its share of the batch."""
@@ -79,6 +82,19 @@ class BatchCommit:
             self._failed(item, *item.failure)
         else:
             self._done(item, ms)
+        self._notify(item)
+
+    def _notify(self, item: WorkItem) -> None:
+        """Stores the webhook notice of an input this commit finished, in its transaction."""
+        settings = self._writer.config.webhook
+        finished = item.completed or item.ended is not None
+        if not settings.url or not finished or item.claimed.id in self._notified:
+            return
+        self._notified.add(item.claimed.id)  # record() calls itself after a failed publish
+        stages = self._writer.stages
+        models = {"cervix": stages.cervix_version, "lesion": stages.lesion_version}
+        body = notice_body(item, models, settings)
+        enqueue_notice(self._session, input_id=item.claimed.id, body=body)
 
     def _rejected(self, item: WorkItem, rejection: InputRejected) -> None:
         input_id = item.claimed.id
@@ -288,17 +304,20 @@ def commit_batch(
     max_attempts: int,
     writer: FrameWriter,
     on_disk_error: Callable[[], None],
+    shared_time: bool = True,
 ) -> None:
     """Records the batch in one transaction; when the database refuses it for what a row
     holds, input by input: the input it refuses even alone ends ``failed``
     (``unrecordable``), the rest are recorded, and the worker goes on.
 
-    Each input's ``ms`` is its share of the batch's time. What is logged is logged once its
-    transaction has committed. A database that does not answer (an outage, a lock) is no
-    input's fault: that error is raised, and nothing is marked unrecordable for it.
+    Each input's ``ms`` is its share of the batch's time (``shared_time``), else the whole
+    time since it started. What is logged is logged once its transaction has committed. A
+    database that does not answer (an outage, a lock) is no input's fault: that error is
+    raised, and nothing is marked unrecordable for it.
     """
     now = time.perf_counter()
-    shares = {id(item): (now - item.started) * 1000 / len(work) for item in work}
+    parts = len(work) if shared_time else 1
+    shares = {id(item): (now - item.started) * 1000 / parts for item in work}
 
     def record(items: Sequence[WorkItem], attempts: int = max_attempts) -> None:
         counted = BatchOutcome()
