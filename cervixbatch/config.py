@@ -21,6 +21,7 @@ from cervixbatch.config_dicom import (
     DEFAULT_ACCEPT_CLASSES,
     DicomConfig,
     DicomWebConfig,
+    WebhookConfig,
 )
 from cervixbatch.config_types import (
     AfterAction,
@@ -62,6 +63,7 @@ __all__ = [
     "Runtime",
     "SocketAddress",
     "WatchConfig",
+    "WebhookConfig",
     "load_config",
     "resolve_config_path",
 ]
@@ -213,6 +215,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "dicom": DicomConfig,
     "dicomweb": DicomWebConfig,
+    "webhook": WebhookConfig,
     "metrics": MetricsConfig,
     "report": ReportConfig,
     "retention": RetentionConfig,
@@ -234,6 +237,7 @@ class Config:
     # frozen, from config_dicom: a factory only because ruff cannot see they are immutable
     dicom: DicomConfig = dataclasses.field(default_factory=DicomConfig)
     dicomweb: DicomWebConfig = dataclasses.field(default_factory=DicomWebConfig)
+    webhook: WebhookConfig = dataclasses.field(default_factory=WebhookConfig)
     metrics: MetricsConfig = MetricsConfig()
     report: ReportConfig = ReportConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -274,9 +278,13 @@ class Config:
             web, credentials_file=_absolute_name(web.credentials_file, base),
             ca_file=_absolute_name(web.ca_file, base),
         )  # fmt: skip
-        return dataclasses.replace(
-            self, paths=paths, watch=watch, database=database, models=models, dicomweb=dicomweb
+        webhook = dataclasses.replace(
+            self.webhook, secret_file=_absolute_name(self.webhook.secret_file, base)
         )
+        return dataclasses.replace(
+            self, paths=paths, watch=watch, database=database, models=models,
+            dicomweb=dicomweb, webhook=webhook,
+        )  # fmt: skip
 
     @property
     def read_limits_bytes(self) -> int:

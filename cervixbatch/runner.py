@@ -123,7 +123,7 @@ class Runner:
             _worker_count(config.batch.write_workers), thread_name_prefix="cervixbatch-write"
         )
         self._writer = FrameWriter(config, self.outbox, stages)
-        sends = config.dicom.forward or config.dicomweb.stow_url  # C-STORE, STOW-RS
+        sends = config.dicom.forward or config.dicomweb.stow_url or config.webhook.url
         self._forwarder = Forwarder(config, db) if sends else None
         self._after_commit = AfterCommit(config, db, self.outbox, self.registrar, self._forwarder)
         # A database outage is waited out (store/outage.py); the service sets the

@@ -158,7 +158,7 @@ def test_a_study_from_orthanc_comes_back_with_its_seg_sc_and_sr(
     other = vl_image(tmp_path / "src" / "b.dcm", [draw_photo(160, 120, seed=22)])
     study = pacs.upload(photo)["ParentStudy"]
     daemon = daemons(config)
-    daemon.wait_event("dicom_scp_started")
+    daemon.wait_event("dicom_scp_started", timeout=240)  # TensorFlow on a busy machine
     assert store_to_us(pacs, study).ok
     sent = storescu(pacs.scp_port, "DCMTK", other)
     assert sent.returncode == 0, sent.stdout + sent.stderr

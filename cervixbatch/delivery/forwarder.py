@@ -1,10 +1,12 @@
-"""Sending DICOM results to a PACS: off the batch path, with its state recorded.
+"""Sending DICOM results to a PACS, and notices to a webhook: off the batch path, with
+their state recorded.
 
 Two independent legs, each with its own state on the result rows: C-STORE to
 ``[dicom] forward`` (``forward_status``, ``forward_detail``) and STOW-RS to
 ``[dicomweb] stow_url`` (``stow_status``, ``stow_detail``, ``stow_http_status``). A row
 is "pending" from the commit that wrote it until its leg ends "sent" or "failed"; what a
-stop left pending is sent again at the next start.
+stop left pending is sent again at the next start. The webhook notices the commits store
+are sent by a :class:`~cervixbatch.delivery.webhook.WebhookSender` this owns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import structlog
 from sqlalchemy import or_, select, update
 
 from cervixbatch.config import Config
+from cervixbatch.delivery.webhook import WebhookSender
 from cervixbatch.store.db import Database
 from cervixbatch.store.schema import ForwardStatus, Result
 
@@ -51,6 +54,10 @@ class Forwarder:
         )
         # Retries and time-outs against a PACS must never hold up a batch.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cervixbatch-forward")
+        self._webhook: WebhookSender | None = None
+        if config.webhook.url:
+            self._webhook = WebhookSender(config.webhook, db)
+            self._webhook.start()
 
     def submit(
         self, input_id: int, paths: Sequence[Path], legs: Sequence[Leg] | None = None
@@ -91,6 +98,8 @@ class Forwarder:
     def close(self) -> None:
         """Finishes the send in hand; what has not started stays pending for the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._webhook is not None:
+            self._webhook.close()
 
     def _send(self, leg: Leg, input_id: int, paths: list[Path]) -> None:
         if leg is Leg.STOW:

@@ -34,6 +34,7 @@ __all__ = [
     "Sighting",
     "Status",
     "UTCDateTime",
+    "WebhookNotice",
     "Worker",
     "active",
     "failed",
@@ -340,3 +341,26 @@ class Worker(Base):
     last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_workers_heartbeat_at", "heartbeat_at"),)
+
+
+class WebhookNotice(Base):
+    """A JSON notice of a finished input, for ``[webhook] url``: written in the transaction
+    that finished the input, deleted never, marked delivered once the receiver took it
+    (at least once: a receiver that is down loses nothing, it is retried with backoff)."""
+
+    __tablename__ = "webhook_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    input_id: Mapped[int] = mapped_column(ForeignKey("inputs.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes signed and sent (UTF-8 JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)  # why the last attempt failed
+
+    __table_args__ = (
+        Index("ix_webhook_notices_due", "delivered_at", "next_attempt_at"),
+        Index("ix_webhook_notices_input_id", "input_id"),
+    )
