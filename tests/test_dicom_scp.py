@@ -272,10 +272,10 @@ def test_a_failed_write_answers_out_of_resources(
 ) -> None:
     """When the file cannot be written durably the peer hears 0xA700, not success."""
 
-    def disk_full(path: Path, data: bytes) -> None:
+    def disk_full(path: Path, source: Path) -> None:
         raise OutputError("cannot write: No space left on device")
 
-    monkeypatch.setattr(scp_module, "write_atomic", disk_full)
+    monkeypatch.setattr(scp_module, "store_file", disk_full)
     server = start_scp()
     ae = scu()
     ae.add_requested_context(VLPhotographicImageStorage, [ExplicitVRLittleEndian])

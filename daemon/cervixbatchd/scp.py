@@ -17,12 +17,21 @@ permanently); so many concurrent associations (``max_associations``; rejected
 transiently, "local limit exceeded"); and so much data per association
 (``max_association_mb``; further instances are answered 0xA700). C-ECHO is answered.
 
+An instance is received into a temporary file as it arrives, never held in memory
+(pynetdicom's ``STORE_RECV_CHUNKED_DATASET``, set for the whole process), and its bytes
+are watched as they come (:mod:`cervixbatchd.scp_guard`): past ``max_file_mb``, below the
+free-space watermark (``limits.min_free_mb``) or past the caller's hourly budget the
+association is aborted at once. A caller over its budget is refused its next association
+(transiently). A connection that says nothing for ``idle_timeout_seconds`` is dropped,
+before association (the A-ASSOCIATE-RQ never came) as within one.
+
 Logs carry the calling AE title, SOP class and SOP instance UID — the dataset itself is
 never decoded here, so no patient attribute can reach a log line.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -32,15 +41,17 @@ from typing import Any, Self, cast
 import structlog
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, AllTransferSyntaxes
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config, SocketAddress
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
-from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files, write_atomic
+from cervixbatch.outputs.atomic import atomic_file
+from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files
 from cervixbatchd.scp_access import AccessPolicy
+from cervixbatchd.scp_guard import CallerBudget, ReceiveGuard
 
 __all__ = [
     "INBOX_SUBFOLDER",
@@ -110,6 +121,16 @@ class StorageSCP:
         self._access = AccessPolicy.from_config(self._dicom)
         self._max_association_bytes = int(self._dicom.max_association_mb * 1024 * 1024)
         self._stored: dict[int, int] = {}  # bytes stored per association (by its id)
+        self._budget = CallerBudget(
+            int(self._dicom.caller_mb_per_hour * 1024 * 1024), self._dicom.caller_instances_per_hour
+        )
+        self._guard = ReceiveGuard(
+            max_instance_bytes=self._max_bytes,
+            min_free_mb=config.limits.min_free_mb,
+            folder=self.folder,
+            budget=self._budget,
+            keys=_budget_keys,
+        )
         self._ae: AE | None = None
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
@@ -143,6 +164,9 @@ class StorageSCP:
             except ValueError as exc:
                 raise ConfigError(str(exc), key="dicom.ae_title") from None
             ae.maximum_associations = self._dicom.max_associations
+            # Silence is not kept waiting: before association (ARTIM) as within one.
+            ae.acse_timeout = ae.network_timeout = self._dicom.idle_timeout_seconds
+            _config.STORE_RECV_CHUNKED_DATASET = True  # received into a file, not memory
             syntaxes = supported_transfer_syntaxes()
             for sop_class in STORAGE_SOP_CLASSES:
                 ae.add_supported_context(sop_class, syntaxes)
@@ -154,6 +178,7 @@ class StorageSCP:
                 (evt.EVT_C_ECHO, self._on_echo),
                 (evt.EVT_REJECTED, self._on_rejected),
                 (evt.EVT_ACCEPTED, self._on_accepted),
+                (evt.EVT_DATA_RECV, self._guard.on_data),
             ]
             try:
                 server = ae.start_server(self.address, block=False, evt_handlers=handlers)
@@ -210,18 +235,15 @@ class StorageSCP:
         }
         reserved = 0
         try:
-            data = event.encoded_dataset(include_meta=True)
-            if len(data) > self._max_bytes:
-                log.warning("dicom_scp_refused", reason="too_large", size=len(data), **fields)
+            source = Path(event.dataset_path)  # received whole, into pynetdicom's temp file
+            size = source.stat().st_size
+            refusal = self._refusal(event.assoc, size)
+            if refusal is not None:
+                log.warning("dicom_scp_refused", reason=refusal, size=size, **fields)
                 return STATUS_OUT_OF_RESOURCES
-            if not self._reserve(event.assoc, len(data)):
-                log.warning(
-                    "dicom_scp_refused", reason="association_limit", size=len(data), **fields
-                )
-                return STATUS_OUT_OF_RESOURCES
-            reserved = len(data)
+            reserved = size
             path = self.folder / f"{uuid.uuid4().hex}.dcm"
-            write_atomic(path, data)  # temp + fsync + rename + directory fsync
+            store_file(path, source)  # temp + fsync + rename + directory fsync
         except (OutputError, OSError) as exc:
             self._reserve(event.assoc, -reserved)
             # The OS error says it all (disk full, permissions): no traceback needed.
@@ -231,8 +253,20 @@ class StorageSCP:
             self._reserve(event.assoc, -reserved)
             log.exception("dicom_scp_store_failed", error=type(exc).__name__, **fields)
             return STATUS_OUT_OF_RESOURCES
-        log.info("dicom_scp_stored", file=path.name, size=len(data), **fields)
+        log.info("dicom_scp_stored", file=path.name, size=size, **fields)
         return STATUS_SUCCESS
+
+    def _refusal(self, assoc: Association, size: int) -> str | None:
+        """Why a received instance is not stored (None: it is, and it is counted)."""
+        if size > self._max_bytes:
+            return "too_large"
+        if self._guard.disk_low():
+            return "disk_low"
+        if self._budget.spend(_budget_keys(assoc), instances=1):
+            return "caller_budget"
+        if not self._reserve(assoc, size):
+            return "association_limit"
+        return None
 
     def _reserve(self, assoc: Association, size: int) -> bool:
         """Counts ``size`` bytes against the association's budget; False when over it."""
@@ -250,6 +284,11 @@ class StorageSCP:
         peer = str(event.assoc.requestor.address)
         refusal = self._access.refusal(calling, peer)
         if refusal is None:
+            if self._budget.exhausted((f"ae:{calling}", f"peer:{peer}")) is not None:
+                # Transient, by the service provider: "local limit exceeded".
+                event.assoc.acse.send_reject(0x02, 0x03, 0x02)
+                event.assoc.kill()
+                log.warning("dicom_scp_rejected", calling_ae=calling, peer=peer, reason="budget")
             return
         # Permanent, by the service user: "calling AE title not recognised" or no reason.
         event.assoc.acse.send_reject(0x01, 0x01, 0x03 if refusal.startswith("calling") else 0x01)
@@ -259,6 +298,7 @@ class StorageSCP:
     def _on_closed(self, event: evt.Event) -> None:
         with self._lock:
             self._stored.pop(id(event.assoc), None)
+        self._guard.forget(event.assoc)
 
     def _on_echo(self, event: evt.Event) -> int:
         log.info("dicom_scp_echo", calling_ae=_calling_ae(event))
@@ -287,6 +327,18 @@ class StorageSCP:
         """A crash mid-write leaves a hidden temp file; the sender got no success for it.
         Only those of dead writers go: the folder may be another live process's too."""
         sweep_temp_files(self.folder.glob(TEMP_PREFIX + "*"))
+
+
+def store_file(path: Path, source: Path) -> None:
+    """Copies a received file to ``path`` whole and durably, in bounded memory."""
+    with atomic_file(path) as out, source.open("rb") as received:
+        shutil.copyfileobj(received, out, 1 << 20)
+
+
+def _budget_keys(assoc: Association) -> tuple[str, ...]:
+    """What a caller's budget is kept under: its calling AE title and its address."""
+    calling = str(assoc.requestor.ae_title or "").strip()
+    return (f"ae:{calling}", f"peer:{assoc.requestor.address}")
 
 
 def _acceptors(ae: AE) -> list[Association]:
