@@ -37,7 +37,7 @@ from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_configured
 
-__all__ = ["backfill_ray"]
+__all__ = ["Driver", "WaveSettings", "backfill_ray"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +82,7 @@ def backfill_ray(
             runner.leases.set_beat(presence.beat)
             runner.recover()
             ids = register_sources(db, runner.registrar, candidates, totals, engine.hash)
-            driver = _Driver(runner, engine, config, stages, totals)
+            driver = Driver(runner, engine, config, stages, totals)
             driver.run(wave.inputs, presence)
             tally_inputs(db, ids, totals)
             runner.outbox.remove_temp_files()  # temp files of a lost task's dead writer
@@ -99,13 +99,13 @@ def backfill_ray(
     return totals
 
 
-class _Driver:
+class Driver:
     """Claims waves, runs them on the cluster, commits what comes back."""
 
     def __init__(
         self,
         runner: Runner,
-        engine: RayEngine,
+        engine: RayEngine | None,  # None: only claims and commits (the commit bench)
         config: Config,
         stages: Stages,
         totals: BackfillTotals,
@@ -122,14 +122,15 @@ class _Driver:
 
     def run(self, wave_size: int, presence: WorkerPresence) -> None:
         """Until nothing is claimable: a wave at a time."""
+        assert self.engine is not None
         progress = ProgressLine(self.runner.queue_counts().claimable)
         clock = time.perf_counter()
         lost_in_a_row = 0
-        while work := self._claim(wave_size):
+        while work := self.claim(wave_size):
             pending = {item.claimed.id: item for item in work}
             try:
                 for flights in self.engine.run(work, self.context, self.config):
-                    self._commit(flights, pending)
+                    self.commit(flights, pending)
                     progress.advance(len(flights))
                     presence.finished(len(flights))
             except CervixbatchError:
@@ -147,7 +148,7 @@ class _Driver:
         progress.advance(0, force=True)
         self.totals.seconds += time.perf_counter() - clock
 
-    def _claim(self, wave_size: int) -> list[WorkItem]:
+    def claim(self, wave_size: int) -> list[WorkItem]:
         """Claims up to ``wave_size`` inputs, ``batch.size`` per claim (the runner's)."""
         runner, work = self.runner, list[WorkItem]()
         while len(work) < wave_size and not self._paused():
@@ -158,12 +159,13 @@ class _Driver:
             work.extend(claimed)
         return work
 
-    def _commit(self, flights: Sequence[InFlight], pending: dict[int, WorkItem]) -> None:
+    def commit(self, flights: Sequence[InFlight], pending: dict[int, WorkItem]) -> None:
         """One transaction for ``flights``: the runner's commit, then what follows it."""
         runner, totals = self.runner, self.totals
         work = [flight.item for flight in flights if flight.item.claimed.id in pending]
         outcome = BatchOutcome(inputs=len(work))
         runner.leases.release(item.claimed.id for item in work)
+        clock = time.perf_counter()
         # input by input if the database refuses a row: one bad input fails alone
         commit_batch(
             runner.db,
@@ -176,6 +178,7 @@ class _Driver:
             shared_time=False,
         )
         self.after.run(work)
+        totals.commit_seconds += time.perf_counter() - clock
         runner.leases.progress()
         for item in work:
             pending.pop(item.claimed.id, None)

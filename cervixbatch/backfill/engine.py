@@ -54,6 +54,7 @@ class EngineSettings:
     """How the plan uses the cluster."""
 
     actors: int | None = None  # model actors at most; None: one per GPU, else CPUs / 4
+    actor_cpus: float = 1.0  # CPUs each model actor reserves where there is no GPU
     cpu_tasks: int | None = None  # read (and write) tasks in flight at most; None: CPUs
     inputs_per_task: int = 4  # inputs per read or write task (4 decoded 12 MP ≈ 40 MB)
     commit_batch: int = 64  # inputs per transaction on the driver
@@ -132,7 +133,9 @@ class RayEngine:
         dataset = ray.data.from_items(
             [{PAYLOAD: pack(item)} for item in work], override_num_blocks=blocks
         )
-        model_args: dict[str, Any] = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
+        model_args: dict[str, Any] = (
+            {"num_gpus": 1} if self.gpus else {"num_cpus": settings.actor_cpus}
+        )
         # Ray Data restarts a lost actor and retries a lost task without limit (its
         # defaults): a node lost midway costs the work in hand there, not the wave.
         actors = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)

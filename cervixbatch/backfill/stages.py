@@ -92,12 +92,14 @@ class InFlight:
 
 
 def _node_name() -> str:
-    try:
-        import ray  # a Ray worker has it; nothing else calls this
+    """The Ray node this process runs on; the host outside Ray (a call that must not start
+    a Ray of its own)."""
+    import sys
 
+    ray = sys.modules.get("ray")  # a Ray worker has imported it
+    if ray is not None and ray.is_initialized():
         return str(ray.get_runtime_context().get_node_id())[:12]
-    except Exception:  # noqa: BLE001 - outside Ray: the host
-        return socket.gethostname()
+    return socket.gethostname()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ class BackfillTotals:
     model_calls: int | None = 0  # predict_batch calls of the model actors (None: local)
     frames: int = 0
     seconds: float = 0.0
+    commit_seconds: float = 0.0  # the driver's transactions and publishing, summed
     peak_rss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # node → MB
     driver_peak_rss_mb: float = 0.0
     lost_waves: int = 0  # waves the cluster failed; their inputs went back to the queue

@@ -39,9 +39,16 @@ __all__ = ["backfill"]
     help="Read and write tasks in flight at most, each (default: the cluster's CPUs).",
 )
 @click.option(
+    "--actor-cpus",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="CPUs each model actor reserves on a node without GPUs.",
+)
+@click.option(
     "--wave",
     type=click.IntRange(min=1),
-    default=512,
+    default=4096,
     show_default=True,
     help="Inputs claimed at once by the driver.",
 )
@@ -60,6 +67,7 @@ def backfill(
     engine: str,
     address: str | None,
     actors: int | None,
+    actor_cpus: float,
     cpu_tasks: int | None,
     wave: int,
     commit_batch: int,
@@ -87,7 +95,9 @@ def backfill(
             from cervixbatch.backfill.driver import WaveSettings, backfill_ray
             from cervixbatch.backfill.engine import EngineSettings, local_address
 
-            settings = EngineSettings(actors=actors, cpu_tasks=cpu_tasks, commit_batch=commit_batch)
+            settings = EngineSettings(
+                actors=actors, actor_cpus=actor_cpus, cpu_tasks=cpu_tasks, commit_batch=commit_batch
+            )
             totals = backfill_ray(
                 config,
                 candidates,
