@@ -134,7 +134,9 @@ def commit_rate(root: Path, photos: Path, url: str, commit_batch: int) -> dict[s
     totals = BackfillTotals()
     try:
         with Runner(config, db, stages) as runner:
-            register_sources(db, runner.registrar, expand_sources([photos]), totals, hash_here)
+            pair = (stages.cervix_version, stages.lesion_version)
+            sources = expand_sources([photos])
+            register_sources(db, runner.registrar, sources, totals, hash_here, pair)
             driver = Driver(runner, None, config, stages, totals)
             work = driver.claim(len(list(photos.rglob("*.jpg"))))
             context = StageContext(config, shape_only(stages), runner.limits, runner.sop_filter)

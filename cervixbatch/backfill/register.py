@@ -17,8 +17,9 @@ from cervixbatch.backfill.totals import BackfillTotals
 from cervixbatch.intake.discovery import FileIdentity, hash_file, identify
 from cervixbatch.intake.registration import Registrar
 from cervixbatch.store import queue
-from cervixbatch.store.backlog import statuses_of
+from cervixbatch.store.backlog import done_by_other_pair, statuses_of
 from cervixbatch.store.db import Database
+from cervixbatch.store.reprocess import requeue
 from cervixbatch.store.schema import Status
 
 __all__ = ["hash_here", "register_sources", "tally_inputs"]
@@ -27,16 +28,19 @@ Hasher = Callable[[Sequence[str]], dict[str, str]]
 _CHUNK = 2000  # paths looked up and hashed together
 
 
-def register_sources(
+def register_sources(  # noqa: PLR0917 - the run's parts, each once
     db: Database,
     registrar: Registrar,
     candidates: Iterable[Path | SourceRejection],
     totals: BackfillTotals,
     hasher: Hasher,
+    pair: tuple[str, str],
 ) -> set[int]:
     """Registers every candidate; returns the ids of this run's inputs. Rejected manifest
-    lines are counted by reason in ``totals``."""
-    ids: set[int] = set()
+    lines are counted by reason in ``totals``. An input done by another model pair
+    (``pair``: the cervix and lesion versions of this run) is queued again: its next run
+    keeps the earlier one's rows and files."""
+    run = _Registering(db, registrar, totals, hasher, pair)
     chunk: list[Path] = []
     for candidate in candidates:
         if isinstance(candidate, SourceRejection):
@@ -45,41 +49,62 @@ def register_sources(
             continue
         chunk.append(candidate)
         if len(chunk) >= _CHUNK:
-            _register_chunk(db, registrar, chunk, totals, hasher, ids=ids)
+            run.chunk(chunk)
             chunk = []
-    _register_chunk(db, registrar, chunk, totals, hasher, ids=ids)
-    totals.inputs = len(ids)
-    return ids
+    run.chunk(chunk)
+    totals.inputs = len(run.ids)
+    return run.ids
 
 
-def _register_chunk(
-    db: Database,
-    registrar: Registrar,
-    paths: Sequence[Path],
-    totals: BackfillTotals,
-    hasher: Hasher,
-    *,
-    ids: set[int],
-) -> None:
-    identities = [identity for path in paths if (identity := identify(path)) is not None]
-    known: dict[Path, queue.Registration] = {}
-    with db.read_session() as session:
+class _Registering:
+    def __init__(
+        self,
+        db: Database,
+        registrar: Registrar,
+        totals: BackfillTotals,
+        hasher: Hasher,
+        pair: tuple[str, str],
+    ) -> None:
+        self.db = db
+        self.registrar = registrar
+        self.totals = totals
+        self.hasher = hasher
+        self.pair = pair
+        self.ids: set[int] = set()
+
+    def chunk(self, paths: Sequence[Path]) -> None:
+        """Registers ``paths``: known sightings looked up, new files hashed at once."""
+        identities = [identity for path in paths if (identity := identify(path)) is not None]
+        known: dict[Path, queue.Registration] = {}
+        with self.db.read_session() as session:
+            for identity in identities:
+                seen = queue.known_sighting(
+                    session, str(identity.path), identity.size, identity.mtime_ns, identity.inode
+                )
+                if seen is not None:
+                    known[identity.path] = seen
+        digests = self.hasher([str(i.path) for i in identities if i.path not in known])
+        done: set[int] = set()
         for identity in identities:
-            seen = queue.known_sighting(
-                session, str(identity.path), identity.size, identity.mtime_ns, identity.inode
-            )
-            if seen is not None:
-                known[identity.path] = seen
-    digests = hasher([str(i.path) for i in identities if i.path not in known])
-    for identity in identities:
-        registration = known.get(identity.path) or _register(registrar, identity, digests)
-        if registration is None:
-            continue  # gone before it could be read
-        totals.sources += 1
-        totals.new += registration.created
-        if not registration.created and registration.status is Status.DONE:
-            totals.already_done += 1
-        ids.add(registration.input_id)
+            registration = known.get(identity.path) or _register(self.registrar, identity, digests)
+            if registration is None:
+                continue  # gone before it could be read
+            self.totals.sources += 1
+            self.totals.new += registration.created
+            if registration.status is Status.DONE:
+                done.add(registration.input_id)
+            self.ids.add(registration.input_id)
+        self._requeue_other_pairs(done)
+
+    def _requeue_other_pairs(self, done: set[int]) -> None:
+        """Done by this pair: skipped (by sha256, nothing decoded); by another: queued."""
+        if not done:
+            return
+        with self.db.session() as session:
+            other = done_by_other_pair(session, sorted(done), self.pair)
+            requeued = requeue(session, other)
+        self.totals.already_done += len(done) - len(requeued)
+        self.totals.requeued_other_pair += len(requeued)
 
 
 def _register(

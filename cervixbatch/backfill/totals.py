@@ -19,7 +19,8 @@ class BackfillTotals:
     sources: int = 0  # files found under the folders and in the manifests
     inputs: int = 0  # distinct inputs among them (the same bytes twice: one)
     new: int = 0  # registered by this run
-    already_done: int = 0  # known bytes, done: skipped by sha256 before any decode
+    already_done: int = 0  # known bytes, done by this model pair: skipped before decoding
+    requeued_other_pair: int = 0  # known bytes done by another model pair: run again
     done: int = 0  # of this run's sources, done now
     failed: int = 0
     queued: int = 0  # left in the queue (paused, or attempts left after a lost task)
@@ -54,6 +55,11 @@ class BackfillTotals:
                 f"backfill ({self.engine}): {self.sources} files, {self.inputs} inputs: "
                 f"{self.done} done, {rejected} rejected, {self.failed} failed; "
                 f"{self.already_done} already done (skipped before decoding), {self.new} new"
+                + (
+                    f", {self.requeued_other_pair} run again (done by another model pair)"
+                    if self.requeued_other_pair
+                    else ""
+                )
             ),
             (
                 f"{self.committed} committed in {self.seconds:.1f} s "
