@@ -9,8 +9,9 @@ main loop takes the outcomes when it comes round. Files are registered one at a 
 in the order they settled.
 
 An error the registrar raises for one file (a :class:`CervixbatchError`) is logged and
-the others go on; any other error (the database gone) is handed to the main loop, which
-raises it as it did when it registered files itself.
+the others go on; any other error is handed to the main loop, which raises it as it did
+when it registered files itself. A database out of reach is handed over too (the main
+loop waits the outage out), and the file is noted once more, so it is not lost.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import structlog
 
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
+from cervixbatch.store.outage import is_unavailable
 
 if TYPE_CHECKING:
     from cervixbatch.intake.registration import Registrar
@@ -111,6 +113,11 @@ class BackgroundRegistrar:
                 outcome = self._register(identity)
             except BaseException as exc:  # noqa: BLE001 - handed to the main loop
                 error = exc
+                self._tracker.note(identity.path)  # taken again once the trouble is past
+                if is_unavailable(exc):
+                    # The database is away (the main loop waits it out): the file is not
+                    # lost, it settles once more and comes back here.
+                    self._tracker.note(identity.path)
             with self._lock:
                 self._queued.discard(identity)
                 if outcome is not None:
@@ -127,6 +134,8 @@ class BackgroundRegistrar:
         try:
             registration = self._registrar.register_identity(identity)
         except CervixbatchError as exc:  # one bad file never stops the others
+            if is_unavailable(exc):
+                raise  # not the file's fault: the main loop waits the outage out
             # The type only: an error's text may name the file (patient names).
             log.warning("register_failed", error=type(exc).__name__)
             return None
