@@ -52,6 +52,7 @@ _POSITIVE = {
     "dicomweb.retries": 0,
     "dicomweb.backoff_seconds": 0.0,
     "dicomweb.timeout_seconds": 0.1,
+    "dicomweb.poll_seconds": 1.0,
     "webhook.timeout_seconds": 0.1,
     "webhook.backoff_seconds": 0.0,
     "webhook.max_backoff_seconds": 0.0,
@@ -60,7 +61,7 @@ _POSITIVE = {
     "retention.outputs_days": 0,
     "retention.rows_days": 0,
 }
-_URLS = {"dicomweb": ("stow_url",), "webhook": ("url",)}
+_URLS = {"dicomweb": ("stow_url", "qido_url", "wado_url"), "webhook": ("url",)}
 _UNIT_INTERVAL = {
     "models.cervix_threshold",
     "models.lesion_threshold",

@@ -69,6 +69,10 @@ class DicomWebConfig:
     """A PACS or archive spoken to over DICOMweb (HTTP)."""
 
     stow_url: str = ""  # DICOMweb root results are stored to (STOW-RS: POST <url>/studies)
+    qido_url: str = ""  # DICOMweb root polled for new instances (QIDO-RS); empty: no polling
+    wado_url: str = ""  # DICOMweb root they are fetched from (WADO-RS); empty: qido_url
+    poll_seconds: float = 60.0  # between two QIDO-RS polls
+    modalities: tuple[str, ...] = ("XC", "ES", "OT")  # instances of these are pulled
     # a token, or "user:password", read from this file (absolute once loaded), never inline
     credentials_file: str = ""
     tls_verify: bool = True  # check the server's certificate (HTTPS)

@@ -80,6 +80,7 @@ class Orthanc:
         self, folder: Path, executable: str, plugin: str, users: dict[str, str] | None = None
     ) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.executable = executable
         self.http_port = free_port()
         self.dicom_port = free_port()

@@ -22,6 +22,7 @@ from cervixbatch.cli.evaluate import evaluate
 from cervixbatch.cli.labels_sheet import labels
 from cervixbatch.cli.model_info import model_info
 from cervixbatch.cli.ops import purge, reprocess, status
+from cervixbatch.cli.pacs import pacs
 from cervixbatch.cli.quantize import quantize
 from cervixbatch.cli.report import report
 from cervixbatch.cli.synth import synth
@@ -131,6 +132,7 @@ for command in (
     status,
     reprocess,
     purge,
+    pacs,
 ):
     main.add_command(command)
 

@@ -30,6 +30,8 @@ __all__ = [
     "ForwardStatus",
     "Input",
     "InputTally",
+    "PacsCursor",
+    "PacsInstance",
     "Result",
     "Sighting",
     "Status",
@@ -364,3 +366,25 @@ class WebhookNotice(Base):
         Index("ix_webhook_notices_due", "delivered_at", "next_attempt_at"),
         Index("ix_webhook_notices_input_id", "input_id"),
     )
+
+
+class PacsInstance(Base):
+    """An instance fetched from a DICOMweb PACS into the inbox (never fetched twice)."""
+
+    __tablename__ = "pacs_instances"
+
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    series_uid: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(64))  # under <inbox>/dicomweb/
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PacsCursor(Base):
+    """How far a QIDO-RS walk has come: the poll's, or one backfill's (by its arguments)."""
+
+    __tablename__ = "pacs_cursors"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(32))  # a date, YYYYMMDD: done up to it
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

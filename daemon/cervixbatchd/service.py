@@ -33,11 +33,11 @@ from cervixbatch.store.db import Database, open_configured
 from cervixbatch.store.outage import is_unavailable, open_when_available
 from cervixbatch.store.schema import Status
 from cervixbatch.version import __version__
+from cervixbatchd.network_intake import NetworkIntake
 from cervixbatchd.notify import Notifier, status_line
 from cervixbatchd.outage import ride_out
 from cervixbatchd.registering import BackgroundRegistrar
 from cervixbatchd.reload import reload_config
-from cervixbatchd.scp import StorageSCP
 from cervixbatchd.settle import SettleTracker
 from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.telemetry import Telemetry
@@ -93,7 +93,7 @@ class Service:
         self._pending_since: float | None = None
         self._next_rescan = self._next_status = self._next_watchdog = 0.0
         self._telemetry: Telemetry | None = None
-        self._scp: StorageSCP | None = None
+        self._network: NetworkIntake | None = None  # the Storage SCP, the DICOMweb poll
         self._presence: WorkerPresence | None = None
         self._fatal: str | None = None  # the error type that ended the service, if any
         self._retention: RetentionSweeper | None = None
@@ -160,10 +160,8 @@ class Service:
             self._telemetry.serve(metrics_address)
         self._runner.recover()  # rows a dead process left "processing" go back to the queue
         self._runner.forward_pending()  # results a stop left unsent to the PACS
-        if self.config.dicom.listen:
-            # Received instances land in the inbox like any dropped file: one pipeline.
-            self._scp = StorageSCP(self.config, self.config.paths.inbox)
-            self._scp.start()
+        # Received and pulled instances land in the inbox like any dropped file.
+        self._network = NetworkIntake.started(self.config, self._runner.db)
         if not burst:
             self.watcher.start()  # before the scan, so nothing falls between the two
         self._scan("start")
@@ -226,8 +224,8 @@ class Service:
         log.info("stopping", reason=reason, **counts)
         if self._presence is not None:
             self._presence.stop(reason, error=self._fatal)
-        if self._scp is not None:
-            self._scp.stop()  # no new instances; associations in progress finish first
+        if self._network is not None:
+            self._network.stop()  # no new instances; associations in progress finish first
         self.watcher.stop()
         if self._registering is not None:
             self._registering.close()  # after the file in hand; the rest: the next scan

@@ -1,0 +1,198 @@
+"""Pulling from a DICOMweb PACS: 20 instances found by QIDO-RS in a real Orthanc, fetched
+by WADO-RS into the inbox and processed once each; the backfill survives Orthanc being
+stopped and started in the middle, a second backfill fetches nothing new, and a PACS that
+is down or answers something that is not JSON is logged once and retried."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pydicom
+import pytest
+import structlog
+from click.testing import CliRunner
+from conftest import draw_photo
+from dicom_fixtures import VL_ENDOSCOPIC, vl_image
+from orthanc_support import Orthanc, free_port, orthanc_in
+
+from cervixbatch.cli import main
+from cervixbatch.config import load_config
+from cervixbatch.pacs.source import INBOX_SUBFOLDER, DicomWebSource, PacsUnavailable
+from cervixbatch.pacs.walk import PacsPoller, backfill
+from cervixbatch.store.db import open_database
+from cervixbatch.store.pacs import get_cursor
+
+DAYS = [dt.date(2026, 3, d) for d in (1, 2, 3, 4)]
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[tuple[Orthanc, dict[str, str]]]:
+    """An Orthanc of its own holding 20 colposcopy instances over 4 study dates (and one
+    ultrasound-like picture that is not to be pulled); SOP Instance UID -> study date."""
+    server = orthanc_in(tmp_path / "orthanc")
+    server.start()
+    dates = {}
+    try:
+        for n in range(20):
+            day = DAYS[n % 4]
+            path = vl_image(
+                tmp_path / "archive" / f"{n}.dcm",
+                [draw_photo(96, 80, seed=100 + n)],
+                VL_ENDOSCOPIC if n % 5 == 0 else pydicom.uid.UID("1.2.840.10008.5.1.4.1.1.77.1.4"),
+            )
+            ds = pydicom.dcmread(path)
+            ds.StudyDate = f"{day:%Y%m%d}"
+            ds.save_as(path)
+            server.upload(path)
+            dates[str(ds.SOPInstanceUID)] = ds.StudyDate
+        other = vl_image(tmp_path / "archive" / "us.dcm", [draw_photo(96, 80, seed=99)])
+        ds = pydicom.dcmread(other)
+        ds.Modality, ds.StudyDate = "US", "20260302"
+        ds.save_as(other)
+        server.upload(other)
+        yield server, dates
+    finally:
+        server.stop()
+
+
+def fetched_uids(inbox: Path) -> list[str]:
+    folder = inbox / INBOX_SUBFOLDER
+    return sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+        for p in folder.glob("*.dcm")
+    )
+
+
+@pytest.mark.slow
+def test_backfill_pulls_each_instance_once_across_an_outage(
+    archive: tuple[Orthanc, dict[str, str]], tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """Orthanc is stopped after 2 of 4 date slices: the backfill stops with a clear error,
+    resumes at slice 3 once Orthanc is back; the 20 instances (not the US one) are
+    fetched and processed once each; another backfill and a dry run fetch nothing."""
+    server, dates = archive
+    config = make_config(dicomweb__qido_url=server.dicomweb)
+    settings = load_config(config)
+    database = open_database(settings.database.url)
+    source = DicomWebSource(settings, database)
+    slices: list[dt.date] = []
+
+    def stop_after_two(first: dt.date, _last: dt.date, _pulled: object) -> None:
+        slices.append(first)
+        if len(slices) == 2:
+            server.stop()
+
+    try:
+        with pytest.raises(PacsUnavailable, match="cannot reach the PACS"):
+            backfill(
+                source, database, since=DAYS[0], until=DAYS[-1],
+                modalities=["XC", "ES"], on_slice=stop_after_two,
+            )  # fmt: skip
+    finally:
+        source.close()
+        database.dispose()
+    inbox = settings.paths.inbox
+    assert sorted(dates[u] for u in fetched_uids(inbox)) == ["20260301"] * 5 + ["20260302"] * 5
+
+    server.start()
+    runner = CliRunner()
+    args = ["--config", str(config), "pacs", "backfill", "--since", "2026-03-01"]
+    args += ["--until", "2026-03-04", "--modality", "XC,ES"]
+    resumed = runner.invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 slice(s) from 2026-03-03" in resumed.stdout and "fetched 10" in resumed.stdout
+    assert fetched_uids(inbox) == sorted(dates)  # all 20, none twice, not the US picture
+
+    done = runner.invoke(main, ["--config", str(config), "process", str(inbox)])
+    assert done.exit_code == 0, done.output
+    report = json.loads(
+        runner.invoke(main, ["--config", str(config), "report", "--format", "json"]).stdout
+    )
+    assert len(report["items"]) == 20
+    assert all(item["status"] == "done" for item in report["items"])
+
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "20 instance(s) found, fetched 0" in again.stdout
+    dry = runner.invoke(main, [*args, "--dry-run"])
+    assert "would fetch 0" in dry.stdout
+    assert fetched_uids(inbox) == sorted(dates)
+
+
+class NotJson(BaseHTTPRequestHandler):
+    """A server that answers every GET with an HTML page, as a misconfigured proxy does."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>Login</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+def test_a_pacs_that_is_down_or_not_json_is_logged_once_and_retried(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """Polls against a closed port, then a server answering HTML: each trouble is logged
+    once however often it is met, nothing is raised, and the cursor does not move."""
+    port = free_port()
+    config = load_config(make_config(dicomweb__qido_url=f"http://127.0.0.1:{port}/dicom-web"))
+    database = open_database(config.database.url)
+    poller = PacsPoller(DicomWebSource(config, database), database, ["XC"], 60)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            poller.poll()
+            poller.poll()
+            server = ThreadingHTTPServer(("127.0.0.1", port), NotJson)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                poller.poll()
+                poller.poll()
+            finally:
+                server.shutdown()
+                server.server_close()
+    finally:
+        poller.stop()
+        database.dispose()
+    troubles = [(e["event"], e.get("kind")) for e in logs if e["event"].startswith("pacs_")]
+    assert troubles == [("pacs_unavailable", "unreachable"), ("pacs_unavailable", "not_json")]
+
+
+def test_the_poll_fetches_instances_of_today_once(
+    orthanc: Orthanc, tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """The daemon's poll takes the instances of studies dated today (not last year's),
+    once however often it polls, and keeps its cursor in the database."""
+    today = dt.datetime.now(dt.UTC).date()
+    config = load_config(make_config(dicomweb__qido_url=orthanc.dicomweb))
+    uids = {}
+    for n, day in enumerate((today, today, today.replace(year=today.year - 1))):
+        path = vl_image(tmp_path / "src" / f"{n}.dcm", [draw_photo(96, 80, seed=200 + n)])
+        ds = pydicom.dcmread(path)
+        ds.StudyDate = f"{day:%Y%m%d}"
+        ds.save_as(path)
+        orthanc.upload(path)
+        uids[str(ds.SOPInstanceUID)] = day
+    database = open_database(config.database.url)
+    poller = PacsPoller(DicomWebSource(config, database), database, ["XC"], 60)
+    try:
+        poller.poll()
+        poller.poll()
+        with database.read_session() as session:
+            cursor = get_cursor(session, "poll")
+    finally:
+        poller.stop()
+        database.dispose()
+        orthanc.clear()
+    assert fetched_uids(config.paths.inbox) == sorted(u for u, d in uids.items() if d == today)
+    assert cursor == f"{today:%Y%m%d}"
