@@ -29,7 +29,7 @@ import structlog
 
 from cervixbatch.config import Config
 from cervixbatch.delivery.http_session import dicomweb_session
-from cervixbatch.errors import CervixbatchError
+from cervixbatch.errors import CervixbatchError, ConfigError
 from cervixbatch.outputs.atomic import write_atomic
 from cervixbatch.store.db import Database
 from cervixbatch.store.pacs import fetched_among, record_fetched
@@ -76,7 +76,12 @@ class DicomWebSource:
     """QIDO-RS and WADO-RS against ``[dicomweb] qido_url`` / ``wado_url``."""
 
     def __init__(self, config: Config, db: Database) -> None:
-        from dicomweb_client.api import DICOMwebClient  # the dicomweb extra
+        try:
+            from dicomweb_client.api import DICOMwebClient  # the dicomweb extra
+        except ImportError:
+            raise ConfigError(
+                "needs dicomweb-client: pip install 'cervixbatch[dicomweb]'", key="dicomweb"
+            ) from None
 
         settings = config.dicomweb
         self.db = db
