@@ -11,7 +11,9 @@ __all__ = ["model_info"]
 
 @click.command("model-info")
 @click.option(
-    "--stage", type=click.Choice(["cervix", "lesion"]), required=True, help="The file's stage."
+    "--stage",
+    type=click.Choice(["cervix", "lesion"]),
+    help="The file's stage (required for a file; builtin:demo shows both stages without it).",
 )
 @click.option(
     "--input-size",
@@ -26,10 +28,59 @@ __all__ = ["model_info"]
     show_default=True,
     help="A line for people or JSON for scripts.",
 )
-@click.argument("model", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-def model_info(stage: str, input_size: int | None, fmt: str, model: Path) -> None:
+@click.argument("model")
+def model_info(stage: str | None, input_size: int | None, fmt: str, model: str) -> None:
     """Load a model file as the daemon would and say what it is (format, architecture,
-    input, version), or why it cannot be loaded: check a file before configuring it."""
+    input, version), or why it cannot be loaded: check a file before configuring it.
+
+    For ``builtin:demo``: each stage's card (architecture, version, the data it was trained
+    on, its intended use)."""
+    if model.startswith("builtin:"):
+        _builtin_info(model, stage, fmt)
+        return
+    path = Path(model)
+    if not path.is_file():
+        raise click.BadParameter(f"file {model} does not exist", param_hint="MODEL")
+    if stage is None:
+        raise click.BadParameter("give the file's --stage", param_hint="--stage")
+    _file_info(path, stage, input_size, fmt)
+
+
+def _builtin_info(ref: str, stage: str | None, fmt: str) -> None:
+    """The shipped cards of ``builtin:demo``: what each stage is and what it learnt from."""
+    import json
+
+    from cervixbatch.model.stage import DEMO_DIR
+
+    if ref != "builtin:demo":
+        raise click.BadParameter(f"unknown built-in model {ref} (only builtin:demo)")
+    info = {}
+    for name in [stage] if stage else ["cervix", "lesion"]:
+        card = json.loads((DEMO_DIR / f"{name}.card.json").read_text(encoding="utf-8"))
+        info[name] = {
+            "architecture": card.get("architecture"),
+            "input_shape": card.get("input_shape"),
+            "parameters": card.get("parameters"),
+            "version": card.get("shipped_as", {}).get("version_sha256"),
+            "training_data": card.get("data", {}),
+            "intended_use": card.get("intended_use"),
+        }
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    for name, entry in info.items():
+        data = entry["training_data"]
+        trained_on = data.get("description") or "; ".join(
+            str(data[key]) for key in ("generator", "hard_negatives") if data.get(key)
+        )
+        click.echo(
+            f"{name}: {entry['architecture']} {entry['input_shape']}, version "
+            f"{str(entry['version'])[:12]}\n  trained on: {trained_on} "
+            f"({data.get('image_count', '?')} images)\n  use: {entry['intended_use']}"
+        )
+
+
+def _file_info(model: Path, stage: str, input_size: int | None, fmt: str) -> None:
     import json
 
     from cervixbatch.model.device import configure_tensorflow
