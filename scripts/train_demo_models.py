@@ -22,6 +22,10 @@ Steps (``--steps``, comma-separated, in this order):
   check     builtin:demo (the packed float16 form) on the unseen-seed set again: the
             figures must match the float32 ones within 0.005
 
+Real photos (issue 24): ``--annocerv DIR --steps annocerv-prepare,annocerv-train,
+annocerv-evaluate`` fine-tunes the lesion stage on AnnoCerv (CC BY 4.0) — see
+``scripts/annocerv_steps.py``; the photos stay in DIR, the repository does not carry them.
+
 Trained on synthetic images: for trying the software, not for clinical use.
 """
 
@@ -82,7 +86,7 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, text=True, **kwargs)
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901 - one branch per step, in order
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "cervixbatch-demo-v2"
@@ -91,9 +95,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps", default="synth,init,train,finetune,evaluate,pack,check")
     parser.add_argument("--force", action="store_true", help="pack even if not better")
+    parser.add_argument("--annocerv", type=Path, help="the annocerv-384 folder (annocerv-* steps)")
     args = parser.parse_args()
     steps = set(args.steps.split(","))
     work: Path = args.work
+    if any(step.startswith("annocerv-") for step in steps):
+        from annocerv_steps import run_steps  # scripts/annocerv_steps.py, beside this file
+
+        run_steps(args.annocerv, work / "annocerv", steps, force=args.force)
+        return
     train_dir, models, v1 = work / "train", work / "models", work / "v1"
     if "synth" in steps:
         make_training_sets(work, train_dir, args.train_count)
