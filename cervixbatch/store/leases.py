@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, TextClause, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cervixbatch.errors import FailReason
 from cervixbatch.owner import OwnerState, ProcessOwner, owner_state, this_process
 from cervixbatch.store import tallies
 from cervixbatch.store.clock import db_now, db_now_plus
-from cervixbatch.store.schema import Input, Sighting, Status, active, utcnow
+from cervixbatch.store.schema import Input, Sighting, Status, status_is, utcnow
 
 __all__ = [
     "ClaimedInput",
@@ -80,31 +80,51 @@ def claim(
     is a suspect: it is claimed alone, never in a batch with others, so that an input that
     kills its worker takes down no batch mates with it and spends no attempts of theirs.
 
-    The query reads the active rows only (the partial index ``ix_inputs_active``): its cost
-    does not grow with the finished inputs behind them.
+    The queries read the live rows only (see :func:`_candidates`): their cost does not
+    grow with the finished inputs behind them.
     """
     rows: list[tuple[Any, ...]] = []
     while len(rows) < limit:
-        candidates = session.execute(
-            select(
-                Input.id,
-                Input.status,
-                Input.lease_owner,
-                Input.lease_expires,
-                Input.attempts,
-                Input.reason,
-            )
-            .where(active(), or_(Input.status == Status.QUEUED, Input.lease_expires < db_now()))
-            .order_by(Input.id)
-            .limit(limit - len(rows))
-            .with_for_update(skip_locked=True)
-        ).all()
+        candidates = _candidates(session, limit - len(rows))
         chosen, retired = _choose(session, candidates, max_attempts, alone=not rows)
         rows.extend(_take(session, owner, chosen, lease_seconds))
         if not retired or any(_suspect(c) for c in chosen):
             break  # a retired input left room: look again, else this is all there is
     tallies.fold(session)  # the counts' deltas this work appended, summed now and then
     return _with_paths(session, rows)
+
+
+def _candidates(session: Session, limit: int) -> list[Any]:
+    """The oldest ``limit`` inputs that may be claimed, locked (PostgreSQL: rows another
+    claim holds are skipped). Queued, and expired processing, are read apart, each in id
+    order from an index that holds only live inputs: ``ix_inputs_active`` (PostgreSQL) or
+    the ``queued`` or ``processing`` range of ``ix_inputs_status_id`` (SQLite, which has
+    no statistics: given an ``OR`` or an ``IN`` it would sort every queued row). Neither
+    walks the primary key past the finished inputs, as one ``OR`` query did."""
+    columns = (
+        Input.id,
+        Input.status,
+        Input.lease_owner,
+        Input.lease_expires,
+        Input.attempts,
+        Input.reason,
+    )
+
+    def oldest(*where: ColumnElement[bool] | TextClause) -> list[Any]:
+        return list(
+            session.execute(
+                select(*columns)
+                .where(*where)
+                .order_by(Input.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+
+    found = oldest(status_is(Status.QUEUED)) + oldest(
+        status_is(Status.PROCESSING), Input.lease_expires < db_now()
+    )
+    return sorted(found, key=lambda c: int(c[0]))[:limit]
 
 
 def _suspect(candidate: Any) -> bool:

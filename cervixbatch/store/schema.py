@@ -38,8 +38,8 @@ __all__ = [
     "UTCDateTime",
     "WebhookNotice",
     "Worker",
-    "active",
     "failed",
+    "status_is",
     "utcnow",
 ]
 
@@ -131,21 +131,21 @@ _status = Enum(
 )
 
 
-# The inputs a worker may still touch. Written out literally, in the partial index and in
-# every query meant to use it: both planners prove a partial index usable only when the
-# query's condition contains the index's, and a bound parameter would hide the values.
-ACTIVE_SQL = "status IN ('queued', 'processing')"
+# The live and the failed inputs, written out literally in the partial indexes and in the
+# queries meant to use them: PostgreSQL proves a partial index usable only when the
+# query's condition implies the index's, and a bound parameter would hide the value.
+LIVE_SQL = "status IN ('queued', 'processing')"
 FAILED_SQL = "status = 'failed'"  # the latest failure, for `status`
-
-
-def active() -> TextClause:
-    """The condition of :data:`ACTIVE_SQL`, for queries that read active inputs only."""
-    return text(f"inputs.{ACTIVE_SQL}")
 
 
 def failed() -> TextClause:
     """The condition of :data:`FAILED_SQL`, for the partial index of failed inputs."""
     return text(f"inputs.{FAILED_SQL}")
+
+
+def status_is(status: Status) -> TextClause:
+    """``inputs.status = '<status>'``, the value written out (see :data:`LIVE_SQL`)."""
+    return text(f"inputs.status = '{status.value}'")
 
 
 class Input(Base):
@@ -192,12 +192,12 @@ class Input(Base):
         Index("ix_inputs_created_at", "created_at"),
         Index("ix_inputs_study_uid", "study_uid"),
         Index("ix_inputs_status_processing_ms", "status", "processing_ms"),  # median, slowest
-        # claims, renewals and the queue's counts read active rows only, never the history
+        # claims walk the live inputs in id order, never the finished ones behind them
         Index(
             "ix_inputs_active",
             "id",
-            postgresql_where=text(ACTIVE_SQL),
-            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(LIVE_SQL),
+            sqlite_where=text(LIVE_SQL),
         ),
         Index(
             "ix_inputs_failed",

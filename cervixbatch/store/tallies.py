@@ -18,37 +18,21 @@ from collections import Counter
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from cervixbatch.store.schema import Input, InputTally, Status, active
+from cervixbatch.store.schema import InputTally, Status
 
-__all__ = ["FOLD_AT", "active_counts", "fold", "reason_counts", "status_counts"]
+__all__ = ["FOLD_AT", "fold", "reason_counts", "status_counts"]
 
 FOLD_AT = 64  # deltas kept before a fold is worth its writes
 FOLD_ROWS = 2000  # deltas folded by one call: a bounded cost, however far behind
 
 
-def active_counts(session: Session) -> dict[str, int]:
-    """Queued and processing inputs, read from the inputs themselves (their partial
-    index): exact even if the tallies were not kept."""
-    counts = {Status.QUEUED.value: 0, Status.PROCESSING.value: 0}
-    rows = session.execute(
-        select(Input.status, func.count()).where(active()).group_by(Input.status)
-    )
-    for status, count in rows:
-        counts[Status(status).value] = int(count)
-    return counts
-
-
 def status_counts(session: Session) -> dict[str, int]:
-    """How many inputs are in each status (every status present, zero when none): the
-    active ones counted, the finished ones from the tallies."""
+    """How many inputs are in each status (every status present, zero when none)."""
     counts = {status.value: 0 for status in Status}
     for status, total in session.execute(
-        select(InputTally.status, func.sum(InputTally.delta))
-        .where(InputTally.status.in_([s.value for s in Status if s.terminal]))
-        .group_by(InputTally.status)
+        select(InputTally.status, func.sum(InputTally.delta)).group_by(InputTally.status)
     ):
         counts[Status(status).value] = int(total or 0)
-    counts.update(active_counts(session))
     return counts
 
 

@@ -1,11 +1,12 @@
-"""queue scale: partial indexes over active and failed inputs, counts kept by a trigger
+"""queue scale: partial indexes over live and failed inputs, counts kept by a trigger
 
 Revision ID: 0007_queue_scale
 Revises: 0006_operations
 
 The claim, the renewal and the queue's counts must cost the same with ten million
-finished inputs as with a thousand: they read the partial index of active inputs, and
-the counts per status and reason are kept in ``input_tallies`` by a trigger on
+finished inputs as with a thousand: claims walk a partial index of the live (queued and
+processing) inputs in id order, the latest failure is one step down a partial index of
+the failed ones, and the counts per status and reason are kept in ``input_tallies`` by a trigger on
 ``inputs`` (deltas appended in the inserting or updating transaction, folded now and
 then by the workers). A later migration that rebuilds ``inputs`` on SQLite (batch mode
 copies the table) must create these triggers again.
