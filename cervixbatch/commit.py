@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from cervixbatch.batch_state import BatchOutcome, DeferredLog, WorkItem
-from cervixbatch.delivery.disposal import dispose_of
+from cervixbatch.delivery.disposal import dispose_batch
 from cervixbatch.delivery.webhook import notice_body
 from cervixbatch.errors import FailReason, InputRejected, OutputError
 from cervixbatch.outputs.stale import remove_outputs, remove_stale_outputs
@@ -265,21 +265,23 @@ class AfterCommit:
                 remove_outputs(self._outbox, item.claimed.id, item.run)
 
     def _dispose(self, work: Iterable[WorkItem]) -> None:
-        for item in work:
-            if not item.committed:
-                continue  # back in the queue, failed, or another worker's now: it stays
-            # A path that now holds other bytes fails the identity check: it stays too.
-            try:
-                dispose_of(
-                    item.claimed.id,
-                    reason=item.rejection.reason.value if item.rejection else None,
-                    inbox=self._config.paths.inbox,
-                    archive=self._config.watch.archive,
-                    after=self._config.watch.after,
-                    db=self._db,
-                )
-            except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
-                log.warning("disposal_failed", input_id=item.claimed.id, error=type(exc).__name__)
+        # Not committed: back in the queue, failed, or another worker's now: it stays. A
+        # path that now holds other bytes fails the identity check: it stays too.
+        inputs = [
+            (item.claimed.id, item.rejection.reason.value if item.rejection else None)
+            for item in work
+            if item.committed
+        ]
+        try:
+            dispose_batch(
+                inputs,
+                inbox=self._config.paths.inbox,
+                archive=self._config.watch.archive,
+                after=self._config.watch.after,
+                db=self._db,
+            )
+        except Exception as exc:  # noqa: BLE001 - the results stand; the files are gone or stay
+            log.warning("disposal_failed", inputs=len(inputs), error=type(exc).__name__)
 
     def _forward(self, work: Iterable[WorkItem]) -> None:
         if self._forwarder is None:
@@ -321,7 +323,8 @@ def commit_batch(
 
     def record(items: Sequence[WorkItem], attempts: int = max_attempts) -> None:
         counted = BatchOutcome()
-        with db.session() as session:
+        # durable: on disk before AfterCommit removes an input's file (watch.after)
+        with db.session(durable=True) as session:
             commit = BatchCommit(
                 session,
                 owner=owner,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import require_executable
+from sqlalchemy import text
 from test_daemon_service import photos
 
 from cervixbatch.config import load_config
@@ -135,16 +136,20 @@ def test_the_done_row_is_fsynced_before_the_inbox_file_goes(
 
 
 @pytest.mark.parametrize(("after", "expected"), [("delete", 2), ("archive", 2), ("keep", 1)])
-def test_a_worker_that_removes_inputs_runs_sqlite_with_synchronous_full(
+def test_a_worker_that_removes_inputs_commits_batches_with_synchronous_full(
     make_config: Callable[..., Path], after: str, expected: int
 ) -> None:
-    """The database a worker opens from its configuration runs SQLite with
-    synchronous = FULL (2) on every connection when watch.after removes inputs, NORMAL (1)
-    when it keeps them."""
+    """On the database a worker opens from its configuration, a durable session (a batch's
+    commit) runs SQLite with synchronous = FULL (2) when watch.after removes inputs and
+    NORMAL (1) when it keeps them; every other transaction runs NORMAL, before and after."""
     db = open_configured(load_config(make_config(watch__after=after)))
+
+    def level(*, durable: bool) -> int:
+        with db.session(durable=durable) as session:
+            return int(session.execute(text("PRAGMA synchronous")).scalar_one())
+
     try:
-        with db.engine.connect() as connection:
-            value = connection.exec_driver_sql("PRAGMA synchronous").scalar_one()
-        assert (value, db.durable) == (expected, expected == 2)
+        seen = [level(durable=False), level(durable=True), level(durable=False)]
+        assert (seen, db.durable) == ([1, expected, 1], expected == 2)
     finally:
         db.dispose()

@@ -39,6 +39,7 @@ from cervixbatch.store.schema import Disposition
 __all__ = [
     "FINAL_REJECTIONS",
     "HELD_PREFIX",
+    "dispose_batch",
     "dispose_of",
     "may_dispose",
     "restore_held_files",
@@ -94,10 +95,61 @@ def dispose_of(
     after: AfterAction,
     db: Database,
 ) -> int:
-    """Archives or deletes the input's inbox files that are still the ones registered;
-    returns how many. Call only after this worker's own commit of the input took."""
+    """Archives or deletes one input's inbox files that are still the ones registered;
+    returns how many (see :func:`dispose_batch`)."""
+    handled = dispose_batch([(input_id, reason)], inbox=inbox, archive=archive, after=after, db=db)
+    return handled.get(input_id, 0)
+
+
+def dispose_batch(
+    inputs: Sequence[tuple[int, str | None]],
+    *,
+    inbox: Path,
+    archive: Path,
+    after: AfterAction,
+    db: Database,
+) -> dict[int, int]:
+    """Archives or deletes the inbox files, still the ones registered, of each input (its
+    id, and its rejection reason or None when done), then records what was removed in one
+    transaction; returns the files removed per input.
+
+    Call only after this worker's own commit of the inputs took, durably
+    (``db.session(durable=True)``): the files go after that commit is on disk. The record
+    made here follows the removal, so it needs no fsync of its own (and the batch's files
+    are removed with no commit between them)."""
     if after is AfterAction.KEEP:
-        return 0
+        return {}
+    handled: dict[int, int] = {}
+    for input_id, reason in inputs:
+        try:
+            files = _dispose_input(
+                input_id, reason, inbox=inbox, archive=archive, after=after, db=db
+            )
+        except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
+            log.warning("disposal_failed", input_id=input_id, error=type(exc).__name__)
+            continue
+        if files:
+            handled[input_id] = files
+    if handled:
+        disposition = Disposition.DELETED if after is AfterAction.DELETE else Disposition.ARCHIVED
+        with db.session() as session:
+            for input_id in handled:
+                record_disposition(session, input_id, disposition)
+        for input_id, files in handled.items():
+            log.info("input_disposed", input_id=input_id, action=disposition, files=files)
+    return handled
+
+
+def _dispose_input(
+    input_id: int,
+    reason: str | None,
+    *,
+    inbox: Path,
+    archive: Path,
+    after: AfterAction,
+    db: Database,
+) -> int:
+    """Removes one input's files (not recorded); returns how many."""
     if not may_dispose(reason):
         log.info("input_file_kept", input_id=input_id, why="may_be_incomplete", reason=reason)
         return 0
@@ -120,11 +172,6 @@ def dispose_of(
         changed += outcome == "changed"
     if changed:  # a new file at the same place: it is registered and processed on its own
         log.info("input_file_kept", input_id=input_id, why="file_changed", files=changed)
-    if handled:
-        disposition = Disposition.DELETED if after is AfterAction.DELETE else Disposition.ARCHIVED
-        with db.session() as session:
-            record_disposition(session, input_id, disposition)
-        log.info("input_disposed", input_id=input_id, action=disposition, files=handled)
     return handled
 
 

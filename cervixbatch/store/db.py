@@ -2,18 +2,21 @@
 
 Durable before destructive: where a commit is followed by removing something for good
 (``watch.after`` = ``delete`` or ``archive`` takes the input out of the inbox once its
-``done`` row is committed), SQLite runs with ``synchronous = FULL``, so the commit's WAL
-frames are fsynced before the commit returns, hence before the inbox file goes. With
-``NORMAL`` the WAL reaches the disk only at a checkpoint: a power cut could roll the
-commit back after the photo was gone. Where nothing is removed (``keep``) ``NORMAL``
-stays: a commit lost to a power cut is only processed again. (PostgreSQL's commit is
+``done`` row is committed), that commit is made with SQLite's ``synchronous = FULL``: its
+write-ahead log is fsynced before the commit returns, hence before the inbox file goes.
+The fsync covers every commit made before it. With ``NORMAL`` the log reaches the disk
+only at a checkpoint, and a power cut could roll the commit back after the photo was
+gone. Only the commits that precede a removal ask for it (``session(durable=True)``: one
+per batch), the rest stay ``NORMAL``: one fsync per batch instead of one per transaction
+(registration, renewals, dispositions), which is what keeps the cost of the guarantee
+small (``benchmarks/durability_cost.py``). Where nothing is removed (``keep``) nothing
+asks: a commit lost to a power cut is only processed again. (PostgreSQL's commit is
 durable with its default ``synchronous_commit = on``.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ log = structlog.get_logger(__name__)
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x63627A6D  # an arbitrary, fixed advisory-lock key ("cbzm")
 DB_FILE_MODE = 0o600
+_SYNCHRONOUS = "cervixbatch_synchronous"  # the level a connection runs with, in its info
 
 
 def migrations_dir() -> Path:
@@ -51,8 +55,11 @@ class Database:
 
     def __init__(self, engine: Engine, *, durable: bool = False) -> None:
         self.engine = engine
-        self.durable = durable  # each commit on stable storage before it returns
+        self.durable = durable  # commits that precede a removal reach the disk first
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._durable_sessions = sessionmaker(
+            engine.execution_options(cervixbatch_durable=durable), expire_on_commit=False
+        )
         # Same pool, but transactions start with a plain BEGIN: a report must not hold
         # SQLite's write lock while it reads.
         self._read_sessions = sessionmaker(
@@ -65,9 +72,11 @@ class Database:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back on an exception."""
-        with self._sessions.begin() as session:
+    def session(self, *, durable: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on an exception.
+        ``durable``: the commit precedes a removal; on a database opened ``durable`` it is
+        on stable storage when the block ends (SQLite: ``synchronous = FULL`` for it)."""
+        with (self._durable_sessions if durable else self._sessions).begin() as session:
             yield session
 
     @contextlib.contextmanager
@@ -124,9 +133,9 @@ class Database:
 
 
 def open_configured(config: Config, *, migrate: bool = True) -> Database:
-    """The configured database, opened for a worker: its commits are durable before they
-    return wherever a commit is followed by removing the input (``watch.after`` is not
-    ``keep``)."""
+    """The configured database, opened for a worker: the commits that precede removing an
+    input are durable before they return wherever inputs are removed (``watch.after`` is
+    not ``keep``)."""
     return open_database(
         config.database.url, migrate=migrate, durable=config.watch.after is not AfterAction.KEEP
     )
@@ -134,9 +143,9 @@ def open_configured(config: Config, *, migrate: bool = True) -> Database:
 
 def open_database(url: str, *, migrate: bool = True, durable: bool = False) -> Database:
     """Creates the engine for ``url`` (and the SQLite file's folder) and migrates to head.
-    ``durable``: every commit is on stable storage when it returns (SQLite:
-    ``synchronous = FULL``); a worker that deletes or archives inputs needs it (see the
-    module, and :func:`open_configured`)."""
+    ``durable``: sessions opened with ``durable=True`` are on stable storage when they
+    commit (SQLite: ``synchronous = FULL`` for them); a worker that deletes or archives
+    inputs needs it (see the module, and :func:`open_configured`)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -156,8 +165,7 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = False) -> D
     except Exception as exc:
         raise StoreError(f"cannot open the database {parsed!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        synchronous = "FULL" if durable else "NORMAL"
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous))
+        event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     db = Database(engine, durable=durable)
     if migrate:
@@ -179,7 +187,7 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise StoreError(f"cannot create the database file {path}: {exc.strerror}") from exc
 
 
-def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (below).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -187,13 +195,23 @@ def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> No
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # NORMAL: consistent across crashes in WAL mode, but the last commits may roll back on
-    # a power cut; FULL: every commit fsynced (the module says when it is needed).
-    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    # a power cut; a durable transaction switches to FULL for its commit (below).
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    record.info[_SYNCHRONOUS] = "NORMAL"
     cursor.close()
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on the busy
     # timeout instead of failing with "database is locked" when a read turns into a write.
-    read_only = connection.get_execution_options().get("cervixbatch_read_only", False)
+    options = connection.get_execution_options()
+    read_only = options.get("cervixbatch_read_only", False)
+    if not read_only:
+        # SQLite refuses to change the safety level inside a transaction: before BEGIN,
+        # and only when it differs from what this connection runs with.
+        synchronous = "FULL" if options.get("cervixbatch_durable", False) else "NORMAL"
+        info = connection.connection.info
+        if info.get(_SYNCHRONOUS) != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            info[_SYNCHRONOUS] = synchronous
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
