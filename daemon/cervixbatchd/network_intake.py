@@ -42,9 +42,12 @@ class NetworkIntake:
             from cervixbatch.pacs.source import DicomWebSource
             from cervixbatch.pacs.walk import PacsPoller
 
-            poller = PacsPoller(
-                DicomWebSource(self.config, self.db), self.db, web.modalities, web.poll_seconds
-            )
+            try:  # the dicomweb extra missing, credentials unreadable: the SCP goes too
+                source = DicomWebSource(self.config, self.db)
+            except BaseException:
+                self.stop()
+                raise
+            poller = PacsPoller(source, self.db, web.modalities, web.poll_seconds)
             poller.start()
             self.poller = poller
 
