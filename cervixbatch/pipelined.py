@@ -36,8 +36,9 @@ import numpy.typing as npt
 import structlog
 
 from cervixbatch.batch_state import BatchOutcome, WorkItem
-from cervixbatch.errors import FailReason, OutputError
+from cervixbatch.errors import FailReason
 from cervixbatch.outputs.outbox import FrameOutputs
+from cervixbatch.phases import finish_and_write, frame_jobs, take_written
 from cervixbatch.pipeline import FrameResult, Located
 from cervixbatch.pipelined_jobs import FrameJob, InFlightBatch, StartedChunk
 
@@ -55,7 +56,6 @@ READ_AHEAD = 1  # claimed batches waiting for the read stage; more would only ho
 _POLL_S = 0.05  # how often a waiting caller looks for a failure, and for room to claim
 _RECLAIM_S = 0.5  # after finding the queue empty, when to look again
 _STOP = object()  # sent down the stages by close()
-_STEPS = ("preprocess", "stage1", "locate", "stage2", "postprocess")  # per frame, in timings
 
 Floats = npt.NDArray[np.float32]
 
@@ -209,19 +209,7 @@ class Overlap:
     def _read_one(self, item: WorkItem) -> list[FrameJob]:
         self.runner._read(item)
         self._leases.progress()
-        if item.decoded is None:
-            return []
-        jobs = []
-        try:
-            for index, frame in enumerate(item.decoded.frames):
-                clock = time.perf_counter()
-                job = FrameJob(item, index, frame, self.runner.pipeline.stage1_input(frame))
-                job.timings_ms["preprocess"] = (time.perf_counter() - clock) * 1000
-                jobs.append(job)
-        except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
-            item.fail(FailReason.INTERNAL_ERROR, f"preprocessing failed: {type(exc).__name__}")
-            return []
-        return jobs
+        return frame_jobs(item, self.runner.pipeline)
 
     def _segment_loop(self) -> None:
         try:
@@ -325,38 +313,13 @@ class Overlap:
         clock = time.perf_counter()
         jobs = [job for job in batch.frames if job.item.decoded and job.item.failure is None]
         written = list(self.runner._writers.map(self._write_one, jobs))
-        for job, (result, outputs) in zip(jobs, written, strict=True):
-            item = job.item
-            if result is not None:
-                item.results.append(result)
-            if isinstance(outputs, FrameOutputs):
-                item.outputs.append(outputs)
-            elif item.failure is None:
-                output_failed = isinstance(outputs, OutputError)  # else an error of ours
-                reason = FailReason.OUTPUT_ERROR if output_failed else FailReason.INTERNAL_ERROR
-                item.fail(reason, str(outputs))
-                item.transient = isinstance(outputs, OutputError) and outputs.transient
-            for step in _STEPS:  # what each step cost, summed over frames (they overlap)
-                batch.phase_ms[step] = batch.phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)
+        take_written(jobs, written, batch.phase_ms)
         batch.frames = []  # decoded frames and inputs are no longer needed here
         batch.timed("write", clock)
 
     def _write_one(self, job: FrameJob) -> tuple[FrameResult | None, FrameOutputs | Exception]:
-        item = job.item
-        assert item.decoded is not None
         try:
-            clock = time.perf_counter()
-            result = self.runner.pipeline.finish(job.frame, job.located, job.lesion_prob)  # type: ignore[arg-type]
-            job.timings_ms["postprocess"] = (time.perf_counter() - clock) * 1000
-            result.timings_ms = job.timings_ms
-        except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
-            return None, RuntimeError(f"post-processing failed: {type(exc).__name__}")
-        try:
-            return result, self.runner._writer.write(
-                item.decoded, job.index, result, stage=item.stage
-            )
-        except OutputError as exc:
-            return result, exc
+            return finish_and_write(job, self.runner.pipeline, self.runner._writer)
         finally:
             self._leases.progress()
 

@@ -26,13 +26,13 @@ from cervixbatch.errors import FailReason, OutputError
 from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.sop import SopClassFilter
-from cervixbatch.imaging.verified import read_registered
 from cervixbatch.intake.registration import Registrar
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.diskspace import DiskWatermark
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import DIR_MODE, FrameOutputs, Outbox
 from cervixbatch.outputs.staging import stage_for, sweep_stages
+from cervixbatch.phases import read_item, working_side
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.outage import DatabaseOutage, OutageWaiter, is_unavailable
@@ -105,7 +105,7 @@ class Runner:
         self.outbox = Outbox(config.paths.outbox)
         self.pipeline = pipeline_for(config, stages)
         self.limits = ReadLimits.from_config(config.limits)
-        self._min_working_side = self._working_side()
+        self._min_working_side = working_side(config, stages.lesion.input_size)
         self.sop_filter = SopClassFilter(frozenset(config.dicom.accept_classes))
         # Renews the leases of the batch in hand (and pings systemd's watchdog) throughout.
         self.leases = LeaseKeeper(
@@ -161,16 +161,6 @@ class Runner:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    def _working_side(self) -> int | None:
-        """How far photos may be decoded below full size and still serve every output."""
-        max_side = self.config.output.overlay_max_side
-        if not max_side:
-            return None  # overlays at full size need the full picture
-        lesion_h, lesion_w = self.stages.lesion.input_size
-        # The cervix fills a third or more of a photo's side; twice the stage-2 size keeps
-        # the crop stage 2 sees at or above its input resolution.
-        return max(max_side, 2 * max(lesion_h, lesion_w))
 
     # -- start-up, and what the service reads --------------------------------------------
 
@@ -306,17 +296,9 @@ class Runner:
         """The registered bytes, read once, verified and decoded: nothing reads the path
         again. Paths that now hold other bytes are kept for registration after commit."""
         crash_if_poison(item.claimed.sha256)  # tests only: an input that kills its worker
-        read = read_registered(
-            item.claimed.paths,
-            item.claimed.sha256,
-            self.limits,
-            min_working_side=self._min_working_side,
-            sop_filter=self.sop_filter,
+        read_item(
+            item, self.limits, min_working_side=self._min_working_side, sop_filter=self.sop_filter
         )
-        item.decoded, item.path, item.rejection = read.decoded, read.path, read.rejection
-        item.changed = read.changed
-        if read.failure is not None:
-            item.fail(FailReason.INTERNAL_ERROR, read.failure)
 
     def _segment(self, work: Sequence[WorkItem]) -> None:
         jobs = [(item, frame) for item in work if item.decoded for frame in item.decoded.frames]
