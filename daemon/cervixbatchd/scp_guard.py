@@ -37,6 +37,7 @@ log = structlog.get_logger("cervixbatchd.scp")
 WINDOW_S = 3600.0  # the budget's window: a sliding hour
 _P_DATA_TF = 0x04
 _DISK_CHECK_BYTES = 4 << 20  # the disk is looked at after every 4 MiB received
+_MAX_KEYS = 4096  # callers remembered before those with nothing in the window are dropped
 
 
 class CallerBudget:
@@ -62,6 +63,9 @@ class CallerBudget:
         """Counts what was received; returns the key over its budget now (None: none is)."""
         now = self._clock()
         with self._lock:
+            if len(self._spent) > _MAX_KEYS:  # many callers ("*"): forget the quiet ones
+                for key in [k for k, e in self._spent.items() if not self._over(e, now) and not e]:
+                    del self._spent[key]
             over = None
             for key in keys:
                 entries = self._spent.setdefault(key, collections.deque())
