@@ -56,7 +56,8 @@ def sheet(images: Path, masks: Path, out: Path, limit: int, columns: int) -> Non
 
     from cervixbatch.tools.outline_sheet import outline_row, write_sheet
 
-    rows, counts = [], {}
+    rows = []
+    counts: dict[str, int] = {}
     for photo in sorted(images.iterdir()):
         mask = masks / f"{photo.stem}.png"
         if photo.suffix.lower() not in IMAGE_SUFFIXES or not mask.is_file():

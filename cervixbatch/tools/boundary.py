@@ -9,13 +9,15 @@ frame is not an edge: a region that runs out of the photo ends there without a s
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["BOUNDARY_TOLERANCE", "boundary_f", "region_edge"]
 
-Mask = npt.NDArray[np.uint8] | npt.NDArray[np.bool_]
+Mask = npt.NDArray[Any]
 BOUNDARY_TOLERANCE = 4  # pixels at 384 x 384 (about 0.75 % of the diagonal)
 
 
