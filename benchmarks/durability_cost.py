@@ -1,23 +1,28 @@
 """The cost of ``synchronous = FULL`` on commit throughput, NORMAL against FULL in the same
 run (issue 22, item 4: it must stay under 5 %).
 
-Each round processes the same N photos twice through the real ``Runner`` (register,
-claim, decode, both stages, write the outputs, commit, dispose) with
-``watch.after = delete`` on a fresh SQLite database each time: once opened as before
-(``synchronous = NORMAL``), once as a worker opens it now (``open_configured``: FULL).
-The two models are replaced by the simulated device (``models.simulate_device_ms``), so
-what is measured is everything but the model calls: the share the database's fsyncs take
-is as large as it can be. Rounds alternate the order (NORMAL first, then FULL first), and
-each round's FULL/NORMAL ratio of photos per second is paired, so that the load of a
-shared machine, which drifts, weighs on both alike.
+Each round processes the same N photos through the real ``Runner`` (register, claim,
+decode, both stages, write the outputs, commit, dispose) with ``watch.after = delete``, on
+a fresh SQLite database each time, in three ways:
 
-A busy shared machine makes photos per second noisy. So the run also counts what FULL
-adds, which load does not change: the transactions per photo (each write transaction
-is one fsync of the WAL more under FULL; read-only ones, counted too, are none, so the
-count is on the high side) and this disk's fsync latency (a 4 KiB write and ``fdatasync``
-in the same folder, median of 200), and prints the bound they give: the share of a
-photo's time (NORMAL) those fsyncs would take if none of them overlapped other work.
-Prints JSON with the CPU model.
+- ``normal``: as before, every transaction ``synchronous = NORMAL``;
+- ``full_batch``: as a worker opens it now (``open_database(durable=True)``): the batch's
+  commit, which precedes the removal of its inputs' files, runs FULL, the rest NORMAL;
+- ``full_every``: every write transaction FULL (registration, claims, renewals,
+  dispositions too), the simple alternative, for comparison.
+
+The models are replaced by the simulated device (``models.simulate_device_ms``), so what
+is measured is everything but the model calls: the share the fsyncs take is as large as
+it can be. The order of the three changes from round to round and each round's ratios to
+``normal`` are paired, so that the load of a shared machine, which drifts, weighs on all
+alike.
+
+A busy shared machine makes photos per second noisy, so the run also counts what FULL
+adds, which CPU load does not change: the FULL commits per photo (each one fsync of the
+WAL more) and this disk's fsync latency (a 4 KiB write and ``fdatasync`` in the same
+folder, median of 200), and prints the bound they give: the share of a photo's time
+(``normal``) those fsyncs would take if none of them overlapped other work. Prints JSON
+with the CPU model.
 
     .venv/bin/python benchmarks/durability_cost.py [--photos 48] [--rounds 6]
         [--size 1600x1200] [--device-ms 5] [--pipeline | --no-pipeline]
@@ -100,8 +105,11 @@ level = "warning"
     return load_config(path)
 
 
+MODES = ("normal", "full_batch", "full_every")
+
+
 def _one_run(
-    sources: list[Path], root: Path, args: argparse.Namespace, stages: Stages, *, full: bool
+    sources: list[Path], root: Path, args: argparse.Namespace, stages: Stages, *, mode: str
 ) -> dict[str, float]:
     """One pass over the photos on a fresh inbox, outbox and database."""
     work = Path(tempfile.mkdtemp(dir=root))
@@ -111,9 +119,16 @@ def _one_run(
         inbox.mkdir(parents=True)
         for source in sources:
             shutil.copyfile(source, inbox / source.name)
-        db = open_database(config.database.url, durable=full)
-        commits = [0]
-        event.listen(db.engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
+        db = open_database(config.database.url, durable=mode != "normal")
+        if mode == "full_every":  # every session as durable as the batch's commit
+            db._sessions = db._durable_sessions  # noqa: SLF001 - the alternative measured
+        full_commits = [0]
+
+        def counted(connection: Any) -> None:
+            if connection.get_execution_options().get("cervixbatch_durable", False):
+                full_commits[0] += 1
+
+        event.listen(db.engine, "commit", counted)
         batches: list[BatchOutcome] = []
         try:
             with Runner(config, db, stages) as runner:
@@ -131,7 +146,7 @@ def _one_run(
             "photos_per_s": len(sources) / wall,
             "cpu_ms_per_photo": cpu * 1000 / len(sources),
             "commit_ms_per_photo": commit_ms / len(sources),
-            "transactions_per_photo": commits[0] / len(sources),
+            "full_commits_per_photo": full_commits[0] / len(sources),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -174,17 +189,19 @@ def main() -> None:
     try:
         sources = _photos(root / "sources", args.photos, (width, height))
         stages = load_stages(_config(root, args))
-        _one_run(sources[: args.batch], root, args, stages, full=False)  # warm-up
-        runs: dict[str, list[dict[str, float]]] = {"NORMAL": [], "FULL": []}
-        ratios = []
+        _one_run(sources[: args.batch], root, args, stages, mode="normal")  # warm-up
+        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+        ratios: dict[str, list[float]] = {mode: [] for mode in MODES[1:]}
         for index in range(args.rounds):
-            order = ("NORMAL", "FULL") if index % 2 == 0 else ("FULL", "NORMAL")
-            this_round = {
-                mode: _one_run(sources, root, args, stages, full=mode == "FULL") for mode in order
-            }
+            order = MODES[index % 3 :] + MODES[: index % 3]
+            this_round = {mode: _one_run(sources, root, args, stages, mode=mode) for mode in order}
             for mode, run in this_round.items():
                 runs[mode].append(run)
-            ratios.append(this_round["FULL"]["photos_per_s"] / this_round["NORMAL"]["photos_per_s"])
+            for mode, per_round in ratios.items():
+                per_round.append(
+                    this_round[mode]["photos_per_s"] / this_round["normal"]["photos_per_s"]
+                )
+        fsync_ms = _fsync_ms(root)
         report: dict[str, Any] = {
             "cpu": _cpu(),
             "cores": len(os.sched_getaffinity(0)),
@@ -195,25 +212,18 @@ def main() -> None:
             "pipeline": args.pipeline,
             "device_ms_per_image": args.device_ms,
             "rounds": args.rounds,
-            "normal": _summary(runs["NORMAL"]),
-            "full": _summary(runs["FULL"]),
-            "full_over_normal_photos_per_s": {
-                "median": round(statistics.median(ratios), 4),
-                "per_round": [round(r, 4) for r in ratios],
-            },
-        }
-        report["throughput_cost_percent"] = round(
-            (1 - report["full_over_normal_photos_per_s"]["median"]) * 100, 2
-        )
-        fsync_ms = _fsync_ms(root)
-        ms_per_photo = 1000 / report["normal"]["photos_per_s"]
-        added_ms = report["full"]["transactions_per_photo"] * fsync_ms
-        report["fsync_bound"] = {
             "fdatasync_ms_median": round(fsync_ms, 3),
-            "added_fsync_ms_per_photo": round(added_ms, 3),
-            "ms_per_photo_normal": round(ms_per_photo, 1),
-            "cost_percent_at_most": round(100 * added_ms / ms_per_photo, 2),
+            **{mode: _summary(runs[mode]) for mode in MODES},
         }
+        ms_per_photo = 1000 / report["normal"]["photos_per_s"]
+        for mode, per_round in ratios.items():
+            added_ms = report[mode]["full_commits_per_photo"] * fsync_ms
+            report[f"{mode}_over_normal"] = {
+                "photos_per_s_median": round(statistics.median(per_round), 4),
+                "per_round": [round(r, 4) for r in per_round],
+                "throughput_cost_percent": round((1 - statistics.median(per_round)) * 100, 2),
+                "fsync_bound_cost_percent_at_most": round(100 * added_ms / ms_per_photo, 2),
+            }
         print(json.dumps(report, indent=2))
     finally:
         shutil.rmtree(root, ignore_errors=True)
