@@ -50,6 +50,7 @@ __all__ = [
     "SEED_LEARNING_RATES",
     "TrainOptions",
     "TrainResult",
+    "compile_model",
     "default_learning_rate",
     "train_stage",
 ]
@@ -167,7 +168,8 @@ def _learning_rate(options: TrainOptions) -> float:
     )
 
 
-def _compile(model: Any, options: TrainOptions) -> None:
+def compile_model(model: Any, options: TrainOptions) -> None:
+    """Adam at the options' rate with the stage's loss (its recipe), Dice and IoU metrics."""
     import keras
 
     from cervixbatch.model.losses import bce_dice_loss, dice_coef, dice_coef_loss, iou_coef
@@ -221,10 +223,10 @@ def _starting_model(options: TrainOptions, checkpoint: Path) -> tuple[Any, dict[
 
         model = keras.models.load_model(checkpoint if checkpoint.exists() else options.out)
         if getattr(model, "optimizer", None) is None:  # saved without its training state
-            _compile(model, options)
+            compile_model(model, options)
         return model, None
     model, init = _initial_model(options)
-    _compile(model, options)
+    compile_model(model, options)
     return model, init
 
 
