@@ -55,6 +55,7 @@ class EngineSettings:
 
     actors: int | None = None  # model actors at most; None: one per GPU, else CPUs / 4
     actor_cpus: float = 1.0  # CPUs each model actor reserves where there is no GPU
+    task_cpus: float = 1.0  # CPUs each read or write task reserves
     cpu_tasks: int | None = None  # read (and write) tasks in flight at most; None: CPUs
     inputs_per_task: int = 4  # inputs per read or write task (4 decoded 12 MP ≈ 40 MB)
     commit_batch: int = 64  # inputs per transaction on the driver
@@ -146,7 +147,7 @@ class RayEngine:
                 batch_size=per_task,
                 batch_format="numpy",
                 concurrency=cpu_tasks,  # (compute=TaskPoolStrategy fuses it into the actors)
-                num_cpus=1,
+                num_cpus=settings.task_cpus,
             )
             .map_batches(
                 ModelStage,
@@ -162,7 +163,7 @@ class RayEngine:
                 batch_size=per_task,
                 batch_format="numpy",
                 concurrency=cpu_tasks,
-                num_cpus=1,
+                num_cpus=settings.task_cpus,
             )
         )
         for batch in planned.iter_batches(

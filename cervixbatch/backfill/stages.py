@@ -212,7 +212,9 @@ class ModelStage:
         t3 = time.perf_counter()
         count = len(chunk)
         for job, where, prob in zip(chunk, located, lesion, strict=True):
-            job.stage1_input, job.located, job.lesion_prob = None, where, prob
+            # The crop is a view of the frame: pickled on its own it would travel twice.
+            light = dataclasses.replace(where, crop=None, stage2_input=None)
+            job.stage1_input, job.located, job.lesion_prob = None, light, prob
             job.timings_ms["stage1"] = (t1 - clock) * 1000 / count
             job.timings_ms["locate"] = (t2 - t1) * 1000 / count
             job.timings_ms["stage2"] = (t3 - t2) * 1000 / count
@@ -229,6 +231,8 @@ def write_batch(batch: Batch, context: StageContext) -> Batch:
         flight: InFlight = unpack(payload)
         clock = time.perf_counter()
         jobs = [job for job in flight.jobs if job.item.decoded and job.item.failure is None]
+        for job in jobs:
+            _restore_crop(job)
         written = [finish_and_write(job, pipeline, writer) for job in jobs]
         take_written(jobs, written, flight.phase_ms)
         flight.jobs = []
@@ -237,6 +241,16 @@ def write_batch(batch: Batch, context: StageContext) -> Batch:
         flight.note_memory()
         out.append(pack(flight))
     return {PAYLOAD: _column(out)}
+
+
+def _restore_crop(job: FrameJob) -> None:
+    """The crop stage 2 saw: the frame inside the located box (as ``Pipeline.locate``
+    cut it), a view again rather than a second copy carried from the actor."""
+    where = job.located
+    if where is not None and where.box is not None and where.crop is None:
+        box = where.box
+        crop = job.frame.rgb[box.y0 : box.y1, box.x0 : box.x1]
+        job.located = dataclasses.replace(where, crop=crop)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

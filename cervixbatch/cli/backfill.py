@@ -46,6 +46,13 @@ __all__ = ["backfill"]
     help="CPUs each model actor reserves on a node without GPUs.",
 )
 @click.option(
+    "--task-cpus",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="CPUs each read or write task reserves.",
+)
+@click.option(
     "--wave",
     type=click.IntRange(min=1),
     default=4096,
@@ -68,6 +75,7 @@ def backfill(
     address: str | None,
     actors: int | None,
     actor_cpus: float,
+    task_cpus: float,
     cpu_tasks: int | None,
     wave: int,
     commit_batch: int,
@@ -96,7 +104,11 @@ def backfill(
             from cervixbatch.backfill.engine import EngineSettings, local_address
 
             settings = EngineSettings(
-                actors=actors, actor_cpus=actor_cpus, cpu_tasks=cpu_tasks, commit_batch=commit_batch
+                actors=actors,
+                actor_cpus=actor_cpus,
+                task_cpus=task_cpus,
+                cpu_tasks=cpu_tasks,
+                commit_batch=commit_batch,
             )
             totals = backfill_ray(
                 config,
