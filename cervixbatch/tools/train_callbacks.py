@@ -231,7 +231,9 @@ class CollapseGuard:
         # sure or not: a Dice that stays at a constant mask's, epoch after epoch, is a
         # model that settled on background (BCE on small lesions) or never started
         started = any(d < UNSTARTED for d in self.doubts[-n:])
-        if started and no_better and max(recent) - min(recent) <= FLAT_DICE:
+        # unsure outputs on two or three photos may still be learning: not evidence
+        enough = saturated or (started and self.images >= MIN_SPREAD_IMAGES)
+        if enough and no_better and max(recent) - min(recent) <= FLAT_DICE:
             return (
                 f"validation Dice has not moved in {n} epochs ({span}: Dice "
                 f"{', '.join(f'{d:.4f}' for d in recent)}) and, at {hard:.3f}, is no better "
