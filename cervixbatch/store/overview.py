@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from cervixbatch.store.schema import Input, Status, UTCDateTime, failed
+from cervixbatch.store.schema import Input, Status, UTCDateTime, failed, status_is
 
 __all__ = ["LastFailure", "last_failure", "oldest_queued"]
 
@@ -23,13 +23,19 @@ class LastFailure:
 
 
 def oldest_queued(session: Session) -> dt.datetime | None:
-    """When the input that has waited longest entered the queue; None when it is empty."""
-    entered = func.coalesce(Input.queued_at, Input.created_at)
+    """When the input that has waited longest entered the queue; None when it is empty.
+
+    One step down the partial index of queued inputs by ``queued_at``, however long the
+    queue; rows that never had ``queued_at`` (none since migration 0006) are looked at
+    only when no other is queued."""
     # typed, so that SQLite's text comes back as an aware datetime like PostgreSQL's
-    earliest = type_coerce(func.min(entered), UTCDateTime())
-    value = session.execute(
-        select(earliest).where(Input.status == Status.QUEUED)
-    ).scalar_one_or_none()
+    earliest = type_coerce(func.min(Input.queued_at), UTCDateTime())
+    value = session.execute(select(earliest).where(status_is(Status.QUEUED))).scalar_one()
+    if value is None:
+        entered = type_coerce(func.min(Input.created_at), UTCDateTime())
+        value = session.execute(
+            select(entered).where(status_is(Status.QUEUED), Input.queued_at.is_(None))
+        ).scalar_one()
     assert value is None or isinstance(value, dt.datetime)
     return value
 

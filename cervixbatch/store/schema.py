@@ -135,6 +135,7 @@ _status = Enum(
 # queries meant to use them: PostgreSQL proves a partial index usable only when the
 # query's condition implies the index's, and a bound parameter would hide the value.
 LIVE_SQL = "status IN ('queued', 'processing')"
+QUEUED_SQL = "status = 'queued'"
 FAILED_SQL = "status = 'failed'"  # the latest failure, for `status`
 
 
@@ -198,6 +199,12 @@ class Input(Base):
             "id",
             postgresql_where=text(LIVE_SQL),
             sqlite_where=text(LIVE_SQL),
+        ),
+        Index(  # `status`: how long the oldest queued input has waited
+            "ix_inputs_queued_at",
+            "queued_at",
+            postgresql_where=text(QUEUED_SQL),
+            sqlite_where=text(QUEUED_SQL),
         ),
         Index(
             "ix_inputs_failed",

@@ -6,7 +6,8 @@ Revises: 0006_operations
 The claim, the renewal and the queue's counts must cost the same with ten million
 finished inputs as with a thousand: claims walk a partial index of the live (queued and
 processing) inputs in id order, the latest failure is one step down a partial index of
-the failed ones, and the counts per status and reason are kept in ``input_tallies`` by a trigger on
+the failed ones, the oldest queued one is the first of a partial index by ``queued_at``,
+and the counts per status and reason are kept in ``input_tallies`` by a trigger on
 ``inputs`` (deltas appended in the inserting or updating transaction, folded now and
 then by the workers). A later migration that rebuilds ``inputs`` on SQLite (batch mode
 copies the table) must create these triggers again.
@@ -25,6 +26,7 @@ depends_on = None
 
 ACTIVE = "status IN ('queued', 'processing')"
 FAILED = "status = 'failed'"
+QUEUED = "status = 'queued'"
 
 PG_FUNCTION = """
 CREATE FUNCTION input_tallies_count() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -95,6 +97,13 @@ def upgrade() -> None:
         sqlite_where=sa.text(ACTIVE),
     )
     op.create_index(
+        "ix_inputs_queued_at",
+        "inputs",
+        ["queued_at"],
+        postgresql_where=sa.text(QUEUED),
+        sqlite_where=sa.text(QUEUED),
+    )
+    op.create_index(
         "ix_inputs_failed",
         "inputs",
         ["finished_at", "id"],
@@ -105,6 +114,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_inputs_failed", table_name="inputs")
+    op.drop_index("ix_inputs_queued_at", table_name="inputs")
     op.drop_index("ix_inputs_active", table_name="inputs")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS input_tallies_update ON inputs")
