@@ -153,6 +153,9 @@ def test_a_study_from_orthanc_comes_back_with_its_seg_sc_and_sr(
         dicom__forward=f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}",
         dicom__forward_retries=2,
         dicom__forward_backoff_seconds=0.5,
+        # the DICOMweb poll runs beside the SCP (today's studies only: none here)
+        dicomweb__qido_url=pacs.dicomweb,
+        dicomweb__poll_seconds=1.0,
     )
     photo = vl_image(tmp_path / "src" / "a.dcm", [draw_photo(160, 120, seed=21)])
     other = vl_image(tmp_path / "src" / "b.dcm", [draw_photo(160, 120, seed=22)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from conftest import draw_photo
 from dicom_fixtures import VL_ENDOSCOPIC, vl_image
 from orthanc_support import Orthanc, free_port, orthanc_in
+from test_daemon_service import Daemon, counts, daemons, query, wait_for  # noqa: F401
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
@@ -196,3 +198,45 @@ def test_the_poll_fetches_instances_of_today_once(
         orthanc.clear()
     assert fetched_uids(config.paths.inbox) == sorted(u for u, d in uids.items() if d == today)
     assert cursor == f"{today:%Y%m%d}"
+
+
+@pytest.mark.slow
+def test_the_daemon_pulls_a_study_of_today_and_never_its_own_results(
+    orthanc: Orthanc,
+    tmp_path: Path,
+    make_config: Callable[..., Path],
+    daemons: Callable[..., Daemon],
+) -> None:
+    """The running daemon's poll fetches today's VL photo from Orthanc, processes it and
+    C-STOREs the SEG, SC and SR back into its study; later polls do not pull the SC back
+    (modality OT, a Secondary Capture: of a wanted class, but ours)."""
+    photo = vl_image(tmp_path / "src" / "today.dcm", [draw_photo(160, 120, seed=51)])
+    ds = pydicom.dcmread(photo)
+    ds.StudyDate = f"{dt.datetime.now(dt.UTC).date():%Y%m%d}"
+    ds.save_as(photo)
+    orthanc.upload(photo)
+    config = make_config(
+        dicomweb__qido_url=orthanc.dicomweb,
+        dicomweb__poll_seconds=1.0,
+        dicom__forward=f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}",
+    )
+    try:
+        daemon = daemons(config)
+        wait_for(lambda: counts(config).get("done") == 1, 240, "the pulled photo done", daemon)
+        wait_for(
+            lambda: query(config, "SELECT forward_status FROM results") == [("sent",)],
+            60,
+            "its results sent back",
+            daemon,
+        )
+        fetched = query(config, "SELECT COUNT(*) FROM pacs_instances")
+        polls_before = len([e for e in daemon.events() if e["event"] == "pacs_polled"])
+        time.sleep(4)  # several polls after the SEG, SC and SR are in Orthanc
+        assert daemon.stop() == 0
+        assert counts(config) == {"done": 1}  # no second input: the SC was not pulled
+        assert query(config, "SELECT COUNT(*) FROM pacs_instances") == fetched == [(1,)]
+        assert polls_before >= 1
+        study = orthanc.qido(f"/studies/{ds.StudyInstanceUID}/series")
+        assert sorted(s["00080060"]["Value"][0] for s in study) == ["OT", "SEG", "SR", "XC"]
+    finally:
+        orthanc.clear()

@@ -4,7 +4,8 @@
 instances of a range of study dates, keeps those of the wanted modalities and of the
 accepted SOP classes (``[dicom] accept_classes``) that were never fetched before (table
 ``pacs_instances``), fetches each (WADO-RS) and writes it to
-``<inbox>/dicomweb/<uuid4>.dcm`` atomically, like the Storage SCP does. From there the
+``<inbox>/dicomweb/<uuid4>.dcm`` atomically, like the Storage SCP does. Our own overlay SC
+(Manufacturer ``cervixbatch``), sent back into the study, is never pulled. From there the
 watcher (or ``cervixbatch process``) takes it like any dropped file: bytes hashed, the same
 rules; identical bytes fetched again would be the same input anyway.
 
@@ -39,8 +40,9 @@ __all__ = ["INBOX_SUBFOLDER", "DicomWebSource", "PacsUnavailable", "PullResult",
 log = structlog.get_logger(__name__)
 
 INBOX_SUBFOLDER = "dicomweb"
-# Study, Series and SOP Instance UID, SOP Class UID, Modality: what a QIDO answer must hold.
-_FIELDS = ("0020000D", "0020000E", "00080018", "00080016", "00080060")
+# Study, Series and SOP Instance UID, SOP Class UID, Modality, Manufacturer.
+_FIELDS = ("0020000D", "0020000E", "00080018", "00080016", "00080060", "00080070")
+OUR_MANUFACTURER = "cervixbatch"  # our own SC, sent back to the PACS, is never pulled
 
 
 class PacsUnavailable(CervixbatchError):
@@ -61,6 +63,7 @@ class RemoteInstance:
     sop_instance_uid: str
     sop_class_uid: str
     modality: str
+    manufacturer: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,6 +119,8 @@ class DicomWebSource:
             instance = _instance(item)
             if instance is None or instance.sop_class_uid not in self.accept:
                 continue
+            if instance.manufacturer == OUR_MANUFACTURER:
+                continue  # our overlay SC in the study: a result, not a picture
             if wanted and instance.modality.upper() not in wanted:
                 continue
             found.append(instance)
@@ -193,7 +198,7 @@ def _instance(item: Any) -> RemoteInstance | None:
         values = (item.get(tag) or {}).get("Value") or [""]
         return str(values[0]).strip()
 
-    study, series, sop, sop_class, modality = (value(tag) for tag in _FIELDS)
+    study, series, sop, sop_class, modality, manufacturer = (value(tag) for tag in _FIELDS)
     if not (study and series and sop):
         return None
-    return RemoteInstance(study, series, sop, sop_class, modality)
+    return RemoteInstance(study, series, sop, sop_class, modality, manufacturer)
