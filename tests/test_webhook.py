@@ -79,6 +79,12 @@ def notices(config: Path) -> list[tuple[int, int, str | None, str | None]]:
         ).fetchall()
 
 
+def deliveries(config: Path) -> dict[str, dict[str, int]]:
+    """What `cervixbatch status --format json` says of the deliveries."""
+    shown = CliRunner().invoke(main, ["--config", str(config), "status", "--format", "json"])
+    return dict(json.loads(shown.stdout)["deliveries"])
+
+
 def process(config: Path, *files: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(config), "process", *map(str, files)])
     assert result.exit_code in {0, 1}, result.output  # 1: something was rejected
@@ -99,6 +105,7 @@ def test_notices_wait_for_a_receiver_that_is_down_and_arrive_signed(
     assert len(kept) == 2
     assert all(attempts >= 1 and delivered is None for _, attempts, delivered, _ in kept)
     assert all("cannot reach" in (error or "") for *_, error in kept)
+    assert deliveries(config) == {"webhook": {"pending": 2}}
 
     receiver = Receiver(hook.port)  # type: ignore[attr-defined]
     try:
@@ -107,6 +114,7 @@ def test_notices_wait_for_a_receiver_that_is_down_and_arrive_signed(
     finally:
         receiver.close()
     assert all(delivered is not None for _, _, delivered, _ in notices(config))
+    assert deliveries(config) == {"webhook": {"delivered": 3}}
 
     bodies = {}
     for headers, body in receiver.posts:
