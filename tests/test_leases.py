@@ -205,3 +205,31 @@ def test_the_batch_of_a_dead_worker_is_taken_over_one_input_at_a_time(db: Databa
             claimed = queue.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
         claims.append([c.id for c in claimed])
     assert claims == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
+
+
+def test_a_worker_holding_a_suspect_claims_nothing_more(db: Database) -> None:
+    """A worker that took over a dead worker's input holds it alone: its next claims
+    (a pipelined worker claims ahead) get nothing until it is done with it, and a worker
+    that already holds work leaves a suspect to one that holds none."""
+    suspect, second, third = (_register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(3))
+    with db.session() as session:
+        queue.claim(session, owner="dead", limit=1, lease_seconds=60, max_attempts=3)
+        session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
+    with db.session() as session:
+        busy = queue.claim(session, owner="busy", limit=1, lease_seconds=60, max_attempts=3)
+        assert [c.id for c in busy] == [suspect]  # holding nothing: it may take the suspect
+        assert queue.claim(session, owner="busy", limit=8, lease_seconds=60, max_attempts=3) == []
+    with db.session() as session:
+        other = queue.claim(session, owner="other", limit=1, lease_seconds=60, max_attempts=3)
+        assert [c.id for c in other] == [second]
+        session.execute(
+            update(Input)
+            .where(Input.id == suspect)
+            .values(lease_expires=utcnow() - dt.timedelta(seconds=1))
+        )
+        # "other" holds work: the suspect, lapsed again, waits for a worker holding none
+        assert queue.claim(session, owner="other", limit=8, lease_seconds=60, max_attempts=3) == []
+    with db.session() as session:
+        idle = queue.claim(session, owner="idle", limit=8, lease_seconds=60, max_attempts=3)
+    assert [(c.id, c.attempts) for c in idle] == [(suspect, 3)]
+    assert _holder(db, third) == (Status.QUEUED, None)

@@ -80,16 +80,24 @@ def claim(
     workers) ends ``failed`` instead, and is never claimed again.
 
     An input whose worker died with it (an expired claim, or one :func:`recover` put back)
-    is a suspect: it is claimed alone, never in a batch with others, so that an input that
-    kills its worker takes down no batch mates with it and spends no attempts of theirs.
+    is a suspect: it is claimed alone, by a worker that holds nothing else, and that
+    worker claims nothing more until it is done with it (its row says ``worker_died``
+    meanwhile) — so an input that kills its worker takes down no batch mates, nor the
+    batches a pipelined worker has in flight, and spends no attempts of theirs.
 
     The queries read the live rows only (see :func:`_candidates`): their cost does not
     grow with the finished inputs behind them.
     """
+    held = session.execute(
+        select(Input.reason).where(status_is(Status.PROCESSING), Input.lease_owner == owner)
+    ).all()
+    if any(reason == FailReason.WORKER_DIED.value for (reason,) in held):
+        return []  # a suspect in hand runs alone in this worker, batches in flight too
     rows: list[tuple[Any, ...]] = []
     while len(rows) < limit:
         candidates = _candidates(session, limit - len(rows))
-        chosen, retired = _choose(session, candidates, max_attempts, alone=not rows)
+        alone = not rows and not held  # a suspect is taken only by a worker holding nothing
+        chosen, retired = _choose(session, candidates, max_attempts, alone=alone)
         rows.extend(_take(session, owner, chosen, lease_seconds))
         if not retired or any(_suspect(c) for c in chosen):
             break  # a retired input left room: look again, else this is all there is
@@ -191,7 +199,8 @@ def _take(
         if Status(status) is not Status.PROCESSING:
             continue
         taken = session.execute(
-            taking.where(Input.id == input_id, _same_claim(previous, expires))
+            taking.values(reason=FailReason.WORKER_DIED)  # a suspect in hand (see claim)
+            .where(Input.id == input_id, _same_claim(previous, expires))
             .returning(*returning)
             .execution_options(synchronize_session=False)
         ).all()
