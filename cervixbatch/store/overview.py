@@ -8,6 +8,7 @@ import datetime as dt
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from cervixbatch.store.hints import sqlite_index
 from cervixbatch.store.schema import Input, Status, UTCDateTime, failed, status_is
 
 __all__ = ["LastFailure", "last_failure", "oldest_queued"]
@@ -30,7 +31,8 @@ def oldest_queued(session: Session) -> dt.datetime | None:
     only when no other is queued."""
     # typed, so that SQLite's text comes back as an aware datetime like PostgreSQL's
     earliest = type_coerce(func.min(Input.queued_at), UTCDateTime())
-    value = session.execute(select(earliest).where(status_is(Status.QUEUED))).scalar_one()
+    first = select(earliest).where(status_is(Status.QUEUED))
+    value = session.execute(sqlite_index(first, "ix_inputs_queued_at")).scalar_one()
     if value is None:
         entered = type_coerce(func.min(Input.created_at), UTCDateTime())
         value = session.execute(
@@ -43,12 +45,13 @@ def oldest_queued(session: Session) -> dt.datetime | None:
 def last_failure(session: Session) -> LastFailure | None:
     """The latest input to end ``failed`` (when it did is known), if any: one step down
     the partial index of failed inputs, however many there are."""
-    row = session.execute(
+    latest = (
         select(Input.id, Input.reason, Input.finished_at)
         .where(failed(), Input.finished_at.is_not(None))
         .order_by(Input.finished_at.desc(), Input.id.desc())
         .limit(1)
-    ).first()
+    )
+    row = session.execute(sqlite_index(latest, "ix_inputs_failed")).first()
     if row is None:
         return None
     return LastFailure(input_id=int(row[0]), reason=row[1], at=row[2])
