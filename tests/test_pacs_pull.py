@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,6 +90,11 @@ def test_backfill_pulls_each_instance_once_across_an_outage(
         if len(slices) == 2:
             server.stop()
 
+    dry_first = CliRunner().invoke(main, ["--config", str(config), "pacs", "backfill",
+                                          "--since", "2026-03-01", "--until", "2026-03-04",
+                                          "--modality", "XC,ES", "--dry-run"])  # fmt: skip
+    assert "20 instance(s) found, would fetch 20" in dry_first.stdout, dry_first.output
+    assert fetched_uids(settings.paths.inbox) == []
     try:
         with pytest.raises(PacsUnavailable, match="cannot reach the PACS"):
             backfill(
@@ -174,9 +180,14 @@ def test_the_poll_fetches_instances_of_today_once(
     orthanc: Orthanc, tmp_path: Path, make_config: Callable[..., Path]
 ) -> None:
     """The daemon's poll takes the instances of studies dated today (not last year's),
-    once however often it polls, and keeps its cursor in the database."""
+    once however often it polls, and keeps its cursor in the database; a temp file a
+    crash left in <inbox>/dicomweb goes when the source starts."""
     today = dt.datetime.now(dt.UTC).date()
     config = load_config(make_config(dicomweb__qido_url=orthanc.dicomweb))
+    stale = config.paths.inbox / INBOX_SUBFOLDER / ".tmp-dead-beef.dcm"  # a crash's leftover
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half an instance")
+    os.utime(stale, (time.time() - 2 * 86_400,) * 2)  # names no owner: goes once a day old
     uids = {}
     for n, day in enumerate((today, today, today.replace(year=today.year - 1))):
         path = vl_image(tmp_path / "src" / f"{n}.dcm", [draw_photo(96, 80, seed=200 + n)])
@@ -198,6 +209,7 @@ def test_the_poll_fetches_instances_of_today_once(
         orthanc.clear()
     assert fetched_uids(config.paths.inbox) == sorted(u for u, d in uids.items() if d == today)
     assert cursor == f"{today:%Y%m%d}"
+    assert not stale.exists()
 
 
 @pytest.mark.slow

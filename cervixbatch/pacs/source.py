@@ -31,7 +31,7 @@ import structlog
 from cervixbatch.config import Config
 from cervixbatch.delivery.http_session import dicomweb_session
 from cervixbatch.errors import CervixbatchError, ConfigError
-from cervixbatch.outputs.atomic import write_atomic
+from cervixbatch.outputs.atomic import TEMP_PREFIX, sweep_temp_files, write_atomic
 from cervixbatch.store.db import Database
 from cervixbatch.store.pacs import fetched_among, record_fetched
 
@@ -89,6 +89,9 @@ class DicomWebSource:
         settings = config.dicomweb
         self.db = db
         self.folder = config.paths.inbox / INBOX_SUBFOLDER
+        # A crash mid-fetch leaves a hidden temp file (the watcher ignores it): those of
+        # dead writers go, as the Storage SCP's do.
+        sweep_temp_files(self.folder.glob(TEMP_PREFIX + "*"))
         self.accept = frozenset(config.dicom.accept_classes)
         self._session = dicomweb_session(settings)
         timeout = settings.timeout_seconds
