@@ -10,12 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import draw_photo, tool_missing, write_photo
+
+pytestmark = pytest.mark.slow  # a Ray cluster of its own per test
 
 PHOTOS = 200
 _MB = 1024 * 1024
@@ -181,3 +183,46 @@ def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
     assert lines == [
         "cervixbatch: error: cannot reach the Ray cluster at 127.0.0.1:9: Connection refused"
     ], err
+
+
+def _rows(db: Path) -> dict[str, tuple[Any, ...]]:
+    with sqlite3.connect(db, timeout=10) as connection:
+        rows = connection.execute(
+            "SELECT i.sha256, r.cervix_fraction, r.lesion_fraction, r.box_x0, r.box_y0, "
+            "r.box_x1, r.box_y1, r.width, r.height, r.cervix_mask_path, r.lesion_mask_path "
+            "FROM results r JOIN inputs i ON i.id = r.input_id"
+        ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+@pytest.mark.timeout(900)
+def test_ray_and_local_engines_agree_with_keras_models(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """The same photos through `--engine local` (today's runner) and `--engine ray` (a
+    local Ray, the real Keras models loaded in the actor) give the same measures, boxes and
+    byte-identical masks."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'cervixbatch[ray]')")
+    photos = _photos(tmp_path / "photos", 12)
+    results = {}
+    for engine in ("local", "ray"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        config = make_config(
+            paths__outbox=str(folder / "outbox"),
+            database__url=f"sqlite:///{folder / 'state.db'}",
+        )
+        moved = folder / "config.toml"
+        config.rename(moved)
+        driver = _backfill(moved, str(photos), "--engine", engine, "--json", "--actors", "1")
+        code, summary, err = _summary(driver, timeout=600)
+        assert code == 0, err[-3000:]
+        assert summary["done"] == 12
+        results[engine] = _rows(folder / "state.db")
+    local, ray = results["local"], results["ray"]
+    assert local.keys() == ray.keys()
+    for sha, row in local.items():
+        other = ray[sha]
+        assert row[:8] == other[:8], sha
+        for mine, theirs in zip(row[8:], other[8:], strict=True):
+            assert Path(mine).read_bytes() == Path(theirs).read_bytes()
