@@ -17,7 +17,7 @@ from dicom_fixtures import vl_image
 from sqlalchemy import create_engine, text
 from test_daemon_service import Daemon, daemons, wait_for  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 LEASE_SECONDS = 5.0
 

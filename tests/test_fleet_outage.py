@@ -14,7 +14,7 @@ from pg_cluster import OwnCluster
 from sqlalchemy import create_engine, text
 from test_daemon_service import Daemon, daemons, photos, wait_for  # noqa: F401 - fixture
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 OUTAGE_SECONDS = 45.0
 
