@@ -226,3 +226,36 @@ def test_ray_and_local_engines_agree_with_keras_models(
         assert row[:8] == other[:8], sha
         for mine, theirs in zip(row[8:], other[8:], strict=True):
             assert Path(mine).read_bytes() == Path(theirs).read_bytes()
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_driver_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    """The driver SIGKILLed midway (a local Ray): the next run of the same command
+    recovers its claims and finishes, every input done once, one result row each, the
+    outbox holding exactly the rows' files (no staging folder left by the dead driver)."""
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'cervixbatch[ray]')")
+    count = 60
+    photos = _photos(tmp_path / "backlog", count)
+    config = _simulated_config(tmp_path)
+    db = tmp_path / "state" / "cervixbatch.db"
+    args = (str(photos), "--json", "--commit-batch", "5", "--actors", "1")
+    driver = _backfill(config, *args)
+    deadline = time.monotonic() + 400
+    while driver.process.poll() is None and time.monotonic() < deadline:
+        if _count(db, "SELECT count(*) FROM inputs WHERE status = 'done'") >= 10:
+            driver.process.kill()
+            break
+        time.sleep(0.2)
+    code, _, err = _summary(driver, timeout=60)
+    assert code == -9, f"the driver ended before it could be killed: {err[-2000:]}"
+    left = _count(db, "SELECT count(*) FROM inputs WHERE status = 'processing'")
+    assert left > 0  # claims the dead driver held
+
+    code, summary, err = _summary(_backfill(config, *args), timeout=600)
+    assert code == 0, err[-3000:]
+    assert summary["done"] == count
+    assert _count(db, "SELECT count(*) FROM inputs WHERE status = 'done'") == count
+    assert _count(db, "SELECT count(*) FROM results") == count
+    outbox = tmp_path / "outbox"
+    assert _outbox_files(outbox) == _result_files(db)
+    assert not list(outbox.rglob(".*")), "a staging folder or temp file was left"
