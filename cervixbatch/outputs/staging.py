@@ -73,24 +73,18 @@ class Stage:
         sees the old file or the new one), then makes the renames durable. Call it only
         while holding the input's claim in the open transaction."""
         folders: set[Path] = set()
-        try:
-            for outputs in written:
-                for name in _FILE_FIELDS:
-                    staged = getattr(outputs, name)
-                    if staged is None:
-                        continue
-                    final = self._target_of(staged)
-                    if final.parent not in folders:
-                        make_dirs(final.parent, self.target)
-                        folders.add(final.parent)
-                    staged.replace(final)
-            for folder in folders:
-                fsync_dir(folder)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot publish outputs in {self.target}: {exc.strerror or exc}",
-                transient=exc.errno in TRANSIENT_ERRNOS,
-            ) from exc
+        for outputs in written:
+            for name in _FILE_FIELDS:
+                staged = getattr(outputs, name)
+                if staged is None:
+                    continue
+                final = self._target_of(staged)
+                if final.parent not in folders:
+                    make_dirs(final.parent, self.target)
+                    folders.add(final.parent)
+                _place(staged, final)
+        for folder in folders:
+            _place_durably(folder)
         self.discard()
 
     def discard(self) -> None:
@@ -100,6 +94,26 @@ class Stage:
 
     def _target_of(self, staged: Path) -> Path:
         return self.target / staged.relative_to(self.root)
+
+
+def _place(staged: Path, final: Path) -> None:
+    try:
+        staged.replace(final)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot publish {final.name} in {final.parent}: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
+        ) from exc
+
+
+def _place_durably(folder: Path) -> None:
+    try:
+        fsync_dir(folder)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot make the outputs in {folder} durable: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
+        ) from exc
 
 
 def stage_for(outbox: Outbox, input_id: int, run: int, attempt: int) -> Stage:

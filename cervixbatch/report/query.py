@@ -148,6 +148,7 @@ def result_dict(result: Result) -> dict[str, Any]:
         out["outputs"]["dicom_seg"] = result.dicom_seg_path
         out["outputs"]["dicom_sc"] = result.dicom_sc_path
         out["outputs"]["dicom_sr"] = result.dicom_sr_path
+        out["outputs"]["sr"] = result.dicom_sr_path  # the contract's name for it
         out["dicom"] = {
             "seg_sop_instance_uid": result.dicom_seg_uid,
             "sc_sop_instance_uid": result.dicom_sc_uid,
