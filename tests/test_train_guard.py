@@ -62,10 +62,10 @@ def test_guard_tells_a_collapsed_model_from_a_learning_one(
 
 
 def test_default_learning_rates() -> None:
-    """Stage 1 at seed 001's 1e-4; stage 2 at 5e-4 (seed 000's 1e-3 with the seed recipe);
-    a tenth when fine-tuning."""
+    """Stage 1 at seed 001's 1e-4; stage 2 at seed 000's 1e-3 with or without the seed
+    recipe; a tenth when fine-tuning."""
     assert default_learning_rate(Stage.CERVIX, fine_tune=False) == 1e-4
-    assert default_learning_rate(Stage.LESION, fine_tune=False) == 5e-4
+    assert default_learning_rate(Stage.LESION, fine_tune=False) == 1e-3
     assert default_learning_rate(Stage.LESION, fine_tune=False, seed_recipe=True) == 1e-3
     assert default_learning_rate(Stage.CERVIX, fine_tune=True) == pytest.approx(1e-5)
 

@@ -57,8 +57,8 @@ __all__ = ["train"]
 @click.option(
     "--learning-rate",
     type=click.FloatRange(min=0, min_open=True),
-    help="Adam's initial learning rate, halved when validation stalls (default: 1e-4 cervix, "
-    "5e-4 lesion (1e-3 with --seed-recipe); a tenth of that with --init).",
+    help="Adam's initial learning rate, halved when validation stalls (default: the seed "
+    "projects' 1e-4 cervix, 1e-3 lesion; a tenth of that with --init).",
 )
 @click.option(
     "--init",
@@ -119,7 +119,7 @@ __all__ = ["train"]
 @click.option(
     "--seed-recipe",
     is_flag=True,
-    help="Lesion: seed project 000's recipe, BCE alone at 1e-3 (a tenth with --init).",
+    help="Lesion: seed project 000's recipe, BCE alone (no Dice term).",
 )
 @click.option(
     "--dropout",
