@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import cv2
 import numpy as np
 import pytest
+import structlog
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -141,6 +142,15 @@ def _toml(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return repr(value)
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a command run in-process (bench,
+    process) configures logging for the whole process, e.g. at warning level, and must
+    not hide the events the next test counts."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
