@@ -351,6 +351,7 @@ class Runner:
         row): outputs are on disk before rows say done. A database that went away is
         waited for (``database.outage_seconds``) and the commit tried again: the fence
         keeps a claim taken over meanwhile from being recorded twice."""
+        first_failure: float | None = None
         while True:
             try:
                 commit_batch(
@@ -363,7 +364,11 @@ class Runner:
                     on_disk_error=self._pause_after_disk_error,
                 )
             except Exception as exc:
-                if not is_unavailable(exc):
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                # A database that answers pings yet refuses this commit (a lock held for
+                # ever) is given up on like an outage: after ``outage_seconds``.
+                if not is_unavailable(exc) or now - first_failure >= self.outage.limit:
                     raise
                 self.outage.wait(exc, on_wait=self._keep_alive_in_outage)
             else:

@@ -3,11 +3,11 @@ daemon; a database locked by someone else; a commit that fails mid-batch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
+from cervixbatch.owner import this_process
 from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store import queue
 from cervixbatch.store.db import open_database
@@ -115,6 +116,9 @@ def _check_each_file(db: Path, inbox: Path, files: list[CorpusFile]) -> dict[str
         if isinstance(item.name, bytes):  # not UTF-8: accounted for by its (escaped) path
             text = os.fsencode(path).decode("utf-8", "backslashreplace")
             (row,) = [r for r in inputs if r[2] == text]
+        elif item.reason == "file_too_large":  # refused before a byte is hashed: by its path
+            (row,) = [r for r in inputs if r[2] == str(path)]
+            assert (row[0], str(path)) in sightings, item.name
         else:
             row = by_sha[sha256(item.data)]
             assert (row[0], str(path)) in sightings, item.name
@@ -237,12 +241,14 @@ def test_a_failed_batch_commit_loses_nothing_and_recover_requeues_it(
     make_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database error in a batch's final commit (a lock held past the busy timeout) leaves
-    the input `processing`; once its worker is gone, recover() requeues it and it is done."""
-    config = load_config(make_config())
+    the input `processing`; once its worker is gone, recover() requeues it and it is done.
+    (Past ``database.outage_seconds`` of refusals the error reaches the caller.)"""
+    config = load_config(make_config(database__outage_seconds=1.0))
     photo = write_photo(tmp_path / "inbox" / "p.jpg", draw_photo(seed=3))
     db = open_database(config.database.url)
     stages = load_stages(config)
-    dead_owner = f"{socket.gethostname()}:{_dead_pid()}:0000"  # a worker that is gone
+    gone = dataclasses.replace(this_process(), pid=_dead_pid(), start=1)
+    dead_owner = f"{gone.token()}:0000"  # a worker of this machine that is gone
     try:
         with Runner(config, db, stages, owner=dead_owner) as runner:
             registration = runner.registrar.register(photo)

@@ -99,6 +99,11 @@ class OutageWaiter:
         self._lock = threading.Lock()  # the main loop and the commit thread may both wait
 
     @property
+    def limit(self) -> float:
+        """``database.outage_seconds``: how long an outage is waited for."""
+        return self._limit
+
+    @property
     def down_for(self) -> float | None:
         """Seconds since the outage was first seen; None while the database answers."""
         return None if self._since is None else self._clock() - self._since
@@ -116,6 +121,9 @@ class OutageWaiter:
         while True:
             if on_wait is not None:
                 on_wait()
+            # Never at once: an error that recurs while pings succeed (a lock) must not
+            # turn the callers' retries into a busy loop.
+            self._sleep(min(FIRST_WAIT_S, self._limit))
             if self.ping():
                 break
             waited = self._clock() - since
