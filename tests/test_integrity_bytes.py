@@ -169,7 +169,7 @@ def test_ct_mr_and_seg_objects_are_rejected_without_any_output(
     assert colposcope["status"] == "done"
     outbox_files = _files(tmp_path / "outbox")
     assert {p.parent.name for p in outbox_files} == {f"{colposcope['id']:08d}"}
-    assert sum(p.suffix == ".dcm" for p in outbox_files) == 2  # its SEG and SC only
+    assert sum(p.suffix == ".dcm" for p in outbox_files) == 3  # its SEG, SC and SR only
 
 
 def test_accept_classes_names_the_classes_segmented(

@@ -134,7 +134,11 @@ def test_a_run_built_to_collapse_stops_with_advice_and_saves_nothing(
     )
     assert result.exit_code == 1, result.output
     assert "training of the cervix stage stopped at epoch" in result.stderr
-    assert "same mask for every validation image" in result.stderr
+    # either sign of the collapse may be seen first: one mask for all, or a flat Dice
+    assert (
+        "same mask for every validation image" in result.stderr
+        or "validation Dice has not moved" in result.stderr
+    ), result.stderr
     assert "Nothing was saved" in result.stderr and "--learning-rate" in result.stderr
     assert not out.exists()
     assert not out.with_name("cervix.checkpoint.keras").exists()
