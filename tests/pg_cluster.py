@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
-from conftest import tool_missing
+from conftest import require_executable, tool_missing
 
 __all__ = ["OwnCluster"]
 
@@ -22,13 +21,10 @@ def _free_port() -> int:
 
 
 def _bin(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/" + name))
-        found = str(versions[-1]) if versions else None
-    if found is None:
-        tool_missing(f"{name} is not installed (apt-get install postgresql)")
-    return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/" + name))
+    if versions:
+        return str(versions[-1])
+    return require_executable(name, install="apt-get install postgresql")
 
 
 class OwnCluster:
