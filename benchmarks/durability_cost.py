@@ -46,11 +46,11 @@ import numpy as np
 from sqlalchemy import event
 
 from cervixbatch.config import Config, load_config
-from cervixbatch.config_types import LogLevel
+from cervixbatch.config.types import LogLevel
 from cervixbatch.logs import configure_logging
 from cervixbatch.model.pair import load_stages
-from cervixbatch.runner import BatchOutcome, Runner, Stages
 from cervixbatch.store.db import open_database
+from cervixbatch.worker.runner import BatchOutcome, Runner, Stages
 
 FSYNC_SAMPLES = 200
 

@@ -30,12 +30,12 @@ from typing import Any
 
 import durability_cost as bench
 
-from cervixbatch import runner as runner_module
-from cervixbatch.config_types import LogLevel
+from cervixbatch.config.types import LogLevel
 from cervixbatch.logs import configure_logging
 from cervixbatch.model.pair import load_stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.staging import Stage, stage_for
+from cervixbatch.worker import runner as runner_module
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

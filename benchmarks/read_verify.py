@@ -1,7 +1,7 @@
 """What reading an input once and verifying its sha256 costs, against a plain read.
 
 The runner reads a claimed input's whole file once, hashes those bytes and compares the
-digest with the registered one before decoding them (see ``cervixbatch.runner._read``).
+digest with the registered one before decoding them (see ``cervixbatch.worker.runner._read``).
 This times, per photo and in the same run: a plain read of the file, ``read_source``
 (read + sha256), and the decode the runner does next (JPEG at a reduced scale, as with the
 default ``output.overlay_max_side``), and prints the overhead of the hash as a share of
@@ -26,7 +26,7 @@ import numpy as np
 
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import decode_input, read_source
-from cervixbatch.tools.synth import make_sample
+from cervixbatch.tools.synth.v1 import make_sample
 
 MIN_WORKING_SIDE = 2048  # the runner's with overlay_max_side = 2048 and 256-pixel stage 2
 

@@ -14,9 +14,14 @@ import json
 
 import numpy as np
 
-from cervixbatch.tools import synth as synth_v1
-from cervixbatch.tools.colour_stats import REAL_CLOSE_UPS, PhotoStats, percentiles, photo_stats
-from cervixbatch.tools.synth_v2 import Feature, Selection, make_sample
+from cervixbatch.tools.synth import v1 as synth_v1
+from cervixbatch.tools.synth.colour_stats import (
+    REAL_CLOSE_UPS,
+    PhotoStats,
+    percentiles,
+    photo_stats,
+)
+from cervixbatch.tools.synth.v2 import Feature, Selection, make_sample
 
 
 def _v2(count: int, seed: int, size: tuple[int, int]) -> list[PhotoStats]:

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from cervixbatch.outputs.overlay import draw_overlay
-from cervixbatch.tools.synth import parse_size
-from cervixbatch.tools.synth_v2 import Selection, make_sample, parse_features
+from cervixbatch.tools.synth.v1 import parse_size
+from cervixbatch.tools.synth.v2 import Selection, make_sample, parse_features
 
 TILE = 360
 COLUMNS = 6

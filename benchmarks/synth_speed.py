@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cervixbatch.tools import synth as synth_v1
-from cervixbatch.tools import synth_v2
-from cervixbatch.tools.synth import SynthSample
+from cervixbatch.tools.synth import v1 as synth_v1
+from cervixbatch.tools.synth import v2 as synth_v2
+from cervixbatch.tools.synth.v1 import SynthSample
 
 SIZES = ((4000, 3000), (1600, 1200))
 

@@ -32,8 +32,8 @@ _PUBLIC = {
     "Status": "cervixbatch.store.schema",
     "load_stages": "cervixbatch.model.pair",
     "Stages": "cervixbatch.model.pair",
-    "Runner": "cervixbatch.runner",
-    "BatchOutcome": "cervixbatch.batch_state",
+    "Runner": "cervixbatch.worker.runner",
+    "BatchOutcome": "cervixbatch.worker.batch_state",
     "CervixbatchError": "cervixbatch.errors",
     "ConfigError": "cervixbatch.errors",
     "InputRejected": "cervixbatch.errors",
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports lazily
-    from cervixbatch.batch_state import BatchOutcome
     from cervixbatch.config import Config, load_config
     from cervixbatch.errors import (
         CervixbatchError,
@@ -71,9 +70,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         RejectReason,
     )
     from cervixbatch.model.pair import Stages, load_stages
-    from cervixbatch.runner import Runner
     from cervixbatch.store.db import Database, open_configured, open_database
     from cervixbatch.store.schema import Status
+    from cervixbatch.worker.batch_state import BatchOutcome
+    from cervixbatch.worker.runner import Runner
 
 
 def __getattr__(name: str) -> Any:

@@ -89,8 +89,8 @@ def prepare(data: Path, work: Path) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from cervixbatch.imaging.frames import ReadLimits
     from cervixbatch.imaging.reader import read_input
-    from cervixbatch.tools.outline import fill_outline
-    from cervixbatch.tools.outline_sheet import YELLOW, overlay, write_sheet
+    from cervixbatch.tools.annotations.outline import fill_outline
+    from cervixbatch.tools.annotations.outline_sheet import YELLOW, overlay, write_sheet
 
     pipeline = _demo_pipeline(work)
     found: dict[str, list[float]] = {"train": [], "validation": []}
@@ -148,7 +148,7 @@ def write_statuses(data: Path, work: Path) -> dict[str, str]:
     """Each photo's fill status (empty, filled, partial, undecided) → statuses.json."""
     import cv2
 
-    from cervixbatch.tools.outline import fill_outline
+    from cervixbatch.tools.annotations.outline import fill_outline
 
     statuses = {}
     for row in rows(data):
@@ -217,7 +217,7 @@ def worst_sheet(data: Path, work: Path, name: str, threshold: str, count: int = 
     prediction (red) → worst-{name}.png; returns their names."""
     import cv2
 
-    from cervixbatch.tools.outline_sheet import GREEN, RED, YELLOW, overlay, write_sheet
+    from cervixbatch.tools.annotations.outline_sheet import GREEN, RED, YELLOW, overlay, write_sheet
 
     figures = json.loads((work / f"figures-validation-{name}.json").read_text())[threshold]
     ranked = sorted(
@@ -277,8 +277,8 @@ NEGATIVE_SHARE_GOAL = 0.05  # the lesion share of a negative photo the model may
 
 
 def _photo_figures(result: Any, region: Any, stroke: Any, status: str) -> dict[str, Any]:
-    from cervixbatch.scores import dice
-    from cervixbatch.tools.boundary import boundary_f
+    from cervixbatch.segmentation.scores import dice
+    from cervixbatch.tools.evaluation.boundary import boundary_f
 
     lesion = result.lesion_mask
     out: dict[str, Any] = {"share": float((lesion > 0).mean()), "status": status}
@@ -318,7 +318,7 @@ def evaluate_split(
 
     from cervixbatch.imaging.frames import ReadLimits
     from cervixbatch.imaging.reader import read_input
-    from cervixbatch.pipeline import Pipeline
+    from cervixbatch.segmentation.two_stage import Pipeline
 
     base = _demo_pipeline(work / f"eval-{name}", lesion)
     pipelines = {

@@ -356,7 +356,7 @@ def evaluate_all(
     evaluation continues where it was.
     """
     sys.path.insert(0, str(REPO))
-    from cervixbatch.pipeline import PipelineSettings
+    from cervixbatch.segmentation.two_stage import PipelineSettings
 
     env = _env()
     models = {

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.imaging.frames import Frame
-from cervixbatch.pipeline import PipelineSettings, cervix_input, lesion_input
-from cervixbatch.roi import Box, clean_largest_component, mask_box
+from cervixbatch.segmentation.roi import Box, clean_largest_component, mask_box
+from cervixbatch.segmentation.two_stage import PipelineSettings, cervix_input, lesion_input
 
 Mask = npt.NDArray[np.uint8]
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from fixed_maps import FixedMaps
 
-from cervixbatch.pipeline import Pipeline, PipelineSettings
-from cervixbatch.tools.agreement import mask_agreement
+from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
+from cervixbatch.tools.quantize.agreement import mask_agreement
 
 
 def _cervix(speck: bool = False) -> FixedMaps:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import draw_photo, tool_missing, write_photo
 
 from cervixbatch.cli import main
-from cervixbatch.tools.annotations import (
+from cervixbatch.tools.annotations.reading import (
     CERVIX,
     LESION,
     Labels,
@@ -22,7 +22,7 @@ from cervixbatch.tools.annotations import (
     read_annotations,
     single_box,
 )
-from cervixbatch.tools.dataset import labelled_images, load_mask
+from cervixbatch.tools.training.dataset import labelled_images, load_mask
 
 W, H = 320, 240
 

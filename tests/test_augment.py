@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cervixbatch.cli import main
-from cervixbatch.tools.augment import ColposcopyAugmenter
+from cervixbatch.tools.training.augment import ColposcopyAugmenter
 
 
 def _pair(channels: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ from cervixbatch.model.device import (
     resolve_precision,
     use_xla,
 )
-from cervixbatch.tools import bench, bench_seed_loop
+from cervixbatch.tools.bench import run as bench
+from cervixbatch.tools.bench import seed_loop as bench_seed_loop
 
 STEPS = {"decode", "resize", "stage1", "roi", "stage2", "postprocess", "write", "commit"}
 

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from cervixbatch.config import load_config
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import Database, open_database
+from cervixbatch.worker.runner import Runner, load_stages
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
 from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
 
 from cervixbatch.config import Config, DicomConfig
-from cervixbatch.config_addresses import DicomPeer, parse_socket_address
+from cervixbatch.config.addresses import DicomPeer, parse_socket_address
 from cervixbatch.delivery.dicom_forward import forward
 from cervixbatch.errors import ConfigError, OutputError
 from cervixbatch.imaging.frames import ReadLimits

@@ -26,9 +26,9 @@ from sqlalchemy.exc import OperationalError
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
 from cervixbatch.owner import this_process
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store import queue
 from cervixbatch.store.db import open_database
+from cervixbatch.worker.runner import Runner, load_stages
 
 START_TIMEOUT = 120.0  # TensorFlow import and model load on a busy 2-core machine
 _SYSTEMD_VARIABLES = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}

@@ -20,8 +20,8 @@ from pydicom.data import get_testdata_file
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
+from cervixbatch.worker.runner import Runner, load_stages
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 

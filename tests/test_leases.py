@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import event, select, update
 from test_store import _register, db  # noqa: F401 - the db fixture, on SQLite and PostgreSQL
 
-from cervixbatch.heartbeat import LeaseKeeper
 from cervixbatch.store import leases, queue, schema
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Input, Status, utcnow
+from cervixbatch.worker.lease_keeper import LeaseKeeper
 
 
 def _skew_worker_clock(monkeypatch: pytest.MonkeyPatch, offset: dt.timedelta) -> None:

@@ -25,8 +25,8 @@ from cervixbatch.errors import ConfigError, ModelError
 from cervixbatch.model.runtime import LoadOptions, openvino_available, resolve_runtime
 from cervixbatch.model.stage import Stage, file_sha256, load_stage
 from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
-from cervixbatch.pipeline import cervix_input, lesion_input
-from cervixbatch.scores import dice
+from cervixbatch.segmentation.scores import dice
+from cervixbatch.segmentation.two_stage import cervix_input, lesion_input
 
 pytestmark = pytest.mark.skipif(
     not openvino_available() and os.environ.get("CI") != "true",
@@ -411,8 +411,8 @@ def test_accuracy_control_keeps_the_sensitive_layers_in_float(tmp_path: Path) ->
     import keras
 
     from cervixbatch.model.openvino_rt import OpenVinoStage, compile_stage, float_ir
-    from cervixbatch.pipeline import PipelineSettings
-    from cervixbatch.tools.int8_search import (
+    from cervixbatch.segmentation.two_stage import PipelineSettings
+    from cervixbatch.tools.quantize.search import (
         ValidationItem,
         grid_mask,
         quantize_stage,

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cervixbatch.tools.boundary import boundary_f, region_edge
-from cervixbatch.tools.outline import FillStatus, fill_outline, polyline_stroke
+from cervixbatch.tools.annotations.outline import FillStatus, fill_outline, polyline_stroke
+from cervixbatch.tools.evaluation.boundary import boundary_f, region_edge
 
 SIZE = 200
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from conftest import draw_photo, write_photo
 
 from cervixbatch.cli import main
-from cervixbatch.tools.annotations import LESION, Labels, rasterise, read_annotations
-from cervixbatch.tools.dataset import Outline, labelled_images, load_mask
+from cervixbatch.tools.annotations.reading import LESION, Labels, rasterise, read_annotations
+from cervixbatch.tools.training.dataset import Outline, labelled_images, load_mask
 
 W, H = 320, 240
 

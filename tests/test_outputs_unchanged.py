@@ -19,8 +19,8 @@ from cervixbatch.imaging.reader import read_input
 from cervixbatch.model.stage import Stage, StageModel, load_stage
 from cervixbatch.outputs.overlay import overlay_size
 from cervixbatch.outputs.png import encode_mask_png, fast_png_available
-from cervixbatch.pipeline import Pipeline, PipelineSettings
-from cervixbatch.tools.synth import make_sample
+from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
+from cervixbatch.tools.synth.v1 import make_sample
 
 
 def _stages(paths: dict[str, Path]) -> tuple[StageModel, StageModel]:

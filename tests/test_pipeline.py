@@ -13,7 +13,7 @@ from fixed_maps import FixedMaps
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.model.stage import Stage, load_stage
-from cervixbatch.pipeline import Pipeline, PipelineSettings, downscale
+from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings, downscale
 
 
 class CountingPredictor:

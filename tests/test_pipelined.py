@@ -26,10 +26,10 @@ from cervixbatch.cli import main
 from cervixbatch.config import Config, load_config
 from cervixbatch.errors import ConfigError
 from cervixbatch.model.simulated import simulated_stages
-from cervixbatch.pipelined import DEPTH
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database, open_database
+from cervixbatch.worker.overlapped import DEPTH
+from cervixbatch.worker.runner import Runner, load_stages
 
 
 @pytest.fixture
@@ -255,7 +255,8 @@ def test_decode_pools_are_sized_by_the_cores_this_process_may_use() -> None:
     per core of the host."""
     code = (
         "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-        "from cervixbatch.runner import _worker_count; print(_worker_count(0), _worker_count(3))"
+        "from cervixbatch.worker.runner import _worker_count; "
+        "print(_worker_count(0), _worker_count(3))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
     out = subprocess.run(

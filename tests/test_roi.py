@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cervixbatch.roi import Box, clean_largest_component, mask_box
+from cervixbatch.segmentation.roi import Box, clean_largest_component, mask_box
 
 
 def test_largest_component_wins_and_holes_fill() -> None:

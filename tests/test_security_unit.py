@@ -28,9 +28,9 @@ from cervixbatch.intake import ignored as ignored_module
 from cervixbatch.intake.ignored import IgnoreReason, display_text, list_ignored
 from cervixbatch.intake.rules import MAX_DEPTH, InputRule, depth_exceeded
 from cervixbatch.outputs.outbox import Outbox
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
+from cervixbatch.worker.runner import Runner, load_stages
 
 UNIT = REPO / "systemd" / "cervixbatch.service"
 INSTALLED_BINARY = "/opt/cervixbatch/.venv/bin/cervixbatch"

@@ -21,7 +21,7 @@ from cervixbatch.cli import main
 from cervixbatch.config import Precision
 from cervixbatch.errors import ModelError
 from cervixbatch.model.stage import Stage, load_stage
-from cervixbatch.scores import dice
+from cervixbatch.segmentation.scores import dice
 
 pytestmark = pytest.mark.slow
 

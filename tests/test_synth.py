@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cervixbatch.outputs.atomic import TEMP_PREFIX, temp_owner
 from cervixbatch.owner import this_process
-from cervixbatch.tools.synth import (
+from cervixbatch.tools.synth.v1 import (
     DEFAULT_SIZES,
     SynthSample,
     make_sample,

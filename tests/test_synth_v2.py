@@ -12,17 +12,17 @@ import pytest
 from click.testing import CliRunner
 
 from cervixbatch.cli import main
-from cervixbatch.tools import synth as synth_v1
-from cervixbatch.tools.colour_stats import REAL_CLOSE_UPS, percentiles, photo_stats
-from cervixbatch.tools.synth import SynthSample
-from cervixbatch.tools.synth_v2 import Feature, Selection, make_sample, parse_features
-from cervixbatch.tools.synth_v2.dataset import MANIFEST
-from cervixbatch.tools.synth_v2.plan import draw_plan
+from cervixbatch.tools.synth import v1 as synth_v1
+from cervixbatch.tools.synth.colour_stats import REAL_CLOSE_UPS, percentiles, photo_stats
+from cervixbatch.tools.synth.v1 import SynthSample
+from cervixbatch.tools.synth.v2 import Feature, Selection, make_sample, parse_features
+from cervixbatch.tools.synth.v2.dataset import MANIFEST
+from cervixbatch.tools.synth.v2.plan import draw_plan
 
 SMALL = (200, 150)
 CLOSE_UPS = Selection(only=frozenset({Feature.CLOSE_UP}))
 FULL_VIEWS = Selection(only=frozenset({Feature.FULL_VIEW}))
-# synth v1 (cervixbatch.tools.synth) as shipped before synth v2: seeds 7 and 8 at 320x240
+# synth v1 (cervixbatch.tools.synth.v1) as shipped before synth v2: seeds 7 and 8 at 320x240
 V1_SHA256 = "e15566df35c63cdbca2707e0d3b68076c7931d6e42e38454f94a1c690c46ba32"
 
 

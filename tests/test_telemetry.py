@@ -13,11 +13,11 @@ from conftest import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Config, SocketAddress, load_config
-from cervixbatch.config_addresses import parse_socket_address
+from cervixbatch.config.addresses import parse_socket_address
 from cervixbatch.errors import ConfigError
-from cervixbatch.runner import BatchOutcome
 from cervixbatch.store.db import open_database
 from cervixbatch.store.queue import status_counts
+from cervixbatch.worker.runner import BatchOutcome
 from cervixbatchd.telemetry import Telemetry
 
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 
 from cervixbatch.model.stage import Stage
-from cervixbatch.scores import dice
-from cervixbatch.tools.train import TrainOptions, compile_model
-from cervixbatch.tools.train_callbacks import recalibrate_batchnorm
+from cervixbatch.segmentation.scores import dice
+from cervixbatch.tools.training.callbacks import recalibrate_batchnorm
+from cervixbatch.tools.training.train import TrainOptions, compile_model
 
 SIZE = 32
 

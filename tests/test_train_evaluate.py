@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from cervixbatch.cli import main
-from cervixbatch.scores import dice, iou, kaggle_score
-from cervixbatch.tools.evaluate import summarise
+from cervixbatch.segmentation.scores import dice, iou, kaggle_score
+from cervixbatch.tools.evaluation.evaluate import summarise
 
 
 def test_dice_and_iou_on_known_overlap() -> None:

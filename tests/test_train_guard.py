@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from cervixbatch.cli import main
 from cervixbatch.model.stage import Stage
-from cervixbatch.tools.train import default_learning_rate
-from cervixbatch.tools.train_callbacks import CollapseGuard
+from cervixbatch.tools.training.callbacks import CollapseGuard
+from cervixbatch.tools.training.train import default_learning_rate
 
 
 def _model(weights: list[float], bias: float) -> Any:

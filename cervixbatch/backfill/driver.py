@@ -27,15 +27,15 @@ from cervixbatch.backfill.register import register_sources, tally_inputs
 from cervixbatch.backfill.sources import SourceRejection
 from cervixbatch.backfill.stages import InFlight, StageContext, shape_only
 from cervixbatch.backfill.totals import BackfillTotals, ProgressLine
-from cervixbatch.batch_state import BatchOutcome, WorkItem
-from cervixbatch.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit, commit_batch
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, FailReason
 from cervixbatch.model.pair import Stages
-from cervixbatch.ops.presence import WorkerPresence
 from cervixbatch.outputs.frame_writer import FrameWriter
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_configured
+from cervixbatch.worker.batch_state import BatchOutcome, WorkItem
+from cervixbatch.worker.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit, commit_batch
+from cervixbatch.worker.presence import WorkerPresence
+from cervixbatch.worker.runner import Runner, load_stages
 
 __all__ = ["Driver", "WaveSettings", "backfill_ray"]
 

@@ -35,8 +35,8 @@ from cervixbatch.backfill.stages import (
 from cervixbatch.errors import CervixbatchError
 
 if TYPE_CHECKING:
-    from cervixbatch.batch_state import WorkItem
     from cervixbatch.config import Config
+    from cervixbatch.worker.batch_state import WorkItem
 
 __all__ = ["ClusterUnreachable", "EngineSettings", "RayEngine"]
 

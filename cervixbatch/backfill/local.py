@@ -11,11 +11,11 @@ from pathlib import Path
 from cervixbatch.backfill.register import hash_here, register_sources, tally_inputs
 from cervixbatch.backfill.sources import SourceRejection
 from cervixbatch.backfill.totals import BackfillTotals, ProgressLine
-from cervixbatch.batch_state import BatchOutcome
 from cervixbatch.config import Config
-from cervixbatch.ops.presence import WorkerPresence
-from cervixbatch.runner import Runner, load_stages
 from cervixbatch.store.db import open_configured
+from cervixbatch.worker.batch_state import BatchOutcome
+from cervixbatch.worker.presence import WorkerPresence
+from cervixbatch.worker.runner import Runner, load_stages
 
 __all__ = ["backfill_local"]
 

@@ -29,15 +29,21 @@ from cervixbatch.intake.discovery import hash_file
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import Outbox
-from cervixbatch.phases import finish_and_write, frame_jobs, read_item, take_written, working_side
+from cervixbatch.worker.phases import (
+    finish_and_write,
+    frame_jobs,
+    read_item,
+    take_written,
+    working_side,
+)
 
 if TYPE_CHECKING:
-    from cervixbatch.batch_state import WorkItem
     from cervixbatch.config import Config
     from cervixbatch.imaging.frames import ReadLimits
     from cervixbatch.imaging.sop import SopClassFilter
-    from cervixbatch.pipeline import Pipeline
-    from cervixbatch.pipelined_jobs import FrameJob
+    from cervixbatch.segmentation.two_stage import Pipeline
+    from cervixbatch.worker.batch_state import WorkItem
+    from cervixbatch.worker.overlapped_jobs import FrameJob
 
 __all__ = [
     "PAYLOAD",

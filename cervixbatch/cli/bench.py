@@ -100,10 +100,10 @@ def bench(
     model-only bound, in one run on synthetic photos; prints a JSON report. With
     --runtimes/--precisions, every pair side by side (model-only, end to end, agreement
     with TensorFlow float32)."""
-    from cervixbatch.tools.bench import bench_steps, run_bench
-    from cervixbatch.tools.bench_runtimes import render_table
-    from cervixbatch.tools.bench_setup import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps
-    from cervixbatch.tools.synth import parse_size
+    from cervixbatch.tools.bench.run import bench_steps, run_bench
+    from cervixbatch.tools.bench.runtimes import render_table
+    from cervixbatch.tools.bench.setup import DEFAULT_SIZES, TINY_SIZES, BenchOptions, dumps
+    from cervixbatch.tools.synth.v1 import parse_size
 
     config = app_of(ctx).config
     # batch_done lines for every batch would bury the report: warnings only
@@ -139,12 +139,12 @@ def bench(
     from cervixbatch.cli.progress import progress_bar
 
     if device_ms:
-        from cervixbatch.tools.bench_device import run_device_bench
+        from cervixbatch.tools.bench.device import run_device_bench
 
         with progress_bar("bench", total=2 * len(options.sizes) * len(device_ms)) as advance:
             report = run_device_bench(config, options, device_ms, on_step=advance)
     elif compare_schedules:
-        from cervixbatch.tools.bench_schedule import run_bench as run_schedule_bench
+        from cervixbatch.tools.bench.schedule import run_bench as run_schedule_bench
 
         with progress_bar("bench", total=3 * len(options.sizes)) as advance:
             report = run_schedule_bench(config, options, on_step=advance)

@@ -54,7 +54,7 @@ def sheet(images: Path, masks: Path, out: Path, limit: int, columns: int) -> Non
     """
     import cv2
 
-    from cervixbatch.tools.outline_sheet import outline_row, write_sheet
+    from cervixbatch.tools.annotations.outline_sheet import outline_row, write_sheet
 
     rows = []
     counts: dict[str, int] = {}

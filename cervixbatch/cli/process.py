@@ -10,10 +10,10 @@ from pathlib import Path
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
 from cervixbatch.intake.rules import InputRule, own_paths
-from cervixbatch.ops.presence import WorkerPresence
-from cervixbatch.runner import BatchOutcome, Runner, load_stages
 from cervixbatch.store.db import open_configured
 from cervixbatch.store.schema import Status
+from cervixbatch.worker.presence import WorkerPresence
+from cervixbatch.worker.runner import BatchOutcome, Runner, load_stages
 
 __all__ = ["ProcessTotals", "process_paths"]
 

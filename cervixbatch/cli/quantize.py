@@ -55,7 +55,7 @@ def quantize(
     the daemon refuses a stage whose agreement is below `models.min_agreement_dice`."""
     from cervixbatch.errors import ModelError
     from cervixbatch.model.runtime import OPENVINO_MISSING, openvino_available
-    from cervixbatch.tools.quantize import QuantizeOptions, quantize_models
+    from cervixbatch.tools.quantize.run import QuantizeOptions, quantize_models
 
     config = app_of(ctx).config
     setup_logging(config)

@@ -163,7 +163,7 @@ def _report_comparison(
 ) -> None:
     """`report --compare-models A B`: two pairs of model versions on the same inputs."""
     from cervixbatch.store.db import open_database
-    from cervixbatch.tools.compare import (
+    from cervixbatch.tools.evaluation.compare import (
         compare_models,
         render_compare_csv,
         render_compare_json,

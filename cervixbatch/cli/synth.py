@@ -68,7 +68,7 @@ def synth(
 ) -> None:
     """Make synthetic colposcopy-like photos with ground-truth masks."""
     from cervixbatch.cli.progress import progress_bar
-    from cervixbatch.tools.synth import parse_size
+    from cervixbatch.tools.synth.v1 import parse_size
 
     try:
         size = parse_size(size_text) if size_text else None
@@ -79,13 +79,13 @@ def synth(
             raise click.UsageError(
                 "--hold-out and --only choose synth-v2 settings: use --generator v2"
             )
-        from cervixbatch.tools.synth import write_dataset as write_v1
+        from cervixbatch.tools.synth.v1 import write_dataset as write_v1
 
         with progress_bar("synth", total=count) as advance:
             stems = write_v1(out, count, seed=seed, size=size, on_progress=lambda _i: advance(1))
     else:
-        from cervixbatch.tools.synth_v2 import Selection, parse_features
-        from cervixbatch.tools.synth_v2.dataset import write_dataset as write_v2
+        from cervixbatch.tools.synth.v2 import Selection, parse_features
+        from cervixbatch.tools.synth.v2.dataset import write_dataset as write_v2
 
         try:
             selection = Selection(hold_out=parse_features(hold_out), only=parse_features(only))

@@ -154,7 +154,7 @@ def read_input(
     follow_symlinks: bool = True,
 ) -> DecodedInput:
     """:func:`read_source` then :func:`decode_input`: for tools and tests that start from a
-    path. The runner reads and verifies the bytes itself (see ``cervixbatch.runner``)."""
+    path. The runner reads and verifies the bytes itself (see ``cervixbatch.worker.runner``)."""
     source = read_source(path, limits.max_file_bytes, follow_symlinks=follow_symlinks)
     return decode_input(
         source.data, limits, min_working_side=min_working_side, sop_filter=sop_filter

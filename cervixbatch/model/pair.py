@@ -7,7 +7,7 @@ import dataclasses
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.pipeline import Pipeline, PipelineSettings, Predictor
+from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings, Predictor
 
 __all__ = ["Stages", "load_stages", "pipeline_for"]
 

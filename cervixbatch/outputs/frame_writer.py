@@ -18,7 +18,7 @@ from cervixbatch.model.pair import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.overlay import draw_overlay, overlay_size
 from cervixbatch.outputs.staging import Stage
-from cervixbatch.pipeline import FrameResult
+from cervixbatch.segmentation.two_stage import FrameResult
 from cervixbatch.store.schema import ForwardStatus, Result
 
 __all__ = ["FrameWriter"]

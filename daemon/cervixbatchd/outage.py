@@ -4,7 +4,7 @@ database answers or ``database.outage_seconds`` have passed."""
 
 from __future__ import annotations
 
-from cervixbatch.runner import Runner
+from cervixbatch.worker.runner import Runner
 from cervixbatchd.notify import Notifier
 from cervixbatchd.signals import SignalFlags
 from cervixbatchd.telemetry import Telemetry
