@@ -31,7 +31,7 @@ _PUBLIC = {
     "Database": "cervixbatch.store.db",
     "Status": "cervixbatch.store.schema",
     "load_stages": "cervixbatch.model.pair",
-    "Stages": "cervixbatch.model.pair",
+    "Stages": "cervixbatch.model.loaded",
     "Runner": "cervixbatch.worker.runner",
     "BatchOutcome": "cervixbatch.worker.batch_state",
     "CervixbatchError": "cervixbatch.errors",
@@ -69,7 +69,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         InputRejected,
         RejectReason,
     )
-    from cervixbatch.model.pair import Stages, load_stages
+    from cervixbatch.model.loaded import Stages
+    from cervixbatch.model.pair import load_stages
     from cervixbatch.store.db import Database, open_configured, open_database
     from cervixbatch.store.schema import Status
     from cervixbatch.worker.batch_state import BatchOutcome

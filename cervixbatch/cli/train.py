@@ -183,7 +183,8 @@ def train(
 
     require_tensorflow()
     from cervixbatch.model.stage import Stage
-    from cervixbatch.tools.training.train import TrainOptions, train_stage
+    from cervixbatch.tools.training.options import TrainOptions
+    from cervixbatch.tools.training.train import train_stage
 
     config = app_of(ctx).config
     setup_logging(config)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import structlog
 
 from cervixbatch.config import Config
-from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings, Predictor
+from cervixbatch.model.loaded import Stages
+from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 
 __all__ = ["Stages", "load_stages", "pipeline_for"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Stages:
-    """The two loaded models and what identifies them in the results."""
-
-    cervix: Predictor
-    lesion: Predictor
-    cervix_version: str
-    lesion_version: str
-    precision: str
-    cervix_description: str = ""  # format and architecture, e.g. "keras2-h5-weights: ..."
-    lesion_description: str = ""
-    runtime: str = "tensorflow"
 
 
 def pipeline_for(config: Config, stages: Stages) -> Pipeline:

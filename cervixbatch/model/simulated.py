@@ -18,7 +18,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.model.pair import Stages
+from cervixbatch.model.loaded import Stages
 
 __all__ = ["STAGE1_SHARE", "SimulatedDevice", "SimulatedStage", "simulated_stages"]
 

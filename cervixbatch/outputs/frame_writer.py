@@ -14,7 +14,7 @@ import structlog
 from cervixbatch.config import Config
 from cervixbatch.errors import DicomOutputSkipped
 from cervixbatch.imaging.frames import DecodedInput, Frame, InputKind
-from cervixbatch.model.pair import Stages
+from cervixbatch.model.loaded import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.overlay import draw_overlay, overlay_size
 from cervixbatch.outputs.staging import Stage

@@ -13,7 +13,7 @@ from cervixbatch.tools.training.dataset import LabelledImage, fingerprint
 from cervixbatch.version import __version__
 
 if TYPE_CHECKING:
-    from cervixbatch.tools.training.train import TrainOptions
+    from cervixbatch.tools.training.options import TrainOptions
 
 __all__ = ["INTENDED_USE", "build_card", "card_path"]
 

@@ -25,7 +25,7 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage import Stage
 from cervixbatch.outputs.atomic import PLAIN_MODE, atomic_path, write_atomic
 from cervixbatch.segmentation.scores import dice, iou
-from cervixbatch.tools.annotations.reading import CERVIX, LESION, Labels, Problem
+from cervixbatch.tools.annotations.reading import CERVIX, LESION, Problem
 from cervixbatch.tools.cards import build_card, card_path
 from cervixbatch.tools.training.callbacks import (
     PRECISE_BN_BATCHES,
@@ -44,6 +44,7 @@ from cervixbatch.tools.training.dataset import (
     prepare_cervix_sample,
     prepare_lesion_sample,
 )
+from cervixbatch.tools.training.options import TrainOptions
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -68,39 +69,6 @@ SEED_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 1e-3}
 DEFAULT_LEARNING_RATES = {Stage.CERVIX: 1e-4, Stage.LESION: 1e-3}
 FINE_TUNE_FACTOR = 0.1
 LESION_DROPOUT = 0.05  # what seed 000 trained get_unet with (0.5 is its builder's default)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TrainOptions:
-    """Everything ``train`` can be told; defaults are the seeds' choices."""
-
-    stage: Stage
-    images: Path
-    out: Path
-    masks: Path | None = None  # PNG masks of the stage's target, one per image stem
-    cervix_masks: Path | None = None
-    annotations: tuple[Path, ...] = ()  # seed box / COCO / LabelMe JSON files or folders
-    labels: Labels = dataclasses.field(default_factory=Labels)
-    epochs: int = 30
-    batch_size: int = 8
-    learning_rate: float | None = None  # None: the stage's seed rate (see default_learning_rate)
-    validation_split: float = 0.2
-    seed: int = 0
-    resume: bool = False
-    input_size: int | None = None  # None: 128 (cervix) or 512 (lesion), as in the seeds
-    filters: int | None = None  # None: 32 (cervix) or 16 (lesion)
-    dice_term: bool = True  # lesion: add a Dice term to binary cross-entropy
-    seed_recipe: bool = False  # lesion: seed 000's BCE alone at its rate (ignores dice_term)
-    dropout: float | None = None  # lesion: None is seed 000's training value, 0.05
-    margin: float = 0.15
-    patience: int = 8
-    max_images: int | None = None
-    init: Path | None = None  # fine-tune from this model file (any format model.loading takes)
-    warmup_epochs: float = 1.0  # linear learning-rate warm-up over this many epochs
-    collapse_epochs: int = 3  # stop when the model collapses for this many epochs; 0: never
-    augment: str = "seed"  # "seed": the seed's geometric set; "colposcopy": tools.augment
-    validation_list: Path | None = None  # image stems to validate on, instead of a random split
-    mask_kind: str = "region"  # "outline": --masks are drawn outlines, filled by tools.outline
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
