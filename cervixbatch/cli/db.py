@@ -42,11 +42,11 @@ def db_backup(ctx: click.Context, file: Path, force: bool) -> None:
     """Write an online, consistent copy of the SQLite database to FILE, safe while the
     daemon writes (SQLite's backup API). For PostgreSQL, print the pg_dump command to use
     instead and exit 1, since no FILE was written."""
-    from cervixbatch.ops.backup import backup_sqlite, pg_dump_command, sqlite_file
+    from cervixbatch.ops.backup import backup_sqlite, pg_dump_command, sqlite_source
 
     config = app_of(ctx).config
     setup_logging(config)
-    source = sqlite_file(config.database.url)
+    source = sqlite_source(config.database.url)
     if source is None:
         click.echo(
             "cervixbatch: PostgreSQL is backed up with its own tool, pg_dump; run "

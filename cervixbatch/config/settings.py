@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from cervixbatch.config.addresses import DicomPeer, SocketAddress, parse_socket_address
 from cervixbatch.config.checks import OTSU, accept_class_uids, check_ranges, coerce
+from cervixbatch.config.database_url import absolute_sqlite_url, is_sqlite_url, sqlite_file
 from cervixbatch.config.dicom import (
     DEFAULT_ACCEPT_CLASSES,
     DicomConfig,
@@ -64,8 +65,11 @@ __all__ = [
     "SocketAddress",
     "WatchConfig",
     "WebhookConfig",
+    "absolute_sqlite_url",
+    "is_sqlite_url",
     "load_config",
     "resolve_config_path",
+    "sqlite_file",
 ]
 
 ENV_VAR = "CERVIXBATCH_CONFIG"
@@ -265,7 +269,7 @@ class Config:
         )
         watch = dataclasses.replace(self.watch, archive=_absolute(self.watch.archive, base))
         database = dataclasses.replace(
-            self.database, url=_absolute_sqlite_url(self.database.url, base)
+            self.database, url=absolute_sqlite_url(self.database.url, base)
         )
         models = dataclasses.replace(
             self.models,
@@ -366,17 +370,6 @@ def _absolute_model_ref(ref: str, base: Path) -> str:
     if ref.startswith("builtin:"):
         return ref
     return str(_absolute(Path(ref).expanduser(), base))
-
-
-def _absolute_sqlite_url(url: str, base: Path) -> str:
-    """``sqlite:///relative.db`` → an absolute file URL; other URLs pass unchanged."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url.startswith("sqlite:////"):
-        return url
-    rest = url[len(prefix) :]
-    if not rest or rest.startswith(":memory:"):
-        return url
-    return prefix + str(_absolute(Path(rest), base))
 
 
 def _redact_url(url: str) -> str:

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+from cervixbatch.config import sqlite_file
+
 if TYPE_CHECKING:
     from cervixbatch.config import Config
 
@@ -46,7 +48,6 @@ _TEMP_SUFFIXES = (
     ".swp",
     "~",
 )
-_SQLITE_PREFIX = "sqlite:///"
 
 
 class IgnoreReason(enum.StrEnum):
@@ -90,8 +91,8 @@ def depth_exceeded(relative: PurePath, max_depth: int = MAX_DEPTH) -> bool:
 def own_paths(config: Config) -> list[Path]:
     """What the service writes: should any of it lie inside a drop folder, it is not an input."""
     paths = [config.paths.outbox, config.watch.archive]
-    if config.database.url.startswith(_SQLITE_PREFIX):
-        database = Path(config.database.url[len(_SQLITE_PREFIX) :])
+    database = sqlite_file(config.database.url)
+    if database is not None:
         paths += [database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")]
     return paths
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import structlog
 from sqlalchemy.engine import make_url
 
+from cervixbatch.config import is_sqlite_url, sqlite_file
 from cervixbatch.errors import StoreError
 from cervixbatch.outputs.atomic import atomic_path
 
-__all__ = ["BackupReport", "backup_sqlite", "pg_dump_command", "sqlite_file"]
+__all__ = ["BackupReport", "backup_sqlite", "pg_dump_command", "sqlite_source"]
 
 log = structlog.get_logger(__name__)
 
@@ -41,14 +42,14 @@ class BackupReport:
     revision: str | None
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL; None for another database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
+def sqlite_source(url: str) -> Path | None:
+    """The SQLite file to back up; None for another database (it has its own tool)."""
+    if not is_sqlite_url(url):
         return None
-    if not parsed.database or parsed.database == ":memory:":
+    file = sqlite_file(url)
+    if file is None:
         raise StoreError("an in-memory SQLite database cannot be backed up")
-    return Path(parsed.database)
+    return file
 
 
 def backup_sqlite(source: Path, target: Path, *, force: bool = False) -> BackupReport:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cervixbatch.config import AfterAction, Config
+from cervixbatch.config import AfterAction, Config, sqlite_file
 from cervixbatch.errors import StoreError
 
 __all__ = ["Database", "migrations_dir", "open_configured", "open_database"]
@@ -153,9 +153,9 @@ def open_database(url: str, *, migrate: bool = True, durable: bool = False) -> D
     # A failed statement's message must not carry its parameters (UIDs, paths) into a log.
     kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            _prepare_sqlite_file(Path(database))
+        database = sqlite_file(url)
+        if database is not None:
+            _prepare_sqlite_file(database)
         # The connection crosses threads (the runner's pools hand results to the committer).
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
     else:
