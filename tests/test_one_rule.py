@@ -6,6 +6,7 @@ paths) kept the ``?query`` in the file name and took ``:memory:`` for a file.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from cervixbatch.config import absolute_sqlite_url, load_config, sqlite_file
+from cervixbatch.intake.discovery import FileTooLargeError, hash_file
 from cervixbatch.intake.rules import own_paths
+from cervixbatch.model.loading import file_sha256
 
 CASES = [
     ("sqlite:///state/cervixbatch.db", Path("state/cervixbatch.db")),
@@ -68,3 +71,23 @@ def test_inbox_skips_the_database_named_with_a_query(
 
     config = load_config(make_config(database__url="sqlite:///:memory:"))
     assert not any(":memory:" in str(path) for path in own_paths(config))
+
+
+def test_one_chunked_sha256_for_inputs_and_models(tmp_path: Path) -> None:
+    """An input's digest and a model's version are the sha256 of the bytes, over chunks
+    (a file of several chunks), and a model of two files hashes their concatenation."""
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(bytes(range(256)) * 9000)  # over two 1 MiB chunks
+    second.write_bytes(b"weights")
+    assert hash_file(first) == hashlib.sha256(first.read_bytes()).hexdigest()
+    both = hashlib.sha256(first.read_bytes() + second.read_bytes()).hexdigest()
+    assert file_sha256(first, second) == both
+
+
+def test_input_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    """A file larger than ``max_bytes`` raises FileTooLargeError; one at the limit hashes."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"x" * 1000)
+    with pytest.raises(FileTooLargeError):
+        hash_file(photo, max_bytes=999)
+    assert hash_file(photo, max_bytes=1000) == hashlib.sha256(b"x" * 1000).hexdigest()

@@ -30,7 +30,8 @@ from pathlib import Path
 import structlog
 
 from cervixbatch.config import AfterAction
-from cervixbatch.outputs.atomic import atomic_file, fsync_dir
+from cervixbatch.outputs.atomic import FILE_MODE, atomic_file, fsync_dir
+from cervixbatch.outputs.outbox import DIR_MODE
 from cervixbatch.owner import OwnerState, owned_name, owner_state, parse_owned_name
 from cervixbatch.store.db import Database
 from cervixbatch.store.disposition import SeenFile, record_disposition, seen_files
@@ -264,7 +265,7 @@ def _restore_held(held: Path) -> str:
 
 
 def _archive(held: Path, name: str, input_id: int, archive: Path) -> None:
-    archive.mkdir(parents=True, exist_ok=True, mode=0o750)
+    archive.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     base = f"{input_id:08d}-{safe_name(name)}"
     for attempt in range(1000):
         target = archive / (base if attempt == 0 else f"{base}.{attempt}")
@@ -288,5 +289,5 @@ def _link_or_copy(held: Path, target: Path) -> None:
     except OSError:
         # another filesystem: a copy, written atomically under an owned temp name, so a
         # crash never leaves part of a photo under an archive name
-        with atomic_file(target, mode=0o640, exclusive=True) as out, held.open("rb") as src:
+        with atomic_file(target, mode=FILE_MODE, exclusive=True) as out, held.open("rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)

@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from cervixbatch.imaging.digest import feed_sha256
+
 __all__ = [
     "FileIdentity",
     "FileTooLargeError",
@@ -21,7 +23,6 @@ __all__ = [
     "unreadable_digest",
 ]
 
-_CHUNK = 1 << 20
 # A FIFO or a device put where a file was must not block the reader: the descriptor is
 # opened non-blocking and checked (fstat) before a byte is read.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -72,12 +73,9 @@ def hash_file(path: Path, *, max_bytes: int | None = None) -> str:
         limit = None if max_bytes is None else max_bytes + 1
         if max_bytes is not None and info.st_size > max_bytes:
             raise FileTooLargeError(errno.EFBIG, "the file is over the size limit")
-        total = 0
-        while chunk := os.read(fd, _CHUNK if limit is None else min(_CHUNK, limit - total)):
-            digest.update(chunk)
-            total += len(chunk)
-            if limit is not None and total >= limit:
-                raise FileTooLargeError(errno.EFBIG, "the file grew past the size limit")
+        total = feed_sha256(digest, lambda size: os.read(fd, size), limit=limit)
+        if limit is not None and total >= limit:
+            raise FileTooLargeError(errno.EFBIG, "the file grew past the size limit")
     finally:
         os.close(fd)
     return digest.hexdigest()

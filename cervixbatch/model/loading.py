@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cervixbatch.errors import ModelError
+from cervixbatch.imaging.digest import feed_sha256
 
 __all__ = [
     "SEED_INPUT_SIZES",
@@ -28,7 +29,6 @@ __all__ = [
     "load_model_file",
 ]
 
-_CHUNK = 1 << 20
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # The seeds' working sizes: stage 1 at 128×128, stage 2 at 512×512 (the weights do not say).
@@ -40,8 +40,7 @@ def file_sha256(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
         with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+            feed_sha256(digest, handle.read)
     return digest.hexdigest()
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "sample_folders",
     "write_dataset",
     "write_sample",
+    "write_samples",
 ]
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = (
@@ -168,14 +169,39 @@ def write_dataset(
     on ``count``. Masks are single-channel 8-bit PNGs (0/255), photos JPEG quality 92; every
     file is written atomically. ``on_progress`` gets the number of samples done so far.
     """
+    return write_samples(
+        out,
+        count,
+        lambda rng: make_sample(rng, size),
+        seed=seed,
+        start=start,
+        on_progress=on_progress,
+    )
+
+
+def write_samples(
+    out: Path,
+    count: int,
+    draw: Callable[[np.random.Generator], SynthSample],
+    *,
+    seed: int = 0,
+    start: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+    on_sample: Callable[[str, SynthSample], None] | None = None,
+) -> list[str]:
+    """The writer both generations share: sample ``start + i`` drawn by ``draw`` from a
+    Generator seeded ``[seed, index]``, written under the stem ``synth_<index:05d>``;
+    ``on_sample`` sees each stem and sample once written, ``on_progress`` the count done."""
     folders = sample_folders(out)
     stems: list[str] = []
     for i in range(count):
         index = start + i
-        sample = make_sample(np.random.default_rng([seed, index]), size)
+        sample = draw(np.random.default_rng([seed, index]))
         stem = f"synth_{index:05d}"
         write_sample(folders, stem, sample)
         stems.append(stem)
+        if on_sample is not None:
+            on_sample(stem, sample)
         if on_progress is not None:
             on_progress(i + 1)
     return stems

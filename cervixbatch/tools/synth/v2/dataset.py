@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cervixbatch.outputs.atomic import PLAIN_MODE, write_atomic
-from cervixbatch.tools.synth.v1 import sample_folders, write_sample
+from cervixbatch.tools.synth.v1 import SynthSample, write_samples
 from cervixbatch.tools.synth.v2.compose import make_sample
 from cervixbatch.tools.synth.v2.plan import Selection
 
@@ -36,16 +36,10 @@ def write_dataset(
     Sample ``index`` (= start + i) is drawn from a Generator seeded ``[seed, index]``: any
     one can be regenerated alone, and it does not depend on ``count``.
     """
-    selection = selection or Selection()
-    folders = sample_folders(out)
-    stems: list[str] = []
+    chosen = selection or Selection()
     samples: list[dict[str, Any]] = []
-    for i in range(count):
-        index = start + i
-        sample = make_sample(np.random.default_rng([seed, index]), size, selection=selection)
-        stem = f"synth_{index:05d}"
-        write_sample(folders, stem, sample)
-        stems.append(stem)
+
+    def record(stem: str, sample: SynthSample) -> None:
         cervix_px = int(np.count_nonzero(sample.cervix_mask))
         samples.append(
             {
@@ -58,14 +52,22 @@ def write_dataset(
                 ),
             }
         )
-        if on_progress is not None:
-            on_progress(i + 1)
+
+    stems = write_samples(
+        out,
+        count,
+        lambda rng: make_sample(rng, size, selection=chosen),
+        seed=seed,
+        start=start,
+        on_progress=on_progress,
+        on_sample=record,
+    )
     manifest = {
         "generator": "v2",
         "seed": seed,
         "start": start,
-        "hold_out": sorted(f.value for f in selection.hold_out),
-        "only": sorted(f.value for f in selection.only),
+        "hold_out": sorted(f.value for f in chosen.hold_out),
+        "only": sorted(f.value for f in chosen.only),
         "samples": samples,
     }
     text = json.dumps(manifest, indent=1) + "\n"
