@@ -264,12 +264,15 @@ def test_quantize_writes_int8_models_beside_the_models_with_cards(quantized: Pat
         assert (quantized / f"{stage}.int8.bin").is_file()
         assert card["float_model"]["sha256"] == file_sha256(quantized / f"{stage}.keras")
         assert card["calibration"]["source"] == "folder"
-        assert card["calibration"]["inputs"] == 8
+        assert card["calibration"]["inputs"] == 7  # 1 of the 8 checks the search's tries
+        assert card["selection"][0]["selection"]["held_out"] == 1
         agreement = card["agreement"]
         assert agreement["held_out"] == 2
         assert 0.98 <= agreement["mean_dice"] <= 1.0
         assert agreement["min_dice"] <= agreement["mean_dice"]
         assert agreement["largest_disagreement"]["image"].startswith("p")
+        assert agreement["decision_flip_share"] == 0.0
+        assert 0.0 <= agreement["max_lesion_fraction_change"] < 0.05
 
 
 def _process(config: Path, photo: Path) -> dict[str, Any]:

@@ -32,6 +32,14 @@ __all__ = ["quantize"]
     help="Photos never calibrated on, where float and INT8 masks are compared (at most a "
     "fifth of the photos).",
 )
+@click.option(
+    "--selection",
+    type=click.IntRange(min=0),
+    default=60,
+    show_default=True,
+    help="Calibration photos the search never sees, where its tries are checked against "
+    "the gate before one is kept (at most a fifth of the calibration photos; 0: none).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the split.")
 @click.option(
     "--max-drop",
@@ -46,13 +54,16 @@ def quantize(
     images: Path | None,
     count: int,
     held_out: int,
+    selection: int,
     seed: int,
     max_drop: float | None,
 ) -> None:
     """Write INT8 models of both stages for the OpenVINO runtime, each with a card: the
     calibration set, and the agreement with the float model on held-out photos (mean Dice
-    of the masks, the largest disagreement). `models.precision = "int8"` then uses them;
-    the daemon refuses a stage whose agreement is below `models.min_agreement_dice`."""
+    of the masks, the largest disagreement, the lesion decisions flipped, the largest
+    change of lesion fraction). `models.precision = "int8"` uses them, `"auto"` where
+    they pass; a stage whose mean Dice is below `models.min_agreement_dice`, or that
+    flips more than 2 % of the lesion decisions, is refused."""
     from cervixbatch.errors import ModelError
     from cervixbatch.model.runtime import OPENVINO_MISSING, openvino_available
     from cervixbatch.tools.quantize.run import QuantizeOptions, quantize_models
@@ -69,16 +80,23 @@ def quantize(
             err=True,
         )
     options = QuantizeOptions(
-        images=images, count=count, held_out=held_out, seed=seed, max_drop=max_drop
+        images=images,
+        count=count,
+        held_out=held_out,
+        selection=selection,
+        seed=seed,
+        max_drop=max_drop,
     )
     cards = quantize_models(
         config, options, on_progress=lambda text: click.echo(f"quantize: {text}", err=True)
     )
-    minimum = config.models.min_agreement_dice
     for card in cards:
-        verdict = "ok" if card.passed else f"BELOW {minimum:.4f}: the daemon will refuse it"
+        verdict = "ok" if card.passed else "REFUSED by the gate"
         click.echo(
             f"{card.stage:7s} mean Dice {card.mean_dice:.4f} on {card.held_out} held-out "
-            f"photos (worst {card.min_dice:.4f}: {card.worst_image}), calibrated on "
-            f"{card.calibration}: {verdict}\n        {card.paths.xml}\n        {card.paths.card}"
+            f"photos (worst {card.min_dice:.4f}: {card.worst_image}), lesion decision "
+            f"flipped on {card.decision_flips} ({card.decision_flip_share:.1%}), largest "
+            f"lesion-fraction change {card.max_lesion_fraction_change:.3f}, calibrated on "
+            f"{card.calibration}: {verdict}\n        {card.reason}\n        {card.paths.xml}"
+            f"\n        {card.paths.card}"
         )

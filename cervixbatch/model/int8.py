@@ -6,7 +6,9 @@
 says which float model was quantized (its sha256), on which calibration photos, and how
 well the INT8 masks agree with the float masks on held-out photos. An INT8 model is used
 only when its card matches the float model in use and the IR files, and shows agreement
-of at least ``models.min_agreement_dice`` on every stage.
+of at least ``models.min_agreement_dice`` on every stage and flips the lesion decision
+(lesion-positive at the report's threshold) on at most ``MAX_DECISION_FLIP_SHARE`` of the
+held-out photos.
 """
 
 from __future__ import annotations
@@ -19,9 +21,35 @@ from typing import Any
 from cervixbatch.errors import ModelError
 from cervixbatch.model.stage import file_sha256
 
-__all__ = ["CARD_FORMAT", "Int8Paths", "check_int8_card", "int8_paths", "read_card"]
+__all__ = [
+    "CARD_FORMAT",
+    "MAX_DECISION_FLIP_SHARE",
+    "CardVerdict",
+    "Int8Paths",
+    "card_verdict",
+    "check_int8_card",
+    "int8_paths",
+    "read_card",
+]
 
-CARD_FORMAT = "cervixbatch-int8-card/1"
+# /2: the agreement holds the lesion decisions flipped and the largest lesion-fraction
+# change; a /1 card lacks them and is refused ("run quantize again")
+CARD_FORMAT = "cervixbatch-int8-card/2"
+# a model that flips more photos' lesion decisions than this is refused, whatever its Dice:
+# a mean Dice of 0.99 can hide a lesion lost on one photo in fifty
+MAX_DECISION_FLIP_SHARE = 0.02
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CardVerdict:
+    """Whether a card's held-out agreement clears the gate, and the sentence that says why."""
+
+    passed: bool
+    reason: str
+    mean_dice: float
+    decision_flip_share: float
+    max_lesion_fraction_change: float
+    held_out: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,16 +97,56 @@ def read_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def check_int8_card(paths: Int8Paths, *, stage: str, version: str, minimum: float) -> None:
+def card_verdict(card: dict[str, Any], *, stage: str, minimum: float) -> CardVerdict:
+    """The gate on a card's held-out figures: mean Dice of the written masks at least
+    ``minimum`` and lesion decisions flipped on at most ``MAX_DECISION_FLIP_SHARE`` of the
+    photos. A card without the figures fails, naming what it lacks."""
+    precision = str(card.get("precision", "int8"))
+    try:
+        agreement = card["agreement"]
+        mean = float(agreement["mean_dice"])
+        flips = float(agreement["decision_flip_share"])
+        change = float(agreement["max_lesion_fraction_change"])
+        held_out = int(agreement["held_out"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return CardVerdict(
+            passed=False,
+            reason=f"{stage} {precision}: the card lacks {exc}: run `cervixbatch quantize` again",
+            mean_dice=0.0,
+            decision_flip_share=1.0,
+            max_lesion_fraction_change=1.0,
+            held_out=0,
+        )
+    figures = (
+        f"{stage} {precision}: mean Dice {mean:.4f}, lesion decision flipped on {flips:.1%} "
+        f"of {held_out} held-out photos, largest lesion-fraction change {change:.3f}"
+    )
+    failures = []
+    if held_out < 1:
+        failures.append("no held-out photo")
+    if mean < minimum:
+        failures.append(f"Dice below models.min_agreement_dice = {minimum:.4f}")
+    if flips > MAX_DECISION_FLIP_SHARE:
+        failures.append(f"more than {MAX_DECISION_FLIP_SHARE:.0%} of decisions flipped")
+    return CardVerdict(
+        passed=not failures,
+        reason="; ".join([figures, *failures]),
+        mean_dice=mean,
+        decision_flip_share=flips,
+        max_lesion_fraction_change=change,
+        held_out=held_out,
+    )
+
+
+def check_int8_card(paths: Int8Paths, *, stage: str, version: str, minimum: float) -> CardVerdict:
     """Refuses (ModelError) an INT8 model whose card is missing, made from another float
-    model, does not match the IR files, or shows agreement below ``minimum``."""
+    model, does not match the IR files, or whose held-out agreement fails the gate
+    (``card_verdict``); returns the verdict of a card that passes."""
     card = read_card(paths.card)
     try:
         float_sha = card["float_model"]["sha256"]
         files = card["int8_model"]
-        agreement = float(card["agreement"]["mean_dice"])
-        held_out = int(card["agreement"]["held_out"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ModelError(f"INT8 model card {paths.card} lacks {exc}") from exc
     if float_sha != version:
         raise ModelError(
@@ -92,10 +160,11 @@ def check_int8_card(paths: Int8Paths, *, stage: str, version: str, minimum: floa
                 f"{path.name} is missing or changed since its card was written: run "
                 "`cervixbatch quantize` again"
             )
-    if agreement < minimum:
+    verdict = card_verdict(card, stage=stage, minimum=minimum)
+    if not verdict.passed:
         raise ModelError(
-            f"the INT8 {stage} model agrees with the float model at mean Dice "
-            f"{agreement:.4f} on {held_out} held-out photos, below models.min_agreement_dice "
-            f"= {minimum:.4f}: refused. Quantize with more or other photos, or use "
+            f"the INT8 model agrees too little with the float model ({verdict.reason}): "
+            "refused. Quantize with more or other photos, or use "
             'models.precision = "float32"'
         )
+    return verdict

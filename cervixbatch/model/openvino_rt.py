@@ -27,7 +27,7 @@ from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ModelError
 from cervixbatch.model.device import CPU_BF16_AUTO
 from cervixbatch.model.int8 import check_int8_card, int8_paths
-from cervixbatch.model.runtime import LoadOptions
+from cervixbatch.model.options import LoadOptions
 from cervixbatch.model.stage import (
     DEMO_DIR,
     OutputReduction,

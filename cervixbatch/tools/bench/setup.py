@@ -25,7 +25,7 @@ import numpy as np
 from cervixbatch.config import Config, Precision, Runtime
 from cervixbatch.errors import ModelError
 from cervixbatch.model.int8 import int8_paths
-from cervixbatch.model.runtime import cache_folder
+from cervixbatch.model.options import cache_folder
 
 __all__ = [
     "DEFAULT_SIZES",

@@ -38,6 +38,7 @@ class StageSamples:
     lesion: list[Floats] = dataclasses.field(default_factory=list)
     lesion_names: list[str] = dataclasses.field(default_factory=list)
     lesion_min_cells: list[float] = dataclasses.field(default_factory=list)
+    lesion_cervix_cells: list[float] = dataclasses.field(default_factory=list)
     skipped: int = 0
 
     def of(self, stage: str) -> tuple[list[Floats], list[str]]:
@@ -66,6 +67,7 @@ def stage_samples(pipeline: Pipeline, photos: Sequence[Path], batch_size: int) -
                 assert result.source is not None  # a crop always comes with its source
                 fraction = pipeline.settings.min_lesion_fraction
                 samples.lesion_min_cells.append(min_lesion_cells(result.source, fraction))
+                samples.lesion_cervix_cells.append(min_lesion_cells(result.source, 1.0))
     return samples
 
 
@@ -85,11 +87,13 @@ def validation_items(
     """The first calibration inputs with the float model's cleaned masks of them."""
     inputs, _ = samples.of(name)
     inputs = inputs[:VALIDATION_ITEMS]
-    cells = samples.lesion_min_cells if name == "lesion" else [0.0] * len(inputs)
+    zeros = [0.0] * len(inputs)
+    cells = samples.lesion_min_cells if name == "lesion" else zeros
+    cervix_cells = samples.lesion_cervix_cells if name == "lesion" else zeros
     if not inputs:
         return []
     probs = stage.predict_batch(np.stack(inputs))
     return [
-        ValidationItem(x, grid_mask(name, prob, settings, min_cells), min_cells)
-        for x, prob, min_cells in zip(inputs, probs, cells, strict=False)
+        ValidationItem(x, grid_mask(name, prob, settings, min_cells), min_cells, cervix)
+        for x, prob, min_cells, cervix in zip(inputs, probs, cells, cervix_cells, strict=False)
     ]

@@ -1,24 +1,22 @@
 """``cervixbatch quantize``: INT8 models for the OpenVINO runtime, with their agreement card.
 
-Post-training quantization with NNCF: the float OpenVINO model of each stage runs over
-calibration photos (the user's own, or synthetic ones with a warning) to set the INT8
-ranges. Then float and INT8 results are compared on held-out photos, never used for
-calibration: per stage the mean Dice between the masks ``process`` writes with the float
-and with the INT8 model of that stage, and the largest disagreement
-(``tools/agreement.py``).
-The card records that, the calibration set and the float model's sha256;
-``model.int8.check_int8_card`` reads it at every start.
+Post-training quantization with NNCF, on three disjoint sets of photos:
 
-Both stages see what inference gives them: stage 1 the whole photo, stage 2 the crop
-that the float stage 1 found, made by the pipeline's own functions.
+- **fit** (most of the calibration photos): each stage's inputs as inference gives them
+  (stage 1 the whole photo, stage 2 the crop the float stage 1 makes, cut by the
+  pipeline's own functions) set the INT8 ranges, and the accuracy-controlled search
+  (``search.py``) returns the layers that move the masks most to float;
+- **selection** (a share of the calibration photos the search never saw): each try of
+  the search, from the loosest ``max_drop`` to stricter ones, is checked there with the
+  gate's own figures (written masks, lesion decisions); the first try that clears the
+  gate is kept, so what stays in float is chosen on photos out of the search's sample;
+- **held out** (never calibrated on, never used to choose): the figures the card
+  records and the daemon gates on (``model.int8.card_verdict``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
-import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -26,35 +24,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import structlog
 
 from cervixbatch.config import Config, Precision
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.rules import InputRule
-from cervixbatch.model.int8 import CARD_FORMAT, Int8Paths, int8_paths
-from cervixbatch.model.runtime import cache_folder
-from cervixbatch.outputs.atomic import fsync_dir
+from cervixbatch.model.int8 import card_verdict, int8_paths
+from cervixbatch.model.options import cache_folder
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
-from cervixbatch.tools.quantize.agreement import StageAgreement, mask_agreement
-from cervixbatch.tools.quantize.calibration import fingerprint, stage_samples, validation_items
-from cervixbatch.tools.quantize.search import (
-    quantize_stage,
-    quantized_operations,
+from cervixbatch.tools.quantize.agreement import (
+    StageAgreement,
+    frames_agreement,
+    mask_agreement,
+    read_frames,
 )
-from cervixbatch.version import __version__
+from cervixbatch.tools.quantize.calibration import fingerprint, stage_samples, validation_items
+from cervixbatch.tools.quantize.card import (
+    StageCard,
+    agreement_figures,
+    make_card,
+    stage_card,
+    write_int8,
+)
+from cervixbatch.tools.quantize.search import quantize_stage, quantized_operations
 
-__all__ = [
-    "QuantizeOptions",
-    "StageCard",
-    "quantize_models",
-]
+__all__ = ["QuantizeOptions", "StageCard", "quantize_models"]
 
 log = structlog.get_logger(__name__)
 
-Floats = npt.NDArray[np.float32]
 _SYNTH_SIZE = (800, 600)  # the stages see 128-512 px inputs; synth takes ~1 s a photo
+# each try halves max_drop: the search returns more layers to float
+_TRIES = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,25 +64,14 @@ class QuantizeOptions:
     images: Path | None = None  # None: synthetic photos (a warning says so)
     count: int = 300  # calibration photos (NNCF's advice: about 300)
     held_out: int = 50  # photos for the agreement, never calibrated on
+    # calibration photos the search never sees, where its tries are checked (at most a
+    # fifth of the calibration photos; 0: no check, the first try is kept)
+    selection: int = 60
     seed: int = 0  # shuffles the photos before the split; seeds synthetic photos
     # how far the validation agreement may drop before the most sensitive layers go back
-    # to float (tools/int8_search.py); None: half the gate's margin, (1 - minimum) / 2;
-    # 0: plain post-training quantization, every layer in INT8
+    # to float (search.py); None: half the gate's margin, (1 - minimum) / 2; 0: plain
+    # post-training quantization, every layer in INT8, no further try
     max_drop: float | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StageCard:
-    """What quantizing one stage gave."""
-
-    stage: str
-    paths: Int8Paths
-    mean_dice: float
-    min_dice: float
-    worst_image: str
-    held_out: int
-    calibration: int
-    passed: bool  # mean_dice >= models.min_agreement_dice: the daemon will use it
 
 
 def quantize_models(
@@ -97,85 +86,141 @@ def quantize_models(
 
     say = on_progress or (lambda _text: None)
     cache = cache_folder(config)
+    positive = config.report.lesion_positive_threshold
+    minimum = config.models.min_agreement_dice
     with _photo_set(options) as (photos, description):
         calibration, held_out = _split(photos, options)
-        say(f"{len(calibration)} calibration photos, {len(held_out)} held out")
+        fit, selection = _selection_split(calibration, options.selection)
+        say(
+            f"{len(fit)} calibration photos, {len(selection)} more to choose among the "
+            f"tries, {len(held_out)} held out"
+        )
         refs = {"cervix": config.models.cervix, "lesion": config.models.lesion}
         float_models: dict[str, Any] = {}
         float_stages: dict[str, OpenVinoStage] = {}
         versions: dict[str, str] = {}
-        for name, ref in refs.items():
-            stage = Stage(name)
-            versions[name] = file_sha256(*model_files(ref, stage))
-            float_models[name] = float_ir(ref, stage, versions[name], cache)
-            float_stages[name] = OpenVinoStage(
-                compile_stage(float_models[name], config.batch.size, Precision.FLOAT32),
-                stage=stage,
+
+        def compiled(name: str, model: Any, precision: Precision) -> OpenVinoStage:
+            return OpenVinoStage(
+                compile_stage(model, config.batch.size, precision),
+                stage=Stage(name),
                 version=versions[name],
-                source=ref,
+                source=refs[name],
                 batch_size=config.batch.size,
-                precision=Precision.FLOAT32,
+                precision=precision,
             )
+
+        for name, ref in refs.items():
+            versions[name] = file_sha256(*model_files(ref, Stage(name)))
+            float_models[name] = float_ir(ref, Stage(name), versions[name], cache)
+            float_stages[name] = compiled(name, float_models[name], Precision.FLOAT32)
         pipeline = Pipeline(float_stages["cervix"], float_stages["lesion"], _settings(config))
         say("reading photos")
-        calib = stage_samples(pipeline, calibration, config.batch.size)
+        calib = stage_samples(pipeline, fit, config.batch.size)
         description["skipped"] = calib.skipped
         description["fingerprint"] = fingerprint(calibration)
+        chooser = _Selection(pipeline, selection, config.batch.size, positive, minimum)
         int8: dict[str, tuple[Any, OpenVinoStage]] = {}
         methods: dict[str, dict[str, Any]] = {}
-        max_drop = _max_drop(config, options)
-        for name, ref in refs.items():
+        tries: dict[str, list[dict[str, Any]]] = {}
+        for name in refs:
             inputs, _ = calib.of(name)
             if not inputs:
                 raise CervixbatchError(
                     f"no calibration input for the {name} stage: stage 1 found no cervix in "
                     "any calibration photo"
                 )
-            say(f"quantizing the {name} stage on {len(inputs)} inputs")
-            methods[name] = {"max_drop": max_drop}
-            quantized = quantize_stage(
-                float_models[name],
-                name,
-                inputs,
-                validation_items(float_stages[name], name, calib, pipeline.settings),
-                pipeline.settings,
-                max_drop=max_drop,
-            )
-            methods[name].update(quantized_operations(float_models[name], quantized))
-            int8[name] = (
-                quantized,
-                OpenVinoStage(
-                    compile_stage(quantized, config.batch.size, Precision.INT8),
-                    stage=Stage(name),
-                    version=versions[name],
-                    source=ref,
-                    batch_size=config.batch.size,
-                    precision=Precision.INT8,
-                ),
-            )
+            validation = validation_items(float_stages[name], name, calib, pipeline.settings)
+            tries[name] = []
+            for max_drop in _ladder(_max_drop(config, options)):
+                say(f"quantizing the {name} stage on {len(inputs)} inputs, max drop {max_drop}")
+                quantized = quantize_stage(
+                    float_models[name],
+                    name,
+                    inputs,
+                    validation,
+                    pipeline.settings,
+                    max_drop=max_drop,
+                    positive_threshold=positive,
+                )
+                int8[name] = (quantized, compiled(name, quantized, Precision.INT8))
+                methods[name] = {
+                    "max_drop": max_drop,
+                    **quantized_operations(float_models[name], quantized),
+                }
+                passed, figures = chooser.check(name, int8[name][1])
+                tries[name].append({**methods[name], "selection": figures, "passed": passed})
+                log.info("int8_try", stage=name, **tries[name][-1])
+                if passed:
+                    break
         say(f"comparing float32 and INT8 masks on {len(held_out)} held-out photos")
         agreed = mask_agreement(
-            pipeline, int8["cervix"][1], int8["lesion"][1], held_out, batch_size=config.batch.size
+            pipeline,
+            int8["cervix"][1],
+            int8["lesion"][1],
+            held_out,
+            batch_size=config.batch.size,
+            positive_threshold=positive,
         )
         cards = []
         for name, ref in refs.items():
-            card = _card(
+            card = make_card(
                 name,
                 float_model={"source": ref, "sha256": versions[name]},
                 calibration={**description, "inputs": len(calib.of(name)[0]), **methods[name]},
-                agreement=agreed[name],
-                threshold=_threshold(config, name),
+                agreement=agreement_figures(agreed[name], _threshold(config, name)),
+                selection=tries[name],
             )
             paths = int8_paths(ref, name, cache)
-            _write_int8(int8[name][0], card, paths)
-            cards.append(_summary(name, paths, card, config.models.min_agreement_dice))
+            write_int8(int8[name][0], card, paths)
+            cards.append(stage_card(name, paths, card, minimum))
             log.info(
                 "int8_model_written",
                 stage=name,
-                mean_dice=card["agreement"]["mean_dice"],
-                held_out=card["agreement"]["held_out"],
+                passed=cards[-1].passed,
+                reason=cards[-1].reason,
             )
     return cards
+
+
+class _Selection:
+    """The gate's figures of a stage's try on the selection photos, decoded once."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        photos: Sequence[Path],
+        batch_size: int,
+        positive: float,
+        minimum: float,
+    ) -> None:
+        self._pipeline = pipeline
+        self._batches = [
+            read_frames(pipeline, photos[start : start + batch_size])
+            for start in range(0, len(photos), batch_size)
+        ]
+        self._positive = positive
+        self._minimum = minimum
+
+    def check(self, stage: str, candidate: Any) -> tuple[bool, dict[str, Any]]:
+        """Whether ``candidate`` clears the gate on the selection photos (always, when
+        there are none), and its figures there."""
+        if not self._batches:
+            return True, {}
+        out = {
+            "cervix": StageAgreement(positive_threshold=self._positive),
+            "lesion": StageAgreement(positive_threshold=self._positive),
+        }
+        for frames, names in self._batches:
+            cervix = candidate if stage == "cervix" else None
+            lesion = candidate if stage == "lesion" else None
+            frames_agreement(self._pipeline, cervix, lesion, frames, names, out=out)
+        figures = agreement_figures(out[stage], "")
+        verdict = card_verdict({"agreement": figures}, stage=stage, minimum=self._minimum)
+        keep = ("held_out", "mean_dice", "min_dice", "decision_flips", "decision_flip_share")
+        return verdict.passed, {key: figures[key] for key in keep} | {
+            "max_lesion_fraction_change": figures["max_lesion_fraction_change"]
+        }
 
 
 # -- photos ----------------------------------------------------------------------------------
@@ -215,6 +260,21 @@ def _split(photos: Sequence[Path], options: QuantizeOptions) -> tuple[list[Path]
     return order[held : held + options.count], order[:held]
 
 
+def _selection_split(calibration: Sequence[Path], wanted: int) -> tuple[list[Path], list[Path]]:
+    """The calibration photos the search fits on, and those it never sees, where its tries
+    are checked: ``wanted`` at most, a fifth of the calibration photos at most."""
+    count = min(wanted, len(calibration) // 5)
+    return list(calibration[count:]), list(calibration[:count])
+
+
+def _ladder(max_drop: float) -> list[float]:
+    """The tries' ``max_drop``, loosest first (most layers in INT8: fastest); plain
+    quantization (0) is a single try."""
+    if max_drop <= 0:
+        return [0.0]
+    return [round(max_drop / 2**step, 6) for step in range(_TRIES)]
+
+
 def _settings(config: Config) -> PipelineSettings:
     return PipelineSettings.from_config(config.models)
 
@@ -232,87 +292,3 @@ def _threshold(config: Config, stage: str) -> float | str:
     if stage == "cervix":
         return config.models.cervix_threshold
     return config.models.lesion_threshold
-
-
-def _card(
-    stage: str,
-    *,
-    float_model: dict[str, str],
-    calibration: dict[str, Any],
-    agreement: StageAgreement,
-    threshold: float | str,
-) -> dict[str, Any]:
-    import nncf
-    import openvino as ov
-
-    summary = agreement.summary()
-    return {
-        "format": CARD_FORMAT,
-        "stage": stage,
-        "float_model": float_model,
-        "calibration": calibration,
-        "agreement": {
-            "held_out": summary["images"],
-            "threshold": threshold,
-            "mean_dice": summary["mean_dice"] if summary["images"] else 0.0,
-            "min_dice": summary["min_dice"] if summary["images"] else 0.0,
-            "largest_disagreement": {"image": summary["worst_image"], "dice": summary["min_dice"]}
-            if summary["images"]
-            else None,
-            "measured": (
-                "float32 vs INT8 on held-out photos (OpenVINO, this CPU): Dice of the masks "
-                "`process` writes, at full size, with only this stage's model swapped"
-            ),
-        },
-        "versions": {
-            "cervixbatch": __version__,
-            "openvino": ov.get_version(),
-            "nncf": nncf.__version__,
-        },
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def _write_int8(model: Any, card: dict[str, Any], paths: Int8Paths) -> None:
-    """IR and card into place: each file written to a temporary name and renamed, the card
-    last. A reader between the renames sees files that do not match the card: refused."""
-    import openvino as ov
-
-    from cervixbatch.model.stage import file_sha256
-
-    folder = paths.xml.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".int8-", dir=folder) as tmp:
-        staged = Path(tmp) / "model.xml"
-        ov.save_model(model, staged, compress_to_fp16=False)
-        staged_bin = staged.with_suffix(".bin")
-        card["int8_model"] = {
-            "xml": paths.xml.name,
-            "bin": paths.bin.name,
-            "xml_sha256": file_sha256(staged),
-            "bin_sha256": file_sha256(staged_bin),
-        }
-        staged_card = Path(tmp) / "card.json"
-        staged_card.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        # OpenVINO finds the weights by the XML's own name: NAME.xml reads NAME.bin
-        moves = ((staged_bin, paths.bin), (staged, paths.xml), (staged_card, paths.card))
-        for source, target in moves:
-            with source.open("rb") as handle:
-                os.fsync(handle.fileno())
-            source.replace(target)
-        fsync_dir(folder)  # the renames themselves reach the disk
-
-
-def _summary(stage: str, paths: Int8Paths, card: dict[str, Any], minimum: float) -> StageCard:
-    agreement_ = card["agreement"]
-    worst = agreement_["largest_disagreement"] or {"image": "", "dice": 0.0}
-    return StageCard(
-        stage=stage,
-        paths=paths,
-        mean_dice=agreement_["mean_dice"],
-        min_dice=agreement_["min_dice"],
-        worst_image=worst["image"],
-        held_out=agreement_["held_out"],
-        calibration=card["calibration"]["inputs"],
-        passed=agreement_["mean_dice"] >= minimum,
-    )

@@ -27,7 +27,13 @@ from cervixbatch.segmentation.roi import drop_small_regions
 from cervixbatch.segmentation.scores import dice
 from cervixbatch.segmentation.two_stage import PipelineSettings, cervix_component, lesion_cut
 
-__all__ = ["ValidationItem", "grid_mask", "quantize_stage", "quantized_operations"]
+__all__ = [
+    "ValidationItem",
+    "grid_mask",
+    "item_score",
+    "quantize_stage",
+    "quantized_operations",
+]
 
 Floats = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.uint8]
@@ -41,6 +47,22 @@ class ValidationItem:
     inputs: Floats
     reference: Mask  # the float model's cleaned mask on the grid
     min_cells: float = 0.0  # stage 2: min_lesion_fraction in grid cells for this photo
+    cervix_cells: float = 0.0  # stage 2: the photo's cervix area in grid cells (0: unknown)
+
+
+def item_score(
+    stage: str, item: ValidationItem, got: Mask, positive_threshold: float | None
+) -> float:
+    """One validation input's agreement: the Dice of the cleaned grid masks, and 0 where
+    the lesion decision flips (stage 2, the fraction of the cervix above the report's
+    threshold under one model and not the other), so that the search returns to float
+    first the layers that change a reader's answer, not only those that move borders."""
+    score = dice(item.reference, got)
+    if stage != "lesion" or positive_threshold is None or item.cervix_cells <= 0:
+        return score
+    was = int(item.reference.sum()) / item.cervix_cells > positive_threshold
+    now = int(got.sum()) / item.cervix_cells > positive_threshold
+    return score if was == now else 0.0
 
 
 def grid_mask(stage: str, prob: Floats, settings: PipelineSettings, min_cells: float = 0.0) -> Mask:
@@ -61,9 +83,11 @@ def quantize_stage(
     settings: PipelineSettings,
     *,
     max_drop: float,
+    positive_threshold: float | None = None,
 ) -> Any:
     """The INT8 OpenVINO model of one stage; with ``validation`` items and ``max_drop``
-    > 0, accuracy-controlled (see the module's docstring), else plain."""
+    > 0, accuracy-controlled (see the module's docstring), else plain. With
+    ``positive_threshold``, a stage-2 input whose lesion decision flips scores 0."""
     import nncf
 
     nncf.set_log_level(logging.WARNING)
@@ -77,9 +101,8 @@ def quantize_stage(
             scores = []
             for item in items:
                 prob = np.asarray(compiled(item.inputs[None])[0])[0]
-                scores.append(
-                    dice(item.reference, grid_mask(stage, prob, settings, item.min_cells))
-                )
+                got = grid_mask(stage, prob, settings, item.min_cells)
+                scores.append(item_score(stage, item, got, positive_threshold))
             return statistics.fmean(scores), scores
 
         return nncf.quantize_with_accuracy_control(
