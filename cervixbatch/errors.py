@@ -65,6 +65,26 @@ class RejectReason(enum.StrEnum):
     # segmented, never given a SEG or SC in its study.
     UNSUPPORTED_SOP_CLASS = "unsupported_sop_class"
 
+    @property
+    def final(self) -> bool:
+        """True when the reason is what the content *is*, which more bytes cannot change;
+        any other (truncated, empty, unreadable, changed...) may be a copy still written."""
+        return self in _FINAL_REJECTIONS
+
+
+_FINAL_REJECTIONS = frozenset(
+    {
+        RejectReason.UNSUPPORTED_FORMAT,
+        RejectReason.UNSUPPORTED_SOP_CLASS,
+        RejectReason.NO_PIXEL_DATA,
+        RejectReason.UNSUPPORTED_DICOM,
+        RejectReason.TOO_LARGE,
+        RejectReason.FILE_TOO_LARGE,
+        RejectReason.TOO_MANY_FRAMES,
+        RejectReason.TOO_SMALL,
+    }
+)
+
 
 class FailReason(enum.StrEnum):
     """Why an attempt at an input failed through no fault of the input: retried while

@@ -14,9 +14,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from cervixbatch.config import absolute_sqlite_url, load_config, sqlite_file
+from cervixbatch.delivery.disposal import FINAL_REJECTIONS, may_dispose
+from cervixbatch.errors import RejectReason
 from cervixbatch.intake.discovery import FileTooLargeError, hash_file
 from cervixbatch.intake.rules import own_paths
 from cervixbatch.model.loading import file_sha256
+from cervixbatchd.notify import status_line
 
 CASES = [
     ("sqlite:///state/cervixbatch.db", Path("state/cervixbatch.db")),
@@ -91,3 +94,25 @@ def test_input_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileTooLargeError):
         hash_file(photo, max_bytes=999)
     assert hash_file(photo, max_bytes=1000) == hashlib.sha256(b"x" * 1000).hexdigest()
+
+
+def test_final_rejections_are_the_reasons_that_say_what_the_content_is() -> None:
+    """``RejectReason.final`` marks the same eight codes the disposal lists, as strings."""
+    assert {str(reason) for reason in FINAL_REJECTIONS} == {
+        "unsupported_format",
+        "unsupported_sop_class",
+        "no_pixel_data",
+        "unsupported_dicom",
+        "too_large",
+        "file_too_large",
+        "too_many_frames",
+        "too_small",
+    }
+    assert may_dispose(None) and may_dispose("too_large") and not may_dispose("truncated")
+    assert not RejectReason.CHANGED.final and RejectReason.TOO_SMALL.final
+
+
+def test_status_words_come_from_the_status_enum() -> None:
+    """systemd's status line names every status in the Enum's order, as before."""
+    counts = {"queued": 1, "processing": 2, "done": 3, "rejected": 4, "failed": 5}
+    assert status_line(counts) == "1 queued, 2 processing, 3 done, 4 rejected, 5 failed"

@@ -11,6 +11,7 @@ import click
 
 from cervixbatch.cli.common import EXIT_FAILED, app_of, format_option, parse_date, setup_logging
 from cervixbatch.config import Config
+from cervixbatch.store.schema import Status
 
 __all__ = ["purge", "reprocess", "status"]
 
@@ -66,7 +67,7 @@ def status(ctx: click.Context, fmt: str, stale_after: float, max_queue_age: floa
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(["done", "rejected", "failed"]),
+    type=click.Choice([status.value for status in Status if status.terminal]),
     help="Inputs in this status (repeatable).",
 )
 @click.option(
@@ -100,7 +101,6 @@ def reprocess(
     from cervixbatch.ops.reprocess import apply_plan, plan_reprocess
     from cervixbatch.store.db import open_database
     from cervixbatch.store.reprocess import Selection
-    from cervixbatch.store.schema import Status
 
     config = app_of(ctx).config
     setup_logging(config)

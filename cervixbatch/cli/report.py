@@ -11,6 +11,7 @@ import click
 
 from cervixbatch.cli.common import app_of, parse_date, setup_logging
 from cervixbatch.config import Config
+from cervixbatch.store.schema import Status
 
 if TYPE_CHECKING:
     from cervixbatch.report.query import ReportFilter
@@ -36,7 +37,7 @@ __all__ = ["report"]
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(["queued", "processing", "done", "rejected", "failed"]),
+    type=click.Choice([status.value for status in Status]),
     help="Only inputs in this status (repeatable).",
 )
 @click.option("--reason", "reasons", multiple=True, help="Only inputs with this reason code.")
@@ -94,7 +95,6 @@ def report(
     """
     from cervixbatch.report.query import ReportFilter, collect, render_csv, render_json
     from cervixbatch.store.db import open_database
-    from cervixbatch.store.schema import Status
 
     config = app_of(ctx).config
     setup_logging(config)

@@ -8,13 +8,17 @@ import click
 
 from cervixbatch.cli.common import app_of, setup_logging
 from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of, mask_kind_option
+from cervixbatch.model.stage_names import Stage
 
 __all__ = ["train"]
 
 
 @click.command()
 @click.option(
-    "--stage", type=click.Choice(["cervix", "lesion"]), required=True, help="Which stage to train."
+    "--stage",
+    type=click.Choice([stage.value for stage in Stage]),
+    required=True,
+    help="Which stage to train.",
 )
 @click.option(
     "--images",
@@ -182,7 +186,6 @@ def train(
     from cervixbatch.model.framework import require_tensorflow
 
     require_tensorflow()
-    from cervixbatch.model.stage import Stage
     from cervixbatch.tools.training.options import TrainOptions
     from cervixbatch.tools.training.train import train_stage
 

@@ -20,6 +20,7 @@ the inbox copy goes.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 import structlog
 
 from cervixbatch.config import AfterAction
+from cervixbatch.errors import RejectReason
 from cervixbatch.outputs.atomic import FILE_MODE, atomic_file, fsync_dir
 from cervixbatch.outputs.outbox import DIR_MODE
 from cervixbatch.owner import OwnerState, owned_name, owner_state, parse_owned_name
@@ -52,20 +54,25 @@ log = structlog.get_logger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Hidden (the watcher ignores it) and owned: a file moved aside while it is disposed of.
 HELD_PREFIX = ".cervixbatch-held-"
-# Rejections about what the content is, which more bytes cannot change. Any other reason
+# Rejections about what the content is (``RejectReason.final``). Any other reason
 # (truncated, empty_file, unreadable, changed, one added later) keeps the file.
-FINAL_REJECTIONS = frozenset(
-    {
-        "unsupported_format",
-        "unsupported_sop_class",
-        "no_pixel_data",
-        "unsupported_dicom",
-        "too_large",
-        "file_too_large",
-        "too_many_frames",
-        "too_small",
-    }
-)
+FINAL_REJECTIONS = frozenset(reason for reason in RejectReason if reason.final)
+
+
+class _FileOutcome(enum.StrEnum):
+    """What disposing of one registered file came to."""
+
+    DISPOSED = "disposed"
+    CHANGED = "changed"  # not the file registered: a new one at the same place
+    GONE = "gone"
+
+
+class _HeldOutcome(enum.StrEnum):
+    """What a start did with a file a disposal had moved aside."""
+
+    RESTORED = "restored"
+    LEFT = "left"  # its owner may still run
+    IGNORED = "ignored"  # not a name this package gives
 
 
 def safe_name(name: str, limit: int = 80) -> str:
@@ -169,8 +176,8 @@ def _dispose_input(
                 "disposal_failed", input_id=input_id, action=after.value, error=exc.strerror
             )
             continue
-        handled += outcome == "disposed"
-        changed += outcome == "changed"
+        handled += outcome is _FileOutcome.DISPOSED
+        changed += outcome is _FileOutcome.CHANGED
     if changed:  # a new file at the same place: it is registered and processed on its own
         log.info("input_file_kept", input_id=input_id, why="file_changed", files=changed)
     return handled
@@ -184,23 +191,23 @@ def _is_registered(info: os.stat_result, identities: Sequence[SeenFile]) -> bool
 
 def _dispose_file(
     path: Path, identities: Sequence[SeenFile], input_id: int, after: AfterAction, archive: Path
-) -> str:
-    """Returns "disposed", "changed" (not the file registered) or "gone"."""
+) -> _FileOutcome:
+    """Removes (or archives) one file if it is still the one registered."""
     try:
         before = path.lstat()
     except FileNotFoundError:
-        return "gone"
+        return _FileOutcome.GONE
     if not _is_registered(before, identities):
-        return "changed"
+        return _FileOutcome.CHANGED
     held = path.with_name(owned_name(HELD_PREFIX, path.name))
     try:
         path.rename(held)  # atomic: from here on, what is checked is what is removed
     except FileNotFoundError:
-        return "gone"
+        return _FileOutcome.GONE
     moved = held.lstat()
     if moved.st_ino != before.st_ino or not _is_registered(moved, identities):
         _put_back(held, path)  # replaced between the look and the move
-        return "changed"
+        return _FileOutcome.CHANGED
     try:
         if after is AfterAction.DELETE:
             held.unlink()
@@ -210,7 +217,7 @@ def _dispose_file(
         _put_back(held, path)  # e.g. the archive is full: the file stays in the inbox
         raise
     fsync_dir(path.parent)
-    return "disposed"
+    return _FileOutcome.DISPOSED
 
 
 def _put_back(held: Path, path: Path) -> Path:
@@ -239,9 +246,9 @@ def restore_held_files(inbox: Path) -> int:
             try:
                 outcome = _restore_held(held)
             except (OSError, ValueError):
-                outcome = "left"
-            restored += outcome == "restored"
-            left += outcome == "left"
+                outcome = _HeldOutcome.LEFT
+            restored += outcome is _HeldOutcome.RESTORED
+            left += outcome is _HeldOutcome.LEFT
     except OSError as exc:  # a folder gone or unreadable while it was walked
         log.warning("inbox_walk_failed", error=exc.strerror)
     if restored:
@@ -251,17 +258,17 @@ def restore_held_files(inbox: Path) -> int:
     return restored
 
 
-def _restore_held(held: Path) -> str:
-    """Returns "restored", "left" (its owner may still run) or "ignored" (not ours)."""
+def _restore_held(held: Path) -> _HeldOutcome:
+    """Puts back one held file whose disposal died with its owner."""
     parsed = parse_owned_name(held.name, HELD_PREFIX)
     if parsed is None or held.is_symlink() or not held.is_file():
-        return "ignored"
+        return _HeldOutcome.IGNORED
     owner, original = parsed
     if owner_state(owner) is not OwnerState.DEAD:
-        return "left"
+        return _HeldOutcome.LEFT
     _put_back(held, held.with_name(original))
     fsync_dir(held.parent)
-    return "restored"
+    return _HeldOutcome.RESTORED
 
 
 def _archive(held: Path, name: str, input_id: int, archive: Path) -> None:

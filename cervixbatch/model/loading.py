@@ -17,6 +17,7 @@ from typing import Any
 
 from cervixbatch.errors import ModelError
 from cervixbatch.imaging.digest import feed_sha256
+from cervixbatch.model.stage_names import Stage
 
 __all__ = [
     "SEED_INPUT_SIZES",
@@ -32,7 +33,7 @@ __all__ = [
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # The seeds' working sizes: stage 1 at 128×128, stage 2 at 512×512 (the weights do not say).
-SEED_INPUT_SIZES = {"cervix": 128, "lesion": 512}
+SEED_INPUT_SIZES: dict[str, int] = {Stage.CERVIX: 128, Stage.LESION: 512}
 
 
 def file_sha256(*paths: Path) -> str:
@@ -201,7 +202,7 @@ def describe_file(path: Path, stage: str) -> str:
         layout = inspect_weights(path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return "unreadable"
-    width = "base_filters" if stage == "cervix" else "n_filters"
+    width = "base_filters" if stage == Stage.CERVIX else "n_filters"
     return (
         f"keras2-h5-weights: seed {stage} UNet ({width}={layout.filters}, "
         f"batchnorm={layout.batchnorms > 0}, head {layout.head_channels})"
@@ -267,7 +268,7 @@ def _build_seed(layout: WeightsLayout, stage: str, size: int) -> tuple[Any, str]
 
     if layout.head_kernel != (1, 1):
         raise ValueError(f"the last convolution is {layout.head_kernel}, not a 1×1 sigmoid head")
-    if stage == "cervix":
+    if stage == Stage.CERVIX:
         if layout.batchnorms or layout.transposed:
             raise ValueError(
                 "the weights have BatchNorm or transposed convolutions: they look like the "

@@ -6,6 +6,7 @@ import structlog
 
 from cervixbatch.config import Config
 from cervixbatch.model.loaded import Stages
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 
 __all__ = ["Stages", "load_stages", "pipeline_for"]
@@ -37,8 +38,8 @@ def load_stages(config: Config) -> Stages:
 
     options = LoadOptions.from_config(config)
     gpus = configure_tensorflow().gpus
-    cervix = load_predictor(config.models.cervix, "cervix", options, gpus=gpus)
-    lesion = load_predictor(config.models.lesion, "lesion", options, gpus=gpus)
+    cervix = load_predictor(config.models.cervix, Stage.CERVIX, options, gpus=gpus)
+    lesion = load_predictor(config.models.lesion, Stage.LESION, options, gpus=gpus)
     log.info(
         "models_loaded",
         cervix=cervix.version[:12],
@@ -48,8 +49,8 @@ def load_stages(config: Config) -> Stages:
         runtime=cervix.runtime.value,
         precision=cervix.precision.value,
         device=cervix.device,
-        cervix_model=_description(cervix, config.models.cervix, "cervix"),
-        lesion_model=_description(lesion, config.models.lesion, "lesion"),
+        cervix_model=_description(cervix, config.models.cervix, Stage.CERVIX),
+        lesion_model=_description(lesion, config.models.lesion, Stage.LESION),
     )
     cervix.warm_up()
     lesion.warm_up()
@@ -59,8 +60,8 @@ def load_stages(config: Config) -> Stages:
         cervix_version=cervix.version,
         lesion_version=lesion.version,
         precision=cervix.precision.value,
-        cervix_description=_description(cervix, config.models.cervix, "cervix"),
-        lesion_description=_description(lesion, config.models.lesion, "lesion"),
+        cervix_description=_description(cervix, config.models.cervix, Stage.CERVIX),
+        lesion_description=_description(lesion, config.models.lesion, Stage.LESION),
         runtime=cervix.runtime.value,
     )
 

@@ -25,6 +25,7 @@ from cervixbatch.model.device import (
     use_xla,
 )
 from cervixbatch.model.loading import LoadedModel, file_sha256, load_model_file
+from cervixbatch.model.stage_names import Stage
 
 __all__ = [
     "DEMO_DIR",
@@ -40,13 +41,6 @@ __all__ = [
 ]
 
 DEMO_DIR = Path(__file__).parent / "demo"
-
-
-class Stage(enum.StrEnum):
-    """The two stages of the pipeline."""
-
-    CERVIX = "cervix"
-    LESION = "lesion"
 
 
 class OutputReduction(enum.StrEnum):

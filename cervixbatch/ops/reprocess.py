@@ -24,7 +24,6 @@ from cervixbatch.config import Config
 from cervixbatch.intake.discovery import hash_file
 from cervixbatch.store import reprocess as store
 from cervixbatch.store.db import Database
-from cervixbatch.store.schema import Status
 
 __all__ = ["Decision", "Outcome", "Verdict", "apply_plan", "plan_reprocess"]
 
@@ -97,7 +96,7 @@ def apply_plan(db: Database, decisions: list[Decision], *, dry_run: bool) -> Out
 
 
 def _decide(candidate: store.Candidate, archive: _ArchiveIndex) -> Decision:
-    if candidate.status in {Status.QUEUED, Status.PROCESSING}:
+    if not candidate.status.terminal:
         return Decision(candidate, Verdict.ALREADY_QUEUED, f"already {candidate.status.value}")
     changed = 0
     for seen in candidate.sightings:

@@ -101,7 +101,7 @@ def _summary(data: ReportData) -> str:
     tiles += [
         _tile(s.value, f"{summary[s.value]:,}", cls=f"st-{s.value}")
         for s in Status
-        if summary[s.value] or s in {Status.DONE, Status.REJECTED, Status.FAILED}
+        if summary[s.value] or s.terminal
     ]
     share = stats.lesion_positive_share
     if share is not None:

@@ -161,7 +161,7 @@ def compute_stats(session: Session, report_filter: ReportFilter, threshold: floa
                 func.count(Input.finished_at),
                 func.min(Input.finished_at),
                 func.max(Input.finished_at),
-            ).where(Input.status.in_([Status.DONE, Status.REJECTED, Status.FAILED]))
+            ).where(Input.status.in_([s for s in Status if s.terminal]))
         )
     ).one()
 

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 __all__ = ["render_table"]
 
-_STATUS_STYLE = {
-    "done": "green",
-    "rejected": "yellow",
-    "failed": "bold red",
-    "queued": "cyan",
-    "processing": "blue",
+_STATUS_STYLE: dict[str, str] = {
+    Status.DONE: "green",
+    Status.REJECTED: "yellow",
+    Status.FAILED: "bold red",
+    Status.QUEUED: "cyan",
+    Status.PROCESSING: "blue",
 }
 _LABEL = "[bold]{:<12}[/]"
 

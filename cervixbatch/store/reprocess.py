@@ -28,7 +28,7 @@ __all__ = [
     "select_candidates",
 ]
 
-TERMINAL = (Status.DONE, Status.REJECTED, Status.FAILED)
+TERMINAL = tuple(status for status in Status if status.terminal)
 _CHUNK = 500  # ids per IN (...) list: far below every database's parameter limit
 
 

@@ -41,7 +41,7 @@ __all__ = [
     "purge_candidates",
 ]
 
-FORGETTABLE = (Status.DONE, Status.REJECTED, Status.FAILED)
+FORGETTABLE = tuple(status for status in Status if status.terminal)
 
 # A moment, or an age: "older than this" on the database's clock.
 Cutoff = dt.datetime | dt.timedelta

@@ -15,6 +15,8 @@ import time
 
 import structlog
 
+from cervixbatch.store.schema import Status
+
 __all__ = ["Notifier", "status_line"]
 
 log = structlog.get_logger("cervixbatchd")
@@ -29,7 +31,7 @@ class Notifier:
         self.watchdog_interval = _watchdog_interval(env)
         self._socket: socket.socket | None = None
         self._warned = False
-        # The main loop and the runner's heartbeat thread both send.
+        # The main loop and the lease keeper's thread both send.
         self._lock = threading.Lock()
 
     @property
@@ -117,5 +119,5 @@ def _watchdog_interval(env: os._Environ[str] | dict[str, str]) -> float | None:
 
 def status_line(counts: dict[str, int]) -> str:
     """The queue in the few words of systemd's STATUS= line."""
-    keys = ("queued", "processing", "done", "rejected", "failed")
+    keys = [status.value for status in Status]
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in keys)

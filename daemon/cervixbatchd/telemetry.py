@@ -146,7 +146,7 @@ class Telemetry:
                 self.batch_seconds.labels(step=step).observe(outcome.timings_ms[step] / 1000)
         for latency in getattr(outcome, "latencies_s", ()):
             self.latency.observe(latency)
-        for status in ("done", "rejected", "failed"):
+        for status in (s.value for s in Status if s.terminal):
             self.finished.labels(status=status).inc(getattr(outcome, status))
         self.last_batch.set(time.time())
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.tools.annotations.shapes import (
     CERVIX,
     Annotated,
@@ -73,7 +74,7 @@ def read_coco(  # noqa: C901 - one pass over a format with optional parts
 ) -> Iterable[Annotated | Problem]:
     """COCO JSON: categories mapped by ``labels``; an image with a bad annotation is
     skipped whole (half its truth would teach wrong masks)."""
-    categories: dict[Any, str | None] = {}
+    categories: dict[Any, Stage | None] = {}
     for cat in data.get("categories") or []:
         if isinstance(cat, dict) and "id" in cat:
             categories[cat["id"]] = labels.target(str(cat.get("name", "")))
@@ -117,8 +118,8 @@ def read_coco(  # noqa: C901 - one pass over a format with optional parts
 
 
 def _coco_annotation(
-    ann: Any, image: dict[str, Any] | None, categories: dict[Any, str | None]
-) -> tuple[str | None, list[Shape]]:
+    ann: Any, image: dict[str, Any] | None, categories: dict[Any, Stage | None]
+) -> tuple[Stage | None, list[Shape]]:
     if not isinstance(ann, dict):
         raise Skip("not an object")
     if image is None:
@@ -149,7 +150,7 @@ def _coco_polyline(polygon: Any, *, open_line: bool) -> bool:
     return open_line
 
 
-def _coco_shapes(ann: dict[str, Any], target: str, image: dict[str, Any]) -> list[Shape]:
+def _coco_shapes(ann: dict[str, Any], target: Stage, image: dict[str, Any]) -> list[Shape]:
     segmentation = ann.get("segmentation")
     if isinstance(segmentation, list) and segmentation:
         polygons = []
@@ -283,7 +284,7 @@ def _labelme_entry(raw: Any, labels: Labels) -> Shape | None:
     return _labelme_shape(raw, target) if target is not None else None
 
 
-def _labelme_shape(raw: dict[str, Any], target: str) -> Shape:
+def _labelme_shape(raw: dict[str, Any], target: Stage) -> Shape:
     kind = raw.get("shape_type") or "polygon"
     points = raw.get("points")
     if not isinstance(points, list) or not all(

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cervixbatch.errors import CervixbatchError
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.tools.annotations.outline import fill_outline, polyline_stroke, scaled_close_px
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "single_box",
 ]
 
-CERVIX, LESION = "cervix", "lesion"
+CERVIX, LESION = Stage.CERVIX, Stage.LESION  # what a shape outlines: a stage's target
 _SHIFT = 4  # cv2.fillPoly with 4 fractional bits: vertices placed to 1/16 pixel
 
 
@@ -37,10 +38,10 @@ _SHIFT = 4  # cv2.fillPoly with 4 fractional bits: vertices placed to 1/16 pixel
 class Labels:
     """Which category (COCO) or shape label (LabelMe) names mean cervix and lesion."""
 
-    cervix: tuple[str, ...] = (CERVIX,)
-    lesion: tuple[str, ...] = (LESION,)
+    cervix: tuple[str, ...] = (CERVIX.value,)
+    lesion: tuple[str, ...] = (LESION.value,)
 
-    def target(self, name: str) -> str | None:
+    def target(self, name: str) -> Stage | None:
         """``cervix``, ``lesion`` or None for a name that is neither (case-insensitive)."""
         folded = name.strip().casefold()
         if folded in {n.casefold() for n in self.cervix}:
@@ -54,7 +55,7 @@ class Labels:
 class Shape:
     """One annotated region in full-resolution pixels."""
 
-    target: str  # cervix | lesion
+    target: Stage
     kind: str  # box | polygon | mask | polyline (an outline stroke: LabelMe linestrip, ...)
     points: tuple[tuple[float, float], ...] = ()  # box: two corners (x0, y0), (x1, y1)
     mask: npt.NDArray[np.uint8] | None = None  # kind "mask" (COCO RLE): 0/1, H x W
