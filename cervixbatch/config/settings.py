@@ -114,7 +114,7 @@ class BatchConfig:
     size: int = 8
     max_wait_ms: int = 250
     max_attempts: int = 3  # transient failures are retried this often, then "failed"
-    # A claim lapses this long after its worker's last heartbeat (renewed 5x per period):
+    # A claim lapses this long after its worker's last lease renewal (renewed 5x per period):
     # a dead worker's inputs are taken over by the others within about 20 s.
     lease_seconds: float = 15.0
     stall_seconds: float = 600.0  # no progress this long in a batch: the worker is hung

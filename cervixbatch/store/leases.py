@@ -1,7 +1,7 @@
 """Leases: who holds a claimed input, until when, and taking claims over from the dead.
 
 A claim is a lease with an owner (host, boot, pid, process start time, a nonce) and an
-expiry computed with the database's clock. The owner's heartbeat renews it while it
+expiry computed with the database's clock. The owner's lease keeper renews it while it
 works; a worker that dies stops renewing, and once the lease runs out any worker may take
 its inputs over. Every takeover and every reset is a compare-and-set on the owner and
 expiry that were read, so a claim renewed or taken by someone else meanwhile is never

@@ -101,7 +101,8 @@ def record_beat(
     finished: int = 0,
     error: str | None = None,
 ) -> bool:
-    """Renews the heartbeat and what the worker reports; False when its row is gone."""
+    """Renews ``heartbeat_at`` (the worker's presence) and what it reports; False when
+    its row is gone."""
     values: dict[str, object] = {
         "heartbeat_at": db_now(),
         "paused": paused,

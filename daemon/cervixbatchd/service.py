@@ -142,9 +142,9 @@ class Service:
         self._presence = WorkerPresence.started(
             self._db, worker_id=self._runner.owner, kind="daemon", stages=stages, clock=self._clock
         )
-        # Inside a batch the heartbeat thread pings the watchdog and renews the worker row,
+        # Inside a batch the lease keeper's thread pings the watchdog and renews the worker row,
         # as long as the batch progresses.
-        self._runner.leases.set_beat(self._in_batch_heartbeat, self.notifier.watchdog_interval)
+        self._runner.leases.set_beat(self._signs_of_life_in_batch, self.notifier.watchdog_interval)
         self._runner.keepalive = self.notifier.watchdog  # while a commit waits out an outage
         self._retention = RetentionSweeper(self.config, self._db, clock=self._clock)
         if (metrics_address := self.config.metrics.listen_address) is not None:
@@ -192,7 +192,7 @@ class Service:
                 self._next_status = 0.0  # counts and the STATUS= line again, now
 
     def _step(self, interval: float | None) -> None:
-        """One turn of the loop: signals, discovery, the heartbeat, then a batch, a step of
+        """One turn of the loop: signals, discovery, the liveness report, then a batch, a step of
         retention, or a sleep."""
         if self.flags.take_reload():
             self._reload()
@@ -202,7 +202,7 @@ class Service:
         now = self._clock()
         if now >= self._next_rescan:
             self._scan("periodic")
-        self._heartbeat(now, interval)
+        self._report_liveness(now, interval)
         if self._batch_due(now):
             self._run_batch()
             return  # check the flags between two batches, never within one
@@ -319,7 +319,7 @@ class Service:
         if self._queued <= 0:
             return False
         if self._runner.paused is not None:
-            return False  # disk trouble: the heartbeat reports it, the queue waits
+            return False  # disk trouble: the liveness report says so, the queue waits
         if self._queued >= self.config.batch.size or self._pending_since is None:
             return True
         return now - self._pending_since >= self.config.batch.max_wait_ms / 1000
@@ -352,15 +352,16 @@ class Service:
             self._pending_since = self._clock()  # queued by a restart or another worker
         return counts.by_status
 
-    def _in_batch_heartbeat(self) -> None:
-        """From inside a batch (the runner's heartbeat thread): WATCHDOG=1 to systemd, and
-        the worker table's heartbeat (at most every few seconds)."""
+    def _signs_of_life_in_batch(self) -> None:
+        """From inside a batch (the lease keeper's thread): WATCHDOG=1 to systemd, and
+        the worker row's ``heartbeat_at`` (at most every few seconds)."""
         if self.notifier.watchdog_interval is not None:
             self.notifier.watchdog()
         if self._presence is not None:
             self._presence.beat()
 
-    def _heartbeat(self, now: float, interval: float | None) -> None:
+    def _report_liveness(self, now: float, interval: float | None) -> None:
+        """Between batches: the watchdog ping, the STATUS= line and the worker's presence."""
         if interval is not None and now >= self._next_watchdog:
             self.notifier.watchdog()
             self._next_watchdog = now + interval
