@@ -19,7 +19,7 @@ from cervixbatch.intake.registration import Registrar
 from cervixbatch.store import queue
 from cervixbatch.store.backlog import done_by_other_pair, statuses_of
 from cervixbatch.store.db import Database
-from cervixbatch.store.reprocess import requeue
+from cervixbatch.store.reprocess_queries import requeue
 from cervixbatch.store.schema import Status
 
 __all__ = ["hash_here", "register_sources", "tally_inputs"]

@@ -100,7 +100,7 @@ def reprocess(
     left as it is, with a reason (source_missing, source_changed)."""
     from cervixbatch.ops.reprocess import apply_plan, plan_reprocess
     from cervixbatch.store.db import open_database
-    from cervixbatch.store.reprocess import Selection
+    from cervixbatch.store.reprocess_queries import Selection
 
     config = app_of(ctx).config
     setup_logging(config)
@@ -193,7 +193,7 @@ def purge(ctx: click.Context, before: str, include_latest: bool, dry_run: bool, 
     result (outputs_purged_at); the rows stay. Lists every file it removes (or would)."""
     from cervixbatch.ops.retention import purge_outputs
     from cervixbatch.store.db import open_database
-    from cervixbatch.store.retention import latest_kept
+    from cervixbatch.store.retention_queries import latest_kept
 
     config = app_of(ctx).config
     setup_logging(config)

@@ -22,7 +22,7 @@ import structlog
 
 from cervixbatch.config import Config
 from cervixbatch.intake.discovery import hash_file
-from cervixbatch.store import reprocess as store
+from cervixbatch.store import reprocess_queries as store
 from cervixbatch.store.db import Database
 
 __all__ = ["Decision", "Outcome", "Verdict", "apply_plan", "plan_reprocess"]

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cervixbatch.config import Config
 from cervixbatch.intake.inbox_mark import InboxMark, inbox_problem, keep_mark
-from cervixbatch.store import retention as store
+from cervixbatch.store import retention_queries as store
 from cervixbatch.store.db import Database
 
 __all__ = ["PurgeReport", "RetentionSweeper", "forget_inputs", "purge_outputs"]

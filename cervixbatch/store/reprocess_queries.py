@@ -1,4 +1,4 @@
-"""Selecting inputs to run again, and putting them back in the queue.
+"""The SQL of reprocessing: selecting inputs to run again, and putting them back in the queue.
 
 An input is re-queued only from a terminal state (never while a worker holds it); its
 earlier results keep their rows. The next claim gives its new results the next run number

@@ -1,4 +1,4 @@
-"""Retention's queries: results whose output files may go, and inputs that may be forgotten.
+"""The SQL of retention: results whose output files may go, and inputs that may be forgotten.
 
 Callers work in small pages (``limit``, ``after_id``), one short transaction each, so a
 purge of months of outputs never holds the database long while the daemon works.
