@@ -30,12 +30,11 @@ from cervixbatch.backfill.totals import BackfillTotals, ProgressLine
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, FailReason
 from cervixbatch.model.pair import Stages
-from cervixbatch.outputs.frame_writer import FrameWriter
-from cervixbatch.store.db import open_configured
 from cervixbatch.worker.batch_state import BatchOutcome, WorkItem
-from cervixbatch.worker.commit import DISK_RETRY_SECONDS, AfterCommit, BatchCommit, commit_batch
+from cervixbatch.worker.commit import AfterCommit, BatchCommit
+from cervixbatch.worker.one_shot import one_shot_worker
 from cervixbatch.worker.presence import WorkerPresence
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 __all__ = ["Driver", "WaveSettings", "backfill_ray"]
 
@@ -69,32 +68,19 @@ def backfill_ray(
     sequential = dataclasses.replace(
         config, batch=dataclasses.replace(config.batch, pipeline=False)
     )
-    db = open_configured(config)
     totals = BackfillTotals(engine="ray")
-    presence: WorkerPresence | None = None
-    stop_reason, error = "error", None
     try:
-        stages = load_stages(config)  # here: the versions for the rows, the input shapes
-        with Runner(sequential, db, stages) as runner:
-            presence = WorkerPresence.started(
-                db, worker_id=runner.owner, kind="backfill", stages=stages
-            )
-            runner.leases.set_beat(presence.beat)
-            runner.recover()
+        with one_shot_worker(config, kind="backfill", runner_config=sequential) as run:
+            runner, stages = run.runner, run.stages
             pair = (stages.cervix_version, stages.lesion_version)
-            ids = register_sources(db, runner.registrar, candidates, totals, engine.hash, pair)
+            ids = register_sources(
+                runner.db, runner.registrar, candidates, totals, engine.hash, pair
+            )
             driver = Driver(runner, engine, config, stages, totals)
-            driver.run(wave.inputs, presence)
-            tally_inputs(db, ids, totals)
+            driver.run(wave.inputs, run.presence)
+            tally_inputs(runner.db, ids, totals)
             runner.outbox.remove_temp_files()  # temp files of a lost task's dead writer
-        stop_reason = "finished"
-    except BaseException as exc:
-        error = type(exc).__name__
-        raise
     finally:
-        if presence is not None:
-            presence.stop(stop_reason, error=error)
-        db.dispose()
         engine.close()
     totals.driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return totals
@@ -115,11 +101,10 @@ class Driver:
         self.engine = engine
         self.config = config
         self.totals = totals
-        shapes = shape_only(stages)
-        self.context = StageContext(config, shapes, runner.limits, runner.sop_filter)
-        self.writer = FrameWriter(config, runner.outbox, shapes)
+        self.phases = runner.phases
+        self.context = StageContext(config, shape_only(stages), runner.limits, runner.sop_filter)
+        # Results are not forwarded from a backfill: its own after-commit, without a forwarder.
         self.after = AfterCommit(config, runner.db, runner.outbox, runner.registrar, None)
-        self._paused_until = 0.0
 
     def run(self, wave_size: int, presence: WorkerPresence) -> None:
         """Until nothing is claimable: a wave at a time."""
@@ -152,8 +137,8 @@ class Driver:
     def claim(self, wave_size: int) -> list[WorkItem]:
         """Claims up to ``wave_size`` inputs, ``batch.size`` per claim (the runner's)."""
         runner, work = self.runner, list[WorkItem]()
-        while len(work) < wave_size and not self._paused():
-            claimed = runner.claim_work(time.perf_counter())
+        while len(work) < wave_size and self.phases.paused is None:
+            claimed = self.phases.claim(time.perf_counter())
             if not claimed:
                 break
             runner.leases.hold(item.claimed.id for item in claimed)
@@ -168,16 +153,7 @@ class Driver:
         runner.leases.release(item.claimed.id for item in work)
         clock = time.perf_counter()
         # input by input if the database refuses a row: one bad input fails alone
-        commit_batch(
-            runner.db,
-            work,
-            outcome,
-            owner=runner.owner,
-            max_attempts=self.config.batch.max_attempts,
-            writer=self.writer,
-            on_disk_error=self._pause,
-            shared_time=False,
-        )
+        self.phases.record(work, outcome, shared_time=False)
         self.after.run(work)
         totals.commit_seconds += time.perf_counter() - clock
         runner.leases.progress()
@@ -207,16 +183,10 @@ class Driver:
                 owner=self.runner.owner,
                 outcome=outcome,
                 max_attempts=self.config.batch.max_attempts,
-                writer=self.writer,
-                on_disk_error=self._pause,
+                writer=self.phases.writer,
+                on_disk_error=self.phases.pause_after_disk_error,
             )
             for item in left:
                 commit.record(item, ms=0.0)
         commit.events.replay(log)
         self.after.run(left)
-
-    def _pause(self) -> None:
-        self._paused_until = time.monotonic() + DISK_RETRY_SECONDS
-
-    def _paused(self) -> bool:
-        return self.runner.paused is not None or time.monotonic() < self._paused_until

@@ -29,6 +29,7 @@ from cervixbatch.intake.discovery import hash_file
 from cervixbatch.model.pair import Stages, load_stages, pipeline_for
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import Outbox
+from cervixbatch.worker.batch_state import Phase, Step, add_ms
 from cervixbatch.worker.phases import (
     finish_and_write,
     frame_jobs,
@@ -171,7 +172,7 @@ def read_batch(batch: Batch, context: StageContext) -> Batch:
         clock = time.perf_counter()
         read_item(item, context.limits, min_working_side=side, sop_filter=context.sop_filter)
         flight = InFlight(item, frame_jobs(item, pipeline))
-        flight.phase_ms["read"] = (time.perf_counter() - clock) * 1000
+        add_ms(flight.phase_ms, Phase.READ, clock)
         flight.note_memory()
         out.append(pack(flight))
     return {PAYLOAD: _column(out)}
@@ -221,9 +222,9 @@ class ModelStage:
             # The crop is a view of the frame: pickled on its own it would travel twice.
             light = dataclasses.replace(where, crop=None, stage2_input=None)
             job.stage1_input, job.located, job.lesion_prob = None, light, prob
-            job.timings_ms["stage1"] = (t1 - clock) * 1000 / count
-            job.timings_ms["locate"] = (t2 - t1) * 1000 / count
-            job.timings_ms["stage2"] = (t3 - t2) * 1000 / count
+            job.timings_ms[Step.STAGE1] = (t1 - clock) * 1000 / count
+            job.timings_ms[Step.LOCATE] = (t2 - t1) * 1000 / count
+            job.timings_ms[Step.STAGE2] = (t3 - t2) * 1000 / count
         return 1 + any(where.stage2_input is not None for where in located)
 
 
@@ -243,7 +244,7 @@ def write_batch(batch: Batch, context: StageContext) -> Batch:
         take_written(jobs, written, flight.phase_ms)
         flight.jobs = []
         _drop_pixels(flight.item)
-        flight.phase_ms["write"] = (time.perf_counter() - clock) * 1000
+        add_ms(flight.phase_ms, Phase.WRITE, clock)
         flight.note_memory()
         out.append(pack(flight))
     return {PAYLOAD: _column(out)}

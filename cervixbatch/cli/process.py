@@ -10,10 +10,10 @@ from pathlib import Path
 from cervixbatch.cli.progress import progress_bar
 from cervixbatch.config import Config
 from cervixbatch.intake.rules import InputRule, own_paths
-from cervixbatch.store.db import open_configured
 from cervixbatch.store.schema import Status
-from cervixbatch.worker.presence import WorkerPresence
-from cervixbatch.worker.runner import BatchOutcome, Runner, load_stages
+from cervixbatch.worker.batch_state import BatchOutcome
+from cervixbatch.worker.one_shot import one_shot_worker
+from cervixbatch.worker.runner import Runner
 
 __all__ = ["ProcessTotals", "process_paths"]
 
@@ -36,50 +36,30 @@ def process_paths(config: Config, paths: Sequence[Path]) -> ProcessTotals:
 
     Failures of ours are retried (``batch.max_attempts``) before an input counts as failed.
     """
-    db = open_configured(config)
     totals = ProcessTotals()
-    presence: WorkerPresence | None = None
-    stop_reason, error = "error", None
-    try:
-        stages = load_stages(config)
-        with Runner(config, db, stages) as runner:
-            presence = WorkerPresence.started(
-                db, worker_id=runner.owner, kind="process", stages=stages
-            )
-            runner.leases.set_beat(presence.beat)  # from the heartbeat thread, within batches
-            runner.recover()
-            ids: set[int] = set()
-            excluded = own_paths(config)
-            for root in paths:
-                for file in InputRule(root.resolve(), excluded=excluded).files():
-                    registration = runner.registrar.register(file)
-                    if registration is None:
-                        continue  # vanished or unreadable before it could be hashed
-                    totals.inputs += 1
-                    totals.known += not registration.created
-                    ids.add(registration.input_id)
-            queued = _count_queued(runner)
-            with progress_bar("process", total=queued) as advance:
+    with one_shot_worker(config, kind="process") as run:
+        runner = run.runner
+        ids: set[int] = set()
+        excluded = own_paths(config)
+        for root in paths:
+            for file in InputRule(root.resolve(), excluded=excluded).files():
+                registration = runner.registrar.register(file)
+                if registration is None:
+                    continue  # vanished or unreadable before it could be hashed
+                totals.inputs += 1
+                totals.known += not registration.created
+                ids.add(registration.input_id)
+        queued = _count_queued(runner)
+        with progress_bar("process", total=queued) as advance:
 
-                def on_batch(outcome: BatchOutcome) -> None:
-                    finished = outcome.done + outcome.rejected + outcome.failed
-                    advance(finished)
-                    assert presence is not None
-                    presence.finished(finished, failed=outcome.failed)
-                    presence.beat()
+            def on_batch(outcome: BatchOutcome) -> None:
+                advance(run.finished(outcome))
+                run.presence.beat()
 
-                runner.process_until_empty(on_batch=on_batch)
-            _tally(runner, ids, totals)
-            if totals.queued:
-                totals.paused = runner.paused
-            stop_reason = "finished"
-    except BaseException as exc:
-        error = type(exc).__name__
-        raise
-    finally:
-        if presence is not None:
-            presence.stop(stop_reason, error=error)
-        db.dispose()
+            runner.process_until_empty(on_batch=on_batch)
+        _tally(runner, ids, totals)
+        if totals.queued:
+            totals.paused = runner.paused
     return totals
 
 

@@ -1,9 +1,12 @@
 """A batch's state from claim to commit, shared by the runner's two schedules: each claimed
-input's work, the batch's outcome, and log events held back until the commit."""
+input's work, the batch's outcome, the names of its timed phases, and log events held back
+until the commit."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import time
 from typing import Any
 
 from cervixbatch.errors import FailReason, InputRejected
@@ -15,7 +18,33 @@ from cervixbatch.segmentation.two_stage import FrameResult
 from cervixbatch.store.queue import ClaimedInput
 from cervixbatch.store.schema import Status
 
-__all__ = ["BatchOutcome", "DeferredLog", "WorkItem"]
+__all__ = ["BatchOutcome", "DeferredLog", "Phase", "Step", "WorkItem", "add_ms"]
+
+
+class Phase(enum.StrEnum):
+    """A batch's phases, as its timings (``BatchOutcome.timings_ms``) and logs name them."""
+
+    CLAIM = "claim"
+    READ = "read"
+    SEGMENT = "segment"
+    WRITE = "write"
+    COMMIT = "commit"
+
+
+class Step(enum.StrEnum):
+    """A frame's steps when a schedule runs them apart (overlapped, Ray): their costs,
+    summed over frames, join a batch's phase timings."""
+
+    PREPROCESS = "preprocess"
+    STAGE1 = "stage1"
+    LOCATE = "locate"
+    STAGE2 = "stage2"
+    POSTPROCESS = "postprocess"
+
+
+def add_ms(timings_ms: dict[str, float], name: Phase | Step, since: float) -> None:
+    """Adds the milliseconds since ``since`` (``time.perf_counter``) to ``name``."""
+    timings_ms[name] = timings_ms.get(name, 0.0) + (time.perf_counter() - since) * 1000
 
 
 @dataclasses.dataclass(slots=True)

@@ -1,6 +1,6 @@
-"""The Runner's pipelined schedule: reading, segmenting and writing overlap across
-consecutive batches, so the accelerator is fed while the CPU decodes the batches after
-its own and encodes the ones before.
+"""The Runner's pipelined schedule (the default, ``batch.pipeline = true``): reading,
+segmenting and writing overlap across consecutive batches, so the accelerator is fed while
+the CPU decodes the batches after its own and encodes the ones before.
 
     claim (the caller's thread) → read (pool: decode, stage-1 input)
       → segment (one thread owns both model calls; ROI and crops in a pool meanwhile)
@@ -9,14 +9,14 @@ its own and encodes the ones before.
 At most :data:`DEPTH` batches are in flight (claimed and not yet handed back), so memory
 is bounded whatever the queue holds and claiming waits for room; and a batch is claimed
 only when the read stage is about to need it (:data:`READ_AHEAD`), so a worker never sits
-on photos another worker could be reading. Each stage takes batches
-in claim order, so batches commit in claim order. The sequential schedule's guarantees
-hold: a batch's outputs are on disk before its transaction says done (write precedes
-commit, both through the runner's :mod:`cervixbatch.worker.commit`); the leases of everything in
-flight are renewed while it is in flight; a crash leaves claims ``processing`` for
-recovery; :meth:`Overlap.finish_in_flight` (SIGTERM, close) lets what is in flight finish.
-A failed commit (the database's trouble) stops the pipeline: the error reaches the
-caller, later batches stay claimed for recovery, as before.
+on photos another worker could be reading. Each stage takes batches in claim order, so
+batches commit in claim order. The sequential schedule's guarantees hold: a batch's
+outputs are on disk before its transaction says done (write precedes commit, both through
+the worker's :class:`~cervixbatch.worker.batch_phases.BatchPhases`); the leases of
+everything in flight are renewed while it is in flight; a crash leaves claims
+``processing`` for recovery; :meth:`Overlap.finish_in_flight` (SIGTERM, close) lets what is
+in flight finish. A failed commit (the database's trouble) stops the pipeline: the error
+reaches the caller, later batches stay claimed for recovery, as before.
 """
 
 from __future__ import annotations
@@ -29,25 +29,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
 from cervixbatch.errors import FailReason
-from cervixbatch.outputs.outbox import FrameOutputs
-from cervixbatch.segmentation.two_stage import FrameResult, Located
-from cervixbatch.worker.batch_state import BatchOutcome, WorkItem
+from cervixbatch.segmentation.two_stage import Located
+from cervixbatch.worker.batch_phases import BatchPhases
+from cervixbatch.worker.batch_state import BatchOutcome, Phase, Step, WorkItem, add_ms
 from cervixbatch.worker.overlapped_jobs import FrameJob, InFlightBatch, StartedChunk
-from cervixbatch.worker.phases import finish_and_write, frame_jobs, take_written
-
-if TYPE_CHECKING:
-    from cervixbatch.worker.runner import Runner
+from cervixbatch.worker.phases import frame_jobs, take_written
 
 __all__ = ["DEPTH", "Overlap"]
 
-log = structlog.get_logger("cervixbatch.worker.runner")
+log = structlog.get_logger(__name__)
 
 # Batches in flight: one reading, one in the model calls and one whose crops are being
 # cut beside them, one writing; the fifth is being committed or waits for the caller.
@@ -61,10 +57,11 @@ Floats = npt.NDArray[np.float32]
 
 
 class Overlap:
-    """Runs a :class:`~cervixbatch.worker.runner.Runner`'s phases as concurrent stages."""
+    """Runs a worker's :class:`~cervixbatch.worker.batch_phases.BatchPhases` as
+    concurrent stages."""
 
-    def __init__(self, runner: Runner, workers: int) -> None:
-        self.runner = runner
+    def __init__(self, phases: BatchPhases) -> None:
+        self.phases = phases
         self._in_flight: collections.deque[InFlightBatch] = collections.deque()
         self._failure: BaseException | None = None
         self._closed = False
@@ -74,12 +71,14 @@ class Overlap:
         self._segmenting: queues.SimpleQueue[object] = queues.SimpleQueue()
         self._writing: queues.SimpleQueue[object] = queues.SimpleQueue()
         self._committing: queues.SimpleQueue[object] = queues.SimpleQueue()
-        self._locators = ThreadPoolExecutor(workers, thread_name_prefix="cervixbatch-locate")
+        self._locators = ThreadPoolExecutor(
+            phases.pools.read_workers, thread_name_prefix="cervixbatch-locate"
+        )
         stages = (
-            ("read", self._stage_loop, (self._reading, self._read, self._segmenting)),
-            ("segment", self._segment_loop, ()),
-            ("write", self._stage_loop, (self._writing, self._write, self._committing)),
-            ("commit", self._stage_loop, (self._committing, self._commit, None)),
+            (Phase.READ, self._stage_loop, (self._reading, self._read, self._segmenting)),
+            (Phase.SEGMENT, self._segment_loop, ()),
+            (Phase.WRITE, self._stage_loop, (self._writing, self._write, self._committing)),
+            (Phase.COMMIT, self._stage_loop, (self._committing, self._commit, None)),
         )
         self._threads = [
             threading.Thread(target=run, args=args, name=f"cervixbatch-{name}", daemon=True)
@@ -87,9 +86,9 @@ class Overlap:
         ]
         for thread in self._threads:
             thread.start()
-        # The runner's heartbeat: renews every held lease, pings the watchdog, and stops
+        # The worker's heartbeat: renews every held lease, pings the watchdog, and stops
         # both when no stage makes progress for batch.stall_seconds.
-        self._leases = runner.leases
+        self._leases = phases.leases
 
     @property
     def in_flight(self) -> int:
@@ -132,20 +131,20 @@ class Overlap:
         self._locators.shutdown(wait=True)
 
     def _top_up(self) -> None:
-        runner = self.runner
+        phases = self.phases
         while (
             len(self._in_flight) < DEPTH
             and sum(not b.read_started for b in self._in_flight) < READ_AHEAD
-            and runner.paused is None
+            and phases.paused is None
             and time.monotonic() - self._empty_at >= _RECLAIM_S
         ):
             clock = time.perf_counter()
-            work = runner.claim_work(clock)
+            work = phases.claim(clock)
             if not work:
                 self._empty_at = time.monotonic()
                 return
             batch = InFlightBatch(work=work, outcome=BatchOutcome(inputs=len(work)))
-            batch.timed("claim", clock)
+            batch.timed(Phase.CLAIM, clock)
             self._leases.hold(item.claimed.id for item in work)
             self._in_flight.append(batch)
             self._reading.put(batch)
@@ -202,14 +201,14 @@ class Overlap:
         batch.read_started = True
         self._wake.set()  # room for the next claim
         clock = time.perf_counter()
-        per_item = list(self.runner._readers.map(self._read_one, batch.work))
+        per_item = list(self.phases.pools.readers.map(self._read_one, batch.work))
         batch.frames = [job for jobs in per_item for job in jobs]
-        batch.timed("read", clock)
+        batch.timed(Phase.READ, clock)
 
     def _read_one(self, item: WorkItem) -> list[FrameJob]:
-        self.runner._read(item)
+        self.phases.read(item)
         self._leases.progress()
-        return frame_jobs(item, self.runner.pipeline)
+        return frame_jobs(item, self.phases.pipeline)
 
     def _segment_loop(self) -> None:
         try:
@@ -252,7 +251,7 @@ class Overlap:
     def _chunks(self, batch: InFlightBatch) -> list[tuple[InFlightBatch, list[FrameJob]]]:
         if self._failure is not None:
             return []
-        size = self.runner.config.batch.size
+        size = self.phases.config.batch.size
         chunks = [(batch, batch.frames[i : i + size]) for i in range(0, len(batch.frames), size)]
         batch.chunks_left = len(chunks)
         return chunks
@@ -260,7 +259,7 @@ class Overlap:
     def _start(self, batch: InFlightBatch, jobs: list[FrameJob]) -> StartedChunk | None:
         clock = time.perf_counter()
         self._leases.progress()  # a 1000-frame DICOM is long work, not a hung worker
-        pipeline = self.runner.pipeline
+        pipeline = self.phases.pipeline
         try:
             probs = pipeline.cervix.predict_batch(np.stack([job.stage1_input for job in jobs]))  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the chunk fails, the service goes on
@@ -269,18 +268,18 @@ class Overlap:
         per_frame = (time.perf_counter() - clock) * 1000 / len(jobs)
         for job in jobs:
             job.stage1_input = None
-            job.timings_ms["stage1"] = per_frame
+            job.timings_ms[Step.STAGE1] = per_frame
         located = [
             self._locators.submit(self._locate, job, prob)
             for job, prob in zip(jobs, probs, strict=True)
         ]
-        batch.timed("segment", clock)
+        batch.timed(Phase.SEGMENT, clock)
         return StartedChunk(batch, jobs, located)
 
     def _locate(self, job: FrameJob, prob: Floats) -> Located:
         clock = time.perf_counter()
-        located = self.runner.pipeline.locate(job.frame, prob)
-        job.timings_ms["locate"] = (time.perf_counter() - clock) * 1000
+        located = self.phases.pipeline.locate(job.frame, prob)
+        add_ms(job.timings_ms, Step.LOCATE, clock)
         return located
 
     def _complete(self, started: StartedChunk) -> None:
@@ -288,15 +287,15 @@ class Overlap:
         try:
             located = [future.result() for future in started.located]
             clock = time.perf_counter()
-            probs = self.runner.pipeline.stage2(located)
+            probs = self.phases.pipeline.stage2(located)
         except Exception as exc:  # noqa: BLE001 - the chunk fails, the service goes on
             self._chunk_failed(batch, jobs, exc)
             return
         per_frame = (time.perf_counter() - clock) * 1000 / len(jobs)
         for job, where, prob in zip(jobs, located, probs, strict=True):
             job.located, job.lesion_prob = where, prob
-            job.timings_ms["stage2"] = per_frame
-        batch.timed("segment", clock)
+            job.timings_ms[Step.STAGE2] = per_frame
+        batch.timed(Phase.SEGMENT, clock)
         batch.chunks_left -= 1
 
     def _chunk_failed(self, batch: InFlightBatch, jobs: Sequence[FrameJob], exc: Exception) -> None:
@@ -312,26 +311,14 @@ class Overlap:
     def _write(self, batch: InFlightBatch) -> None:
         clock = time.perf_counter()
         jobs = [job for job in batch.frames if job.item.decoded and job.item.failure is None]
-        written = list(self.runner._writers.map(self._write_one, jobs))
+        written = list(self.phases.pools.writers.map(self.phases.finish_and_write, jobs))
         take_written(jobs, written, batch.phase_ms)
         batch.frames = []  # decoded frames and inputs are no longer needed here
-        batch.timed("write", clock)
-
-    def _write_one(self, job: FrameJob) -> tuple[FrameResult | None, FrameOutputs | Exception]:
-        try:
-            return finish_and_write(job, self.runner.pipeline, self.runner._writer)
-        finally:
-            self._leases.progress()
+        batch.timed(Phase.WRITE, clock)
 
     def _commit(self, batch: InFlightBatch) -> None:
-        runner, outcome = self.runner, batch.outcome
-        clock = time.perf_counter()
         # Released before the commit: a renewal racing it would take its end for a lost lease.
         self._leases.release(item.claimed.id for item in batch.work)
-        runner._commit(batch.work, outcome)
+        self.phases.commit(batch.work, batch.outcome, batch.phase_ms)
         batch.committed = True
-        batch.timed("commit", clock)
-        runner._after_commit.run(batch.work)
-        outcome.frames = sum(len(item.results) for item in batch.work)
-        outcome.timings_ms = dict(batch.phase_ms)
-        outcome.log_done(log)
+        self.phases.after_commit(batch.work, batch.outcome, batch.phase_ms)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy.typing as npt
 
 from cervixbatch.imaging.frames import Frame
 from cervixbatch.segmentation.two_stage import Located
-from cervixbatch.worker.batch_state import BatchOutcome, WorkItem
+from cervixbatch.worker.batch_state import BatchOutcome, Phase, WorkItem, add_ms
 
 __all__ = ["FrameJob", "InFlightBatch", "StartedChunk"]
 
@@ -45,9 +44,9 @@ class InFlightBatch:
     read_started: bool = False
     finished: threading.Event = dataclasses.field(default_factory=threading.Event)
 
-    def timed(self, phase: str, since: float) -> None:
+    def timed(self, phase: Phase, since: float) -> None:
         """Adds the milliseconds since ``since`` to ``phase``."""
-        self.phase_ms[phase] = self.phase_ms.get(phase, 0.0) + (time.perf_counter() - since) * 1000
+        add_ms(self.phase_ms, phase, since)
 
 
 @dataclasses.dataclass(slots=True)

@@ -1,7 +1,7 @@
 """The per-input phases of a schedule that runs them apart from the runner: the Ray
 backfill (:mod:`cervixbatch.backfill`) runs each in a process of its own, so each is a
-plain function of what travels with the input (the same steps, in the same order, as the
-runner's ``_read``, the pipelined ``_read_one``, ``_write_one`` and ``_write``).
+plain function of what travels with the input (the same steps, in the same order, as
+:class:`~cervixbatch.worker.batch_phases.BatchPhases`, which the runner's schedules call).
 
     read_item → frame_jobs (stage-1 inputs) → [the two model calls] → finish_and_write
       → take_written (results and outputs onto the input, failures recorded)
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from cervixbatch.errors import FailReason, OutputError
 from cervixbatch.imaging.verified import read_registered
 from cervixbatch.outputs.outbox import FrameOutputs
+from cervixbatch.worker.batch_state import Step
 from cervixbatch.worker.overlapped_jobs import FrameJob
 
 if TYPE_CHECKING:
@@ -27,15 +28,13 @@ if TYPE_CHECKING:
     from cervixbatch.worker.batch_state import WorkItem
 
 __all__ = [
-    "STEPS",
     "finish_and_write",
     "frame_jobs",
     "read_item",
+    "take_frame",
     "take_written",
     "working_side",
 ]
-
-STEPS = ("preprocess", "stage1", "locate", "stage2", "postprocess")  # per frame, in timings
 
 
 def working_side(config: Config, lesion_input_size: tuple[int, int]) -> int | None:
@@ -81,7 +80,7 @@ def frame_jobs(item: WorkItem, pipeline: Pipeline) -> list[FrameJob]:
         for index, frame in enumerate(item.decoded.frames):
             clock = time.perf_counter()
             job = FrameJob(item, index, frame, pipeline.stage1_input(frame))
-            job.timings_ms["preprocess"] = (time.perf_counter() - clock) * 1000
+            job.timings_ms[Step.PREPROCESS] = (time.perf_counter() - clock) * 1000
             jobs.append(job)
     except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
         item.fail(FailReason.INTERNAL_ERROR, f"preprocessing failed: {type(exc).__name__}")
@@ -99,7 +98,7 @@ def finish_and_write(
     try:
         clock = time.perf_counter()
         result = pipeline.finish(job.frame, job.located, job.lesion_prob)  # type: ignore[arg-type]
-        job.timings_ms["postprocess"] = (time.perf_counter() - clock) * 1000
+        job.timings_ms[Step.POSTPROCESS] = (time.perf_counter() - clock) * 1000
         result.timings_ms = job.timings_ms
     except Exception as exc:  # noqa: BLE001 - one bad input never stops the batch
         return None, RuntimeError(f"post-processing failed: {type(exc).__name__}")
@@ -109,23 +108,30 @@ def finish_and_write(
         return result, exc
 
 
+def take_frame(
+    item: WorkItem, result: FrameResult | None, outputs: FrameOutputs | Exception
+) -> None:
+    """Puts one written frame's result and outputs on its input, or records why it failed
+    (its first failure stands: the disk's is retried without spending an attempt)."""
+    if result is not None:
+        item.results.append(result)
+    if isinstance(outputs, FrameOutputs):
+        item.outputs.append(outputs)
+    elif item.failure is None:
+        output_failed = isinstance(outputs, OutputError)  # else an error of ours
+        reason = FailReason.OUTPUT_ERROR if output_failed else FailReason.INTERNAL_ERROR
+        item.fail(reason, str(outputs))
+        item.transient = isinstance(outputs, OutputError) and outputs.transient
+
+
 def take_written(
     jobs: Sequence[FrameJob],
     written: Sequence[tuple[FrameResult | None, FrameOutputs | Exception]],
     phase_ms: dict[str, float],
 ) -> None:
-    """Puts each frame's result and outputs on its input, or records why it failed; adds
-    each step's cost (summed over frames) to ``phase_ms``."""
+    """Puts each frame's result and outputs on its input (:func:`take_frame`); adds each
+    step's cost (summed over frames: they overlap) to ``phase_ms``."""
     for job, (result, outputs) in zip(jobs, written, strict=True):
-        item = job.item
-        if result is not None:
-            item.results.append(result)
-        if isinstance(outputs, FrameOutputs):
-            item.outputs.append(outputs)
-        elif item.failure is None:
-            output_failed = isinstance(outputs, OutputError)  # else an error of ours
-            reason = FailReason.OUTPUT_ERROR if output_failed else FailReason.INTERNAL_ERROR
-            item.fail(reason, str(outputs))
-            item.transient = isinstance(outputs, OutputError) and outputs.transient
-        for step in STEPS:  # what each step cost, summed over frames (they overlap)
+        take_frame(job.item, result, outputs)
+        for step in Step:
             phase_ms[step] = phase_ms.get(step, 0.0) + job.timings_ms.get(step, 0.0)
