@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import click
 
-from cervixbatch.cli.common import app_of, setup_logging
+from cervixbatch.cli.common import app_of, precision_option, setup_logging
 from cervixbatch.config import LogLevel, Precision, Runtime
 
 __all__ = ["bench"]
@@ -46,11 +46,7 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
     "instead of seed-size models with random weights: speed and, with int8, an agreement "
     "that means something (quantized with accuracy control, as `quantize` does).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice([p.value for p in Precision]),
-    help="Override models.precision.",
-)
+@precision_option("Override models.precision.")
 @click.option(
     "--runtimes",
     "runtimes_text",

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cervixbatch.config import Config, load_config
+from cervixbatch.config import Config, Precision, load_config
 
 __all__ = [
     "EXIT_CONFIG",
@@ -20,6 +20,7 @@ __all__ = [
     "app_of",
     "format_option",
     "parse_date",
+    "precision_option",
     "setup_logging",
 ]
 
@@ -72,7 +73,7 @@ def parse_date(value: str | None, name: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
-def format_option(*choices: str) -> Callable[[F], F]:
+def format_option(*choices: str, help_text: str = "Output format.") -> Callable[[F], F]:
     """The shared ``--format`` option: the first choice is the default."""
     return click.option(
         "--format",
@@ -80,5 +81,13 @@ def format_option(*choices: str) -> Callable[[F], F]:
         type=click.Choice(choices),
         default=choices[0],
         show_default=True,
-        help="Output format.",
+        help=help_text,
+    )
+
+
+def precision_option(help_text: str) -> Callable[[F], F]:
+    """The shared ``--precision`` option: one of the models' precisions, or None (the
+    configured ``models.precision``)."""
+    return click.option(
+        "--precision", type=click.Choice([p.value for p in Precision]), help=help_text
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cervixbatch.cli.common import app_of, setup_logging
+from cervixbatch.cli.common import app_of, format_option, precision_option, setup_logging
 from cervixbatch.cli.labels import annotation_options, echo_problems, labels_of, mask_kind_option
 from cervixbatch.config import Precision, Runtime
 
@@ -40,19 +40,8 @@ __all__ = ["evaluate"]
     type=click.Choice([r.value for r in Runtime]),
     help="Override models.runtime (compare runtimes on the same labelled images).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice([p.value for p in Precision]),
-    help="Override models.precision (e.g. int8, after `cervixbatch quantize`).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people or JSON for scripts.",
-)
+@precision_option("Override models.precision (e.g. int8, after `cervixbatch quantize`).")
+@format_option("table", "json", help_text="A table for people or JSON for scripts.")
 @click.option(
     "--per-image",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cervixbatch.cli.common import app_of, parse_date, setup_logging
+from cervixbatch.cli.common import app_of, format_option, parse_date, setup_logging
 from cervixbatch.config import Config
 from cervixbatch.store.schema import Status
 
@@ -23,14 +23,7 @@ __all__ = ["report"]
 
 
 @click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "html"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("table", "json", "csv", "html")
 @click.option("--since", help="Only inputs found at or after this ISO date/time (UTC).")
 @click.option("--until", help="Only inputs found before this ISO date/time (UTC).")
 @click.option(

@@ -20,6 +20,7 @@ the inbox copy goes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import re
@@ -127,12 +128,11 @@ def dispose_batch(
     are removed with no commit between them)."""
     if after is AfterAction.KEEP:
         return {}
+    where = _Where(inbox, archive, after, db)
     handled: dict[int, int] = {}
     for input_id, reason in inputs:
         try:
-            files = _dispose_input(
-                input_id, reason, inbox=inbox, archive=archive, after=after, db=db
-            )
+            files = _dispose_input(input_id, reason, where)
         except Exception as exc:  # noqa: BLE001 - the result stands; the file stays
             log.warning("disposal_failed", input_id=input_id, error=type(exc).__name__)
             continue
@@ -148,32 +148,34 @@ def dispose_batch(
     return handled
 
 
-def _dispose_input(
-    input_id: int,
-    reason: str | None,
-    *,
-    inbox: Path,
-    archive: Path,
-    after: AfterAction,
-    db: Database,
-) -> int:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a batch's files are disposed of, and how: what every input of it shares."""
+
+    inbox: Path
+    archive: Path
+    after: AfterAction
+    db: Database
+
+
+def _dispose_input(input_id: int, reason: str | None, where: _Where) -> int:
     """Removes one input's files (not recorded); returns how many."""
     if not may_dispose(reason):
         log.info("input_file_kept", input_id=input_id, why="may_be_incomplete", reason=reason)
         return 0
-    with db.read_session() as session:
+    with where.db.read_session() as session:
         seen = seen_files(session, input_id)
     handled = changed = 0
     for path_text in dict.fromkeys(s.path for s in seen):
         path = Path(path_text)
-        if not _inside(path, inbox):
+        if not _inside(path, where.inbox):
             continue
         identities = [s for s in seen if s.path == path_text]
         try:
-            outcome = _dispose_file(path, identities, input_id, after, archive)
+            outcome = _dispose_file(path, identities, input_id, where.after, where.archive)
         except OSError as exc:
             log.warning(
-                "disposal_failed", input_id=input_id, action=after.value, error=exc.strerror
+                "disposal_failed", input_id=input_id, action=where.after.value, error=exc.strerror
             )
             continue
         handled += outcome is _FileOutcome.DISPOSED

@@ -27,11 +27,9 @@ def build_cervix_unet(
     output_channels: int = 1,
 ) -> Any:
     """Builds the stage-1 UNet (uncompiled). Defaults are the seed's sizes."""
-    import keras
     from keras import layers
 
-    _check_divisible(input_size, depth)
-    inputs = keras.Input((input_size, input_size, input_channels), name="image")
+    inputs = _image_input(input_size, input_channels, depth)
     x = inputs
     skips = []
     for level in range(depth):
@@ -42,10 +40,7 @@ def build_cervix_unet(
     for level in reversed(range(depth)):
         x = layers.concatenate([layers.UpSampling2D(size=(2, 2))(x), skips[level]], axis=-1)
         x = _double_conv(x, base_filters * 2**level)
-    outputs = layers.Conv2D(
-        output_channels, (1, 1), activation="sigmoid", dtype="float32", name="mask"
-    )(x)
-    return keras.Model(inputs=inputs, outputs=outputs, name="cervix_unet")
+    return _mask_model(inputs, x, output_channels, "cervix_unet")
 
 
 def build_lesion_unet(
@@ -59,11 +54,9 @@ def build_lesion_unet(
     output_channels: int = 1,
 ) -> Any:
     """Builds the stage-2 UNet (uncompiled). Defaults are the seed's sizes."""
-    import keras
     from keras import layers
 
-    _check_divisible(input_size, depth)
-    inputs = keras.Input((input_size, input_size, input_channels), name="image")
+    inputs = _image_input(input_size, input_channels, depth)
     x = inputs
     skips = []
     for level in range(depth):
@@ -78,10 +71,26 @@ def build_lesion_unet(
         x = layers.concatenate([x, skips[level]], axis=-1)
         x = layers.Dropout(dropout)(x)
         x = _conv2d_block(x, n_filters * 2**level, batchnorm=batchnorm)
+    return _mask_model(inputs, x, output_channels, "lesion_unet")
+
+
+def _image_input(input_size: int, input_channels: int, depth: int) -> Any:
+    """The square image input both UNets take (its side must halve ``depth`` times)."""
+    import keras
+
+    _check_divisible(input_size, depth)
+    return keras.Input((input_size, input_size, input_channels), name="image")
+
+
+def _mask_model(inputs: Any, x: Any, output_channels: int, name: str) -> Any:
+    """The sigmoid mask head (float32 under mixed precision) and the finished model."""
+    import keras
+    from keras import layers
+
     outputs = layers.Conv2D(
         output_channels, (1, 1), activation="sigmoid", dtype="float32", name="mask"
     )(x)
-    return keras.Model(inputs=inputs, outputs=outputs, name="lesion_unet")
+    return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
 def _double_conv(x: Any, filters: int) -> Any:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cervixbatch.ops.status import StatusReport, WorkerState
-from cervixbatch.report.formatting import format_duration
+from cervixbatch.report.formatting import format_duration, text_console
 
 __all__ = ["render_status_table"]
 
@@ -21,16 +20,7 @@ _LEG_LABEL = {"cstore": "C-STORE", "stow": "STOW-RS"}  # results sent to a PACS,
 def render_status_table(report: StatusReport, *, width: int = 120, colour: bool = False) -> str:
     """Plain text unless ``colour``; every value from the database escaped."""
     buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=width,
-        force_terminal=colour,
-        no_color=not colour,
-        color_system="auto" if colour else None,
-        highlight=False,
-        soft_wrap=False,
-        emoji=False,
-    )
+    console = text_console(buffer, width=width, colour=colour)
     verdict = (
         "[green]ok[/]" if report.healthy else "[bold red]" + "; ".join(report.problems) + "[/]"
     )

@@ -212,26 +212,24 @@ def _build_seg(
         source=MANUFACTURER,
         parameters={"cervix_model": versions["cervix"], "lesion_model": versions["lesion"]},
     )
+    # (number, label, category, type, colour, anatomic region): segment 1 the cervix,
+    # segment 2 the lesion, which lies in the cervix
+    segments = [
+        (1, "Cervix region", CERVIX_CATEGORY, CERVIX_TYPE, (0, 230, 90), None),
+        (2, "Acetowhite lesion", LESION_CATEGORY, LESION_TYPE, (255, 225, 0), [CERVIX_TYPE]),
+    ]
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=1,
-            segment_label="Cervix region",
-            segmented_property_category=CERVIX_CATEGORY,
-            segmented_property_type=CERVIX_TYPE,
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=category,
+            segmented_property_type=property_type,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            display_color=hd.color.CIELabColor.from_rgb(0, 230, 90),
-        ),
-        hd.seg.SegmentDescription(
-            segment_number=2,
-            segment_label="Acetowhite lesion",
-            segmented_property_category=LESION_CATEGORY,
-            segmented_property_type=LESION_TYPE,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-            anatomic_regions=[CERVIX_TYPE],
-            display_color=hd.color.CIELabColor.from_rgb(255, 225, 0),
-        ),
+            anatomic_regions=regions,
+            display_color=hd.color.CIELabColor.from_rgb(*colour),
+        )
+        for number, label, category, property_type, colour, regions in segments
     ]
     # (frames=1, rows, columns, segments=2): the "stacked segments" layout.
     stacked = np.stack([cervix_mask != 0, lesion_mask != 0], axis=-1)[np.newaxis].astype(np.uint8)

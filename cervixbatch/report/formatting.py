@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
+
 from cervixbatch.report.stats import ReportStats
 
-__all__ = ["format_duration", "format_ms", "format_rate"]
+__all__ = ["format_duration", "format_ms", "format_rate", "text_console"]
 
 
 def format_ms(ms: float) -> str:
@@ -35,3 +39,18 @@ def format_rate(stats: ReportStats) -> str | None:
     if stats.span_seconds >= 2 * 86400:
         return f"{per_hour * 24:,.0f} inputs/day"
     return f"{per_hour:,.1f} inputs/hour" if per_hour < 10 else f"{per_hour:,.0f} inputs/hour"
+
+
+def text_console(buffer: io.StringIO, *, width: int, colour: bool) -> Console:
+    """A rich console writing into ``buffer``: plain text unless ``colour``, and nothing
+    rich would add by itself (highlighting, emoji, soft wrapping)."""
+    return Console(
+        file=buffer,
+        width=width,
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,
+    )

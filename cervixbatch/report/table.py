@@ -10,11 +10,10 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cervixbatch.report.formatting import format_duration, format_ms, format_rate
+from cervixbatch.report.formatting import format_duration, format_ms, format_rate, text_console
 from cervixbatch.report.query import ReportData, display_path
 from cervixbatch.store.schema import Status
 
@@ -105,16 +104,7 @@ def render_table(
 ) -> str:
     """Render the summary and the items; plain text unless ``colour``."""
     buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=width or 120,
-        force_terminal=colour,
-        no_color=not colour,
-        color_system="auto" if colour else None,
-        highlight=False,
-        soft_wrap=False,
-        emoji=False,
-    )
+    console = text_console(buffer, width=width or 120, colour=colour)
     for line in _summary_lines(data):
         console.print(line, overflow="fold")
     if not data.items:

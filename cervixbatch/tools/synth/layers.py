@@ -69,7 +69,7 @@ class Ellipse:
 
 
 def f32(a: npt.ArrayLike) -> F32:
-    # NumPy keeps float32 when mixed with Python floats; the stubs think float64
+    """``a`` as float32 (NumPy keeps float32 with Python floats; the stubs think float64)."""
     return np.asarray(a, dtype=np.float32)
 
 

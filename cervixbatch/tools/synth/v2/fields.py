@@ -8,11 +8,13 @@ working width.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from cervixbatch.tools.synth.layers import Ellipse as FirstEllipse
+from cervixbatch.tools.synth.layers import f32
 
 __all__ = [
     "F32",
@@ -32,11 +34,6 @@ __all__ = [
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 REFERENCE_WIDTH = 1024
-
-
-def f32(a: npt.ArrayLike) -> F32:
-    """``a`` as float32 (NumPy keeps float32 with Python floats; the stubs think float64)."""
-    return np.asarray(a, dtype=np.float32)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,25 +64,9 @@ class Grid:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Ellipse:
-    """A rotated ellipse in working pixels."""
-
-    cx: float
-    cy: float
-    a: float
-    b: float
-    angle: float  # radians
-
-    def local(self, x: F32, y: F32) -> tuple[F32, F32]:
-        """Coordinates in units of the semi-axes (u along ``a``, v along ``b``)."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        dx, dy = x - self.cx, y - self.cy
-        return f32((dx * c + dy * s) / self.a), f32((dy * c - dx * s) / self.b)
-
-    def point(self, u: float, v: float) -> tuple[float, float]:
-        """The pixel at local coordinates (u, v)."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        return self.cx + u * self.a * c - v * self.b * s, self.cy + u * self.a * s + v * self.b * c
+class Ellipse(FirstEllipse):
+    """A rotated ellipse in working pixels, its distance computed in float32 throughout
+    (the first generation's stays as it was, so its photos keep their bytes)."""
 
     def inside(self, x: F32, y: F32) -> F32:
         """Approximate signed distance in pixels, positive inside (exact at the edge)."""
