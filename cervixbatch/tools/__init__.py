@@ -1,4 +1,7 @@
-"""Tools around the runtime: synthetic data, datasets, training, evaluation, benchmarks.
+"""Tools around the runtime, one package each: ``synth`` (synthetic data, two
+generations), ``training``, ``annotations``, ``evaluation``, ``quantize`` and ``bench``;
+``cards`` is the model card training writes. Their commands live in ``cli`` under the
+command's name.
 
-The runtime path (runner, daemon) never imports from here.
+The runtime path (worker, daemon) never imports from here.
 """
