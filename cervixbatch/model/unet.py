@@ -13,6 +13,7 @@ cross-entropy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["build_cervix_unet", "build_lesion_unet"]
@@ -29,17 +30,17 @@ def build_cervix_unet(
     """Builds the stage-1 UNet (uncompiled). Defaults are the seed's sizes."""
     from keras import layers
 
+    def block(x: Any, level: int) -> Any:
+        return _double_conv(x, base_filters * 2**level)
+
+    def down(x: Any, _level: int) -> Any:
+        return layers.MaxPooling2D(pool_size=(2, 2))(x)
+
+    def up(x: Any, skip: Any, _level: int) -> Any:
+        return layers.concatenate([layers.UpSampling2D(size=(2, 2))(x), skip], axis=-1)
+
     inputs = _image_input(input_size, input_channels, depth)
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = _double_conv(x, base_filters * 2**level)
-        skips.append(x)
-        x = layers.MaxPooling2D(pool_size=(2, 2))(x)
-    x = _double_conv(x, base_filters * 2**depth)
-    for level in reversed(range(depth)):
-        x = layers.concatenate([layers.UpSampling2D(size=(2, 2))(x), skips[level]], axis=-1)
-        x = _double_conv(x, base_filters * 2**level)
+    x = _u_shape(inputs, depth, block, down, up)
     return _mask_model(inputs, x, output_channels, "cervix_unet")
 
 
@@ -56,22 +57,43 @@ def build_lesion_unet(
     """Builds the stage-2 UNet (uncompiled). Defaults are the seed's sizes."""
     from keras import layers
 
-    inputs = _image_input(input_size, input_channels, depth)
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = _conv2d_block(x, n_filters * 2**level, batchnorm=batchnorm)
-        skips.append(x)
+    def block(x: Any, level: int) -> Any:
+        return _conv2d_block(x, n_filters * 2**level, batchnorm=batchnorm)
+
+    def down(x: Any, level: int) -> Any:
         x = layers.MaxPooling2D((2, 2))(x)
         # the seed drops half as much after the first level as after the deeper ones
-        x = layers.Dropout(dropout * 0.5 if level == 0 else dropout)(x)
-    x = _conv2d_block(x, n_filters * 2**depth, batchnorm=batchnorm)
-    for level in reversed(range(depth)):
+        return layers.Dropout(dropout * 0.5 if level == 0 else dropout)(x)
+
+    def up(x: Any, skip: Any, level: int) -> Any:
         x = layers.Conv2DTranspose(n_filters * 2**level, (3, 3), strides=(2, 2), padding="same")(x)
-        x = layers.concatenate([x, skips[level]], axis=-1)
-        x = layers.Dropout(dropout)(x)
-        x = _conv2d_block(x, n_filters * 2**level, batchnorm=batchnorm)
+        x = layers.concatenate([x, skip], axis=-1)
+        return layers.Dropout(dropout)(x)
+
+    inputs = _image_input(input_size, input_channels, depth)
+    x = _u_shape(inputs, depth, block, down, up)
     return _mask_model(inputs, x, output_channels, "lesion_unet")
+
+
+def _u_shape(
+    inputs: Any,
+    depth: int,
+    block: Callable[[Any, int], Any],
+    down: Callable[[Any, int], Any],
+    up: Callable[[Any, Any, int], Any],
+) -> Any:
+    """The U both seeds share, its layers made in the seeds' order: per level a block (kept
+    for the skip connection) and a way down; a block at the bottom; per level back up, the
+    way up joined with the level's skip, then a block."""
+    x, skips = inputs, []
+    for level in range(depth):
+        x = block(x, level)
+        skips.append(x)
+        x = down(x, level)
+    x = block(x, depth)
+    for level in reversed(range(depth)):
+        x = block(up(x, skips[level], level), level)
+    return x
 
 
 def _image_input(input_size: int, input_channels: int, depth: int) -> Any:
