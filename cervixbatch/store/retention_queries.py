@@ -108,7 +108,6 @@ def purge_candidates(
     )
     if not include_latest:
         query = query.where(not_(latest_run_only()))
-    active = {Status.QUEUED, Status.PROCESSING}
     return [
         PurgeCandidate(
             result_id=result.id,
@@ -116,7 +115,7 @@ def purge_candidates(
             run=result.run,
             frame=result.frame,
             created_at=result.created_at,
-            input_active=Status(status) in active,
+            input_active=not Status(status).terminal,
             paths=_paths(result),
         )
         for result, status in session.execute(query)
