@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from cervixbatch.cli.common import app_of
+
 __all__ = ["model_info"]
 
 
@@ -29,24 +31,40 @@ __all__ = ["model_info"]
     help="A line for people or JSON for scripts.",
 )
 @click.argument("model")
-def model_info(stage: str | None, input_size: int | None, fmt: str, model: str) -> None:
+@click.pass_context
+def model_info(
+    ctx: click.Context, stage: str | None, input_size: int | None, fmt: str, model: str
+) -> None:
     """Load a model file as the daemon would and say what it is (format, architecture,
     input, version), or why it cannot be loaded: check a file before configuring it.
 
     For ``builtin:demo``: each stage's card (architecture, version, the data it was trained
-    on, its intended use)."""
+    on, its intended use). For both: the precision ``models.precision`` gives it on this
+    machine under the configuration, and why (``auto``: the fastest whose agreement card
+    passes: INT8, else bfloat16, else float32)."""
     if model.startswith("builtin:"):
-        _builtin_info(model, stage, fmt)
+        _builtin_info(model, stage, fmt, ctx)
         return
     path = Path(model)
     if not path.is_file():
         raise click.BadParameter(f"file {model} does not exist", param_hint="MODEL")
     if stage is None:
         raise click.BadParameter("give the file's --stage", param_hint="--stage")
-    _file_info(path, stage, input_size, fmt)
+    _file_info(path, stage, input_size, fmt, ctx)
 
 
-def _builtin_info(ref: str, stage: str | None, fmt: str) -> None:
+def _precision(ctx: click.Context, ref: str, stage: str) -> str:
+    """The precision the configuration gives this model here, and why."""
+    from cervixbatch.errors import CervixbatchError
+    from cervixbatch.model.runtime import auto_choice
+
+    try:
+        return auto_choice(app_of(ctx).config, ref, stage)
+    except CervixbatchError as exc:
+        return f"unknown: {exc}"
+
+
+def _builtin_info(ref: str, stage: str | None, fmt: str, ctx: click.Context) -> None:
     """The shipped cards of ``builtin:demo``: what each stage is and what it learnt from."""
     import json
 
@@ -64,6 +82,7 @@ def _builtin_info(ref: str, stage: str | None, fmt: str) -> None:
             "version": card.get("shipped_as", {}).get("version_sha256"),
             "training_data": card.get("data", {}),
             "intended_use": card.get("intended_use"),
+            "precision": _precision(ctx, ref, name),
         }
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
@@ -77,10 +96,13 @@ def _builtin_info(ref: str, stage: str | None, fmt: str) -> None:
             f"{name}: {entry['architecture']} {entry['input_shape']}, version "
             f"{str(entry['version'])[:12]}\n  trained on: {trained_on} "
             f"({data.get('image_count', '?')} images)\n  use: {entry['intended_use']}"
+            f"\n  precision: {entry['precision']}"
         )
 
 
-def _file_info(model: Path, stage: str, input_size: int | None, fmt: str) -> None:
+def _file_info(
+    model: Path, stage: str, input_size: int | None, fmt: str, ctx: click.Context
+) -> None:
     import json
 
     from cervixbatch.model.device import configure_tensorflow
@@ -97,8 +119,12 @@ def _file_info(model: Path, stage: str, input_size: int | None, fmt: str) -> Non
         "output_channels": int(loaded.model.output_shape[-1]),
         "parameters": int(loaded.model.count_params()),
         "version": loaded.version,
+        "precision": _precision(ctx, str(model), stage),
     }
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{model.name}: {loaded.description}; version {loaded.version[:12]}")
+    click.echo(
+        f"{model.name}: {loaded.description}; version {loaded.version[:12]}\n"
+        f"  precision: {info['precision']}"
+    )

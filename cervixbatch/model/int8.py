@@ -87,13 +87,16 @@ def read_card(path: Path) -> dict[str, Any]:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(
-            f"no INT8 model card {path.name} in {path.parent}: run `cervixbatch quantize` "
+            f"no agreement card {path.name} in {path.parent}: run `cervixbatch quantize` "
             "(or choose another models.precision)"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"INT8 model card {path} cannot be read: {exc}") from exc
+        raise ModelError(f"agreement card {path} cannot be read: {exc}") from exc
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{path} is not an INT8 model card of this version ({CARD_FORMAT})")
+        raise ModelError(
+            f"{path} is not an agreement card of this version ({CARD_FORMAT}): run "
+            "`cervixbatch quantize` again"
+        )
     return card
 
 

@@ -25,6 +25,7 @@ import structlog
 
 from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ModelError
+from cervixbatch.model.auto_precision import PrecisionChoice, choose_precision
 from cervixbatch.model.device import CPU_BF16_AUTO
 from cervixbatch.model.int8 import check_int8_card, int8_paths
 from cervixbatch.model.options import LoadOptions
@@ -39,6 +40,7 @@ from cervixbatch.model.stage import (
 
 __all__ = [
     "OpenVinoStage",
+    "auto_bf16",
     "compile_stage",
     "convert_keras",
     "float_ir",
@@ -69,6 +71,7 @@ class OpenVinoStage:
         source: str,
         batch_size: int,
         precision: Precision,
+        precision_reason: str = "",
     ) -> None:
         import openvino as ov
 
@@ -77,6 +80,7 @@ class OpenVinoStage:
         self.source = source
         self.batch_size = batch_size
         self.precision = precision
+        self.precision_reason = precision_reason or f"{precision.value}: asked for"
         self.runtime = Runtime.OPENVINO
         self.device = "CPU"
         self._compiled = compiled
@@ -144,7 +148,8 @@ def load_openvino_stage(ref: str, stage: Stage, options: LoadOptions) -> OpenVin
         load_stage(ref, stage, batch_size=1, precision=Precision.FLOAT32)  # its clear error
         raise ModelError(f"{stage} model {ref} does not exist")  # pragma: no cover
     version = file_sha256(*files)
-    precision = _resolve_precision(options.precision)
+    choice = _resolve_precision(ref, stage, version, options)
+    precision = choice.precision
     if precision is Precision.INT8:
         paths = int8_paths(ref, stage, options.cache)
         check_int8_card(paths, stage=stage, version=version, minimum=options.min_agreement_dice)
@@ -166,25 +171,36 @@ def load_openvino_stage(ref: str, stage: Stage, options: LoadOptions) -> OpenVin
         source=ref,
         batch_size=options.batch_size,
         precision=precision,
+        precision_reason=choice.reason,
     )
     log.info(
         "openvino_stage_compiled",
         stage=str(stage),
         precision=precision.value,
+        why=choice.reason,
         requests=loaded._requests,  # noqa: SLF001
         images_per_request=loaded._slice,  # noqa: SLF001
     )
     return loaded
 
 
-def _resolve_precision(requested: Precision) -> Precision:
-    """``auto`` on OpenVINO: bfloat16 where the CPU computes it natively (the same measured
-    choice as TensorFlow's, ``model.device.CPU_BF16_AUTO``), float32 elsewhere. INT8 is
-    never automatic: it needs a quantized model and its agreement card."""
+def _resolve_precision(
+    ref: str, stage: Stage, version: str, options: LoadOptions
+) -> PrecisionChoice:
+    """``auto`` on OpenVINO: per stage, the fastest precision whose agreement card passes
+    (``model.auto_precision``: INT8, else bfloat16 where the CPU computes it natively,
+    else float32). Any other precision is what was asked for."""
+    requested = options.precision
     if requested is not Precision.AUTO:
-        return requested
-    native_bf16 = "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return Precision.MIXED_BFLOAT16 if native_bf16 and CPU_BF16_AUTO else Precision.FLOAT32
+        return PrecisionChoice(requested, f"{requested.value}: models.precision")
+    return choose_precision(ref, str(stage), version, options, cpu_bf16=auto_bf16())
+
+
+def auto_bf16() -> bool:
+    """Whether ``auto`` may consider bfloat16 here: OpenVINO computes it natively on this
+    CPU (AVX512_BF16, AMX) and the measured decision ``model.device.CPU_BF16_AUTO`` allows
+    it; emulated bfloat16 is slower than float32."""
+    return CPU_BF16_AUTO and "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def float_ir(

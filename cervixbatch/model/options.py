@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cervixbatch.config import OTSU, Config, Precision, Runtime
+from cervixbatch.config.database_url import sqlite_file
 
 if TYPE_CHECKING:
     from cervixbatch.model.stage import OutputReduction
@@ -67,8 +68,5 @@ def cache_folder(config: Config) -> Path | None:
     outside the configured folders."""
     if config.models.cache is not None:
         return config.models.cache
-    prefix = "sqlite:///"
-    url = config.database.url
-    if url.startswith(prefix) and not url[len(prefix) :].startswith(":memory:"):
-        return Path(url[len(prefix) :].split("?", 1)[0]).parent / "model-cache"
-    return None
+    database = sqlite_file(config.database.url)  # the one rule for a SQLite URL's file
+    return database.parent / "model-cache" if database is not None else None

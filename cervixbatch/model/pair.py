@@ -34,7 +34,7 @@ def load_stages(config: Config) -> Stages:
 
     require_tensorflow()  # missing or broken: one clear error, not an import traceback
     from cervixbatch.model.device import configure_tensorflow
-    from cervixbatch.model.runtime import LoadOptions, load_predictor
+    from cervixbatch.model.runtime import LoadOptions, load_predictor, precision_label
 
     options = LoadOptions.from_config(config)
     gpus = configure_tensorflow().gpus
@@ -47,7 +47,7 @@ def load_stages(config: Config) -> Stages:
         cervix_input=cervix.input_size,
         lesion_input=lesion.input_size,
         runtime=cervix.runtime.value,
-        precision=cervix.precision.value,
+        precision=precision_label(cervix.precision, lesion.precision),
         device=cervix.device,
         cervix_model=_description(cervix, config.models.cervix, Stage.CERVIX),
         lesion_model=_description(lesion, config.models.lesion, Stage.LESION),
@@ -59,7 +59,7 @@ def load_stages(config: Config) -> Stages:
         lesion=lesion,
         cervix_version=cervix.version,
         lesion_version=lesion.version,
-        precision=cervix.precision.value,
+        precision=precision_label(cervix.precision, lesion.precision),
         cervix_description=_description(cervix, config.models.cervix, Stage.CERVIX),
         lesion_description=_description(lesion, config.models.lesion, Stage.LESION),
         runtime=cervix.runtime.value,

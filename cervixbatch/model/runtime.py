@@ -14,16 +14,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from cervixbatch.config import Precision, Runtime
+from cervixbatch.config import Config, Precision, Runtime
 from cervixbatch.errors import ConfigError, ModelError
 from cervixbatch.model.options import LoadOptions, cache_folder
 
 __all__ = [
     "LoadOptions",
     "LoadedStage",
+    "auto_choice",
+    "auto_choices",
     "cache_folder",
     "load_predictor",
     "openvino_available",
+    "precision_label",
     "resolve_runtime",
 ]
 
@@ -106,3 +109,58 @@ def load_predictor(ref: str, stage: str, options: LoadOptions, *, gpus: int) -> 
         input_size=options.input_size(stage),
         reduction=options.reduction(stage),
     )
+
+
+_SHORT = {
+    Precision.FLOAT32: "f32",
+    Precision.MIXED_BFLOAT16: "bf16",
+    Precision.MIXED_FLOAT16: "f16",
+    Precision.INT8: "int8",
+}
+
+
+def precision_label(cervix: Precision, lesion: Precision) -> str:
+    """What results and workers record as the precision: one name where both stages run
+    at the same, else ``cervix/lesion`` in short (``int8/bf16``; ≤ 16 characters)."""
+    if cervix is lesion:
+        return cervix.value
+    return f"{_SHORT.get(cervix, cervix.value)}/{_SHORT.get(lesion, lesion.value)}"
+
+
+def auto_choices(config: Config) -> dict[str, str]:
+    """Per configured stage, what ``models.precision`` gives on this machine and why,
+    without loading a model: for ``model-info``, ``status`` and the report."""
+    return {
+        "cervix": auto_choice(config, config.models.cervix, "cervix"),
+        "lesion": auto_choice(config, config.models.lesion, "lesion"),
+    }
+
+
+def auto_choice(config: Config, ref: str, stage: str) -> str:
+    """What ``models.precision`` gives model ``ref`` of ``stage`` here, and why."""
+    options = LoadOptions.from_config(config)
+    if options.runtime is Runtime.TENSORFLOW or not openvino_available():
+        return f"{options.precision.value} on TensorFlow (agreement cards are OpenVINO's)"
+    if options.precision not in {Precision.AUTO, Precision.INT8}:
+        return f"{options.precision.value}: models.precision"
+    from cervixbatch.model.auto_precision import choose_precision
+    from cervixbatch.model.int8 import check_int8_card, int8_paths
+    from cervixbatch.model.openvino_rt import auto_bf16, model_files
+    from cervixbatch.model.stage import Stage, file_sha256
+
+    files = model_files(ref, Stage(stage))
+    if not all(path.is_file() for path in files):
+        return f"{ref} does not exist"
+    version = file_sha256(*files)
+    if options.precision is Precision.INT8:
+        try:
+            verdict = check_int8_card(
+                int8_paths(ref, stage, options.cache),
+                stage=stage,
+                version=version,
+                minimum=options.min_agreement_dice,
+            )
+        except ModelError as exc:
+            return f"int8 (models.precision) is refused: {exc}"
+        return f"int8 (models.precision), its card passes: {verdict.reason}"
+    return choose_precision(ref, stage, version, options, cpu_bf16=auto_bf16()).reason

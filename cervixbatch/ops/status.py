@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from cervixbatch.config import Config
+from cervixbatch.errors import CervixbatchError
 from cervixbatch.outputs.diskspace import free_mb
 from cervixbatch.store import overview, workers
 from cervixbatch.store.db import Database
@@ -90,6 +91,9 @@ class StatusReport:
     problems: tuple[str, ...]
     # results on their way to a PACS, per leg ("cstore", "stow") and state
     deliveries: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # per stage, the precision the configuration gives the models here and why
+    # (model.runtime.auto_choices: for "auto", the fastest whose agreement card passes)
+    precision: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -131,6 +135,7 @@ class StatusReport:
             },
             "last_error": self.last_error,
             "deliveries": self.deliveries,
+            "precision": self.precision,
             "thresholds": {
                 "stale_after_s": self.stale_after_s,
                 "max_queue_age_s": self.max_queue_age_s,
@@ -173,7 +178,19 @@ def gather_status(
         max_queue_age_s=max_queue_age_s,
         problems=tuple(problems),
         deliveries=deliveries,
+        precision=_precision(config),
     )
+
+
+def _precision(config: Config) -> dict[str, str]:
+    """Which precision each stage gets here, and why; what went wrong, where it cannot
+    be told (a missing model file, say)."""
+    from cervixbatch.model.runtime import auto_choices
+
+    try:
+        return auto_choices(config)
+    except CervixbatchError as exc:
+        return {"cervix": f"unknown: {exc}", "lesion": f"unknown: {exc}"}
 
 
 def _judge(row: workers.WorkerRow, now: dt.datetime, stale_after_s: float) -> WorkerStatus:

@@ -23,7 +23,14 @@ from cervixbatch.outputs.atomic import fsync_dir
 from cervixbatch.tools.quantize.agreement import StageAgreement
 from cervixbatch.version import __version__
 
-__all__ = ["StageCard", "agreement_figures", "make_card", "stage_card", "write_int8"]
+__all__ = [
+    "StageCard",
+    "agreement_figures",
+    "make_card",
+    "stage_card",
+    "write_bf16_card",
+    "write_int8",
+]
 
 MEASURED = (
     "float32 vs INT8 on held-out photos (OpenVINO, this CPU): Dice of the masks `process` "
@@ -130,6 +137,33 @@ def write_int8(model: Any, card: dict[str, Any], paths: Int8Paths) -> None:
                 os.fsync(handle.fileno())
             source.replace(target)
         fsync_dir(folder)  # the renames themselves reach the disk
+
+
+def write_bf16_card(
+    path: Path, stage: str, *, float_model: dict[str, str], agreement: dict[str, Any]
+) -> None:
+    """The agreement card of OpenVINO bfloat16 against float32 for one stage (no model
+    files: bfloat16 runs the float IR), written atomically; ``auto`` reads it."""
+    import openvino as ov
+
+    card = {
+        "format": CARD_FORMAT,
+        "stage": stage,
+        "precision": "bfloat16",
+        "float_model": float_model,
+        "agreement": {**agreement, "measured": MEASURED.replace("INT8", "OpenVINO bfloat16")},
+        "versions": {"cervixbatch": __version__, "openvino": ov.get_version()},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=".bf16-", delete=False
+    ) as handle:
+        handle.write(json.dumps(card, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    Path(handle.name).replace(path)
+    fsync_dir(path.parent)
 
 
 def stage_card(stage: str, paths: Int8Paths, card: dict[str, Any], minimum: float) -> StageCard:

@@ -29,13 +29,13 @@ import structlog
 from cervixbatch.config import Config, Precision
 from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.rules import InputRule
-from cervixbatch.model.int8 import card_verdict, int8_paths
+from cervixbatch.model.auto_precision import bf16_card_path
+from cervixbatch.model.int8 import Int8Paths, card_verdict, int8_paths
 from cervixbatch.model.options import cache_folder
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 from cervixbatch.tools.quantize.agreement import (
     StageAgreement,
     frames_agreement,
-    mask_agreement,
     read_frames,
 )
 from cervixbatch.tools.quantize.calibration import fingerprint, stage_samples, validation_items
@@ -44,6 +44,7 @@ from cervixbatch.tools.quantize.card import (
     agreement_figures,
     make_card,
     stage_card,
+    write_bf16_card,
     write_int8,
 )
 from cervixbatch.tools.quantize.search import quantize_stage, quantized_operations
@@ -81,7 +82,13 @@ def quantize_models(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[StageCard]:
     """Quantizes both configured stages and writes each INT8 model with its card."""
-    from cervixbatch.model.openvino_rt import OpenVinoStage, compile_stage, float_ir, model_files
+    from cervixbatch.model.openvino_rt import (
+        OpenVinoStage,
+        auto_bf16,
+        compile_stage,
+        float_ir,
+        model_files,
+    )
     from cervixbatch.model.stage import Stage, file_sha256
 
     say = on_progress or (lambda _text: None)
@@ -117,9 +124,8 @@ def quantize_models(
         pipeline = Pipeline(float_stages["cervix"], float_stages["lesion"], _settings(config))
         say("reading photos")
         calib = stage_samples(pipeline, fit, config.batch.size)
-        description["skipped"] = calib.skipped
-        description["fingerprint"] = fingerprint(calibration)
-        chooser = _Selection(pipeline, selection, config.batch.size, positive, minimum)
+        description |= {"skipped": calib.skipped, "fingerprint": fingerprint(calibration)}
+        chooser = _Decoded(pipeline, selection, config.batch.size, positive, minimum)
         int8: dict[str, tuple[Any, OpenVinoStage]] = {}
         methods: dict[str, dict[str, Any]] = {}
         tries: dict[str, list[dict[str, Any]]] = {}
@@ -148,20 +154,23 @@ def quantize_models(
                     "max_drop": max_drop,
                     **quantized_operations(float_models[name], quantized),
                 }
-                passed, figures = chooser.check(name, int8[name][1])
-                tries[name].append({**methods[name], "selection": figures, "passed": passed})
-                log.info("int8_try", stage=name, **tries[name][-1])
-                if passed:
+                tries[name].append(_try(name, methods[name], chooser, int8[name][1]))
+                if tries[name][-1]["passed"]:
                     break
         say(f"comparing float32 and INT8 masks on {len(held_out)} held-out photos")
-        agreed = mask_agreement(
-            pipeline,
-            int8["cervix"][1],
-            int8["lesion"][1],
-            held_out,
-            batch_size=config.batch.size,
-            positive_threshold=positive,
-        )
+        held = _Decoded(pipeline, held_out, config.batch.size, positive, minimum)
+        agreed = held.agreement(int8["cervix"][1], int8["lesion"][1])
+        if auto_bf16():  # else auto never runs bfloat16 here: nothing to measure
+            say(f"comparing float32 and bfloat16 masks on {len(held_out)} held-out photos")
+            bf16 = {n: compiled(n, float_models[n], Precision.MIXED_BFLOAT16) for n in refs}
+            bf16_agreed = held.agreement(bf16["cervix"], bf16["lesion"])
+            for name, ref in refs.items():
+                write_bf16_card(
+                    bf16_card_path(ref, name, cache),
+                    name,
+                    float_model={"source": ref, "sha256": versions[name]},
+                    agreement=agreement_figures(bf16_agreed[name], _threshold(config, name)),
+                )
         cards = []
         for name, ref in refs.items():
             card = make_card(
@@ -171,20 +180,31 @@ def quantize_models(
                 agreement=agreement_figures(agreed[name], _threshold(config, name)),
                 selection=tries[name],
             )
-            paths = int8_paths(ref, name, cache)
-            write_int8(int8[name][0], card, paths)
-            cards.append(stage_card(name, paths, card, minimum))
-            log.info(
-                "int8_model_written",
-                stage=name,
-                passed=cards[-1].passed,
-                reason=cards[-1].reason,
-            )
+            cards.append(_write(name, int8_paths(ref, name, cache), int8[name][0], card, minimum))
     return cards
 
 
-class _Selection:
-    """The gate's figures of a stage's try on the selection photos, decoded once."""
+def _write(
+    name: str, paths: Int8Paths, model: Any, card: dict[str, Any], minimum: float
+) -> StageCard:
+    """Writes one stage's INT8 model and card; its summary, with the gate's verdict."""
+    write_int8(model, card, paths)
+    summary = stage_card(name, paths, card, minimum)
+    log.info("int8_model_written", stage=name, passed=summary.passed, reason=summary.reason)
+    return summary
+
+
+def _try(name: str, method: dict[str, Any], chooser: _Decoded, stage: Any) -> dict[str, Any]:
+    """One try of the search, checked on the selection photos."""
+    passed, figures = chooser.check(name, stage)
+    tried = {**method, "selection": figures, "passed": passed}
+    log.info("int8_try", stage=name, **tried)
+    return tried
+
+
+class _Decoded:
+    """A set of photos decoded once, on which candidates are compared with the float
+    pipeline, one stage swapped at a time (``agreement.frames_agreement``)."""
 
     def __init__(
         self,
@@ -202,25 +222,35 @@ class _Selection:
         self._positive = positive
         self._minimum = minimum
 
-    def check(self, stage: str, candidate: Any) -> tuple[bool, dict[str, Any]]:
-        """Whether ``candidate`` clears the gate on the selection photos (always, when
-        there are none), and its figures there."""
-        if not self._batches:
-            return True, {}
+    def agreement(self, cervix: Any | None, lesion: Any | None) -> dict[str, StageAgreement]:
+        """Each given candidate's agreement with the float stage it replaces."""
         out = {
             "cervix": StageAgreement(positive_threshold=self._positive),
             "lesion": StageAgreement(positive_threshold=self._positive),
         }
         for frames, names in self._batches:
-            cervix = candidate if stage == "cervix" else None
-            lesion = candidate if stage == "lesion" else None
             frames_agreement(self._pipeline, cervix, lesion, frames, names, out=out)
-        figures = agreement_figures(out[stage], "")
+        return out
+
+    def check(self, stage: str, candidate: Any) -> tuple[bool, dict[str, Any]]:
+        """Whether ``candidate`` clears the gate on these photos (always, when there are
+        none), and its figures there."""
+        if not self._batches:
+            return True, {}
+        agreed = self.agreement(
+            candidate if stage == "cervix" else None, candidate if stage == "lesion" else None
+        )
+        figures = agreement_figures(agreed[stage], "")
         verdict = card_verdict({"agreement": figures}, stage=stage, minimum=self._minimum)
-        keep = ("held_out", "mean_dice", "min_dice", "decision_flips", "decision_flip_share")
-        return verdict.passed, {key: figures[key] for key in keep} | {
-            "max_lesion_fraction_change": figures["max_lesion_fraction_change"]
-        }
+        keep = (
+            "held_out",
+            "mean_dice",
+            "min_dice",
+            "decision_flips",
+            "decision_flip_share",
+            "max_lesion_fraction_change",
+        )
+        return verdict.passed, {key: figures[key] for key in keep}
 
 
 # -- photos ----------------------------------------------------------------------------------
