@@ -22,12 +22,12 @@ from sqlalchemy.engine import make_url
 from cervixbatch.config import is_sqlite_url, sqlite_file
 from cervixbatch.errors import StoreError
 from cervixbatch.outputs.atomic import atomic_path
+from cervixbatch.store.db import DB_FILE_MODE
 
 __all__ = ["BackupReport", "backup_sqlite", "pg_dump_command", "sqlite_source"]
 
 log = structlog.get_logger(__name__)
 
-BACKUP_MODE = 0o600  # the results are health data
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -65,7 +65,7 @@ def backup_sqlite(source: Path, target: Path, *, force: bool = False) -> BackupR
         raise StoreError(f"the folder {target.parent} does not exist")
     try:
         with atomic_path(target) as temp:  # removed on any error; fsynced and renamed on none
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, BACKUP_MODE)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DB_FILE_MODE)
             os.close(fd)
             report = _copy(source, temp)
     except OSError as exc:

@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from cervixbatch.config import AfterAction, Config, sqlite_file
 from cervixbatch.errors import StoreError
 
-__all__ = ["Database", "migrations_dir", "open_configured", "open_database"]
+__all__ = ["DB_FILE_MODE", "Database", "migrations_dir", "open_configured", "open_database"]
 
 log = structlog.get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x63627A6D  # an arbitrary, fixed advisory-lock key ("cbzm")
-DB_FILE_MODE = 0o600
+DB_FILE_MODE = 0o600  # the results are health data: the database and its copies, owner only
 _SYNCHRONOUS = "cervixbatch_synchronous"  # the level a connection runs with, in its info
 
 
