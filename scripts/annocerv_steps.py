@@ -14,7 +14,13 @@ Steps:
   annocerv-train     fine-tunes the demo lesion model on it, the validation split for epochs
   annocerv-evaluate  old and new lesion models on the validation split (Dice vs the filled
                      regions, boundary F vs the strokes, lesion share on negatives), the
-                     threshold chosen on it, and the synthetic held-out sets
+                     threshold chosen on it
+  annocerv-synthetic the same two on train_demo_models' synthetic held-out sets (unseen
+                     seed, green filter, plastic speculum, glare without lesion), the demo
+                     cervix stage in front of both → synthetic.json
+  annocerv-pack      only when the new model meets the validation goals, beats the old one
+                     there and is no worse on the synthetic sets (``--force`` overrides):
+                     the new lesion model → builtin:demo, its card naming AnnoCerv
 """
 
 from __future__ import annotations
@@ -251,7 +257,10 @@ def run_steps(data: Path | None, work: Path, steps: set[str], *, force: bool = F
         train(work)
     if "annocerv-evaluate" in steps:
         evaluate(data, work)
-    del force
+    if "annocerv-synthetic" in steps:
+        synthetic(work)
+    if "annocerv-pack" in steps:
+        pack(data, work, force=force)
 
 
 def evaluate(data: Path, work: Path) -> dict[str, Any]:
@@ -342,3 +351,110 @@ def evaluate_split(
             cv2.imwrite(str(masks / f"{stem}.png"), result.lesion_mask)
     (work / f"figures-{split}-{name}.json").write_text(json.dumps(figures, indent=1) + "\n")
     return figures
+
+
+SYNTHETIC_TOLERANCE = 0.02  # "no worse": a mean Dice at most this far under the old one
+
+
+def synthetic(work: Path) -> dict[str, Any]:
+    """Old and new lesion models, behind the demo cervix stage, on the synthetic held-out
+    sets of ``train_demo_models`` (cached per model files and set) → synthetic.json."""
+    import shutil
+
+    from train_demo_models import evaluate_all  # beside this file
+
+    pairs = {"old": work / "pair-old", "new": work / "pair-new"}
+    for folder in pairs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+        demo_keras("cervix", folder / "cervix.keras")
+    demo_keras("lesion", pairs["old"] / "lesion.keras")
+    shutil.copy(work / "models" / "lesion.keras", pairs["new"] / "lesion.keras")
+    figures = evaluate_all(work / "synthetic", pairs["new"], pairs["old"])
+    renamed = {
+        name: {("old" if k == "v1" else k): v for k, v in values.items()}
+        for name, values in figures.items()
+    }
+    (work / "synthetic.json").write_text(json.dumps(renamed, indent=2) + "\n")
+    return renamed
+
+
+def verdict(work: Path) -> dict[str, Any]:
+    """Whether the new lesion model may ship, and why (validation goals, old vs new)."""
+    validation = json.loads((work / "validation.json").read_text())
+    new, old = validation["new"]["figures"], validation["old"]["figures"]
+    goals = {
+        "boundary_f >= 0.5": (new["mean_boundary_f"] or 0.0) >= 0.5,
+        "dice_filled >= 0.5": (new["mean_dice_filled_or_partial"] or 0.0) >= 0.5,
+        "negatives_share <= 0.05": (new["mean_lesion_share_negatives"] or 1.0)
+        <= NEGATIVE_SHARE_GOAL,
+    }
+    better = (new["mean_boundary_f"] or 0.0) > (old["mean_boundary_f"] or 0.0) and (
+        new["mean_dice_filled_or_partial"] or 0.0
+    ) > (old["mean_dice_filled_or_partial"] or 0.0)
+    synthetic_sets = json.loads((work / "synthetic.json").read_text())
+    no_worse = {}
+    for name, values in synthetic_sets.items():
+        if "lesion" in values.get("new", {}):
+            gap = values["old"]["lesion"]["mean_dice"] - values["new"]["lesion"]["mean_dice"]
+            no_worse[name] = gap <= SYNTHETIC_TOLERANCE
+        elif "mean_lesion_fraction" in values.get("new", {}):
+            no_worse[name] = (
+                values["new"]["mean_lesion_fraction"]
+                <= values["old"]["mean_lesion_fraction"] + SYNTHETIC_TOLERANCE
+            )
+    return {
+        "goals": goals,
+        "better_on_validation": better,
+        "no_worse_on_synthetic": no_worse,
+        "ships": all(goals.values()) and better and all(no_worse.values()),
+    }
+
+
+def pack(data: Path, work: Path, *, force: bool) -> None:
+    """The new lesion model → builtin:demo with its card, when :func:`verdict` allows."""
+    import keras
+
+    sys.path.insert(0, str(REPO))
+    from cervixbatch.model import losses  # noqa: F401 - the custom objects keras loads
+    from cervixbatch.model.stage import Stage, pack_builtin
+
+    decision = verdict(work)
+    print(json.dumps(decision, indent=1), flush=True)
+    if not (decision["ships"] or force):
+        raise SystemExit("the AnnoCerv lesion model does not meet the goals: not packed")
+    model = keras.models.load_model(work / "models" / "lesion.keras", compile=False)
+    version = pack_builtin(model, DEMO, Stage.LESION)
+    card = json.loads((work / "models" / "lesion.card.json").read_text())
+    validation = json.loads((work / "validation.json").read_text())
+    card["shipped_as"] = {
+        "files": ["lesion.json", "lesion.weights.npz"],
+        "weights": "float16, cast to float32 on load",
+        "version_sha256": version,
+    }
+    card["data"] = {
+        "real": (
+            "AnnoCerv (iclx/AnnoCerv, CC BY 4.0), 384 px copies from "
+            "bhabigel/colposcopy-digital-atlas-processed: the train split (213 photos of "
+            "the patients in it; split by patient), outline strokes filled by "
+            "tools.annotations.outline.fill_outline (docs/annotations.md); photos whose "
+            "stroke could not be filled (undecided) left out"
+        ),
+        "synthetic": f"cervixbatch synth --count {SYNTH_COUNT} --seed {SYNTH_SEED} "
+        f"{' '.join(SYNTH_ARGS)} (the first {SYNTH_USED})",
+        "validation": "AnnoCerv validation split (43 photos, other patients): epochs, threshold",
+        "licence": "CC BY 4.0 — credit: AnnoCerv (see NOTICE)",
+        "photos": len(rows(data)),
+    }
+    card["training"]["initialised_from"] = "the synthetic builtin:demo lesion model, fine-tuned"
+    card["evaluation"] = {
+        "validation": {k: v["figures"] for k, v in validation.items()},
+        "threshold": validation["new"]["threshold"],
+        "synthetic_held_out": json.loads((work / "synthetic.json").read_text()),
+        "verdict": decision,
+    }
+    card["intended_use"] = (
+        "A demo: fine-tuned on 213 real colposcopy photos of one public data set, for trying "
+        "the software on real photos. NOT for clinical use; not validated clinically."
+    )
+    (DEMO / "lesion.card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"packed lesion: {version[:12]}")
