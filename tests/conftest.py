@@ -4,39 +4,20 @@ SQLite databases in ``tmp_path``, and a guard against leaked threads."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 import structlog
+from support.daemon import Daemon
+from support.models import analytic_model
+from support.tools import tool_missing
+
+from cervixbatch.store.db import Database, open_database
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REPO = Path(__file__).resolve().parent.parent
-
-ANALYTIC_SIZE = 64
-
-
-def _analytic_model(channels: int, weights: list[float], bias: float, name: str) -> Any:
-    """A real Keras model whose mask is a fixed function of colour: deterministic results
-    for end-to-end tests (one image input, sigmoid output of the same height and width)."""
-    import keras
-
-    inputs = keras.Input((ANALYTIC_SIZE, ANALYTIC_SIZE, channels))
-    conv = keras.layers.Conv2D(1, (1, 1), activation="sigmoid", name="mask")
-    outputs = conv(inputs)
-    conv.set_weights(
-        [
-            np.array(weights, dtype=np.float32).reshape(1, 1, channels, 1),
-            np.array([bias], dtype=np.float32),
-        ]
-    )
-    return keras.Model(inputs, outputs, name=name)
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +25,9 @@ def analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     """Stage models saved as .keras: cervix = red pixels, lesion = bright pixels."""
     folder = tmp_path_factory.mktemp("analytic_models")
     # cervix: sigmoid(24 R - 12) — the pink disc of `draw_photo` is red, the surround dark
-    cervix = _analytic_model(3, [24.0, 0.0, 0.0], -12.0, "analytic_cervix")
+    cervix = analytic_model(3, [24.0, 0.0, 0.0], -12.0, "analytic_cervix")
     # lesion: sigmoid(60 gray - 48) — only the near-white patch passes 0.8
-    lesion = _analytic_model(1, [60.0], -48.0, "analytic_lesion")
+    lesion = analytic_model(1, [60.0], -48.0, "analytic_lesion")
     paths = {"cervix": folder / "cervix.keras", "lesion": folder / "lesion.keras"}
     cervix.save(paths["cervix"])
     lesion.save(paths["lesion"])
@@ -58,35 +39,12 @@ def other_analytic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     """A second model pair with other thresholds (a wider cervix, a smaller lesion): its
     masks differ from :func:`analytic_models`' on the same photo."""
     folder = tmp_path_factory.mktemp("other_analytic_models")
-    cervix = _analytic_model(3, [20.0, 0.0, 0.0], -8.0, "other_cervix")
-    lesion = _analytic_model(1, [60.0], -54.0, "other_lesion")
+    cervix = analytic_model(3, [20.0, 0.0, 0.0], -8.0, "other_cervix")
+    lesion = analytic_model(1, [60.0], -54.0, "other_lesion")
     paths = {"cervix": folder / "cervix.keras", "lesion": folder / "lesion.keras"}
     cervix.save(paths["cervix"])
     lesion.save(paths["lesion"])
     return paths
-
-
-def draw_photo(
-    width: int = 320, height: int = 240, *, lesion: bool = True, seed: int = 0
-) -> np.ndarray:
-    """A simple RGB test photo: dark field, pink disc (the cervix), white patch (the lesion)."""
-    rng = np.random.default_rng(seed)
-    image = np.full((height, width, 3), 20, dtype=np.uint8)
-    centre = (width // 2 + int(rng.integers(-10, 10)), height // 2 + int(rng.integers(-10, 10)))
-    axes = (width // 4, height // 4)
-    cv2.ellipse(image, centre, axes, 0, 0, 360, (220, 120, 130), -1)
-    if lesion:
-        cv2.circle(image, centre, max(3, min(axes) // 3), (250, 250, 250), -1)
-    return image
-
-
-def write_photo(path: Path, rgb: np.ndarray) -> Path:
-    """Writes an RGB array as a JPEG or PNG (by the suffix)."""
-    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.tobytes())
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +52,14 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One OpenVINO model cache for the session: each model is converted once, not per test
     (the cache is keyed by the model file's sha256, so sharing it is what it is made for)."""
     return tmp_path_factory.mktemp("model_cache")
+
+
+@pytest.fixture(scope="session")
+def second_lesion_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another lesion model: a lower brightness threshold, so bigger lesions than the first."""
+    path = tmp_path_factory.mktemp("second_model") / "lesion_v2.keras"
+    analytic_model(1, [60.0], -36.0, "analytic_lesion_v2").save(path)
+    return path
 
 
 @pytest.fixture
@@ -169,27 +135,6 @@ def no_leaked_threads() -> Iterator[None]:
     assert not still, f"threads left running: {still}"
 
 
-# CI promises every tool the suite uses (.ci/run installs them): there, a missing tool is
-# a broken build, not a reason to skip.
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def tool_missing(reason: str) -> NoReturn:
-    """Skips the test on a user's machine, saying why; fails it in CI (``CI=true``)."""
-    if IN_CI:
-        pytest.fail(f"CI=true, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_executable(*names: str, install: str) -> str:
-    """The path of the first of ``names`` on PATH; otherwise :func:`tool_missing`."""
-    for name in names:
-        found = shutil.which(name)
-        if found is not None:
-            return found
-    tool_missing(f"{names[0]} is not installed ({install})")
-
-
 PG_ADMIN_URL = os.environ.get(
     "CERVIXBATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -237,6 +182,42 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Orthanc PACS (DICOMweb on) for the whole session: tests/orthanc_support.py."""
-    from orthanc_support import running_orthanc
+    from support.orthanc_support import running_orthanc
 
     yield from running_orthanc(tmp_path_factory)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same queue tests on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/queue.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = open_database(url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    """Starts daemons; whatever is still running at the end is killed."""
+    started: list[Daemon] = []
+
+    def start(
+        config: Path,
+        name: str = "daemon",
+        env: dict[str, str] | None = None,
+        *args: str,
+        fsync_delay: float | None = None,
+        cli: bool = False,
+    ) -> Daemon:
+        daemon = Daemon(config, name, env, *args, fsync_delay=fsync_delay, cli=cli)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(timeout=30)

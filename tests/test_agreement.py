@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fixed_maps import FixedMaps
+from support.fixed_maps import FixedMaps
 
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 from cervixbatch.tools.quantize.agreement import mask_agreement

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_daemon_service import Daemon, counts, daemons, photos, wait_for  # noqa: F401 - fixture
+from support.daemon import Daemon, counts, photos, wait_for
 
 from cervixbatch.delivery.disposal import HELD_PREFIX, restore_held_files
 from cervixbatch.outputs.atomic import TEMP_PREFIX

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import draw_photo, tool_missing, write_photo
+from support.photos import draw_photo, write_photo
+from support.tools import tool_missing
 
 pytestmark = pytest.mark.slow  # a Ray cluster of its own per test
 

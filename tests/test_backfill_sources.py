@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.backfill.sources import ManifestError, SourceRejection, expand_sources
 from cervixbatch.cli import main

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ANALYTIC_SIZE, draw_photo, write_photo
+from support.models import ANALYTIC_SIZE
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision

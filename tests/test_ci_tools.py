@@ -15,7 +15,7 @@ TESTS = Path(__file__).resolve().parent
 PROBE = """
 import sys
 sys.path.insert(0, {tests!r})
-from conftest import require_executable
+from support.tools import require_executable
 
 def test_needs_a_tool():
     require_executable("cervixbatch-no-such-tool", install="nowhere to get it")
@@ -49,12 +49,12 @@ def test_a_missing_tool_skips_with_its_reason_but_fails_in_ci(tmp_path: Path) ->
     assert "CI=true, but cervixbatch-no-such-tool is not installed" in ci.stdout
 
 
-@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")), ids=lambda p: p.name)
 def test_no_test_skips_on_a_missing_tool_by_itself(path: Path) -> None:
-    """Only conftest decides what a missing tool means: no test module looks tools up or
+    """Only support/tools.py decides what a missing tool means: no test module looks tools up or
     skips on its own account (which CI would never notice)."""
-    if path.name in {"conftest.py", Path(__file__).name}:
+    if path.relative_to(TESTS).as_posix() in {"support/tools.py", Path(__file__).name}:
         return
     text = path.read_text(encoding="utf-8")
-    assert "shutil.which(" not in text, "use conftest.require_executable"
-    assert not re.search(r"skipif\([^)]*which", text), "use conftest.require_executable"
+    assert "shutil.which(" not in text, "use support.tools.require_executable"
+    assert not re.search(r"skipif\([^)]*which", text), "use support.tools.require_executable"

@@ -8,9 +8,9 @@ import hashlib
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import draw_photo, write_photo
 from sqlalchemy import text
 from structlog.testing import capture_logs
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.config import load_config
 from cervixbatch.store.db import Database, open_database

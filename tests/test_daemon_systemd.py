@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_executable
+from support.tools import require_executable
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "cervixbatch.service"

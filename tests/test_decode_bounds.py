@@ -92,8 +92,8 @@ def test_a_float_tiff_decodes_without_float64_copies_of_the_whole_image() -> Non
 def _palette_dicom(path: Path, segments: list[int]) -> bytes:
     """A 64x64 PALETTE COLOR VL photograph whose three segmented lookup tables are the
     16-bit ``segments`` (a descriptor of 256 entries of 16 bits)."""
-    from dicom_fixtures import vl_image
     from pydicom.dataelem import DataElement
+    from support.dicom_fixtures import vl_image
 
     indices = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
     table = struct.pack(f"<{len(segments)}H", *segments)

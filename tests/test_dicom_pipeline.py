@@ -13,8 +13,6 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo
-from dicom_fixtures import VL_ENDOSCOPIC, vl_image
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
@@ -26,8 +24,11 @@ from pynetdicom.sop_class import (
     Verification,
     VLPhotographicImageStorage,
 )
-from test_daemon_service import Daemon, counts, daemons, wait_for  # noqa: F401 - fixture
-from test_dicom_scp import Receiver, free_port
+from support.daemon import Daemon, counts, wait_for
+from support.dicom_fixtures import VL_ENDOSCOPIC, vl_image
+from support.dicom_scp import Receiver
+from support.net import free_port
+from support.photos import draw_photo
 
 from cervixbatch.cli import main
 

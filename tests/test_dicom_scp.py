@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
-from pynetdicom import AE, evt
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pynetdicom import AE
 from pynetdicom.sop_class import (
     CTImageStorage,
     RTStructureSetStorage,
@@ -24,7 +22,9 @@ from pynetdicom.sop_class import (
     VideoEndoscopicImageStorage,
     VLPhotographicImageStorage,
 )
-from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
+from support.dicom_scp import Receiver, received, wait_idle
+from support.dicom_sources import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
+from support.net import free_port
 
 from cervixbatch.config import Config, DicomConfig
 from cervixbatch.config.addresses import DicomPeer, parse_socket_address
@@ -38,13 +38,6 @@ from cervixbatchd.scp import INBOX_SUBFOLDER, StorageSCP
 
 MPEG2 = "1.2.840.10008.1.2.4.100"
 VERSIONS = {"cervix": "a" * 64, "lesion": "b" * 64}
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (pynetdicom cannot bind port 0 and report it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -88,17 +81,6 @@ def scu(title: str = "COLPOSCOPE") -> AE:
 def associate(ae: AE, server: StorageSCP):
     host, port = server.address
     return ae.associate(host, port, ae_title="CERVIXBATCH")
-
-
-def wait_idle(server: StorageSCP, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.active_associations and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.active_associations == 0
-
-
-def received(server: StorageSCP) -> list[Path]:
-    return sorted(server.folder.iterdir())
 
 
 def test_stores_photo_and_multiframe_video_durably_and_answers_echo(
@@ -309,34 +291,6 @@ def test_stop_frees_the_port_and_start_clears_stale_temp_files(tmp_path: Path) -
         StorageSCP(Config(dicom=DicomConfig(listen="nohost")), tmp_path)
     with pytest.raises(ConfigError, match="ae_title"):
         StorageSCP(Config(dicom=DicomConfig(listen=listen, ae_title="X" * 17)), tmp_path).start()
-
-
-class Receiver:
-    """A bare pynetdicom Storage SCP standing in for a PACS."""
-
-    def __init__(self, sop_classes: list[str]) -> None:
-        self.datasets: list[Dataset] = []
-        self.callers: list[str] = []
-        self.port = free_port()
-        self.ae = AE(ae_title="PACS")
-        for sop_class in sop_classes:
-            self.ae.add_supported_context(
-                sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-            )
-        self._lock = threading.Lock()
-        self.server = self.ae.start_server(
-            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
-        )
-
-    def _store(self, event: evt.Event) -> int:
-        with self._lock:
-            self.datasets.append(event.dataset)
-            self.callers.append(str(event.assoc.requestor.ae_title))
-        return 0x0000
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.ae.shutdown()
 
 
 @pytest.fixture

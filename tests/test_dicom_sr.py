@@ -11,9 +11,9 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from conftest import require_executable
 from pydicom.sr.coding import Code
-from test_dicom_out import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
+from support.dicom_sources import VIDEO_ENDOSCOPIC, VL_PHOTOGRAPHIC, make_source
+from support.tools import require_executable
 
 from cervixbatch.outputs.dicom import write_dicom_results
 from cervixbatch.outputs.dicom_sr import AREA, SR_NAME, write_dicom_sr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import AfterAction

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import require_executable
 from sqlalchemy import text
-from test_daemon_service import photos
+from support.daemon import photos
+from support.tools import require_executable
 
 from cervixbatch.config import load_config
 from cervixbatch.store.db import open_configured

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import draw_photo
-from dicom_fixtures import vl_image
 from sqlalchemy import create_engine, text
-from test_daemon_service import Daemon, daemons, wait_for  # noqa: F401 - fixture
+from support.daemon import Daemon, wait_for
+from support.dicom_fixtures import vl_image
+from support.photos import draw_photo
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pg_cluster import OwnCluster
 from sqlalchemy import create_engine, text
-from test_daemon_service import Daemon, daemons, photos, wait_for  # noqa: F401 - fixture
+from support.daemon import Daemon, photos, wait_for
+from support.pg_cluster import OwnCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 

@@ -8,11 +8,10 @@ import signal
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import draw_photo
-from dicom_fixtures import out_of_standard_header, vl_image
 from sqlalchemy import create_engine, text
-from test_daemon_service import Daemon, daemons, photos, wait_for  # noqa: F401 - fixture
-from test_scale_out import _pg_counts
+from support.daemon import Daemon, pg_counts, photos, wait_for
+from support.dicom_fixtures import out_of_standard_header, vl_image
+from support.photos import draw_photo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,7 +59,7 @@ def test_out_of_standard_dicom_headers_on_two_workers(
         for worker in workers:
             if worker.process.poll() is not None:
                 pytest.fail(f"a worker exited\n{worker.diagnostics()}")
-        return _pg_counts(postgres_url) == {"done": PHOTOS + POISON}
+        return pg_counts(postgres_url) == {"done": PHOTOS + POISON}
 
     wait_for(all_done, 240, "every input done")
     engine = create_engine(postgres_url)

@@ -11,8 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo
-from dicom_fixtures import out_of_standard_header, vl_image
+from support.dicom_fixtures import out_of_standard_header, vl_image
+from support.photos import draw_photo
 
 from cervixbatch.cli import main
 from cervixbatch.errors import DicomOutputSkipped, InputRejected

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
-from hostile_corpus import ESCAPE, MAX_FILE_MB, PATIENT_NAME, CorpusFile, drop, sha256
 from sqlalchemy.exc import OperationalError
+from support.hostile_corpus import ESCAPE, MAX_FILE_MB, PATIENT_NAME, CorpusFile, drop, sha256
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config

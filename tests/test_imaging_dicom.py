@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pydicom
 import pytest
-from imaging_fixtures import bundled, dicom_file, write
+from support.imaging_fixtures import bundled, dicom_file, write
 
 from cervixbatch.imaging.frames import InputKind, ReadLimits
 from cervixbatch.imaging.reader import read_input

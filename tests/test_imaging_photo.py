@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import pytest
-from imaging_fixtures import encode, exif_app1, insert_after_soi, quadrants_bgr, write
 from PIL import Image
+from support.imaging_fixtures import encode, exif_app1, insert_after_soi, quadrants_bgr, write
 
 from cervixbatch.imaging.frames import InputKind, ReadLimits
 from cervixbatch.imaging.reader import read_input

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imaging_fixtures import (
+from support.imaging_fixtures import (
     bundled,
     dicom_file,
     encode,

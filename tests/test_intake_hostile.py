@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from test_daemon_service import START_TIMEOUT, Daemon, counts, daemons, photos, query, wait_for  # noqa: F401
+from support.daemon import START_TIMEOUT, Daemon, counts, photos, query, wait_for
 
 from cervixbatch.config import load_config
 from cervixbatch.intake.discovery import identify

@@ -14,9 +14,9 @@ import cv2
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
-from dicom_fixtures import VL_PHOTO, vl_image
 from pydicom.data import get_testdata_file
+from support.dicom_fixtures import VL_PHOTO, vl_image
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config

@@ -15,10 +15,10 @@ from typing import Any
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 from structlog.testing import capture_logs
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, update
-from test_store import _register, db  # noqa: F401 - the db fixture, on SQLite and PostgreSQL
+from support.store import register
 
 from cervixbatch.store import leases, queue, schema
 from cervixbatch.store.db import Database, open_database
@@ -42,8 +42,8 @@ def test_lease_expiry_is_judged_by_the_database_clock(
     """A worker whose clock runs an hour fast neither takes over, recovers nor counts as
     expired a claim with 60 s left; one whose clock runs an hour slow still makes a claim
     that lasts its 60 s for everyone else."""
-    first = _register(db, "a").input_id
-    second = _register(db, "b").input_id
+    first = register(db, "a").input_id
+    second = register(db, "b").input_id
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     _skew_worker_clock(monkeypatch, dt.timedelta(hours=1))
@@ -75,7 +75,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
     """recover resets a lapsed claim only if it is still the claim it read: when another
     worker takes the input over between recover's read and its write, the takeover
     stands (PostgreSQL, where the two run truly at once)."""
-    input_id = _register(pg, "c").input_id
+    input_id = register(pg, "c").input_id
     with pg.session() as session:
         queue.claim(session, owner="gone", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=5)))
@@ -106,7 +106,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
 def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Database) -> None:
     """With a 1 s lease, claims held by the heartbeat survive 3 s of work (and the watchdog
     hears a ping each beat); once released they lapse and another worker takes them."""
-    input_id = _register(db, "d").input_id
+    input_id = register(db, "d").input_id
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
@@ -133,7 +133,7 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
 def test_a_stalled_batch_stops_renewing_and_pinging(db: Database) -> None:
     """A batch with no progress for stall_seconds counts as hung: its leases lapse for the
     others to take over and the watchdog hears nothing more, so systemd restarts it."""
-    input_id = _register(db, "e").input_id
+    input_id = register(db, "e").input_id
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
@@ -152,8 +152,8 @@ def test_a_takeover_past_max_attempts_fails_the_input_instead(db: Database) -> N
     """An input whose claim lapsed max_attempts times (it took down that many workers) is
     never taken over again: the claim that finds it ends it failed (worker_died) and
     takes the next queued input in its place."""
-    poison = _register(db, "f").input_id
-    innocent = _register(db, "0" * 63 + "1", "/in/b.jpg").input_id
+    poison = register(db, "f").input_id
+    innocent = register(db, "0" * 63 + "1", "/in/b.jpg").input_id
     for attempt, owner in enumerate(("w1", "w2", "w3"), start=1):
         with db.session() as session:
             (taken,) = queue.claim(session, owner=owner, limit=1, lease_seconds=60, max_attempts=3)
@@ -183,7 +183,7 @@ def test_the_batch_of_a_dead_worker_is_taken_over_one_input_at_a_time(db: Databa
     """The inputs a dead worker held are suspects: each is taken over (or, once recover
     put them back, claimed) alone, never with its batch mates nor with fresh inputs, so
     the one that kills its worker takes no innocent input down with it again."""
-    ids = [_register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(4)]
+    ids = [register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(4)]
     with db.session() as session:
         queue.claim(session, owner="dead", limit=3, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
@@ -211,7 +211,7 @@ def test_a_worker_holding_a_suspect_claims_nothing_more(db: Database) -> None:
     """A worker that took over a dead worker's input holds it alone: its next claims
     (a pipelined worker claims ahead) get nothing until it is done with it, and a worker
     that already holds work leaves a suspect to one that holds none."""
-    suspect, second, third = (_register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(3))
+    suspect, second, third = (register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(3))
     with db.session() as session:
         queue.claim(session, owner="dead", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))

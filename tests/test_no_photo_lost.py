@@ -14,15 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_daemon_service import (  # noqa: F401 - the daemons fixture
-    START_TIMEOUT,
-    Daemon,
-    counts,
-    daemons,
-    photos,
-    query,
-    wait_for,
-)
+from support.daemon import START_TIMEOUT, Daemon, counts, photos, query, wait_for
 
 pytestmark = pytest.mark.slow
 

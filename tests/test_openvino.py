@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, draw_photo, write_photo
 from structlog.testing import capture_logs
+from support.paths import REPO
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision, Runtime

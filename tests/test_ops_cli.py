@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, _analytic_model, draw_photo, write_photo
+from support.models import with_lesion_model
+from support.paths import REPO
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 
@@ -29,14 +31,6 @@ def _json(config: Path, *args: str) -> Any:
     code, out, err = _run(config, *args, "--format", "json")
     assert code == 0, err
     return json.loads(out)
-
-
-@pytest.fixture(scope="session")
-def second_lesion_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another lesion model: a lower brightness threshold, so bigger lesions than the first."""
-    path = tmp_path_factory.mktemp("second_model") / "lesion_v2.keras"
-    _analytic_model(1, [60.0], -36.0, "analytic_lesion_v2").save(path)
-    return path
 
 
 def _photos(inbox: Path, count: int, seed: int = 0) -> list[Path]:
@@ -62,16 +56,6 @@ def processed(make_config: Callable[..., Path]) -> Path:
     return config
 
 
-def _with_lesion_model(config: Path, model: Path) -> Path:
-    text = config.read_text(encoding="utf-8")
-    lines = [
-        f'lesion = "{model}"' if line.startswith("lesion = ") else line
-        for line in text.splitlines()
-    ]
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return config
-
-
 def test_reprocess_with_another_model_keeps_the_first_results(
     processed: Path, second_lesion_model: Path
 ) -> None:
@@ -80,7 +64,7 @@ def test_reprocess_with_another_model_keeps_the_first_results(
     stay; `report` shows the latest unless --all-versions."""
     first = _json(processed, "report")
     first_files = _outbox_files(processed)
-    config = _with_lesion_model(processed, second_lesion_model)
+    config = with_lesion_model(processed, second_lesion_model)
 
     dry = _json(config, "reprocess", "--other-models", "--dry-run")
     assert dry["selected"] == 3 and dry["requeued"] == []
@@ -113,7 +97,7 @@ def test_compare_models_gives_lesion_fractions_and_dice_per_input(
     """`report --compare-models A B` lists each input with results under both pairs: the
     lesion fraction under each and the Dice between their masks."""
     old = _json(processed, "report")["items"][0]["results"][0]["models"]
-    config = _with_lesion_model(processed, second_lesion_model)
+    config = with_lesion_model(processed, second_lesion_model)
     _run(config, "reprocess", "--status", "done")
     _run(config, "process", str(config.parent / "inbox"))
     new = _json(config, "report")["items"][0]["results"][0]["models"]
@@ -171,7 +155,7 @@ def test_purge_removes_exactly_the_files_it_lists_and_records_it(
     """`purge --dry-run` lists files and removes none; `purge` removes exactly those,
     records outputs_purged_at, and keeps the latest results' files unless
     --include-latest."""
-    config = _with_lesion_model(processed, second_lesion_model)
+    config = with_lesion_model(processed, second_lesion_model)
     _run(config, "reprocess", "--status", "done")
     _run(config, "process", str(config.parent / "inbox"))
     before = _outbox_files(config)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from test_daemon_service import Daemon, counts, daemons, photos, query, wait_for  # noqa: F401
-from test_ops_cli import _with_lesion_model, second_lesion_model  # noqa: F401
+from support.daemon import Daemon, counts, photos, query, wait_for
+from support.models import with_lesion_model
 
 from cervixbatch.cli import main
 
@@ -93,7 +93,7 @@ def test_the_daemon_takes_reprocessed_inputs_and_keeps_the_first_results(
     photos(tmp_path / "inbox", 3)
     assert _cli(config, "process", str(tmp_path / "inbox"))[0] == 0
     first = _files(config, 1)
-    _with_lesion_model(config, second_lesion_model)
+    with_lesion_model(config, second_lesion_model)
     daemon = daemons(config)
     daemon.wait_event("ready")
     code, out, err = _cli(config, "reprocess", "--other-models", "--format", "json")
@@ -124,7 +124,7 @@ def test_the_daemon_removes_expired_outputs_of_earlier_runs(
     config = make_config(retention__outputs_days=1)
     photos(tmp_path / "inbox", 2)
     assert _cli(config, "process", str(tmp_path / "inbox"))[0] == 0
-    _with_lesion_model(config, second_lesion_model)
+    with_lesion_model(config, second_lesion_model)
     assert _cli(config, "reprocess", "--status", "done")[0] == 0
     assert _cli(config, "process", str(tmp_path / "inbox"))[0] == 0
     three_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).replace(tzinfo=None)

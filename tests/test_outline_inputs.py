@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.tools.annotations.reading import LESION, Labels, rasterise, read_annotations

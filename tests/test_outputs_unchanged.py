@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import write_photo
 from PIL import Image
-from reference_outputs import reference_overlay_masks, reference_run
+from support.photos import write_photo
+from support.reference_outputs import reference_overlay_masks, reference_run
 
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame, ReadLimits

@@ -12,10 +12,11 @@ import highdicom as hd
 import pydicom
 import pytest
 import requests
-from conftest import draw_photo, require_executable
-from dicom_fixtures import vl_image
-from orthanc_support import MODALITY, OUR_AE, Orthanc
-from test_daemon_service import Daemon, counts, daemons, query, wait_for  # noqa: F401
+from support.daemon import Daemon, counts, query, wait_for
+from support.dicom_fixtures import vl_image
+from support.orthanc_support import MODALITY, OUR_AE, Orthanc
+from support.photos import draw_photo
+from support.tools import require_executable
 
 from cervixbatch.config import Config, DicomConfig
 from cervixbatch.imaging.frames import ReadLimits

@@ -18,10 +18,11 @@ import pydicom
 import pytest
 import structlog
 from click.testing import CliRunner
-from conftest import draw_photo
-from dicom_fixtures import VL_ENDOSCOPIC, vl_image
-from orthanc_support import Orthanc, free_port, orthanc_in
-from test_daemon_service import Daemon, counts, daemons, query, wait_for  # noqa: F401
+from support.daemon import Daemon, counts, query, wait_for
+from support.dicom_fixtures import VL_ENDOSCOPIC, vl_image
+from support.net import free_port
+from support.orthanc_support import Orthanc, orthanc_in
+from support.photos import draw_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config

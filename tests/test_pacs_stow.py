@@ -13,9 +13,10 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo
-from dicom_fixtures import vl_image
-from orthanc_support import Orthanc, free_port, orthanc_in
+from support.dicom_fixtures import vl_image
+from support.net import free_port
+from support.orthanc_support import Orthanc, orthanc_in
+from support.photos import draw_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import DicomWebConfig

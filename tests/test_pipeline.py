@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import draw_photo
-from fixed_maps import FixedMaps
+from support.fixed_maps import FixedMaps
+from support.photos import draw_photo
 
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame

@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, draw_photo, write_photo
-from dicom_fixtures import vl_image
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
+from support.dicom_fixtures import vl_image
+from support.paths import REPO
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import Config, load_config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_daemon_service import Daemon, daemons, photos  # noqa: F401 - fixture
+from support.daemon import Daemon, photos
 
 from cervixbatch.testhooks import CRASH_ON_SHA256
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text, update
-from test_store import _register, db  # noqa: F401 - the db fixture, on SQLite and PostgreSQL
+from support.store import register
 
 from cervixbatch.errors import FailReason, RejectReason
 from cervixbatch.store import leases, overview, queue, tallies
@@ -126,7 +126,7 @@ def test_claims_renewals_and_counts_never_walk_the_finished_inputs(db: Database)
     their indexes in order)."""
     _fill_history(db, FINISHED, QUEUED)
     for index in range(30):
-        _register(db, f"{index:064x}", f"/in/{index}.jpg")
+        register(db, f"{index:064x}", f"/in/{index}.jpg")
     with db.session() as session:
         held = queue.claim(session, owner="w1", limit=4, lease_seconds=60, max_attempts=3)
         session.execute(
@@ -164,7 +164,7 @@ def test_kept_counts_equal_the_rows_through_every_transition(db: Database) -> No
     """Registered, claimed, done, rejected, failed, retried, released, taken over,
     recovered and deleted inputs: the counts per status and per reason the triggers keep
     (folded or not) equal a count of the rows after every step."""
-    ids = [_register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(12)]
+    ids = [register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(12)]
 
     def check() -> None:
         with db.read_session() as session:
@@ -236,7 +236,7 @@ def test_claims_keep_the_kept_counts_short(db: Database, monkeypatch: pytest.Mon
     long the queue has run."""
     monkeypatch.setattr(leases, "_claims", 0)  # this process's next claim looks
     for index in range(300):
-        _register(db, f"{index:064x}", f"/in/{index}.jpg")
+        register(db, f"{index:064x}", f"/in/{index}.jpg")
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(InputTally)).scalar_one() == 300
         queue.claim(session, owner="w", limit=8, lease_seconds=60, max_attempts=3)

@@ -14,8 +14,8 @@ from urllib.parse import unquote
 
 import cv2
 import pytest
-from conftest import require_executable
-from test_report_cli import ODD_NAME, PATIENT, Batch, build_batch, drop_batch, run_cli
+from support.report import ODD_NAME, PATIENT, Batch, build_batch, drop_batch, run_cli
+from support.tools import require_executable
 
 
 @pytest.fixture(scope="module")

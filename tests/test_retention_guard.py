@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_executable
 from sqlalchemy import text
+from support.tools import require_executable
 
 from cervixbatch.config import Config, load_config
 from cervixbatch.intake.inbox_mark import MARK_NAME, keep_mark
 from cervixbatch.ops.retention import forget_inputs
-from cervixbatch.store import reprocess
+from cervixbatch.store import reprocess_queries as reprocess
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Input, Result, Sighting, Status, utcnow
 

@@ -9,21 +9,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_daemon_service import Daemon, daemons, photos, wait_for  # noqa: F401 - fixture
+from support.daemon import Daemon, pg_counts, photos, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-
-def _pg_counts(url: str) -> dict[str, int]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT status, COUNT(*) FROM inputs GROUP BY status"))
-            return {str(status): int(count) for status, count in rows}
-    except Exception:  # noqa: BLE001 - not migrated yet
-        return {}
-    finally:
-        engine.dispose()
 
 
 def test_three_workers_one_killed_every_file_done_exactly_once(
@@ -49,12 +37,12 @@ def test_three_workers_one_killed_every_file_done_exactly_once(
     for path in sorted((tmp_path / "staging").iterdir()):
         path.rename(tmp_path / "inbox" / path.name)  # "dropped at once": renames, no partials
     victim = workers[1]
-    wait_for(lambda: _pg_counts(postgres_url).get("done", 0) >= 40, 120, "40 done", victim)
+    wait_for(lambda: pg_counts(postgres_url).get("done", 0) >= 40, 120, "40 done", victim)
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait(timeout=30)
     survivors = [workers[0], workers[2]]
-    wait_for(lambda: _pg_counts(postgres_url).get("done", 0) == 200, 240, "200 done", survivors[0])
-    counts = _pg_counts(postgres_url)
+    wait_for(lambda: pg_counts(postgres_url).get("done", 0) == 200, 240, "200 done", survivors[0])
+    counts = pg_counts(postgres_url)
     assert counts == {"done": 200}
     engine = create_engine(postgres_url)
     with engine.connect() as connection:

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_fixtures import vl_image
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import VLPhotographicImageStorage
-from test_dicom_scp import free_port, received, wait_idle
+from support.dicom_fixtures import vl_image
+from support.dicom_scp import received, wait_idle
+from support.net import free_port
 
 from cervixbatch.config import Config, DicomConfig, LimitsConfig
 from cervixbatchd.scp import StorageSCP

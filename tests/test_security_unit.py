@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, draw_photo, require_executable, write_photo
-from hostile_corpus import dicom_jpeg_sof_bomb, j2k_siz_bomb, png_chunk_bomb
 from pydicom.data import get_testdata_file
+from support.hostile_corpus import dicom_jpeg_sof_bomb, j2k_siz_bomb, png_chunk_bomb
+from support.paths import REPO
+from support.photos import draw_photo, write_photo
+from support.tools import require_executable
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, tool_missing, write_photo
+from support.photos import draw_photo, write_photo
+from support.tools import tool_missing
 
 from cervixbatch.cli import main
 from cervixbatch.config import Precision

@@ -8,37 +8,16 @@ import datetime as dt
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
+from support.store import register
 
 from cervixbatch.owner import this_process
 from cervixbatch.store import queue
 from cervixbatch.store.db import Database, migrations_dir, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The same queue tests on a real SQLite file and on a real PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/queue.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    yield database
-    database.dispose()
-
-
-def _register(
-    db: Database, sha: str, path: str = "/in/a.jpg", mtime: int = 1
-) -> queue.Registration:
-    with db.session() as session:
-        return queue.register(
-            session, sha256=sha * 64 if len(sha) == 1 else sha, path=path, size=10, mtime_ns=mtime
-        )
 
 
 def test_sqlite_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
@@ -55,8 +34,8 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
 
 def test_same_bytes_under_two_names_are_one_input_with_two_sightings(db: Database) -> None:
     """Registering the same sha256 twice creates one input and two sightings."""
-    first = _register(db, "a", "/in/a.jpg")
-    second = _register(db, "a", "/in/copy of a.jpg")
+    first = register(db, "a", "/in/a.jpg")
+    second = register(db, "a", "/in/copy of a.jpg")
     assert first.created and not second.created
     assert first.input_id == second.input_id
     with db.read_session() as session:
@@ -67,7 +46,7 @@ def test_same_bytes_under_two_names_are_one_input_with_two_sightings(db: Databas
 
 def test_known_sighting_skips_rehashing(db: Database) -> None:
     """A (path, size, mtime) seen before is recognised; a new mtime is not."""
-    reg = _register(db, "b", "/in/b.jpg", mtime=5)
+    reg = register(db, "b", "/in/b.jpg", mtime=5)
     with db.read_session() as session:
         known = queue.known_sighting(session, "/in/b.jpg", 10, 5)
         assert known is not None and known.input_id == reg.input_id
@@ -77,7 +56,7 @@ def test_known_sighting_skips_rehashing(db: Database) -> None:
 def test_claim_takes_oldest_first_and_never_twice(db: Database) -> None:
     """Claims take queued inputs in order, up to the limit, each only once."""
     for letter in "cdef":
-        _register(db, letter, f"/in/{letter}.jpg")
+        register(db, letter, f"/in/{letter}.jpg")
     with db.session() as session:
         first = queue.claim(session, owner="w1", limit=3, lease_seconds=60, max_attempts=3)
     with db.session() as session:
@@ -89,7 +68,7 @@ def test_claim_takes_oldest_first_and_never_twice(db: Database) -> None:
 
 def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
     """Completing needs the lease: a worker that lost it writes nothing."""
-    reg = _register(db, "g")
+    reg = register(db, "g")
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     row = Result(
@@ -136,7 +115,7 @@ def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
 
 def test_failures_retry_then_fail(db: Database) -> None:
     """A failure of ours requeues the input until max_attempts, then it is failed."""
-    reg = _register(db, "h")
+    reg = register(db, "h")
     statuses = []
     for _ in range(3):
         with db.session() as session:
@@ -160,7 +139,7 @@ def test_failures_retry_then_fail(db: Database) -> None:
 
 def test_reject_is_terminal_with_reason(db: Database) -> None:
     """A rejected input keeps its reason code and sentence and is never claimed again."""
-    reg = _register(db, "i")
+    reg = register(db, "i")
     with db.session() as session:
         queue.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
         queue.reject(
@@ -180,7 +159,7 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
     """Inputs held by a dead process of this host, or with an expired lease, go back to
     the queue; a live worker's unexpired claim is left alone; a repeat offender fails."""
     for letter in "jklm":
-        _register(db, letter)
+        register(db, letter)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -206,7 +185,7 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
 
 def test_expired_lease_can_be_claimed_by_another_worker(db: Database) -> None:
     """A claim whose lease ran out is taken over by the next claim."""
-    _register(db, "n")
+    register(db, "n")
     with db.session() as session:
         queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
@@ -256,7 +235,7 @@ def test_concurrent_claims_never_take_an_input_twice(db: Database) -> None:
     import threading
 
     for index in range(40):
-        _register(db, f"{index:064x}", f"/in/{index}.jpg")
+        register(db, f"{index:064x}", f"/in/{index}.jpg")
     taken: list[int] = []
     lock = threading.Lock()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_photo, write_photo
-from dicom_fixtures import vl_image
-from orthanc_support import free_port
+from support.dicom_fixtures import vl_image
+from support.net import free_port
+from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.delivery.webhook import SIGNATURE_HEADER

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import subprocess
 from pathlib import Path
 
-from conftest import require_executable, tool_missing
+from support.net import free_port
+from support.tools import require_executable, tool_missing
 
 __all__ = ["OwnCluster"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bin(name: str) -> str:
@@ -35,7 +29,7 @@ class OwnCluster:
         self.folder = folder
         self.data = folder / "data"
         self.sockets = folder / "sockets"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         self._user: list[str] = []
         folder.mkdir(parents=True, exist_ok=True)

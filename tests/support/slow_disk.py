@@ -2,7 +2,7 @@
 ``CERVIXBATCH_TEST_FSYNC_DELAY`` seconds, as on an NFS outbox or a failing USB stick.
 
 Only the daemon's own writes (outputs, archive, SCP files) are slowed: SQLite syncs in C.
-Usage: ``python tests/slow_disk.py --config FILE [args of cervixbatchd]``.
+Usage: ``python tests/support/slow_disk.py --config FILE [args of cervixbatchd]``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,9 +23,11 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import require_executable, tool_missing
 
-__all__ = ["Orthanc", "free_port", "orthanc_in", "running_orthanc"]
+from support.net import free_port
+from support.tools import require_executable, tool_missing
+
+__all__ = ["Orthanc", "orthanc_in", "running_orthanc"]
 
 INSTALL = "apt-get install orthanc orthanc-dicomweb"
 MODALITY = "cervixbatch"  # our Storage SCP, as Orthanc knows it
@@ -38,13 +39,6 @@ _PLUGIN_CANDIDATES = (
     "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
     "/usr/lib/orthanc/libOrthancDicomWeb.so",
 )
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def orthanc_executable() -> str:
