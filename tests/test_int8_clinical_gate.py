@@ -81,3 +81,21 @@ def test_a_card_without_the_clinical_figures_fails_the_gate() -> None:
     verdict = card_verdict(old, stage="cervix", minimum=0.98)
     assert not verdict.passed
     assert "decision_flip_share" in verdict.reason
+
+
+def test_the_search_scores_a_flipped_lesion_decision_as_total_disagreement() -> None:
+    """The accuracy-controlled search scores a stage-2 input whose lesion decision flips
+    (grid lesion over cervix area crossing the report's threshold) as 0, so the layers
+    that cause it go back to float first; a shrink that keeps the decision keeps its Dice."""
+    from cervixbatch.tools.quantize.search import ValidationItem, item_score
+
+    reference = np.zeros((64, 64), np.uint8)
+    reference[20:30, 20:30] = 1  # 100 cells of a 1000-cell cervix: 10 %, positive
+    item = ValidationItem(np.zeros((64, 64, 1), np.float32), reference, 0.0, 1000.0)
+    flipped = np.zeros_like(reference)
+    flipped[20:26, 20:26] = 1  # 36 cells: 3.6 %, negative at 5 %
+    kept = np.zeros_like(reference)
+    kept[20:28, 20:28] = 1  # 64 cells: 6.4 %, still positive
+    assert item_score("lesion", item, flipped, 0.05) == 0.0
+    assert item_score("lesion", item, kept, 0.05) > 0.7
+    assert item_score("lesion", item, flipped, None) > 0.5  # without the threshold: Dice

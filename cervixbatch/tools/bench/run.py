@@ -200,7 +200,11 @@ def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
         if reference is not None:
             row["variant"] = f"{stages.runtime}/{stages.precision}"
             row["agreement"] = agreement_with(
-                reference, stages, first_photos, run_config.batch.size
+                reference,
+                stages,
+                first_photos,
+                run_config.batch.size,
+                run_config.report.lesion_positive_threshold,
             )
         rows.append(row)
         del stages

@@ -111,13 +111,25 @@ def quantize_bench_models(
 
 
 def agreement_with(
-    reference: Pipeline, stages: Stages, photos: Sequence[Path], batch_size: int
+    reference: Pipeline,
+    stages: Stages,
+    photos: Sequence[Path],
+    batch_size: int,
+    positive_threshold: float,
 ) -> dict[str, dict[str, Any]]:
     """Per stage, how closely the masks made with ``stages``' model of that stage match
-    ``reference``'s (tools/agreement.py): count, mean and lowest Dice."""
+    ``reference``'s (tools/quantize/agreement.py): count, mean and lowest Dice, the lesion
+    decisions flipped at the report's threshold, the largest lesion-fraction change."""
     from cervixbatch.tools.quantize.agreement import mask_agreement
 
-    agreed = mask_agreement(reference, stages.cervix, stages.lesion, photos, batch_size=batch_size)
+    agreed = mask_agreement(
+        reference,
+        stages.cervix,
+        stages.lesion,
+        photos,
+        batch_size=batch_size,
+        positive_threshold=positive_threshold,
+    )
     return {stage: agreement.summary() for stage, agreement in agreed.items()}
 
 
@@ -141,7 +153,11 @@ def render_table(rows: Sequence[dict[str, Any]], sizes: Sequence[str]) -> str:
             ]
         for stage in ("cervix", "lesion"):
             agreed = row["agreement"][stage]
-            cells.append(f"{agreed['mean_dice']:.4f} (min {agreed['min_dice']:.4f})")
+            cells.append(
+                f"{agreed['mean_dice']:.4f} (min {agreed['min_dice']:.4f}, flips "
+                f"{agreed['decision_flip_share']:.1%}, Δ fraction "
+                f"{agreed['max_lesion_fraction_change']:.3f})"
+            )
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 
