@@ -123,6 +123,7 @@ def report(
 
                 refs = {"cervix": config.models.cervix, "lesion": config.models.lesion}
                 data.model_names.update(configured_descriptions(refs))
+                data.precision_now.update(_precision_now(config))
             if fmt == "json":
                 text = render_json(data)
             elif fmt == "csv":
@@ -209,3 +210,15 @@ def _emit(text: str, output: Path | None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output.resolve(), text.encode("utf-8"))
     click.echo(f"report written to {output}", err=True)
+
+
+def _precision_now(config: Config) -> dict[str, str]:
+    """Which precision each configured stage gets here now, and why (empty where it
+    cannot be told: the report never fails for it)."""
+    from cervixbatch.errors import CervixbatchError
+    from cervixbatch.model.runtime import auto_choices
+
+    try:
+        return auto_choices(config)
+    except CervixbatchError:
+        return {}

@@ -58,6 +58,9 @@ class ReportData:
     report_filter: ReportFilter = dataclasses.field(default_factory=ReportFilter)
     # sha256 → "format: architecture" of the models configured now (report.models_named)
     model_names: dict[str, str] = dataclasses.field(default_factory=dict)
+    # per stage, the precision the configuration gives the models on this machine now and
+    # why (model.runtime.auto_choices): the results' precision says what made them
+    precision_now: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def collect(

@@ -93,6 +93,8 @@ def _summary_lines(data: ReportData) -> list[str]:
                     _LABEL.format("")
                     + f"  {stage} {version[:12]} = {escape(data.model_names[version])}"
                 )
+    for stage, why in data.precision_now.items():
+        lines.append(_LABEL.format("precision" if stage == "cervix" else "") + escape(why))
     return lines
 
 
