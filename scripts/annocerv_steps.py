@@ -416,7 +416,8 @@ def pack(data: Path, work: Path, *, force: bool) -> None:
 
     sys.path.insert(0, str(REPO))
     from cervixbatch.model import losses  # noqa: F401 - the custom objects keras loads
-    from cervixbatch.model.stage import Stage, pack_builtin
+    from cervixbatch.model.stage import pack_builtin
+    from cervixbatch.model.stage_names import Stage
 
     decision = verdict(work)
     print(json.dumps(decision, indent=1), flush=True)

@@ -143,7 +143,7 @@ def init_from_v1(v1: Path, models: Path) -> None:
     import keras
     import numpy as np
 
-    from cervixbatch.model.stage import Stage
+    from cervixbatch.model.stage_names import Stage
 
     v1.mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,8 @@ def pack(models: Path, train_count: int) -> None:
     import keras
 
     from cervixbatch.model import losses  # noqa: F401
-    from cervixbatch.model.stage import Stage, pack_builtin
+    from cervixbatch.model.stage import pack_builtin
+    from cervixbatch.model.stage_names import Stage
 
     for stage in Stage:
         model = keras.models.load_model(models / f"{stage}.keras", compile=False)

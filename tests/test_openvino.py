@@ -24,7 +24,8 @@ from cervixbatch.cli import main
 from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ConfigError, ModelError
 from cervixbatch.model.runtime import LoadOptions, openvino_available, resolve_runtime
-from cervixbatch.model.stage import Stage, file_sha256, load_stage
+from cervixbatch.model.stage import file_sha256, load_stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
 from cervixbatch.segmentation.scores import dice
 from cervixbatch.segmentation.two_stage import cervix_input, lesion_input

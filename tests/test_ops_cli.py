@@ -463,7 +463,8 @@ def test_the_configured_version_is_the_one_loading_records(
     """`reprocess --other-models` hashes the configured models without loading them: the
     same version that loading the model records on every result."""
     from cervixbatch.config import Precision
-    from cervixbatch.model.stage import Stage, load_stage
+    from cervixbatch.model.stage import load_stage
+    from cervixbatch.model.stage_names import Stage
     from cervixbatch.model.versions import configured_version
 
     for stage in (Stage.CERVIX, Stage.LESION):

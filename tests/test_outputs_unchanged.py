@@ -16,7 +16,8 @@ from support.reference_outputs import reference_overlay_masks, reference_run
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame, ReadLimits
 from cervixbatch.imaging.reader import read_input
-from cervixbatch.model.stage import Stage, StageModel, load_stage
+from cervixbatch.model.stage import StageModel, load_stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.outputs.overlay import overlay_size
 from cervixbatch.outputs.png import encode_mask_png, fast_png_available
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings

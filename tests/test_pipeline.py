@@ -12,7 +12,8 @@ from support.photos import draw_photo
 
 from cervixbatch.config import Precision
 from cervixbatch.imaging.frames import Frame
-from cervixbatch.model.stage import Stage, load_stage
+from cervixbatch.model.stage import load_stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings, downscale
 
 

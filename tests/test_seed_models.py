@@ -21,7 +21,8 @@ from support.tools import tool_missing
 from cervixbatch.cli import main
 from cervixbatch.config import Precision
 from cervixbatch.errors import ModelError
-from cervixbatch.model.stage import Stage, load_stage
+from cervixbatch.model.stage import load_stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.scores import dice
 
 pytestmark = pytest.mark.slow

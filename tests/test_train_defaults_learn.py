@@ -8,10 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cervixbatch.model.stage import Stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.scores import dice
 from cervixbatch.tools.training.callbacks import recalibrate_batchnorm
-from cervixbatch.tools.training.train import TrainOptions, compile_model
+from cervixbatch.tools.training.options import TrainOptions
+from cervixbatch.tools.training.train import compile_model
 
 SIZE = 32
 

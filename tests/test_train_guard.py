@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cervixbatch.cli import main
-from cervixbatch.model.stage import Stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.tools.training.callbacks import CollapseGuard
 from cervixbatch.tools.training.train import default_learning_rate
 

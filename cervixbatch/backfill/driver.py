@@ -29,7 +29,7 @@ from cervixbatch.backfill.stages import InFlight, StageContext, shape_only
 from cervixbatch.backfill.totals import BackfillTotals, ProgressLine
 from cervixbatch.config import Config
 from cervixbatch.errors import CervixbatchError, FailReason
-from cervixbatch.model.pair import Stages
+from cervixbatch.model.loaded import Stages
 from cervixbatch.worker.batch_state import BatchOutcome, WorkItem
 from cervixbatch.worker.commit import AfterCommit, BatchCommit
 from cervixbatch.worker.one_shot import one_shot_worker

@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from cervixbatch.errors import FailReason
 from cervixbatch.intake.discovery import hash_file
-from cervixbatch.model.pair import Stages, load_stages, pipeline_for
+from cervixbatch.model.loaded import Stages
+from cervixbatch.model.pair import load_stages, pipeline_for
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import Outbox
 from cervixbatch.worker.batch_state import Phase, Step, add_ms

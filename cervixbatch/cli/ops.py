@@ -166,7 +166,7 @@ def _reprocess_line(row: dict[str, Any]) -> str:
 
 
 def _configured_versions(config: Config) -> tuple[str, str]:
-    from cervixbatch.model.stage import Stage
+    from cervixbatch.model.stage_names import Stage
     from cervixbatch.model.versions import configured_version
 
     return (

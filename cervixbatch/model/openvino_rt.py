@@ -32,11 +32,11 @@ from cervixbatch.model.options import LoadOptions
 from cervixbatch.model.stage import (
     DEMO_DIR,
     OutputReduction,
-    Stage,
     file_sha256,
     load_stage,
     reduce_output,
 )
+from cervixbatch.model.stage_names import Stage
 
 __all__ = [
     "OpenVinoStage",

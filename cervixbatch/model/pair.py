@@ -9,7 +9,7 @@ from cervixbatch.model.loaded import Stages
 from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 
-__all__ = ["Stages", "load_stages", "pipeline_for"]
+__all__ = ["load_stages", "pipeline_for"]
 
 log = structlog.get_logger(__name__)
 

@@ -94,7 +94,8 @@ def resolve_runtime(requested: Runtime, precision: Precision, *, gpus: int) -> R
 
 def load_predictor(ref: str, stage: str, options: LoadOptions, *, gpus: int) -> LoadedStage:
     """Loads one stage's model (``builtin:demo`` or a file) on the chosen runtime."""
-    from cervixbatch.model.stage import Stage, load_stage
+    from cervixbatch.model.stage import load_stage
+    from cervixbatch.model.stage_names import Stage
 
     runtime = resolve_runtime(options.runtime, options.precision, gpus=gpus)
     if runtime is Runtime.OPENVINO:
@@ -146,7 +147,8 @@ def auto_choice(config: Config, ref: str, stage: str) -> str:
     from cervixbatch.model.auto_precision import choose_precision
     from cervixbatch.model.int8 import check_int8_card, int8_paths
     from cervixbatch.model.openvino_rt import auto_bf16, model_files
-    from cervixbatch.model.stage import Stage, file_sha256
+    from cervixbatch.model.stage import file_sha256
+    from cervixbatch.model.stage_names import Stage
 
     files = model_files(ref, Stage(stage))
     if not all(path.is_file() for path in files):

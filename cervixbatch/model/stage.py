@@ -30,7 +30,6 @@ from cervixbatch.model.stage_names import Stage
 __all__ = [
     "DEMO_DIR",
     "OutputReduction",
-    "Stage",
     "StageModel",
     "activation_bytes",
     "file_sha256",

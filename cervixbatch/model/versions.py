@@ -12,7 +12,8 @@ from pathlib import Path
 
 from cervixbatch.errors import ModelError
 from cervixbatch.model.loading import file_sha256
-from cervixbatch.model.stage import DEMO_DIR, Stage
+from cervixbatch.model.stage import DEMO_DIR
+from cervixbatch.model.stage_names import Stage
 
 __all__ = ["configured_version"]
 

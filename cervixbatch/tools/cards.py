@@ -41,7 +41,7 @@ def build_card(  # noqa: PLR0917
     import keras
     import tensorflow as tf
 
-    from cervixbatch.model.stage import Stage
+    from cervixbatch.model.stage_names import Stage
 
     dice_term = options.dice_term and not options.seed_recipe
     loss = "dice" if options.stage is Stage.CERVIX else "bce+dice" if dice_term else "bce"

@@ -37,7 +37,7 @@ from cervixbatch.worker.phases import finish_and_write, read_item, take_frame, w
 if TYPE_CHECKING:
     from cervixbatch.config import Config
     from cervixbatch.imaging.frames import Frame
-    from cervixbatch.model.pair import Stages
+    from cervixbatch.model.loaded import Stages
     from cervixbatch.outputs.atomic import TempSweep
     from cervixbatch.outputs.outbox import FrameOutputs, Outbox
     from cervixbatch.segmentation.two_stage import FrameResult, Pipeline

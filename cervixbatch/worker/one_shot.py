@@ -10,7 +10,8 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cervixbatch.model.pair import Stages, load_stages
+from cervixbatch.model.loaded import Stages
+from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import open_configured
 from cervixbatch.worker.presence import WorkerPresence
 from cervixbatch.worker.runner import Runner

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from cervixbatch.model.pair import Stages
+from cervixbatch.model.loaded import Stages
 from cervixbatch.store import workers
 from cervixbatch.store.db import Database
 from cervixbatch.version import __version__

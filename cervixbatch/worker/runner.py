@@ -24,7 +24,8 @@ from cervixbatch.delivery.forwarder import Forwarder
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.sop import SopClassFilter
 from cervixbatch.intake.registration import Registrar
-from cervixbatch.model.pair import Stages, load_stages, pipeline_for
+from cervixbatch.model.loaded import Stages
+from cervixbatch.model.pair import load_stages, pipeline_for
 from cervixbatch.outputs.outbox import DIR_MODE, Outbox
 from cervixbatch.segmentation.two_stage import Pipeline
 from cervixbatch.store import queue

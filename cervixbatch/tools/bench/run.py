@@ -142,7 +142,8 @@ def run_bench(
 
 def load_seed_loop_models(config: Config) -> tuple[Any, Any]:
     """The bench models as plain float32 Keras models, for the seeds' per-image loop."""
-    from cervixbatch.model.stage import Stage, load_keras_model
+    from cervixbatch.model.stage import load_keras_model
+    from cervixbatch.model.stage_names import Stage
 
     models = config.models
     return (

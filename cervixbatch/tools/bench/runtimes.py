@@ -19,7 +19,7 @@ from cervixbatch.config import Config, Precision, Runtime
 from cervixbatch.errors import CervixbatchError
 
 if TYPE_CHECKING:
-    from cervixbatch.model.pair import Stages
+    from cervixbatch.model.loaded import Stages
     from cervixbatch.segmentation.two_stage import Pipeline
 
 __all__ = [

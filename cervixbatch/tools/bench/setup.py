@@ -132,7 +132,8 @@ def configured_bench_models(
     are written as .keras files into the bench's ``folder`` (built-in ones written out),
     so that INT8 models the bench makes land there, never beside the user's files.
     """
-    from cervixbatch.model.stage import Stage, load_keras_model
+    from cervixbatch.model.stage import load_keras_model
+    from cervixbatch.model.stage_names import Stage
 
     refs = config.models.cervix, config.models.lesion
     if _passing_int8(config, refs):
@@ -157,7 +158,8 @@ def _passing_int8(config: Config, refs: tuple[str, str]) -> bool:
     """Whether both stages have INT8 models the daemon would accept."""
     from cervixbatch.model.int8 import check_int8_card
     from cervixbatch.model.openvino_rt import model_files
-    from cervixbatch.model.stage import Stage, file_sha256
+    from cervixbatch.model.stage import file_sha256
+    from cervixbatch.model.stage_names import Stage
 
     cache = cache_folder(config)
     for ref, stage in zip(refs, Stage, strict=True):

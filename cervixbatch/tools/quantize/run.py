@@ -32,6 +32,7 @@ from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.auto_precision import bf16_card_path
 from cervixbatch.model.int8 import Int8Paths, card_verdict, int8_paths
 from cervixbatch.model.options import cache_folder
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 from cervixbatch.tools.quantize.agreement import (
     StageAgreement,
@@ -89,7 +90,7 @@ def quantize_models(
         float_ir,
         model_files,
     )
-    from cervixbatch.model.stage import Stage, file_sha256
+    from cervixbatch.model.stage import file_sha256
 
     say = on_progress or (lambda _text: None)
     cache = cache_folder(config)

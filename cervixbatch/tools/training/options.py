@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cervixbatch.model.stage import Stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.tools.annotations.reading import Labels
 
 __all__ = ["TrainOptions"]

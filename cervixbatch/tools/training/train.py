@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from cervixbatch.errors import CervixbatchError
-from cervixbatch.model.stage import Stage
+from cervixbatch.model.stage_names import Stage
 from cervixbatch.outputs.atomic import PLAIN_MODE, atomic_path, write_atomic
 from cervixbatch.segmentation.scores import dice, iou
 from cervixbatch.tools.annotations.reading import CERVIX, LESION, Problem
@@ -49,7 +49,6 @@ from cervixbatch.tools.training.options import TrainOptions
 __all__ = [
     "DEFAULT_LEARNING_RATES",
     "SEED_LEARNING_RATES",
-    "TrainOptions",
     "TrainResult",
     "compile_model",
     "default_learning_rate",
