@@ -70,6 +70,7 @@ __all__ = ["backfill"]
 @click.pass_context
 def backfill(
     ctx: click.Context,
+    *,
     sources: tuple[Path, ...],
     engine: str,
     address: str | None,
@@ -79,7 +80,6 @@ def backfill(
     cpu_tasks: int | None,
     wave: int,
     commit_batch: int,
-    *,
     as_json: bool,
 ) -> None:
     """Process a backlog: SOURCES are folders, or manifests (one path per line, or a

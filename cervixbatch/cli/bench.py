@@ -80,6 +80,7 @@ def _choices(text: str | None, kind: type[E], option: str) -> tuple[E, ...]:
 @click.pass_context
 def bench(
     ctx: click.Context,
+    *,
     count: int | None,
     sizes_text: str | None,
     tiny: bool,

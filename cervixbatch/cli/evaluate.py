@@ -50,6 +50,7 @@ __all__ = ["evaluate"]
 @click.pass_context
 def evaluate(
     ctx: click.Context,
+    *,
     images: Path,
     cervix_masks: Path | None,
     lesion_masks: Path | None,

@@ -85,6 +85,7 @@ def status(ctx: click.Context, fmt: str, stale_after: float, max_queue_age: floa
 @click.pass_context
 def reprocess(
     ctx: click.Context,
+    *,
     ids: tuple[int, ...],
     statuses: tuple[str, ...],
     reasons: tuple[str, ...],

@@ -48,6 +48,7 @@ def pacs() -> None:
 @click.pass_context
 def pacs_backfill(
     ctx: click.Context,
+    *,
     since: dt.date,
     until: dt.date | None,
     modalities: str | None,

@@ -51,6 +51,7 @@ __all__ = ["quantize"]
 @click.pass_context
 def quantize(
     ctx: click.Context,
+    *,
     images: Path | None,
     count: int,
     held_out: int,

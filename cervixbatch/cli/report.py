@@ -68,6 +68,7 @@ __all__ = ["report"]
 @click.pass_context
 def report(
     ctx: click.Context,
+    *,
     fmt: str,
     since: str | None,
     until: str | None,

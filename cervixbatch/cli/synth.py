@@ -58,6 +58,7 @@ _FEATURES_HELP = (
     help="v2 settings every photo shows, comma-separated (for evaluation sets).",
 )
 def synth(
+    *,
     count: int,
     out: Path,
     seed: int,

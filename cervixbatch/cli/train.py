@@ -150,6 +150,7 @@ __all__ = ["train"]
 @click.pass_context
 def train(
     ctx: click.Context,
+    *,
     stage: str,
     images: Path,
     masks: Path | None,
