@@ -17,8 +17,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from cervixbatch.config import load_config
+from cervixbatch.segmentation.steps import Step
 from cervixbatch.store.db import open_database
-from cervixbatch.worker.batch_state import Phase, Step
+from cervixbatch.worker.batch_state import Phase
 from cervixbatch.worker.runner import Runner, load_stages
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository

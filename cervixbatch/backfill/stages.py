@@ -30,7 +30,8 @@ from cervixbatch.model.loaded import Stages
 from cervixbatch.model.pair import load_stages, pipeline_for
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.outbox import Outbox
-from cervixbatch.worker.batch_state import Phase, Step, add_ms
+from cervixbatch.segmentation.steps import Step
+from cervixbatch.worker.batch_state import Phase, add_ms
 from cervixbatch.worker.phases import (
     finish_and_write,
     frame_jobs,

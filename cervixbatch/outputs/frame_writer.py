@@ -18,6 +18,7 @@ from cervixbatch.model.loaded import Stages
 from cervixbatch.outputs.outbox import FrameOutputs, Outbox
 from cervixbatch.outputs.overlay import draw_overlay, overlay_size
 from cervixbatch.outputs.staging import Stage
+from cervixbatch.segmentation.steps import Step
 from cervixbatch.segmentation.two_stage import FrameResult
 from cervixbatch.store.schema import ForwardStatus, Result
 
@@ -166,8 +167,8 @@ class FrameWriter:
             lesion_model=self.stages.lesion_version,
             precision=self.stages.precision,
             runtime=self.stages.runtime,
-            stage1_ms=result.timings_ms.get("stage1", 0.0),
-            stage2_ms=result.timings_ms.get("stage2", 0.0),
+            stage1_ms=result.timings_ms.get(Step.STAGE1, 0.0),
+            stage2_ms=result.timings_ms.get(Step.STAGE2, 0.0),
         )
 
 

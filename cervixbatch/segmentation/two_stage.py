@@ -27,6 +27,7 @@ from cervixbatch.segmentation.roi import (
     seed_box,
     seed_morphology,
 )
+from cervixbatch.segmentation.steps import Step
 
 __all__ = [
     "FrameResult",
@@ -247,13 +248,13 @@ class Pipeline:
             for frame, where, prob in zip(frames, located, probs2, strict=True)
         ]
         t_post = time.perf_counter()
-        per_frame = {
-            "preprocess": (t_pre1 - clock) * 1000 / count,
-            "stage1": (t_stage1 - t_pre1) * 1000 / count,
-            "roi": (t_roi - t_stage1) * 1000 / count,
-            "preprocess2": (t_pre2 - t_roi) * 1000 / count,
-            "stage2": (t_stage2 - t_pre2) * 1000 / count,
-            "postprocess": (t_post - t_stage2) * 1000 / count,
+        per_frame: dict[str, float] = {
+            Step.PREPROCESS: (t_pre1 - clock) * 1000 / count,
+            Step.STAGE1: (t_stage1 - t_pre1) * 1000 / count,
+            Step.ROI: (t_roi - t_stage1) * 1000 / count,
+            Step.PREPROCESS2: (t_pre2 - t_roi) * 1000 / count,
+            Step.STAGE2: (t_stage2 - t_pre2) * 1000 / count,
+            Step.POSTPROCESS: (t_post - t_stage2) * 1000 / count,
         }
         for result in results:
             result.timings_ms = dict(per_frame)

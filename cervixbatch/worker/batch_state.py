@@ -14,11 +14,12 @@ from cervixbatch.imaging.frames import DecodedInput
 from cervixbatch.imaging.verified import ChangedFile
 from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.outputs.staging import Stage
+from cervixbatch.segmentation.steps import Step
 from cervixbatch.segmentation.two_stage import FrameResult
 from cervixbatch.store.queue import ClaimedInput
 from cervixbatch.store.schema import Status
 
-__all__ = ["BatchOutcome", "DeferredLog", "Phase", "Step", "WorkItem", "add_ms"]
+__all__ = ["BatchOutcome", "DeferredLog", "Phase", "WorkItem", "add_ms"]
 
 
 class Phase(enum.StrEnum):
@@ -29,17 +30,6 @@ class Phase(enum.StrEnum):
     SEGMENT = "segment"
     WRITE = "write"
     COMMIT = "commit"
-
-
-class Step(enum.StrEnum):
-    """A frame's steps when a schedule runs them apart (overlapped, Ray): their costs,
-    summed over frames, join a batch's phase timings."""
-
-    PREPROCESS = "preprocess"
-    STAGE1 = "stage1"
-    LOCATE = "locate"
-    STAGE2 = "stage2"
-    POSTPROCESS = "postprocess"
 
 
 def add_ms(timings_ms: dict[str, float], name: Phase | Step, since: float) -> None:

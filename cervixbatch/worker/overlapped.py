@@ -35,9 +35,10 @@ import numpy.typing as npt
 import structlog
 
 from cervixbatch.errors import FailReason
+from cervixbatch.segmentation.steps import Step
 from cervixbatch.segmentation.two_stage import Located
 from cervixbatch.worker.batch_phases import BatchPhases
-from cervixbatch.worker.batch_state import BatchOutcome, Phase, Step, WorkItem, add_ms
+from cervixbatch.worker.batch_state import BatchOutcome, Phase, WorkItem, add_ms
 from cervixbatch.worker.overlapped_jobs import FrameJob, InFlightBatch, StartedChunk
 from cervixbatch.worker.phases import frame_jobs, take_written
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from cervixbatch.errors import FailReason, OutputError
 from cervixbatch.imaging.verified import read_registered
 from cervixbatch.outputs.outbox import FrameOutputs
-from cervixbatch.worker.batch_state import Step
+from cervixbatch.segmentation.steps import Step
 from cervixbatch.worker.overlapped_jobs import FrameJob
 
 if TYPE_CHECKING:

@@ -22,12 +22,13 @@ from cervixbatch.config import SocketAddress
 from cervixbatch.store import tallies
 from cervixbatch.store.db import Database
 from cervixbatch.store.schema import Status
+from cervixbatch.worker.batch_state import Phase
 
 __all__ = ["Telemetry"]
 
 log = structlog.get_logger(__name__)
 
-_STEPS = ("claim", "read", "segment", "write", "commit")
+_STEPS = tuple(Phase)  # the batch phases, as batch_seconds{step} labels them
 
 
 class _DatabaseCollector(Collector):
