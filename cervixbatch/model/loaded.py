@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from cervixbatch.config import Runtime
 from cervixbatch.segmentation.two_stage import Predictor
 
 __all__ = ["Stages"]
@@ -18,7 +19,7 @@ class Stages:
     lesion: Predictor
     cervix_version: str
     lesion_version: str
-    precision: str
+    precision: str  # a label: one precision, or the two stages' when they differ
     cervix_description: str = ""  # format and architecture, e.g. "keras2-h5-weights: ..."
     lesion_description: str = ""
-    runtime: str = "tensorflow"
+    runtime: Runtime = Runtime.TENSORFLOW

@@ -46,7 +46,7 @@ def load_stages(config: Config) -> Stages:
         lesion=lesion.version[:12],
         cervix_input=cervix.input_size,
         lesion_input=lesion.input_size,
-        runtime=cervix.runtime.value,
+        runtime=cervix.runtime,
         precision=precision_label(cervix.precision, lesion.precision),
         device=cervix.device,
         cervix_model=_description(cervix, config.models.cervix, Stage.CERVIX),
@@ -62,7 +62,7 @@ def load_stages(config: Config) -> Stages:
         precision=precision_label(cervix.precision, lesion.precision),
         cervix_description=_description(cervix, config.models.cervix, Stage.CERVIX),
         lesion_description=_description(lesion, config.models.lesion, Stage.LESION),
-        runtime=cervix.runtime.value,
+        runtime=cervix.runtime,
     )
 
 
