@@ -15,14 +15,8 @@ from support.photos import draw_photo, write_photo
 from support.tools import tool_missing
 
 from cervixbatch.cli import main
-from cervixbatch.tools.annotations.reading import (
-    CERVIX,
-    LESION,
-    Labels,
-    rasterise,
-    read_annotations,
-    single_box,
-)
+from cervixbatch.tools.annotations.reading import read_annotations
+from cervixbatch.tools.annotations.shapes import CERVIX, LESION, Labels, rasterise, single_box
 from cervixbatch.tools.training.dataset import labelled_images, load_mask
 
 W, H = 320, 240

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
-from cervixbatch.tools.annotations.reading import LESION, Labels, rasterise, read_annotations
+from cervixbatch.tools.annotations.reading import read_annotations
+from cervixbatch.tools.annotations.shapes import LESION, Labels, rasterise
 from cervixbatch.tools.training.dataset import Outline, labelled_images, load_mask
 
 W, H = 320, 240

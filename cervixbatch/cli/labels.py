@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from cervixbatch.tools.annotations.reading import Labels, Problem
+    from cervixbatch.tools.annotations.shapes import Labels, Problem
 
 __all__ = ["annotation_options", "echo_problems", "labels_of", "mask_kind_option"]
 
@@ -58,7 +58,7 @@ def mask_kind_option(command: F) -> F:
 
 def labels_of(cervix: tuple[str, ...], lesion: tuple[str, ...]) -> Labels:
     """The label names of each stage; a name given to both is a usage error."""
-    from cervixbatch.tools.annotations.reading import Labels
+    from cervixbatch.tools.annotations.shapes import Labels
 
     overlap = {c.casefold() for c in cervix} & {name.casefold() for name in lesion}
     if overlap:

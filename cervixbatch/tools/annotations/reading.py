@@ -17,28 +17,15 @@ from cervixbatch.errors import CervixbatchError, InputRejected
 from cervixbatch.imaging.sniff import probe_photo, sniff_format
 from cervixbatch.tools.annotations.formats import read_coco, read_labelme, read_seed_boxes
 from cervixbatch.tools.annotations.shapes import (
-    CERVIX,
-    LESION,
     Annotated,
     Labels,
     Problem,
-    Shape,
-    rasterise,
-    single_box,
 )
 
 __all__ = [
-    "CERVIX",
-    "LESION",
-    "Annotated",
-    "Labels",
-    "Problem",
-    "Shape",
     "check_against_image",
     "declared_size",
-    "rasterise",
     "read_annotations",
-    "single_box",
 ]
 
 _EXIF_TRANSPOSED = {5, 6, 7, 8}

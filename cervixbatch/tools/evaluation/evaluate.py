@@ -22,7 +22,7 @@ from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.segmentation.roi import mask_box
 from cervixbatch.segmentation.scores import box_iou, dice, iou, kaggle_score
 from cervixbatch.segmentation.two_stage import Pipeline
-from cervixbatch.tools.annotations.reading import CERVIX, LESION, Labels, Problem, single_box
+from cervixbatch.tools.annotations.shapes import CERVIX, LESION, Labels, Problem, single_box
 from cervixbatch.tools.evaluation.boundary import boundary_f
 from cervixbatch.tools.training.dataset import (
     LabelledImage,

@@ -22,16 +22,8 @@ from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.segmentation.two_stage import cervix_input, crop_region, downscale, lesion_input
 from cervixbatch.tools.annotations.outline import Filled, fill_outline, scaled_close_px
-from cervixbatch.tools.annotations.reading import (
-    CERVIX,
-    LESION,
-    Labels,
-    Problem,
-    Shape,
-    check_against_image,
-    rasterise,
-    read_annotations,
-)
+from cervixbatch.tools.annotations.reading import check_against_image, read_annotations
+from cervixbatch.tools.annotations.shapes import CERVIX, LESION, Labels, Problem, Shape, rasterise
 
 __all__ = [
     "IMAGE_SUFFIXES",

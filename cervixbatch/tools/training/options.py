@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from cervixbatch.model.stage_names import Stage
-from cervixbatch.tools.annotations.reading import Labels
+from cervixbatch.tools.annotations.shapes import Labels
 
 __all__ = ["TrainOptions"]
 

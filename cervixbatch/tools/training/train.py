@@ -25,7 +25,7 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.model.stage_names import Stage
 from cervixbatch.outputs.atomic import PLAIN_MODE, atomic_path, write_atomic
 from cervixbatch.segmentation.scores import dice, iou
-from cervixbatch.tools.annotations.reading import CERVIX, LESION, Problem
+from cervixbatch.tools.annotations.shapes import CERVIX, LESION, Problem
 from cervixbatch.tools.cards import build_card, card_path
 from cervixbatch.tools.training.callbacks import (
     PRECISE_BN_BATCHES,
