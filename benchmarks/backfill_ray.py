@@ -52,9 +52,10 @@ from cervixbatch.backfill.stages import (
 from cervixbatch.backfill.totals import BackfillTotals
 from cervixbatch.cli.common import setup_logging
 from cervixbatch.config import Config, load_config
+from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import open_database
 from cervixbatch.tools.bench.setup import bench_photos
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 
 def _cpu() -> str:

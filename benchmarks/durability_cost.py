@@ -48,9 +48,11 @@ from sqlalchemy import event
 from cervixbatch.config import Config, load_config
 from cervixbatch.config.types import LogLevel
 from cervixbatch.logs import configure_logging
+from cervixbatch.model.loaded import Stages
 from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import open_database
-from cervixbatch.worker.runner import BatchOutcome, Runner, Stages
+from cervixbatch.worker.batch_state import BatchOutcome
+from cervixbatch.worker.runner import Runner
 
 FSYNC_SAMPLES = 200
 

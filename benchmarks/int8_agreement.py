@@ -27,9 +27,9 @@ from typing import Any
 from cervixbatch.config import Precision, load_config
 from cervixbatch.intake.rules import InputRule
 from cervixbatch.model.int8 import card_verdict, int8_paths, read_card
+from cervixbatch.model.loading import file_sha256
 from cervixbatch.model.openvino_rt import OpenVinoStage, _core, compile_stage, float_ir, model_files
 from cervixbatch.model.options import cache_folder
-from cervixbatch.model.stage import file_sha256
 from cervixbatch.model.stage_names import Stage
 from cervixbatch.segmentation.two_stage import Pipeline, PipelineSettings
 from cervixbatch.tools.quantize.agreement import mask_agreement

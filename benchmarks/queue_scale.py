@@ -8,7 +8,7 @@ first), by bulk SQL. At each size it times, in the same run and on the same rows
 - before: the claim query and the counts as they were (``status = queued OR expired``
   ordered by id, a GROUP BY over every input, the latest failure by status), with the
   partial indexes and the counting triggers removed;
-- after: :func:`cervixbatch.store.queue.claim`, ``renew``, ``status_counts`` (what the
+- after: :func:`cervixbatch.store.leases.claim`, ``renew``, ``status_counts`` (what the
   daemon reads between batches, with ``expired_leases``) and ``status``'s queue overview,
   with the indexes and triggers of migration 0007.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from sqlalchemy import and_, create_engine, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from cervixbatch.store import overview, queue
+from cervixbatch.store import leases, overview, queue
 from cervixbatch.store.clock import db_now, db_now_plus
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.store.schema import Input, Sighting, Status
@@ -194,7 +194,7 @@ def _old_claim(session: Session, owner: str, limit: int) -> list[int]:
 
 def _old_counts(session: Session) -> None:
     session.execute(select(Input.status, func.count()).group_by(Input.status)).all()
-    queue.expired_leases(session)
+    leases.expired_leases(session)
 
 
 def _old_status(session: Session) -> None:
@@ -210,7 +210,7 @@ def _old_status(session: Session) -> None:
 
 def _new_counts(session: Session) -> None:
     queue.status_counts(session)
-    queue.expired_leases(session)
+    leases.expired_leases(session)
 
 
 def _new_status(session: Session) -> None:
@@ -239,7 +239,7 @@ def measure(db: Database, *, after: bool) -> dict[str, float]:
             if after:
                 taken = [
                     c.id
-                    for c in queue.claim(
+                    for c in leases.claim(
                         session, owner="bench", limit=8, lease_seconds=60, max_attempts=3
                     )
                 ]
@@ -283,7 +283,7 @@ def measure(db: Database, *, after: bool) -> dict[str, float]:
 def _timed_renew(db: Database, ids: list[int]) -> float:
     t0 = time.perf_counter()
     with db.session() as session:
-        queue.renew(session, owner="bench", ids=ids, lease_seconds=60)
+        leases.renew(session, owner="bench", ids=ids, lease_seconds=60)
     return time.perf_counter() - t0
 
 

@@ -17,10 +17,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from cervixbatch.config import load_config
+from cervixbatch.model.pair import load_stages
 from cervixbatch.segmentation.steps import Step
 from cervixbatch.store.db import open_database
 from cervixbatch.worker.batch_state import Phase
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 _SHARED = ("worker", "backfill")  # the packages whose schedules share the phases

@@ -13,8 +13,9 @@ from structlog.testing import capture_logs
 from support.photos import draw_photo, write_photo
 
 from cervixbatch.config import load_config
+from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import Database, open_database
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 if TYPE_CHECKING:
     from collections.abc import Callable

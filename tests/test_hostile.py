@@ -25,10 +25,11 @@ from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
+from cervixbatch.model.pair import load_stages
 from cervixbatch.owner import this_process
 from cervixbatch.store import queue
 from cervixbatch.store.db import open_database
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 START_TIMEOUT = 120.0  # TensorFlow import and model load on a busy 2-core machine
 _SYSTEMD_VARIABLES = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}

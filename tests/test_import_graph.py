@@ -127,3 +127,29 @@ def test_every_module_is_inside_the_layer_contract() -> None:
         if module.startswith("cervixbatch.")
     }
     assert sorted(top_level - named) == []
+
+
+def _reexported(path: Path) -> list[str]:
+    """Names a module lists in ``__all__`` but imports from elsewhere (top level)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    listed: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            imported.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            listed = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]  # type: ignore[attr-defined]
+    return sorted(name for name in listed if name in imported)
+
+
+def test_one_import_path_per_public_name() -> None:
+    """A public name is offered by the module that defines it, or by its package's
+    ``__init__`` — never re-exported by a sibling module, which would give it two paths."""
+    offenders = {
+        module: names
+        for module, path in module_files().items()
+        if path.name != "__init__.py" and (names := _reexported(path))
+    }
+    assert offenders == {}

@@ -20,8 +20,9 @@ from support.photos import draw_photo, write_photo
 
 from cervixbatch.cli import main
 from cervixbatch.config import load_config
+from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import open_database
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 

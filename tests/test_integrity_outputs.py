@@ -25,8 +25,9 @@ from cervixbatch.config import load_config
 from cervixbatch.errors import InputRejected, RejectReason
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
+from cervixbatch.model.pair import load_stages
 from cervixbatch.store.db import open_database
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 
 def _run(config: Path, *args: str) -> tuple[int, str, str]:

@@ -45,21 +45,21 @@ def test_lease_expiry_is_judged_by_the_database_clock(
     first = register(db, "a").input_id
     second = register(db, "b").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     _skew_worker_clock(monkeypatch, dt.timedelta(hours=1))
     with db.session() as session:
         assert [
             c.id
-            for c in queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
+            for c in leases.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
         ] == [second]
     with db.session() as session:
-        assert queue.claim(session, owner="w3", limit=5, lease_seconds=60, max_attempts=3) == []
-        assert queue.recover(session, max_attempts=3) == (0, 0)
-        assert queue.expired_leases(session) == 0
+        assert leases.claim(session, owner="w3", limit=5, lease_seconds=60, max_attempts=3) == []
+        assert leases.recover(session, max_attempts=3) == (0, 0)
+        assert leases.expired_leases(session) == 0
     assert _holder(db, first) == (Status.PROCESSING, "w1")
     _skew_worker_clock(monkeypatch, dt.timedelta(hours=-1))
     with db.session() as session:  # w2's claim, made while its clock was fast, holds too
-        assert queue.claim(session, owner="w4", limit=5, lease_seconds=60, max_attempts=3) == []
+        assert leases.claim(session, owner="w4", limit=5, lease_seconds=60, max_attempts=3) == []
     assert _holder(db, second) == (Status.PROCESSING, "w2")
 
 
@@ -77,7 +77,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
     stands (PostgreSQL, where the two run truly at once)."""
     input_id = register(pg, "c").input_id
     with pg.session() as session:
-        queue.claim(session, owner="gone", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="gone", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=5)))
     other = open_database(pg.engine.url.render_as_string(hide_password=False), migrate=False)
     taken: list[int] = []
@@ -87,7 +87,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
             with other.session() as session:
                 taken.extend(
                     c.id
-                    for c in queue.claim(
+                    for c in leases.claim(
                         session, owner="w2", limit=1, lease_seconds=60, max_attempts=3
                     )
                 )
@@ -95,7 +95,7 @@ def test_recover_never_undoes_a_takeover_made_after_it_looked(pg: Database) -> N
     event.listen(pg.engine, "before_cursor_execute", take_over_first)
     try:
         with pg.session() as session:
-            assert queue.recover(session, max_attempts=3) == (0, 0)
+            assert leases.recover(session, max_attempts=3) == (0, 0)
     finally:
         event.remove(pg.engine, "before_cursor_execute", take_over_first)
         other.dispose()
@@ -108,7 +108,7 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
     hears a ping each beat); once released they lapse and another worker takes them."""
     input_id = register(db, "d").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
+        leases.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
     with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=60) as keeper:
         keeper.set_beat(lambda: pings.append(time.monotonic()), 0.5)
@@ -118,7 +118,7 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
             keeper.progress()
             with db.session() as session:
                 assert (
-                    queue.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
+                    leases.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
                     == []
                 )
             time.sleep(0.2)
@@ -126,7 +126,7 @@ def test_the_heartbeat_keeps_a_short_lease_alive_while_work_progresses(db: Datab
         assert len(pings) >= 5
         time.sleep(1.5)
         with db.session() as session:
-            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
+            (taken,) = leases.claim(session, owner="w2", limit=1, lease_seconds=1.0, max_attempts=3)
     assert taken.id == input_id and taken.attempts == 2
 
 
@@ -135,14 +135,14 @@ def test_a_stalled_batch_stops_renewing_and_pinging(db: Database) -> None:
     others to take over and the watchdog hears nothing more, so systemd restarts it."""
     input_id = register(db, "e").input_id
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
+        leases.claim(session, owner="w1", limit=1, lease_seconds=1.0, max_attempts=3)
     pings: list[float] = []
     with LeaseKeeper(db, "w1", lease_seconds=1.0, stall_seconds=0.5) as keeper:
         keeper.set_beat(lambda: pings.append(time.monotonic()), 0.2)
         keeper.hold([input_id])
         time.sleep(2.5)  # no progress reported at all
         with db.session() as session:
-            (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
+            (taken,) = leases.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
         last_ping = max(pings, default=0.0)
     assert taken.id == input_id
     assert time.monotonic() - last_ping > 1.5
@@ -156,11 +156,11 @@ def test_a_takeover_past_max_attempts_fails_the_input_instead(db: Database) -> N
     innocent = register(db, "0" * 63 + "1", "/in/b.jpg").input_id
     for attempt, owner in enumerate(("w1", "w2", "w3"), start=1):
         with db.session() as session:
-            (taken,) = queue.claim(session, owner=owner, limit=1, lease_seconds=60, max_attempts=3)
+            (taken,) = leases.claim(session, owner=owner, limit=1, lease_seconds=60, max_attempts=3)
             session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
         assert (taken.id, taken.attempts) == (poison, attempt)
     with db.session() as session:
-        claimed = queue.claim(session, owner="w4", limit=1, lease_seconds=60, max_attempts=3)
+        claimed = leases.claim(session, owner="w4", limit=1, lease_seconds=60, max_attempts=3)
     assert [c.id for c in claimed] == [innocent]
     with db.read_session() as session:
         row = session.get(Input, poison)
@@ -175,7 +175,7 @@ def test_a_takeover_past_max_attempts_fails_the_input_instead(db: Database) -> N
         assert row.finished_at is not None
     with db.session() as session:
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
-        again = queue.claim(session, owner="w5", limit=5, lease_seconds=60, max_attempts=3)
+        again = leases.claim(session, owner="w5", limit=5, lease_seconds=60, max_attempts=3)
     assert [c.id for c in again] == [innocent]  # the poison is never claimed again
 
 
@@ -185,24 +185,24 @@ def test_the_batch_of_a_dead_worker_is_taken_over_one_input_at_a_time(db: Databa
     the one that kills its worker takes no innocent input down with it again."""
     ids = [register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(4)]
     with db.session() as session:
-        queue.claim(session, owner="dead", limit=3, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="dead", limit=3, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
     taken = []
     for owner in ("w1", "w2"):
         with db.session() as session:
-            claimed = queue.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
+            claimed = leases.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
         taken.append([(c.id, c.attempts) for c in claimed])
     assert taken == [[(ids[0], 2)], [(ids[1], 2)]]
     with db.session() as session:
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
-        assert queue.recover(session, max_attempts=3) == (3, 0)
+        assert leases.recover(session, max_attempts=3) == (3, 0)
     with db.read_session() as session:
         reasons = session.execute(select(Input.reason).order_by(Input.id)).scalars().all()
     assert reasons == ["worker_died"] * 3 + [None]
     claims = []
     for owner in ("w3", "w4", "w5", "w6"):
         with db.session() as session:
-            claimed = queue.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
+            claimed = leases.claim(session, owner=owner, limit=8, lease_seconds=60, max_attempts=3)
         claims.append([c.id for c in claimed])
     assert claims == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
 
@@ -213,14 +213,14 @@ def test_a_worker_holding_a_suspect_claims_nothing_more(db: Database) -> None:
     that already holds work leaves a suspect to one that holds none."""
     suspect, second, third = (register(db, f"{i:064x}", f"/in/{i}.jpg").input_id for i in range(3))
     with db.session() as session:
-        queue.claim(session, owner="dead", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="dead", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
     with db.session() as session:
-        busy = queue.claim(session, owner="busy", limit=1, lease_seconds=60, max_attempts=3)
+        busy = leases.claim(session, owner="busy", limit=1, lease_seconds=60, max_attempts=3)
         assert [c.id for c in busy] == [suspect]  # holding nothing: it may take the suspect
-        assert queue.claim(session, owner="busy", limit=8, lease_seconds=60, max_attempts=3) == []
+        assert leases.claim(session, owner="busy", limit=8, lease_seconds=60, max_attempts=3) == []
     with db.session() as session:
-        other = queue.claim(session, owner="other", limit=1, lease_seconds=60, max_attempts=3)
+        other = leases.claim(session, owner="other", limit=1, lease_seconds=60, max_attempts=3)
         assert [c.id for c in other] == [second]
         session.execute(
             update(Input)
@@ -228,8 +228,8 @@ def test_a_worker_holding_a_suspect_claims_nothing_more(db: Database) -> None:
             .values(lease_expires=utcnow() - dt.timedelta(seconds=1))
         )
         # "other" holds work: the suspect, lapsed again, waits for a worker holding none
-        assert queue.claim(session, owner="other", limit=8, lease_seconds=60, max_attempts=3) == []
+        assert leases.claim(session, owner="other", limit=8, lease_seconds=60, max_attempts=3) == []
     with db.session() as session:
-        idle = queue.claim(session, owner="idle", limit=8, lease_seconds=60, max_attempts=3)
+        idle = leases.claim(session, owner="idle", limit=8, lease_seconds=60, max_attempts=3)
     assert [(c.id, c.attempts) for c in idle] == [(suspect, 3)]
     assert _holder(db, third) == (Status.QUEUED, None)

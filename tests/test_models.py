@@ -9,7 +9,8 @@ import pytest
 
 from cervixbatch.config import Precision
 from cervixbatch.errors import ModelError
-from cervixbatch.model.stage import file_sha256, load_stage, pack_builtin, with_precision
+from cervixbatch.model.loading import file_sha256
+from cervixbatch.model.stage import load_stage, pack_builtin, with_precision
 from cervixbatch.model.stage_names import Stage
 from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
 

@@ -23,8 +23,10 @@ from support.photos import draw_photo, write_photo
 from cervixbatch.cli import main
 from cervixbatch.config import Precision, Runtime
 from cervixbatch.errors import ConfigError, ModelError
-from cervixbatch.model.runtime import LoadOptions, openvino_available, resolve_runtime
-from cervixbatch.model.stage import file_sha256, load_stage
+from cervixbatch.model.loading import file_sha256
+from cervixbatch.model.options import LoadOptions
+from cervixbatch.model.runtime import openvino_available, resolve_runtime
+from cervixbatch.model.stage import load_stage
 from cervixbatch.model.stage_names import Stage
 from cervixbatch.model.unet import build_cervix_unet, build_lesion_unet
 from cervixbatch.segmentation.scores import dice

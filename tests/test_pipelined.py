@@ -26,11 +26,12 @@ from support.photos import draw_photo, write_photo
 from cervixbatch.cli import main
 from cervixbatch.config import Config, load_config
 from cervixbatch.errors import ConfigError
+from cervixbatch.model.pair import load_stages
 from cervixbatch.model.simulated import simulated_stages
-from cervixbatch.store import queue
+from cervixbatch.store import leases, queue
 from cervixbatch.store.db import Database, open_database
 from cervixbatch.worker.overlapped import DEPTH
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_leases_of_batches_waiting_in_the_pipeline_are_renewed(
     def look(_outcome: object) -> None:
         nonlocal expired_seen
         with db.read_session() as session:
-            expired_seen = max(expired_seen, queue.expired_leases(session))
+            expired_seen = max(expired_seen, leases.expired_leases(session))
 
     with Runner(config, db, load_stages(config)) as runner, capture_logs() as logs:
         for path in sorted((tmp_path / "drop").iterdir()):

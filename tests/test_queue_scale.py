@@ -128,7 +128,7 @@ def test_claims_renewals_and_counts_never_walk_the_finished_inputs(db: Database)
     for index in range(30):
         register(db, f"{index:064x}", f"/in/{index}.jpg")
     with db.session() as session:
-        held = queue.claim(session, owner="w1", limit=4, lease_seconds=60, max_attempts=3)
+        held = leases.claim(session, owner="w1", limit=4, lease_seconds=60, max_attempts=3)
         session.execute(
             update(Input)
             .where(Input.id == held[0].id)
@@ -137,11 +137,11 @@ def test_claims_renewals_and_counts_never_walk_the_finished_inputs(db: Database)
 
     def work() -> None:
         with db.session() as session:
-            queue.claim(session, owner="w2", limit=8, lease_seconds=60, max_attempts=3)
-            queue.renew(session, owner="w1", ids=[c.id for c in held], lease_seconds=60)
+            leases.claim(session, owner="w2", limit=8, lease_seconds=60, max_attempts=3)
+            leases.renew(session, owner="w1", ids=[c.id for c in held], lease_seconds=60)
         with db.read_session() as session:
             queue.status_counts(session)
-            queue.expired_leases(session)
+            leases.expired_leases(session)
             overview.oldest_queued(session)
             overview.last_failure(session)
 
@@ -180,7 +180,7 @@ def test_kept_counts_equal_the_rows_through_every_transition(db: Database) -> No
 
     check()
     with db.session() as session:
-        queue.claim(session, owner="w", limit=10, lease_seconds=60, max_attempts=2)
+        leases.claim(session, owner="w", limit=10, lease_seconds=60, max_attempts=2)
     check()
     with db.session() as session:
         assert queue.complete(
@@ -214,11 +214,11 @@ def test_kept_counts_equal_the_rows_through_every_transition(db: Database) -> No
             .where(Input.status == Status.PROCESSING)
             .values(lease_expires=utcnow() - dt.timedelta(seconds=5))
         )
-        queue.claim(session, owner="v", limit=3, lease_seconds=60, max_attempts=1)
+        leases.claim(session, owner="v", limit=3, lease_seconds=60, max_attempts=1)
     check()
     with db.session() as session:
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=5)))
-        queue.recover(session, max_attempts=2)
+        leases.recover(session, max_attempts=2)
         session.execute(Input.__table__.delete().where(Input.id == ids[0]))
     check()
     with db.session() as session:
@@ -239,7 +239,7 @@ def test_claims_keep_the_kept_counts_short(db: Database, monkeypatch: pytest.Mon
         register(db, f"{index:064x}", f"/in/{index}.jpg")
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(InputTally)).scalar_one() == 300
-        queue.claim(session, owner="w", limit=8, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="w", limit=8, lease_seconds=60, max_attempts=3)
     with db.read_session() as session:
         assert session.execute(select(func.count()).select_from(InputTally)).scalar_one() <= 4
         assert queue.status_counts(session)["queued"] == 292

@@ -27,12 +27,13 @@ from cervixbatch.errors import InputRejected, OutputError, RejectReason
 from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.reader import read_input
 from cervixbatch.intake import ignored as ignored_module
-from cervixbatch.intake.ignored import IgnoreReason, display_text, list_ignored
-from cervixbatch.intake.rules import MAX_DEPTH, InputRule, depth_exceeded
+from cervixbatch.intake.ignored import display_text, list_ignored
+from cervixbatch.intake.rules import MAX_DEPTH, IgnoreReason, InputRule, depth_exceeded
+from cervixbatch.model.pair import load_stages
 from cervixbatch.outputs.outbox import Outbox
 from cervixbatch.store.db import open_database
 from cervixbatch.store.schema import Status
-from cervixbatch.worker.runner import Runner, load_stages
+from cervixbatch.worker.runner import Runner
 
 UNIT = REPO / "systemd" / "cervixbatch.service"
 INSTALLED_BINARY = "/opt/cervixbatch/.venv/bin/cervixbatch"

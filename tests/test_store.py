@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from support.store import register
 
 from cervixbatch.owner import this_process
-from cervixbatch.store import queue
+from cervixbatch.store import leases, queue
 from cervixbatch.store.db import Database, migrations_dir, open_database
 from cervixbatch.store.schema import Base, Input, Result, Status, utcnow
 
@@ -58,9 +58,9 @@ def test_claim_takes_oldest_first_and_never_twice(db: Database) -> None:
     for letter in "cdef":
         register(db, letter, f"/in/{letter}.jpg")
     with db.session() as session:
-        first = queue.claim(session, owner="w1", limit=3, lease_seconds=60, max_attempts=3)
+        first = leases.claim(session, owner="w1", limit=3, lease_seconds=60, max_attempts=3)
     with db.session() as session:
-        second = queue.claim(session, owner="w2", limit=3, lease_seconds=60, max_attempts=3)
+        second = leases.claim(session, owner="w2", limit=3, lease_seconds=60, max_attempts=3)
     assert [c.id for c in first] == [1, 2, 3]
     assert [c.id for c in second] == [4]
     assert all(c.attempts == 1 for c in first + second)
@@ -70,7 +70,7 @@ def test_complete_writes_results_only_with_the_lease(db: Database) -> None:
     """Completing needs the lease: a worker that lost it writes nothing."""
     reg = register(db, "g")
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
     row = Result(
         frame=0,
         width=4,
@@ -119,7 +119,7 @@ def test_failures_retry_then_fail(db: Database) -> None:
     statuses = []
     for _ in range(3):
         with db.session() as session:
-            (claimed,) = queue.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
+            (claimed,) = leases.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
         with db.session() as session:
             statuses.append(
                 queue.fail(
@@ -141,7 +141,7 @@ def test_reject_is_terminal_with_reason(db: Database) -> None:
     """A rejected input keeps its reason code and sentence and is never claimed again."""
     reg = register(db, "i")
     with db.session() as session:
-        queue.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="w", limit=1, lease_seconds=60, max_attempts=3)
         queue.reject(
             session,
             input_id=reg.input_id,
@@ -150,7 +150,7 @@ def test_reject_is_terminal_with_reason(db: Database) -> None:
             detail="the JPEG ends early",
         )
     with db.session() as session:
-        assert queue.claim(session, owner="w", limit=5, lease_seconds=60, max_attempts=3) == []
+        assert leases.claim(session, owner="w", limit=5, lease_seconds=60, max_attempts=3) == []
         counts = queue.status_counts(session)
     assert counts["rejected"] == 1 and counts["queued"] == 0
 
@@ -171,12 +171,12 @@ def test_recover_requeues_dead_owners_and_expired_leases(db: Database) -> None:
     with db.session() as session:
         for owner in (host_dead_owner, "otherhost:1:x", "otherhost:2:x", host_dead_owner):
             # 1: dead, 2: alive, 3: expired, 4: too often
-            queue.claim(session, owner=owner, limit=1, lease_seconds=600, max_attempts=3)
+            leases.claim(session, owner=owner, limit=1, lease_seconds=600, max_attempts=3)
         past = utcnow() - dt.timedelta(seconds=1)
         session.execute(update(Input).where(Input.id == 3).values(lease_expires=past))
         session.execute(update(Input).where(Input.id == 4).values(attempts=3))
     with db.session() as session:
-        requeued, failed = queue.recover(session, max_attempts=3)
+        requeued, failed = leases.recover(session, max_attempts=3)
     assert (requeued, failed) == (2, 1)
     with db.read_session() as session:
         statuses = dict(session.execute(select(Input.id, Input.status)).all())
@@ -187,10 +187,10 @@ def test_expired_lease_can_be_claimed_by_another_worker(db: Database) -> None:
     """A claim whose lease ran out is taken over by the next claim."""
     register(db, "n")
     with db.session() as session:
-        queue.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
+        leases.claim(session, owner="w1", limit=1, lease_seconds=60, max_attempts=3)
         session.execute(update(Input).values(lease_expires=utcnow() - dt.timedelta(seconds=1)))
     with db.session() as session:
-        (taken,) = queue.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
+        (taken,) = leases.claim(session, owner="w2", limit=1, lease_seconds=60, max_attempts=3)
     assert taken.attempts == 2
 
 
@@ -242,7 +242,7 @@ def test_concurrent_claims_never_take_an_input_twice(db: Database) -> None:
     def worker(name: str) -> None:
         while True:
             with db.session() as session:
-                claimed = queue.claim(
+                claimed = leases.claim(
                     session, owner=name, limit=3, lease_seconds=60, max_attempts=3
                 )
             if not claimed:

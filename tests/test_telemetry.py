@@ -17,7 +17,7 @@ from cervixbatch.config.addresses import parse_socket_address
 from cervixbatch.errors import ConfigError
 from cervixbatch.store.db import open_database
 from cervixbatch.store.queue import status_counts
-from cervixbatch.worker.runner import BatchOutcome
+from cervixbatch.worker.batch_state import BatchOutcome
 from cervixbatchd.telemetry import Telemetry
 
 

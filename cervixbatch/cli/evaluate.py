@@ -73,9 +73,9 @@ def evaluate(
     import json
 
     from cervixbatch.cli.progress import progress_bar
+    from cervixbatch.model.pair import load_stages, pipeline_for
     from cervixbatch.tools.evaluation.evaluate import evaluate as run_evaluation
     from cervixbatch.tools.evaluation.evaluate import write_per_image
-    from cervixbatch.worker.runner import load_stages, pipeline_for
 
     config = app_of(ctx).config
     config = dataclasses.replace(

@@ -14,7 +14,7 @@ from cervixbatch.config import Config
 from cervixbatch.store.schema import Status
 
 if TYPE_CHECKING:
-    from cervixbatch.report.query import ReportFilter
+    from cervixbatch.report.filters import ReportFilter
 
 __all__ = ["report"]
 
@@ -87,7 +87,8 @@ def report(
     `--format html --output DIR/report.html` writes a page with a contact sheet of overlay
     thumbnails (in DIR/report_files/) that opens from disk.
     """
-    from cervixbatch.report.query import ReportFilter, collect, render_csv, render_json
+    from cervixbatch.report.filters import ReportFilter
+    from cervixbatch.report.query import collect, render_csv, render_json
     from cervixbatch.store.db import open_database
 
     config = app_of(ctx).config
@@ -185,12 +186,8 @@ def _report_comparison(
 
 def _report_ignored(config: Config, fmt: str, limit: int | None, output: Path | None) -> None:
     """`report --ignored`: the inbox's entries that are not inputs, and why."""
-    from cervixbatch.intake.ignored import (
-        list_ignored,
-        own_paths,
-        render_ignored_json,
-        render_ignored_table,
-    )
+    from cervixbatch.intake.ignored import list_ignored, render_ignored_json, render_ignored_table
+    from cervixbatch.intake.rules import own_paths
 
     if fmt not in {"table", "json"}:
         raise click.UsageError("--ignored prints --format table or json")

@@ -15,11 +15,10 @@ import typing
 from pathlib import Path
 from typing import Any, Self
 
-from cervixbatch.config.addresses import DicomPeer, SocketAddress, parse_socket_address
-from cervixbatch.config.checks import OTSU, accept_class_uids, check_ranges, coerce
-from cervixbatch.config.database_url import absolute_sqlite_url, is_sqlite_url, sqlite_file
+from cervixbatch.config.addresses import SocketAddress, parse_socket_address
+from cervixbatch.config.checks import accept_class_uids, check_ranges, coerce
+from cervixbatch.config.database_url import absolute_sqlite_url
 from cervixbatch.config.dicom import (
-    DEFAULT_ACCEPT_CLASSES,
     DicomConfig,
     DicomWebConfig,
     WebhookConfig,
@@ -37,39 +36,21 @@ from cervixbatch.config.types import (
 from cervixbatch.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_ACCEPT_CLASSES",
     "HIDDEN_KEYS",
-    "OTSU",
-    "AfterAction",
     "BatchConfig",
-    "CervixRegion",
-    "ChannelOrder",
     "Config",
     "DatabaseConfig",
-    "DicomConfig",
-    "DicomPeer",
-    "DicomWebConfig",
     "LimitsConfig",
-    "LogFormat",
-    "LogLevel",
     "LoggingConfig",
     "MetricsConfig",
     "ModelsConfig",
     "OutputConfig",
     "PathsConfig",
-    "Precision",
     "ReportConfig",
-    "Resize",
     "RetentionConfig",
-    "Runtime",
-    "SocketAddress",
     "WatchConfig",
-    "WebhookConfig",
-    "absolute_sqlite_url",
-    "is_sqlite_url",
     "load_config",
     "resolve_config_path",
-    "sqlite_file",
 ]
 
 ENV_VAR = "CERVIXBATCH_CONFIG"

@@ -23,7 +23,6 @@ from cervixbatch.config import DEFAULT_ACCEPT_CLASSES
 from cervixbatch.errors import InputRejected, RejectReason
 
 __all__ = [
-    "DEFAULT_ACCEPT_CLASSES",
     "OWN_MANUFACTURER",
     "SC_MODALITIES",
     "SECONDARY_CAPTURE_CLASSES",

@@ -14,14 +14,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cervixbatch.intake.rules import MAX_DEPTH, IgnoreReason, InputRule, own_paths
+from cervixbatch.intake.rules import MAX_DEPTH, IgnoreReason, InputRule
 
 __all__ = [
-    "IgnoreReason",
     "IgnoredEntry",
     "display_text",
     "list_ignored",
-    "own_paths",
     "render_ignored_json",
     "render_ignored_table",
 ]

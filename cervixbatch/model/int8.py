@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cervixbatch.errors import ModelError
-from cervixbatch.model.stage import file_sha256
+from cervixbatch.model.loading import file_sha256
 
 __all__ = [
     "CARD_FORMAT",

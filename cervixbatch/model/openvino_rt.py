@@ -28,14 +28,9 @@ from cervixbatch.errors import ModelError
 from cervixbatch.model.auto_precision import PrecisionChoice, choose_precision
 from cervixbatch.model.device import CPU_BF16_AUTO
 from cervixbatch.model.int8 import check_int8_card, int8_paths
+from cervixbatch.model.loading import file_sha256
 from cervixbatch.model.options import LoadOptions
-from cervixbatch.model.stage import (
-    DEMO_DIR,
-    OutputReduction,
-    file_sha256,
-    load_stage,
-    reduce_output,
-)
+from cervixbatch.model.stage import DEMO_DIR, OutputReduction, load_stage, reduce_output
 from cervixbatch.model.stage_names import Stage
 
 __all__ = [

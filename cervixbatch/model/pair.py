@@ -34,7 +34,8 @@ def load_stages(config: Config) -> Stages:
 
     require_tensorflow()  # missing or broken: one clear error, not an import traceback
     from cervixbatch.model.device import configure_tensorflow
-    from cervixbatch.model.runtime import LoadOptions, load_predictor, precision_label
+    from cervixbatch.model.options import LoadOptions
+    from cervixbatch.model.runtime import load_predictor, precision_label
 
     options = LoadOptions.from_config(config)
     gpus = configure_tensorflow().gpus

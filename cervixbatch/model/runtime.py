@@ -16,14 +16,12 @@ import numpy.typing as npt
 
 from cervixbatch.config import Config, Precision, Runtime
 from cervixbatch.errors import ConfigError, ModelError
-from cervixbatch.model.options import LoadOptions, cache_folder
+from cervixbatch.model.options import LoadOptions
 
 __all__ = [
-    "LoadOptions",
     "LoadedStage",
     "auto_choice",
     "auto_choices",
-    "cache_folder",
     "load_predictor",
     "openvino_available",
     "precision_label",
@@ -146,8 +144,8 @@ def auto_choice(config: Config, ref: str, stage: str) -> str:
         return f"{options.precision.value}: models.precision"
     from cervixbatch.model.auto_precision import choose_precision
     from cervixbatch.model.int8 import check_int8_card, int8_paths
+    from cervixbatch.model.loading import file_sha256
     from cervixbatch.model.openvino_rt import auto_bf16, model_files
-    from cervixbatch.model.stage import file_sha256
     from cervixbatch.model.stage_names import Stage
 
     files = model_files(ref, Stage(stage))

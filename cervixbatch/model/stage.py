@@ -32,7 +32,6 @@ __all__ = [
     "OutputReduction",
     "StageModel",
     "activation_bytes",
-    "file_sha256",
     "load_keras_model",
     "load_stage",
     "reduce_output",

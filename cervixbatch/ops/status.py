@@ -20,7 +20,8 @@ from cervixbatch.outputs.diskspace import free_mb
 from cervixbatch.store import overview, workers
 from cervixbatch.store.db import Database
 from cervixbatch.store.deliveries import delivery_counts
-from cervixbatch.store.queue import owner_is_dead, status_counts
+from cervixbatch.store.leases import owner_is_dead
+from cervixbatch.store.queue import status_counts
 
 __all__ = ["StatusReport", "WorkerState", "gather_status", "render_status_json"]
 

@@ -28,12 +28,9 @@ from cervixbatch.outputs.png import encode_mask_png
 __all__ = [
     "DIR_MODE",
     # the atomic writer's, still importable from here (the service's Storage SCP uses them)
-    "TEMP_PREFIX",
     "FrameOutputs",
     "Outbox",
     "make_dirs",
-    "sweep_temp_files",
-    "write_atomic",
 ]
 
 DIR_MODE = 0o750

@@ -22,7 +22,6 @@ from cervixbatch.outputs.spreadsheet import SafeCsvWriter
 from cervixbatch.report.filters import ReportFilter
 from cervixbatch.report.stats import (
     DEFAULT_LESION_THRESHOLD,
-    ModelUse,
     ReportStats,
     compute_stats,
     iso,
@@ -32,11 +31,7 @@ from cervixbatch.store.schema import Input, Result, Status
 
 __all__ = [
     "CSV_COLUMNS",
-    "DEFAULT_LESION_THRESHOLD",
-    "ModelUse",
     "ReportData",
-    "ReportFilter",
-    "ReportStats",
     "collect",
     "display_path",
     "item_dict",

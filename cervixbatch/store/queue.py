@@ -20,33 +20,17 @@ from sqlalchemy.orm import Session
 
 from cervixbatch.errors import FailReason, RejectReason
 from cervixbatch.store import tallies
-from cervixbatch.store.leases import (
-    ClaimedInput,
-    claim,
-    expired_leases,
-    make_owner,
-    owner_is_dead,
-    recover,
-    renew,
-)
 from cervixbatch.store.schema import Input, Result, Sighting, Status, utcnow
 
 __all__ = [
-    "ClaimedInput",
     "Registration",
-    "claim",
     "complete",
-    "expired_leases",
     "fail",
     "hold_claim",
     "known_sighting",
-    "make_owner",
-    "owner_is_dead",
-    "recover",
     "register",
     "reject",
     "release",
-    "renew",
     "status_counts",
 ]
 

@@ -26,7 +26,7 @@ from cervixbatch.imaging.sop import SopClassFilter
 from cervixbatch.outputs.diskspace import DiskWatermark
 from cervixbatch.outputs.frame_writer import FrameWriter
 from cervixbatch.outputs.staging import stage_for, sweep_stages
-from cervixbatch.store import queue
+from cervixbatch.store import leases
 from cervixbatch.store.outage import is_unavailable
 from cervixbatch.store.runs import next_runs
 from cervixbatch.testhooks import crash_if_poison
@@ -134,7 +134,7 @@ class BatchPhases:
         """Claims up to ``batch.size`` queued inputs, each with the run its results will
         be (2 and up for a reprocessed input: earlier runs keep their rows and files)."""
         with self.db.session() as session:
-            claimed = queue.claim(
+            claimed = leases.claim(
                 session,
                 owner=self.owner,
                 limit=self.config.batch.size,

@@ -16,7 +16,7 @@ from cervixbatch.outputs.outbox import FrameOutputs
 from cervixbatch.outputs.staging import Stage
 from cervixbatch.segmentation.steps import Step
 from cervixbatch.segmentation.two_stage import FrameResult
-from cervixbatch.store.queue import ClaimedInput
+from cervixbatch.store.leases import ClaimedInput
 from cervixbatch.store.schema import Status
 
 __all__ = ["BatchOutcome", "DeferredLog", "Phase", "WorkItem", "add_ms"]

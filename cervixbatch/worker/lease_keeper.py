@@ -22,7 +22,7 @@ from typing import Self
 
 import structlog
 
-from cervixbatch.store import queue
+from cervixbatch.store import leases
 from cervixbatch.store.db import Database
 
 __all__ = ["RENEWALS_PER_LEASE", "LeaseKeeper"]
@@ -145,7 +145,7 @@ class LeaseKeeper:
     def _renew(self, ids: list[int]) -> None:
         try:
             with self._db.session() as session:
-                still = queue.renew(
+                still = leases.renew(
                     session, owner=self._owner, ids=ids, lease_seconds=self.lease_seconds
                 )
         except Exception as exc:  # noqa: BLE001 - a busy or lost database: try again next beat

@@ -25,10 +25,10 @@ from cervixbatch.imaging.frames import ReadLimits
 from cervixbatch.imaging.sop import SopClassFilter
 from cervixbatch.intake.registration import Registrar
 from cervixbatch.model.loaded import Stages
-from cervixbatch.model.pair import load_stages, pipeline_for
+from cervixbatch.model.pair import pipeline_for
 from cervixbatch.outputs.outbox import DIR_MODE, Outbox
 from cervixbatch.segmentation.two_stage import Pipeline
-from cervixbatch.store import queue
+from cervixbatch.store import leases, queue
 from cervixbatch.store.db import Database
 from cervixbatch.store.outage import DatabaseOutage, OutageWaiter
 from cervixbatch.store.schema import Status
@@ -39,13 +39,9 @@ from cervixbatch.worker.lease_keeper import LeaseKeeper
 from cervixbatch.worker.overlapped import Overlap
 
 __all__ = [
-    "BatchOutcome",
     "DiskState",
     "QueueCounts",
     "Runner",
-    "Stages",
-    "load_stages",
-    "pipeline_for",
 ]
 
 log = structlog.get_logger(__name__)
@@ -90,7 +86,7 @@ class Runner:
     ) -> None:
         self.db = db
         self.stages = stages
-        self.owner = owner or queue.make_owner()
+        self.owner = owner or leases.make_owner()
         # Files over max_file_mb are refused before a byte of them is hashed.
         limits = ReadLimits.from_config(config.limits)
         self.registrar = Registrar(db, max_file_bytes=limits.max_file_bytes)
@@ -189,7 +185,7 @@ class Runner:
     def queue_counts(self) -> QueueCounts:
         """Inputs per status, and the expired claims of dead workers."""
         with self.db.read_session() as session:
-            return QueueCounts(queue.status_counts(session), queue.expired_leases(session))
+            return QueueCounts(queue.status_counts(session), leases.expired_leases(session))
 
     def disk_state(self) -> DiskState:
         """Measures the outbox's disk now: whether work is paused, and the free space."""
@@ -201,7 +197,7 @@ class Runner:
         """Frees inputs of dead workers and removes the temp files of dead writers; returns
         (requeued, failed)."""
         with self.db.session() as session:
-            requeued, failed = queue.recover(session, max_attempts=self.config.batch.max_attempts)
+            requeued, failed = leases.recover(session, max_attempts=self.config.batch.max_attempts)
         temps = self.phases.sweep()
         restore_held_files(self.config.paths.inbox)  # a disposal cut short by a crash
         if requeued or failed or temps.removed or temps.kept_live or temps.kept_unknown:

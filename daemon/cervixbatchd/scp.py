@@ -48,8 +48,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from cervixbatch.config import Config, SocketAddress
 from cervixbatch.errors import CervixbatchError, ConfigError, OutputError
-from cervixbatch.outputs.atomic import atomic_file
-from cervixbatch.outputs.outbox import TEMP_PREFIX, sweep_temp_files
+from cervixbatch.outputs.atomic import TEMP_PREFIX, atomic_file, sweep_temp_files
 from cervixbatchd.scp_access import AccessPolicy
 from cervixbatchd.scp_guard import CallerBudget, ReceiveGuard
 

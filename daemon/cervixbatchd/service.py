@@ -26,13 +26,15 @@ from cervixbatch.errors import CervixbatchError
 from cervixbatch.intake.discovery import FileIdentity, identify
 from cervixbatch.intake.rules import InputRule, own_paths
 from cervixbatch.logs import configure_logging
+from cervixbatch.model.pair import load_stages
 from cervixbatch.ops.retention import RetentionSweeper
 from cervixbatch.store.db import Database, open_configured
 from cervixbatch.store.outage import is_unavailable, open_when_available
 from cervixbatch.store.schema import Status
 from cervixbatch.version import __version__
+from cervixbatch.worker.batch_state import BatchOutcome
 from cervixbatch.worker.presence import WorkerPresence
-from cervixbatch.worker.runner import BatchOutcome, Runner, load_stages
+from cervixbatch.worker.runner import Runner
 from cervixbatchd.network_intake import NetworkIntake
 from cervixbatchd.notify import Notifier, status_line
 from cervixbatchd.outage import ride_out

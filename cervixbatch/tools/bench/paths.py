@@ -21,8 +21,9 @@ from cervixbatch.tools.bench.seed_loop import rates
 
 if TYPE_CHECKING:
     from cervixbatch.imaging.frames import Frame
+    from cervixbatch.model.loaded import Stages
     from cervixbatch.segmentation.two_stage import FrameResult, Pipeline
-    from cervixbatch.worker.runner import BatchOutcome, Stages
+    from cervixbatch.worker.batch_state import BatchOutcome
 
 __all__ = ["EndToEnd", "end_to_end_runner", "measure_variant", "model_only"]
 

@@ -184,7 +184,7 @@ def _measure_variants(  # noqa: PLR0917 - one private helper of run_bench
 ) -> list[dict[str, Any]]:
     """Each variant's model-only bound and end to end per size; with variants, also its
     agreement with TensorFlow float32 on the first size's photos."""
-    from cervixbatch.worker.runner import load_stages, pipeline_for
+    from cervixbatch.model.pair import load_stages, pipeline_for
 
     reference: Pipeline | None = None
     first_photos = next(iter(photos.values()))[0]

@@ -38,7 +38,7 @@ def run_bench(
     """
     step = on_step or (lambda _n: None)
     from cervixbatch.model.device import configure_tensorflow
-    from cervixbatch.worker.runner import load_stages
+    from cervixbatch.model.pair import load_stages
 
     started = time.perf_counter()
     info = configure_tensorflow()

@@ -157,8 +157,8 @@ def configured_bench_models(
 def _passing_int8(config: Config, refs: tuple[str, str]) -> bool:
     """Whether both stages have INT8 models the daemon would accept."""
     from cervixbatch.model.int8 import check_int8_card
+    from cervixbatch.model.loading import file_sha256
     from cervixbatch.model.openvino_rt import model_files
-    from cervixbatch.model.stage import file_sha256
     from cervixbatch.model.stage_names import Stage
 
     cache = cache_folder(config)

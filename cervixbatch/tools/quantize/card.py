@@ -114,7 +114,7 @@ def write_int8(model: Any, card: dict[str, Any], paths: Int8Paths) -> None:
     last. A reader between the renames sees files that do not match the card: refused."""
     import openvino as ov
 
-    from cervixbatch.model.stage import file_sha256
+    from cervixbatch.model.loading import file_sha256
 
     folder = paths.xml.parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ from cervixbatch.tools.quantize.card import (
 )
 from cervixbatch.tools.quantize.search import quantize_stage, quantized_operations
 
-__all__ = ["QuantizeOptions", "StageCard", "quantize_models"]
+__all__ = ["QuantizeOptions", "quantize_models"]
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +83,7 @@ def quantize_models(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[StageCard]:
     """Quantizes both configured stages and writes each INT8 model with its card."""
+    from cervixbatch.model.loading import file_sha256
     from cervixbatch.model.openvino_rt import (
         OpenVinoStage,
         auto_bf16,
@@ -90,7 +91,6 @@ def quantize_models(
         float_ir,
         model_files,
     )
-    from cervixbatch.model.stage import file_sha256
 
     say = on_progress or (lambda _text: None)
     cache = cache_folder(config)

@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 
+from cervixbatch.tools.synth.layers import f32
 from cervixbatch.tools.synth.v2 import fields
 from cervixbatch.tools.synth.v2.layout import Layout
 from cervixbatch.tools.synth.v2.plan import Feature, Plan
@@ -25,7 +26,7 @@ def field_of_view(rng: np.random.Generator, grid: fields.Grid, layout: Layout) -
             reach = rng.uniform(0.95, 1.25) * math.hypot(grid.width, grid.height) / 2
             dist = np.sqrt((grid.x - lx) ** 2 + (grid.y - ly) ** 2)
             return fields.smoothstep(
-                fields.f32(reach - dist), -0.01 * grid.width - 1, 0.01 * grid.width + 1
+                f32(reach - dist), -0.01 * grid.width - 1, 0.01 * grid.width + 1
             )
         return None
     edge = rng.uniform(0.004, 0.03) * grid.width + 0.5
@@ -64,14 +65,14 @@ def _blur(rng: np.random.Generator, img: fields.F32, grid: fields.Grid, plan: Pl
         kernel = cv2.warpAffine(kernel, turn, (length, length))
         kernel /= max(float(kernel.sum()), 1e-6)
         img = np.stack([cv2.filter2D(plane, -1, kernel) for plane in img])
-    return fields.f32(img)
+    return f32(img)
 
 
 def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> fields.F32:
     """Zero-mean noise of spread ``sigma`` from random bytes (a tenth of the cost of
     normal draws; the eye and the models cannot tell the distributions apart)."""
     raw = np.frombuffer(rng.bytes(int(np.prod(shape))), np.uint8).reshape(shape)
-    return fields.f32((raw.astype(np.float32) - 127.5) * np.float32(sigma * math.sqrt(3) / 127.5))
+    return f32((raw.astype(np.float32) - 127.5) * np.float32(sigma * math.sqrt(3) / 127.5))
 
 
 def develop(  # noqa: PLR0917
@@ -89,13 +90,13 @@ def develop(  # noqa: PLR0917
     lx, ly = layout.light
     reach = rng.uniform(0.5, 0.9) * math.hypot(grid.width, grid.height) / 2
     r = np.sqrt((grid.x - lx) ** 2 + (grid.y - ly) ** 2) * np.float32(1.0 / reach)
-    img *= 1.0 - rng.uniform(0.1, 0.4) * fields.smoothstep(fields.f32(r), 0.3, 1.3)
+    img *= 1.0 - rng.uniform(0.1, 0.4) * fields.smoothstep(f32(r), 0.3, 1.3)
     img *= _cast(rng)
     np.clip(spots, 0.0, 1.0, out=spots)
     if plan.has(Feature.GREEN_FILTER):  # red light filtered out: vessels dark, tissue green
         luma = 0.12 * img[0] + 0.78 * img[1] + 0.1 * img[2]
         tint = fields.planar((rng.uniform(0.45, 0.65), 1.0, rng.uniform(0.55, 0.8)))
-        img = fields.f32(luma * (tint * rng.uniform(1.0, 1.35)))
+        img = f32(luma * (tint * rng.uniform(1.0, 1.35)))
         fields.mix(img, (1.0, 1.4, 1.1), spots)
     else:
         fields.mix(img, (1.4, 1.4, 1.4), spots)  # the sensor clips them: pure white

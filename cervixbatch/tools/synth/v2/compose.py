@@ -9,9 +9,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from cervixbatch.tools.synth.layers import f32
 from cervixbatch.tools.synth.v1 import SynthSample
 from cervixbatch.tools.synth.v2.camera import develop, field_of_view
-from cervixbatch.tools.synth.v2.fields import F32, U8, Grid, f32
+from cervixbatch.tools.synth.v2.fields import F32, U8, Grid
 from cervixbatch.tools.synth.v2.layout import draw_layout
 from cervixbatch.tools.synth.v2.lesion import lesion_field, paint_lesion
 from cervixbatch.tools.synth.v2.plan import Feature, Selection, draw_plan

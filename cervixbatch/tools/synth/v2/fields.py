@@ -22,7 +22,6 @@ __all__ = [
     "Ellipse",
     "Grid",
     "blur",
-    "f32",
     "grain",
     "lines",
     "mix",

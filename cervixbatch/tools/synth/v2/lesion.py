@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 
+from cervixbatch.tools.synth.layers import f32
 from cervixbatch.tools.synth.v2 import fields
 from cervixbatch.tools.synth.v2.layout import Layout
 from cervixbatch.tools.synth.v2.tissue import Cervix
@@ -39,7 +40,7 @@ def lesion_field(rng: np.random.Generator, grid: fields.Grid, layout: Layout) ->
         off = np.abs(np.remainder(phi - mid + math.pi, 2 * math.pi) - math.pi)
         angular = (half - off) * np.maximum(r, 0.2) if half < math.pi else np.full_like(r, 9.0)
         radial = np.minimum(r - r_in, r_out - r)
-        field = fields.f32(np.minimum(angular, radial) + ragged)
+        field = f32(np.minimum(angular, radial) + ragged)
     satellites = int(rng.choice(4, p=[0.45, 0.3, 0.15, 0.1]))
     for _ in range(satellites if main else max(1, satellites)):
         t = rng.uniform(-math.pi, math.pi)
@@ -49,8 +50,8 @@ def lesion_field(rng: np.random.Generator, grid: fields.Grid, layout: Layout) ->
         du = (grid.x - sx) / (tz.a * size)
         dv = (grid.y - sy) / (tz.a * size * rng.uniform(0.5, 1.0))
         blob = (1.0 - np.sqrt(du * du + dv * dv)) * size + ragged * size * 2.0
-        field = np.maximum(field, fields.f32(blob))
-    return fields.f32(field * tz.a)  # zone radii → working pixels
+        field = np.maximum(field, f32(blob))
+    return f32(field * tz.a)  # zone radii → working pixels
 
 
 def paint_lesion(  # noqa: PLR0917
@@ -72,13 +73,13 @@ def paint_lesion(  # noqa: PLR0917
     bumps = fields.grain(rng, shape, rng.uniform(1.5, 3.5) * px)
     if pattern == "papillary":  # cobblestone / papillary: a bumpy whiteness
         patchy = patchy * (0.85 + 0.12 * bumps)
-    alpha = fields.f32(np.clip(body * density * patchy, 0.0, 1.0) * cervix.alpha * (1.0 - os_alpha))
+    alpha = f32(np.clip(body * density * patchy, 0.0, 1.0) * cervix.alpha * (1.0 - os_alpha))
     white = fields.planar(rng.uniform((0.9, 0.82, 0.84), (0.98, 0.92, 0.93)))
     fields.mix(img, white * (0.45 + 0.55 * cervix.shade), alpha)
     if sharp:  # slightly raised: lit on one side of the rim, shadowed on the other
         step = max(1, round(1.5 * px))
         shifted = np.roll(np.roll(body, step, axis=0), step, axis=1)
-        relief = fields.f32((body - shifted) * density * rng.uniform(0.08, 0.2))
+        relief = f32((body - shifted) * density * rng.uniform(0.08, 0.2))
         img += relief
     red = fields.planar((0.05, 0.45, 0.35))  # darkens green and blue: reads as red vessels
     if pattern == "mosaic":
@@ -88,11 +89,11 @@ def paint_lesion(  # noqa: PLR0917
         yr = (grid.y * math.cos(angle) - grid.x * math.sin(angle)) / tile
         wobble = 0.35 * fields.smooth_noise(rng, shape, (16, 12))
         borders = np.maximum(
-            fields.lines(fields.f32(np.sin(math.pi * (xr + wobble))), 0.18),
-            fields.lines(fields.f32(np.sin(math.pi * (yr - wobble))), 0.18),
+            fields.lines(f32(np.sin(math.pi * (xr + wobble))), 0.18),
+            fields.lines(f32(np.sin(math.pi * (yr - wobble))), 0.18),
         )
         img *= 1.0 - (borders * body * rng.uniform(0.15, 0.35)) * red
     elif pattern == "punctation":
         dots = fields.smoothstep(fields.grain(rng, shape, 0.9 * px + 0.3), 2.2, 2.9)
-        dots = fields.f32(cv2.GaussianBlur(dots, (0, 0), 0.5 * px + 0.3))
+        dots = f32(cv2.GaussianBlur(dots, (0, 0), 0.5 * px + 0.3))
         img *= 1.0 - (dots * body * rng.uniform(0.3, 0.6)) * red

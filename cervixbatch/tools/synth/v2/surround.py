@@ -10,16 +10,8 @@ import math
 
 import numpy as np
 
-from cervixbatch.tools.synth.v2.fields import (
-    F32,
-    Grid,
-    blur,
-    f32,
-    mix,
-    planar,
-    smooth_noise,
-    smoothstep,
-)
+from cervixbatch.tools.synth.layers import f32
+from cervixbatch.tools.synth.v2.fields import F32, Grid, blur, mix, planar, smooth_noise, smoothstep
 from cervixbatch.tools.synth.v2.layout import Layout
 
 __all__ = ["paint_speculum", "paint_walls"]

@@ -10,10 +10,10 @@ import math
 import cv2
 import numpy as np
 
+from cervixbatch.tools.synth.layers import f32
 from cervixbatch.tools.synth.v2.fields import (
     F32,
     Grid,
-    f32,
     grain,
     lines,
     mix,
