@@ -23,8 +23,9 @@ Steps (``--steps``, comma-separated, in this order):
             figures must match the float32 ones within 0.005
 
 Real photos (issue 24): ``--annocerv DIR --steps annocerv-prepare,annocerv-train,
-annocerv-evaluate`` fine-tunes the lesion stage on AnnoCerv (CC BY 4.0) — see
-``scripts/annocerv_steps.py``; the photos stay in DIR, the repository does not carry them.
+annocerv-negatives,annocerv-evaluate,annocerv-synthetic,annocerv-pack`` fine-tunes the
+lesion stage on AnnoCerv (CC BY 4.0) — see ``scripts/annocerv_steps.py``; the photos stay
+in DIR, the repository does not carry them.
 
 Trained on synthetic images: for trying the software, not for clinical use.
 """
