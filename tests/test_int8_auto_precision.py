@@ -93,3 +93,17 @@ def test_auto_never_chooses_an_int8_model_whose_card_fails(quantized: Path, tmp_
         assert _load(folder / "config.toml").lesion.precision.value == "float32"
         why = auto_choices(load_config(folder / "config.toml"))["lesion"]
         assert why.startswith("float32:") and "bfloat16 refused" in why
+
+
+def test_layers_kept_in_float_run_in_float32(analytic_models: dict[str, Path]) -> None:
+    """An INT8 model is compiled with float32 as the inference precision: the layers
+    quantize kept in float for agreement must not run in bfloat16, which the CPU would
+    otherwise choose where it has AMX or AVX512_BF16."""
+    from cervixbatch.config import Precision
+    from cervixbatch.model.openvino_rt import compile_stage, float_ir
+    from cervixbatch.model.stage import Stage, file_sha256
+
+    path = analytic_models["lesion"]
+    model = float_ir(str(path), Stage.LESION, file_sha256(path), None)
+    compiled = compile_stage(model, 4, Precision.INT8)
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
