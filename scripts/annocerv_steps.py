@@ -419,7 +419,7 @@ def synthetic(work: Path) -> dict[str, Any]:
         if not (pairs["old"] / f"{stage}.keras").exists():
             demo_keras(stage, pairs["old"] / f"{stage}.keras")
     shutil.copy(pairs["old"] / "cervix.keras", pairs["new"] / "cervix.keras")
-    shutil.copy(work / "models" / "lesion.keras", pairs["new"] / "lesion.keras")
+    folded_model(work).save(pairs["new"] / "lesion.keras")  # as it would ship
     figures = evaluate_all(work / "synthetic", pairs["new"], pairs["old"])
     renamed = {
         name: {("old" if k == "v1" else k): v for k, v in values.items()}
@@ -472,8 +472,6 @@ def verdict(work: Path) -> dict[str, Any]:
 
 def pack(data: Path, work: Path, *, force: bool) -> None:
     """The new lesion model → builtin:demo with its card, when :func:`verdict` allows."""
-    import keras
-
     sys.path.insert(0, str(REPO))
     from cervixbatch.model import losses  # noqa: F401 - the custom objects keras loads
     from cervixbatch.model.stage import pack_builtin
@@ -485,9 +483,7 @@ def pack(data: Path, work: Path, *, force: bool) -> None:
         raise SystemExit("the AnnoCerv lesion model does not meet the goals: not packed")
     validation = json.loads((work / "validation.json").read_text())
     threshold = float(validation["new"]["threshold"])
-    model = keras.models.load_model(work / "models" / "lesion.keras", compile=False)
-    fold_threshold(model, threshold)
-    version = pack_builtin(model, DEMO, Stage.LESION)
+    version = pack_builtin(folded_model(work), DEMO, Stage.LESION)
     card = json.loads((work / "models" / "lesion.card.json").read_text())
     card["shipped_as"] = {
         "files": ["lesion.json", "lesion.weights.npz"],
@@ -525,6 +521,19 @@ def pack(data: Path, work: Path, *, force: bool) -> None:
     )
     (DEMO / "lesion.card.json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"packed lesion: {version[:12]}")
+
+
+def folded_model(work: Path) -> Any:
+    """The new lesion model with the threshold chosen on validation folded in."""
+    import keras
+
+    sys.path.insert(0, str(REPO))
+    from cervixbatch.model import losses  # noqa: F401 - the custom objects keras loads
+
+    validation = json.loads((work / "validation.json").read_text())
+    model = keras.models.load_model(work / "models" / "lesion.keras", compile=False)
+    fold_threshold(model, float(validation["new"]["threshold"]))
+    return model
 
 
 def fold_threshold(model: Any, threshold: float) -> None:
