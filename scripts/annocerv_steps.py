@@ -490,20 +490,24 @@ def pack(data: Path, work: Path, *, force: bool) -> None:
         "weights": "float16, cast to float32 on load",
         "version_sha256": version,
     }
-    card["data"] = {
-        "real": (
-            "AnnoCerv (iclx/AnnoCerv, CC BY 4.0), 384 px copies from "
-            "bhabigel/colposcopy-digital-atlas-processed: the train split (213 photos of "
-            "the patients in it; split by patient), outline strokes filled by "
-            "tools.annotations.outline.fill_outline (docs/annotations.md); photos whose "
-            "stroke could not be filled (undecided) left out"
-        ),
-        "synthetic": f"cervixbatch synth --count {SYNTH_COUNT} --seed {SYNTH_SEED} "
-        f"{' '.join(SYNTH_ARGS)} (the first {SYNTH_USED})",
-        "validation": "AnnoCerv validation split (43 photos, other patients): epochs, threshold",
-        "licence": "CC BY 4.0 — credit: AnnoCerv (see NOTICE)",
-        "photos": len(rows(data)),
-    }
+    card["data"].update(
+        {
+            "description": (
+                "AnnoCerv (iclx/AnnoCerv, CC BY 4.0; 384 px copies from "
+                "bhabigel/colposcopy-digital-atlas-processed): the train split's real "
+                "colposcopy photos (patients apart from the validation split's), outline "
+                "strokes filled by tools.annotations.outline.fill_outline "
+                "(docs/annotations.md), undecided strokes left out, negatives shown "
+                f"{NEGATIVE_COPIES}x in the last fine-tune; plus {SYNTH_USED} synth v2 "
+                "photos"
+            ),
+            "synthetic": f"cervixbatch synth --count {SYNTH_COUNT} --seed {SYNTH_SEED} "
+            f"{' '.join(SYNTH_ARGS)} (the first {SYNTH_USED})",
+            "validation": "AnnoCerv validation split (43 photos): epochs and threshold",
+            "licence": "CC BY 4.0 — credit: AnnoCerv (see NOTICE)",
+            "annocerv_photos": len(rows(data)),
+        }
+    )
     card["training"]["initialised_from"] = "the synthetic builtin:demo lesion model, fine-tuned"
     card["evaluation"] = {
         "validation": {k: v["figures"] for k, v in validation.items()},
