@@ -4,19 +4,20 @@ and observer supervision. Fast: no TensorFlow, no subprocess."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
 import pytest
+from support.paths import REPO
 
 from cervixbatch.config import BatchConfig, Config, LoggingConfig, WatchConfig
 from cervixbatch.intake.rules import InputRule
 from cervixbatchd.notify import Notifier
 from cervixbatchd.reload import plan_reload
 from cervixbatchd.settle import SettleTracker
-from cervixbatchd.signals import SignalFlags, Wakeup
 from cervixbatchd.watch import InboxWatcher, ObserverFailedError
 
 if TYPE_CHECKING:
@@ -176,25 +177,42 @@ def test_notifier_is_silent_without_a_socket_and_honours_watchdog_pid() -> None:
 # -- signals -----------------------------------------------------------------------------
 
 
+SIGNALS_IN_A_CHILD = """
+import os, signal
+from cervixbatchd.signals import SignalFlags, Wakeup
+wakeup = Wakeup()
+flags = SignalFlags(wakeup)
+before = signal.getsignal(signal.SIGTERM)
+assert flags.install()
+try:
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert wakeup.wait(1.0)
+    assert flags.take_reload()
+    assert not flags.take_reload()
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert wakeup.wait(1.0)
+    assert flags.stop == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+finally:
+    flags.restore()
+    wakeup.close()
+assert signal.getsignal(signal.SIGTERM) == before
+print("ok")
+"""
+
+
 def test_signals_only_set_flags_and_a_second_stop_signal_is_fatal() -> None:
-    """SIGHUP sets the reload flag, SIGTERM the stop flag, and after it SIGTERM is default."""
-    wakeup = Wakeup()
-    flags = SignalFlags(wakeup)
-    before = signal.getsignal(signal.SIGTERM)
-    assert flags.install()
-    try:
-        os.kill(os.getpid(), signal.SIGHUP)
-        assert wakeup.wait(1.0)
-        assert flags.take_reload()
-        assert not flags.take_reload()
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert wakeup.wait(1.0)
-        assert flags.stop == "SIGTERM"
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    finally:
-        flags.restore()
-        wakeup.close()
-    assert signal.getsignal(signal.SIGTERM) == before
+    """SIGHUP sets the reload flag, SIGTERM the stop flag, and after it SIGTERM is default.
+
+    Run in a child process of its own, as the daemon receives them: signals sent to the
+    test runner itself land on whatever threads earlier tests' native libraries left.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])}
+    child = subprocess.run(
+        [sys.executable, "-c", SIGNALS_IN_A_CHILD],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-2000:]
 
 
 # -- reload ------------------------------------------------------------------------------
