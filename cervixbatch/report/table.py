@@ -94,7 +94,8 @@ def _summary_lines(data: ReportData) -> list[str]:
                     + f"  {stage} {version[:12]} = {escape(data.model_names[version])}"
                 )
     for stage, why in data.precision_now.items():
-        lines.append(_LABEL.format("precision" if stage == "cervix" else "") + escape(why))
+        label = "precision" if stage == "cervix" else ""
+        lines.append(_LABEL.format(label) + f"{escape(stage)}: " + escape(why))
     return lines
 
 
