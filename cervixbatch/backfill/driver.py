@@ -163,7 +163,7 @@ class Driver:
             totals.model_calls = (totals.model_calls or 0) + flight.model_calls
             for node, mb in flight.peak_rss_mb.items():
                 totals.peak_rss_mb[node] = max(totals.peak_rss_mb.get(node, 0.0), mb)
-        totals.committed += len(work)
+        totals.note_commit(len(work))
         totals.frames += sum(len(item.results) for item in work)
 
     def _give_back(self, left: Iterable[WorkItem], exc: BaseException | None) -> None:

@@ -43,6 +43,19 @@ __all__ = ["ClusterUnreachable", "EngineSettings", "RayEngine"]
 _DEFAULT_PORT = 6379
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_BLOCK_BYTES = 64 * 1024 * 1024  # a few decoded 12 MP working images
+# What a model actor holds (measured: 740 MB with the demo models on OpenVINO): Ray
+# places no more actors on a node than its memory takes.
+_ACTOR_MEMORY_BYTES = 1024 * 1024 * 1024
+# A Ray started here keeps its idle workers: by default it stops a worker idle for a
+# second beyond one per CPU, and the read and write tasks then pay a fresh process's
+# imports (NumPy, OpenCV, ours: seconds of CPU) again and again — on two cores that cost
+# a third of the backfill's throughput. (A cluster of `ray start` sets the same with the
+# RAY_idle_worker_killing_time_threshold_ms and RAY_num_workers_soft_limit variables:
+# docs/cluster.md.)
+_KEEP_IDLE_WORKERS_MS = 300_000
+# Ray runs the stages as several tasks per CPU; OpenCV's own threads in each of them
+# (one per core by default) only add switching between them.
+_WORKER_ENV = {"OPENCV_FOR_THREADS_NUM": "1"}
 
 
 class ClusterUnreachable(CervixbatchError):
@@ -72,12 +85,21 @@ class RayEngine:
 
         _check_reachable(address)
         self.settings = settings
+        local: dict[str, Any] = {}
+        if address is None:  # a Ray of our own: its workers stay for the whole run
+            cpus = os.cpu_count() or 1
+            local["_system_config"] = {
+                "idle_worker_killing_time_threshold_ms": _KEEP_IDLE_WORKERS_MS,
+                "num_workers_soft_limit": 2 * (settings.cpu_tasks or cpus) + 4,
+            }
         try:
             ray.init(
                 address=address,
                 logging_level=logging.WARNING,
                 log_to_driver=False,
                 configure_logging=False,
+                runtime_env={"env_vars": _WORKER_ENV},
+                **local,
             )
         except (ConnectionError, RuntimeError, TimeoutError) as exc:
             msg = f"cannot connect to the Ray cluster at {address}: {exc}".splitlines()[0]
@@ -137,6 +159,7 @@ class RayEngine:
         model_args: dict[str, Any] = (
             {"num_gpus": 1} if self.gpus else {"num_cpus": settings.actor_cpus}
         )
+        model_args["memory"] = _ACTOR_MEMORY_BYTES
         # Ray Data restarts a lost actor and retries a lost task without limit (its
         # defaults): a node lost midway costs the work in hand there, not the wave.
         actors = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)

@@ -31,7 +31,7 @@ def backfill_local(config: Config, candidates: Iterable[Path | SourceRejection])
         def on_batch(outcome: BatchOutcome) -> None:
             finished = run.finished(outcome)
             progress.advance(finished)
-            totals.committed += finished
+            totals.note_commit(finished)
             totals.frames += outcome.frames
 
         runner.process_until_empty(on_batch=on_batch)

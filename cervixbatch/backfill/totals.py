@@ -33,17 +33,41 @@ class BackfillTotals:
     peak_rss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # node → MB
     driver_peak_rss_mb: float = 0.0
     lost_waves: int = 0  # waves the cluster failed; their inputs went back to the queue
+    # The first and last commits' clocks (perf_counter) and the inputs of the first: the
+    # steady rate between them leaves out the start (a Ray actor importing its framework
+    # and loading the models, each wave) and the pipeline's fill.
+    first_commit: tuple[float, int] | None = None
+    last_commit_at: float = 0.0
 
     @property
     def photos_per_s(self) -> float:
         """Inputs committed per second of processing."""
         return self.committed / self.seconds if self.seconds > 0 else 0.0
 
+    def note_commit(self, count: int) -> None:
+        """Counts ``count`` committed inputs and when they were committed."""
+        now = time.perf_counter()
+        self.committed += count
+        if self.first_commit is None:
+            self.first_commit = (now, self.committed)
+        self.last_commit_at = now
+
+    @property
+    def steady_photos_per_s(self) -> float:
+        """Inputs committed per second after the first commit (0: too few commits)."""
+        if self.first_commit is None:
+            return 0.0
+        started, first = self.first_commit
+        elapsed = self.last_commit_at - started
+        return (self.committed - first) / elapsed if elapsed > 0 else 0.0
+
     def as_json(self) -> dict[str, object]:
         """A JSON-ready summary."""
         data = dataclasses.asdict(self)
         data["rejected"] = dict(sorted(self.rejected.items()))
         data["photos_per_s"] = round(self.photos_per_s, 2)
+        data["steady_photos_per_s"] = round(self.steady_photos_per_s, 2)
+        del data["first_commit"], data["last_commit_at"]
         return data
 
     def lines(self) -> list[str]:
