@@ -68,11 +68,8 @@ class EngineSettings:
 
     actors: int | None = None  # model actors at most; None: one per GPU, else CPUs / 4
     actor_cpus: float = 1.0  # CPUs each model actor reserves where there is no GPU
-    # A read or write task waits on storage and the object store part of its time: on two
-    # cores (160 photos of 12 MP, simulated device) four of each at a quarter CPU ran at
-    # 13.5 photos/s steady against 10.6 for two at one CPU, the whole run 1.8x faster.
-    task_cpus: float = 0.25  # CPUs each read or write task reserves
-    cpu_tasks: int | None = None  # read (and write) tasks in flight at most; None: 2 x CPUs
+    task_cpus: float = 1.0  # CPUs each read or write task reserves
+    cpu_tasks: int | None = None  # read (and write) tasks in flight at most; None: CPUs
     inputs_per_task: int = 4  # inputs per read or write task (4 decoded 12 MP ≈ 40 MB)
     commit_batch: int = 64  # inputs per transaction on the driver
     # Fewer new files than this in a registration chunk are hashed by the driver: a
@@ -93,7 +90,7 @@ class RayEngine:
             cpus = os.cpu_count() or 1
             local["_system_config"] = {
                 "idle_worker_killing_time_threshold_ms": _KEEP_IDLE_WORKERS_MS,
-                "num_workers_soft_limit": 2 * (settings.cpu_tasks or 2 * cpus) + 4,
+                "num_workers_soft_limit": 2 * (settings.cpu_tasks or cpus) + 4,
             }
         try:
             ray.init(
@@ -154,7 +151,7 @@ class RayEngine:
 
         settings = self.settings
         per_task = settings.inputs_per_task
-        cpu_tasks = settings.cpu_tasks or max(1, 2 * self.cpus)
+        cpu_tasks = settings.cpu_tasks or max(1, self.cpus)
         blocks = max(1, -(-len(work) // per_task))
         dataset = ray.data.from_items(
             [{PAYLOAD: pack(item)} for item in work], override_num_blocks=blocks

@@ -36,7 +36,7 @@ __all__ = ["backfill"]
 @click.option(
     "--cpu-tasks",
     type=click.IntRange(min=1),
-    help="Read and write tasks in flight at most, each (default: twice the cluster's CPUs).",
+    help="Read and write tasks in flight at most, each (default: the cluster's CPUs).",
 )
 @click.option(
     "--actor-cpus",
@@ -48,10 +48,9 @@ __all__ = ["backfill"]
 @click.option(
     "--task-cpus",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=0.25,
+    default=1.0,
     show_default=True,
-    help="CPUs each read or write task reserves (a task waits on storage and the object "
-    "store part of its time: four to a core keep it busy).",
+    help="CPUs each read or write task reserves.",
 )
 @click.option(
     "--wave",
