@@ -71,6 +71,32 @@ def test_auto_runs_int8_where_the_card_passes(quantized: Path) -> None:
     assert why["lesion"].startswith("int8, its card passes")
 
 
+def test_the_reports_say_which_precision_and_why(quantized: Path, tmp_path: Path) -> None:
+    """After a photo was processed, the JSON and HTML reports (like the table) say per
+    stage which precision the configuration gives now and why (the card's figures)."""
+    folder = tmp_path / "set"
+    shutil.copytree(quantized, folder, ignore=shutil.ignore_patterns("state", "outbox"))
+    photo = folder / "inbox" / "one.jpg"
+    write_photo(photo, draw_photo(320, 240, seed=40))
+    config = str(folder / "config.toml")
+    done = CliRunner().invoke(main, ["--config", config, "process", str(photo)])
+    assert done.exit_code == 0, done.output
+    shown = CliRunner().invoke(main, ["--config", config, "report", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    now = json.loads(shown.stdout)["precision_now"]
+    assert set(now) == {"cervix", "lesion"}
+    assert now["lesion"].startswith("int8, its card passes")
+    assert "held-out photos" in now["lesion"]
+    page = folder / "report.html"
+    made = CliRunner().invoke(
+        main, ["--config", config, "report", "--format", "html", "--output", str(page)]
+    )
+    assert made.exit_code == 0, made.output
+    html = page.read_text(encoding="utf-8")
+    assert "Precision now, and why" in html
+    assert "<b>lesion</b>: int8, its card passes" in html
+
+
 def test_auto_never_chooses_an_int8_model_whose_card_fails(quantized: Path, tmp_path: Path) -> None:
     """A real INT8 card that fails the gate (its lesion decisions flip on 10 % of the
     held-out photos, its Dice still high) is passed over: that stage falls back to

@@ -125,6 +125,7 @@ def report(
 
                 refs = {"cervix": config.models.cervix, "lesion": config.models.lesion}
                 data.model_names.update(configured_descriptions(refs))
+            if fmt in {"table", "html", "json"} and data.stats.models:
                 data.precision_now.update(_precision_now(config))
             if fmt == "json":
                 text = render_json(data)

@@ -158,11 +158,17 @@ def _summary(data: ReportData) -> str:
             f"<td>{_esc(_when(m.last_used))}</td></tr>"
             for m in stats.models
         )
+        now = "".join(
+            f"<li><b>{_esc(stage)}</b>: {_esc(why)}</li>"
+            for stage, why in data.precision_now.items()
+        )
         details.append(
             '<div class="panel"><h3>Models in use</h3><table><thead><tr><th>cervix</th>'
             "<th>lesion</th><th>runtime, precision</th>"
             '<th class="num">frames</th><th>last used</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+            + (f'<p class="muted">Precision now, and why:</p><ul>{now}</ul>' if now else "")
+            + "</div>"
         )
     if details:
         parts.append(f'<div class="panels">{"".join(details)}</div>')

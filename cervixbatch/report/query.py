@@ -199,6 +199,8 @@ def render_json(data: ReportData) -> str:
         "items": [item_dict(item, data.inbox) for item in data.items],
         "stats": data.stats.as_dict(),
     }
+    if data.precision_now:  # per stage, the precision models.precision gives now, and why
+        document["precision_now"] = data.precision_now
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
