@@ -44,6 +44,7 @@ from cervixbatch.backfill.register import hash_here, register_sources
 from cervixbatch.backfill.sources import expand_sources
 from cervixbatch.backfill.stages import (
     PAYLOAD,
+    InFlight,
     ModelStage,
     StageContext,
     pack,

@@ -231,7 +231,9 @@ def train_negatives(work: Path) -> None:
     statuses = json.loads((work / "statuses.json").read_text())
     joined, oversampled = work / "joined", work / "joined-negatives"
     negatives = [
-        p.stem for p in sorted((work / "train" / "images").iterdir()) if statuses[p.stem] == "empty"
+        p.stem  # the real photos without acetowhite area (synthetic ones have no status)
+        for p in sorted((work / "train" / "images").iterdir())
+        if statuses.get(p.stem) == "empty"
     ]
     for sub in ("images", "lesion", "cervix"):
         (oversampled / sub).mkdir(parents=True, exist_ok=True)
