@@ -45,6 +45,8 @@ def _rgbs(flight: InFlight) -> list[np.ndarray]:
 
 
 def test_pixels_leave_the_payload_and_come_back(tmp_path: Path) -> None:
+    """A photo's frame and a multi-frame input's equal frames travel in the pixels column:
+    each pickled row is small, and the frames come back equal, the jobs on the same ones."""
     single = _flight(tmp_path, [(300, 400)], seed=1)
     multi = _flight(tmp_path, [(120, 160)] * 3, seed=2)
     expected = [[a.copy() for a in _rgbs(f)] for f in (single, multi)]
@@ -63,6 +65,8 @@ def test_pixels_leave_the_payload_and_come_back(tmp_path: Path) -> None:
 def test_frames_of_different_sizes_and_undecoded_inputs_stay_in_the_payload(
     tmp_path: Path,
 ) -> None:
+    """Frames of different sizes stay in the pickle (no column entry taken), an input that
+    was never decoded travels as it is."""
     mixed = _flight(tmp_path, [(100, 100), (50, 80)], seed=3)
     before = [a.copy() for a in _rgbs(mixed)]
     assert len(take_pixels(mixed)) == 0  # nothing taken: they travel pickled
@@ -77,6 +81,7 @@ def test_frames_of_different_sizes_and_undecoded_inputs_stay_in_the_payload(
 
 
 def test_put_pixels_of_nothing_leaves_the_frames(tmp_path: Path) -> None:
+    """An empty pixels entry (nothing was taken) leaves the frames as they are."""
     flight = _flight(tmp_path, [(10, 10)], seed=5)
     put_pixels(flight, np.zeros((0, 1, 1, 3), dtype=np.uint8))
     assert _rgbs(flight)[0].shape == (10, 10, 3)
