@@ -16,6 +16,8 @@ Steps:
                      times per epoch (``NEGATIVE_COPIES``), at a lower rate, the epoch of
                      the best validation loss kept: the first fine-tune marked 12 % of the
                      negatives' photo (it is kept as lesion.first.keras)
+  annocerv-blend     the fine-tune's weights averaged with the demo's (WiSE-FT), the share
+                     chosen on validation and a synthetic selection set (annocerv_blend.py)
   annocerv-evaluate  old and new lesion models on the validation split (Dice vs the filled
                      regions, boundary F vs the strokes, lesion share on negatives), the
                      threshold chosen on it
@@ -320,6 +322,10 @@ def run_steps(data: Path | None, work: Path, steps: set[str], *, force: bool = F
         train(work)
     if "annocerv-negatives" in steps:
         train_negatives(work)
+    if "annocerv-blend" in steps:
+        from annocerv_blend import blend  # beside this file
+
+        blend(work)
     if "annocerv-evaluate" in steps:
         evaluate(data, work)
     if "annocerv-synthetic" in steps:
@@ -527,6 +533,13 @@ def pack(data: Path, work: Path, *, force: bool) -> None:
         }
     )
     card["training"]["initialised_from"] = "the synthetic builtin:demo lesion model, fine-tuned"
+    if (work / "blend.json").exists():
+        blended = json.loads((work / "blend.json").read_text())
+        card["training"]["blend"] = {
+            "method": blended["method"],
+            "alpha": blended["chosen_alpha"],
+            "candidates": blended["candidates"],
+        }
     card["evaluation"] = {
         "validation": {k: v["figures"] for k, v in validation.items()},
         "threshold": threshold,
