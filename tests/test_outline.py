@@ -83,6 +83,21 @@ def test_an_open_arc_is_closed_by_its_chord_and_marked_partial() -> None:
     assert filled.region[20, 20] == 0
 
 
+def test_a_loop_lifted_for_a_wider_gap_follows_its_stroke_not_its_hull() -> None:
+    """An L-shaped loop with a 12-pixel break (the pen lifted and set down) stands for the
+    L it draws, not for its convex hull, which would take in the corner the L leaves out;
+    the guess keeps the photo partial, so training does not rely on it."""
+    corners = [(40, 40), (160, 40), (160, 80), (80, 80), (80, 160), (40, 160), (40, 40)]
+    stroke = polyline_stroke(corners, (SIZE, SIZE))
+    stroke[100:112, 75:86] = 0  # a 12-pixel break in the L's inner side
+    filled = fill_outline(stroke)
+    assert filled.status is FillStatus.PARTIAL
+    assert filled.region[120, 60] == 255  # inside the L's leg
+    assert filled.region[60, 120] == 255  # inside the L's arm
+    assert filled.region[120, 120] == 0  # the corner the L leaves out (its hull's)
+    assert filled.region[20, 20] == 0
+
+
 def test_a_lone_line_inside_the_photo_bounds_nothing() -> None:
     """A short straight stroke that encloses no area gives no region: undecided."""
     stroke = polyline_stroke([(80, 100), (120, 100)], (SIZE, SIZE))

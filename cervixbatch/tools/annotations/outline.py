@@ -40,6 +40,7 @@ Mask = npt.NDArray[np.uint8]
 CLOSE_PX = 5  # gaps a hand-drawn stroke leaves, in pixels of a 384-pixel-wide mask
 OUTSIDE_CONTACT = 0.5  # pieces with this share of the most edge contact are outside
 HULL_GAIN = 4.0  # a partial stroke's hull must cover this many times the stroke's pixels
+WIDE_GAP_FACTOR = 3  # rule 4b: gaps this many times CLOSE_PX, tried when a stroke is open
 MIN_PIECE = 0.0005  # pieces under this share of the photo are stroke wobble, not a region
 
 
@@ -128,6 +129,18 @@ def fill_outline(stroke: Mask, *, close_px: int = CLOSE_PX) -> Filled:
     binary = np.where(stroke > 0, 255, 0).astype(np.uint8)
     if not binary.any():
         return Filled(np.zeros_like(binary), FillStatus.EMPTY)
+    first = _fill(binary, close_px)
+    if first.status is FillStatus.FILLED:
+        return first
+    # rule 4b: wider gaps (a stroke lifted and set down again) may close what the strokes
+    # meant; the guess stays partial, so training never relies on it
+    wider = _fill(binary, WIDE_GAP_FACTOR * close_px)
+    if wider.status is FillStatus.FILLED:
+        return Filled(wider.region, FillStatus.PARTIAL)
+    return first
+
+
+def _fill(binary: Mask, close_px: int) -> Filled:
     line = _to_edge(_closed(binary, close_px), close_px + 2)
     inside = _inside(line)
     grown = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=close_px + 2)
