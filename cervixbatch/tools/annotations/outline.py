@@ -13,7 +13,9 @@ photo to another. The rule (docs/annotations.md says it with pictures in words):
    is *undecided* (training skips it; a boundary score still works).
 4. The stroke itself belongs to the region it bounds; a stroke piece that bounds no
    region (a partial stroke that closes nothing) is left out of the region and the photo
-   is *partial* (the region is what the closed strokes say; the rest is unknown).
+   is *partial* (the region is what the closed strokes say; the rest is unknown). Before
+   that, gaps up to ``WIDE_GAP_FACTOR`` times ``close_px`` are tried: if every stroke
+   then bounds a region, that region stands (still *partial*: the gap was a guess).
 5. No stroke pixel: *empty*, a real negative (no lesion).
 """
 
