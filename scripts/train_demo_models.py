@@ -25,7 +25,8 @@ Steps (``--steps``, comma-separated, in this order):
 Real photos (issue 24): ``--annocerv DIR --steps annocerv-prepare,annocerv-train,
 annocerv-negatives,annocerv-evaluate,annocerv-synthetic,annocerv-pack`` fine-tunes the
 lesion stage on AnnoCerv (CC BY 4.0) — see ``scripts/annocerv_steps.py``; the photos stay
-in DIR, the repository does not carry them.
+in DIR, the repository does not carry them. ``annocerv-blend`` (after ``annocerv-negatives``)
+averages the fine-tune's weights with the demo's (``scripts/annocerv_blend.py``).
 
 Trained on synthetic images: for trying the software, not for clinical use.
 """
