@@ -121,6 +121,27 @@ def test_auto_never_chooses_an_int8_model_whose_card_fails(quantized: Path, tmp_
         assert why.startswith("float32:") and "bfloat16 refused" in why
 
 
+def test_auto_passes_over_an_int8_model_with_no_int8_layer(quantized: Path, tmp_path: Path) -> None:
+    """Accuracy control can return every convolution to float (seen on a 350-photo
+    synthetic set): that model passes the gate trivially but is float32 by another name,
+    so `auto` does not call it INT8 — the stage falls back as from a failing card, saying
+    why, and the other stage keeps INT8."""
+    from cervixbatch.model.openvino_rt import auto_bf16
+
+    folder = tmp_path / "set"
+    shutil.copytree(quantized, folder, ignore=shutil.ignore_patterns("state", "outbox"))
+    card_path = folder / "lesion.int8.card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    assert card["calibration"]["convolutions_in_int8"] > 0  # the real card counted them
+    card["calibration"]["convolutions_in_int8"] = 0
+    card_path.write_text(json.dumps(card), encoding="utf-8")
+    stages = _load(folder / "config.toml")
+    assert stages.cervix.precision.value == "int8"
+    assert stages.lesion.precision.value != "int8"
+    assert stages.lesion.precision.value == ("mixed_bfloat16" if auto_bf16() else "float32")
+    assert "kept every convolution in float" in stages.lesion.precision_reason
+
+
 def test_layers_kept_in_float_run_in_float32(analytic_models: dict[str, Path]) -> None:
     """An INT8 model is compiled with float32 as the inference precision: the layers
     quantize kept in float for agreement must not run in bfloat16, which the CPU would

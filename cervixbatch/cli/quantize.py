@@ -101,3 +101,9 @@ def quantize(
             f"{card.calibration}: {verdict}\n        {card.reason}\n        {card.paths.xml}"
             f"\n        {card.paths.card}"
         )
+        if card.convolutions_in_int8 == 0:
+            click.echo(
+                f"        {card.stage}: the search kept every convolution in float, so this "
+                'model has no INT8 speed; precision "auto" runs the stage as it would '
+                "without it (try more calibration photos, or --max-drop)"
+            )

@@ -2,7 +2,8 @@
 
 1. INT8, where ``cervixbatch quantize`` wrote an INT8 model of this very float model
    whose card passes the gate (``model.int8.check_int8_card``: held-out mean Dice and
-   lesion decisions flipped);
+   lesion decisions flipped) and in which some convolution runs in INT8 (accuracy
+   control may return every layer to float: that model is float32 by another name);
 2. else bfloat16, where the CPU computes it natively and a bfloat16 card passes the same
    gate: ``quantize`` measures float32 against OpenVINO bfloat16 on the same held-out
    photos and writes ``NAME.bf16.card.json`` beside the INT8 card (measured once, kept
@@ -59,7 +60,14 @@ def choose_precision(
             except ModelError as exc:
                 refused.append(f"int8 refused: {exc}")
             else:
-                return PrecisionChoice(Precision.INT8, f"int8, its card passes: {verdict.reason}")
+                if _int8_convolutions(paths.card) != 0:
+                    return PrecisionChoice(
+                        Precision.INT8, f"int8, its card passes: {verdict.reason}"
+                    )
+                refused.append(
+                    "int8: its card passes, but quantize's search kept every convolution in "
+                    "float (no INT8 layer, so no INT8 speed)"
+                )
         else:
             refused.append("int8: no INT8 model (`cervixbatch quantize` makes one)")
     if not cpu_bf16:
@@ -73,6 +81,13 @@ def choose_precision(
             )
         refused.append(why)
     return PrecisionChoice(Precision.FLOAT32, "float32: " + "; ".join(refused))
+
+
+def _int8_convolutions(card_path: Path) -> int | None:
+    """How many convolutions of the INT8 model run in INT8, from its card (None: unknown,
+    e.g. a card written before quantize counted them)."""
+    count = read_card(card_path).get("calibration", {}).get("convolutions_in_int8")
+    return None if count is None else int(count)
 
 
 def _bf16_verdict(ref: str, stage: str, version: str, options: LoadOptions) -> tuple[bool, str]:

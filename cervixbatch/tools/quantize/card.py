@@ -51,6 +51,7 @@ class StageCard:
     worst_image: str
     held_out: int
     calibration: int
+    convolutions_in_int8: int | None  # None: not counted (plain quantization of old cards)
     decision_flip_share: float
     decision_flips: int
     max_lesion_fraction_change: float
@@ -179,6 +180,7 @@ def stage_card(stage: str, paths: Int8Paths, card: dict[str, Any], minimum: floa
         worst_image=worst["image"],
         held_out=agreement["held_out"],
         calibration=card["calibration"]["inputs"],
+        convolutions_in_int8=card["calibration"].get("convolutions_in_int8"),
         decision_flip_share=agreement["decision_flip_share"],
         decision_flips=agreement["decision_flips"],
         max_lesion_fraction_change=agreement["max_lesion_fraction_change"],
