@@ -130,21 +130,7 @@ def _acceptable(candidate: dict[str, Any], demo: dict[str, Any]) -> bool:
 
 def _selection_dice(work: Path, selection: Path, lesion: Path) -> float:
     """The lesion Dice of ``evaluate`` on the selection set, the demo cervix stage in front."""
-    from annocerv_steps import _cli, _env
+    from train_demo_models import _config, _evaluate  # beside this file
 
-    run = work / "runs" / lesion.stem
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
-    config = run / "config.toml"
-    config.write_text(
-        f'[paths]\ninbox = "inbox"\noutbox = "outbox"\n'
-        f'[database]\nurl = "sqlite:///{run / "db.sqlite"}"\n'
-        f'[models]\ncervix = "builtin:demo"\nlesion = "{lesion}"\n'
-    )
-    cmd = _cli(
-        "--config", str(config), "evaluate", "--images", str(selection / "images"),
-        "--cervix-masks", str(selection / "cervix"), "--lesion-masks", str(selection / "lesion"),
-        "--format", "json",
-    )  # fmt: skip
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_env()).stdout
-    return float(json.loads(out)["stages"]["lesion"]["mean_dice"])
+    config = _config(work / "runs" / lesion.stem, "builtin:demo", str(lesion))
+    return float(_evaluate(config, selection)["lesion"]["mean_dice"])
